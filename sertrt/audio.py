@@ -1,0 +1,111 @@
+"""Audio I/O and the signal constants every stage shares (numpy only: the runtime imports this).
+
+All models see mono float32 audio at SAMPLE_RATE in [-1, 1]. Shapes: `(num_samples,)` for one
+utterance, `(B, num_samples)` for a batch, `(B,)` int64 lengths beside it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SertrtError
+
+
+def exact_div(x: int, y: int) -> int:
+    assert x % y == 0, f"{x} is not a multiple of {y}"
+    return x // y
+
+
+SAMPLE_RATE = 16000
+FRAME_STRIDE = 320  # wav2vec2's conv stack: strides 5*2*2*2*2*2*2 = 320 samples, 20 ms
+RECEPTIVE_FIELD = 400  # one wav2vec2 frame sees 400 samples (25 ms): the shortest useful input
+FRAMES_PER_SECOND = exact_div(SAMPLE_RATE, FRAME_STRIDE)  # 50 frames/s
+
+FBANK_WINDOW = 400  # 25 ms Hamming window for the Fbank/MFCC baselines
+FBANK_HOP = 160  # 10 ms hop
+FBANK_FFT = 512
+
+WINDOW_SECONDS = 2.0  # streaming defaults (runtime): 2 s windows every 0.5 s
+HOP_SECONDS = 0.5
+WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 32000
+HOP_SAMPLES = int(HOP_SECONDS * SAMPLE_RATE)  # 8000
+assert exact_div(WINDOW_SAMPLES, HOP_SAMPLES) == 4
+
+
+def resample(audio: np.ndarray, orig_rate: int, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling of `(num_samples,)` float32 audio (soxr, high quality)."""
+    if orig_rate == rate:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, orig_rate, rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def downmix(audio: np.ndarray) -> np.ndarray:
+    """`(num_samples, channels)` -> `(num_samples,)` by averaging channels."""
+    return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
+
+
+def check_finite(audio: np.ndarray, where: str) -> None:
+    if not np.isfinite(audio).all():
+        bad = int((~np.isfinite(audio)).sum())
+        raise SertrtError(f"{where}: audio has {bad} NaN/Inf samples")
+
+
+def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read any soundfile-readable file as mono float32 at `rate`: `(num_samples,)`.
+
+    Stereo is downmixed and other rates are resampled. Unreadable, empty or non-finite audio is a
+    SertrtError naming the file; it is never silently replaced.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise SertrtError(f"{path}: no such audio file")
+    try:
+        audio, orig_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
+    if audio.shape[0] == 0:
+        raise SertrtError(f"{path}: audio is empty (0 samples)")
+    _warn_if_truncated(path, audio.shape[0])
+    audio = downmix(audio)
+    check_finite(audio, str(path))
+    return resample(audio, orig_rate, rate)
+
+
+def _warn_if_truncated(path: Path, frames: int) -> None:
+    """libsndfile quietly reads what a cut-off WAV still holds; say so, since it is usually a bad copy."""
+    import wave
+
+    if path.suffix.lower() != ".wav":
+        return
+    try:
+        with wave.open(str(path)) as w:
+            declared = w.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return  # not plain PCM WAV (float, extensible): nothing to compare with
+    if declared > frames:
+        warnings.warn(f"{path}: truncated WAV: header declares {declared} samples, file holds {frames}; using {frames}")
+
+
+def audio_info(path: str | Path) -> tuple[int, int, int]:
+    """(sample_rate, num_samples, channels) from the header alone; SertrtError if unreadable."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise SertrtError(f"{path}: cannot read audio header ({str(e).strip().splitlines()[-1]})") from None
+    return int(info.samplerate), int(info.frames), int(info.channels)
+
+
+def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
+    """Write 16-bit PCM WAV (what the real corpora ship)."""
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")

@@ -1,0 +1,140 @@
+"""The `sertrt` command line: thin typer wrappers, one options dataclass and one library call each.
+
+Heavy imports (torch, transformers) happen inside the commands, so `sertrt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .errors import SertrtError
+
+app = typer.Typer(
+    help="Multilingual speech emotion recognition (XLSR + HGFM): data, training, evaluation.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+data_app = typer.Typer(help="Make and split manifests.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Argument(..., help="Folder for the synthetic corpus (corpus-like layouts + manifest.jsonl)."),
+    seed: int = typer.Option(0, help="Same seed, same bytes."),
+    scale: float = typer.Option(1.0, help="Share of the full corpus to speak, in (0, 1] (1.0: about 1,050 utterances)."),
+    languages: str = typer.Option("en,de,it", help="Comma-separated: en (TESS-like), de (EmoDB-like), it (EMOVO-like)."),
+    noise_snr_db: Optional[float] = typer.Option(30.0, help="Additive noise SNR in dB."),
+    no_noise: bool = typer.Option(False, "--no-noise", help="Clean audio."),
+    workers: int = typer.Option(2, help="espeak-ng processes in parallel."),
+) -> None:
+    """Speak emotional sentences with espeak-ng in corpus layouts (EmoDB, EMOVO, TESS)."""
+    from rich.progress import Progress
+
+    from .data.synth import SynthOptions, synthesize
+
+    opts = SynthOptions(
+        out=out, seed=seed, scale=scale, languages=tuple(x.strip() for x in languages.split(",") if x.strip()),
+        noise_snr_db=None if no_noise else noise_snr_db, workers=workers,
+    )
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("synthesizing", total=None)
+        manifest = synthesize(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(f"wrote {manifest}")
+
+
+@data_app.command("split")
+def data_split(
+    manifest: Path = typer.Argument(..., help="Manifest to split."),
+    test_fraction: float = typer.Option(0.2, help="Share held out for testing (the paper's 4:1)."),
+    seed: int = typer.Option(0),
+    group_by: str = typer.Option("none", help="none: stratified by corpus and label; speaker: speaker-independent."),
+    out_dir: Optional[Path] = typer.Option(None, help="Default: beside the manifest."),
+) -> None:
+    """Write train_manifest.jsonl and test_manifest.jsonl."""
+    from .data.split import SplitOptions, split_manifest
+
+    train, test = split_manifest(SplitOptions(manifest, test_fraction, seed, group_by, out_dir))
+    console.print(f"wrote {train} and {test}")
+
+
+@app.command()
+def train(
+    train_manifest: Path = typer.Option(..., help="Training manifest (JSON Lines)."),
+    test_manifest: Path = typer.Option(..., help="Evaluated after every epoch; the best UA is kept."),
+    out: Path = typer.Option(..., help="Run directory."),
+    upstream: str = typer.Option("tiny", help="xlsr-53, xls-r-300m, wav2vec2-base, tiny, fbank, mfcc, cnn-lstm, or a pretrained directory / hub id."),
+    head: str = typer.Option("hgfm", help="hgfm, fcn or cnn-sa-dnn."),
+    strategy: str = typer.Option("full", help="frozen, semi (CNN encoder frozen) or full fine-tuning."),
+    epochs: int = typer.Option(10),
+    batch_size: int = typer.Option(8),
+    lr: float = typer.Option(2e-4),
+    weight_decay: float = typer.Option(0.01),
+    grad_clip: float = typer.Option(5.0),
+    max_seconds: float = typer.Option(6.0, help="Training crops longer utterances to this."),
+    proj_size: Optional[int] = typer.Option(None, help="HGFM L (default 64 for small upstreams, else 256)."),
+    hidden_size: Optional[int] = typer.Option(None, help="HGFM h1 (default 64 for small upstreams, else 128)."),
+    dropout: float = typer.Option(0.1),
+    seed: int = typer.Option(0),
+    devices: int = typer.Option(1, help="Processes (GPUs, or CPU gloo processes); >1 starts torch.distributed.run."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
+    resume: bool = typer.Option(False, help="Continue the run in --out after its last finished epoch."),
+    quiet: bool = typer.Option(False),
+) -> None:
+    """Train an SER model and keep the checkpoint with the best test UA."""
+    from .training.distributed import launch_torchrun, under_torchrun
+
+    if devices > 1 and not under_torchrun():
+        raise typer.Exit(launch_torchrun(devices, sys.argv[1:]))
+    from .training.train import TrainOptions, train as run_train
+
+    summary = run_train(TrainOptions(**{k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__}))
+    if summary.get("last"):
+        console.print(f"best UA {summary['best_ua']:.1%} -> {out / 'best.safetensors'}")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory (uses best.safetensors) or a checkpoint file."),
+    manifest: Path = typer.Option(..., help="Manifest to score."),
+    out: Optional[Path] = typer.Option(None, help="Folder for metrics JSON and confusion PNG (default RUN/eval)."),
+    batch_size: int = typer.Option(8),
+    device: str = typer.Option("cpu"),
+    json_output: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+) -> None:
+    """WA, UA and macro-F1 of a checkpoint on a manifest."""
+    from .training.evaluate import EvaluateOptions, evaluate as run_evaluate
+
+    report = run_evaluate(EvaluateOptions(run, manifest, out, batch_size, device))
+    if json_output:
+        console.print_json(json.dumps(report))
+        return
+    console.print(
+        f"{manifest}: WA {report['wa']:.1%}  UA {report['ua']:.1%}  macro-F1 {report['macro_f1']:.1%}  "
+        f"({report['count']} utterances) -> {report['out_dir']}"
+    )
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main() -> None:
+    warnings.formatwarning = _one_line_warning
+    try:
+        app()
+    except SertrtError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Corpus preparation: synthetic data and adapters that turn corpora into manifests."""

@@ -1,0 +1,52 @@
+"""Mask-aware building blocks shared by upstreams and heads. Shapes: (B, T, D) with lengths (B,)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) -> (B, max_len) float mask, 1 on valid positions; built arithmetically (export-friendly)."""
+    steps = torch.arange(max_len, device=lengths.device)
+    return (steps.unsqueeze(0) < lengths.unsqueeze(1)).to(torch.float32)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence within its own length: (B, T, D) -> (B, T, D); padding stays at the end.
+
+    Running a forward RNN over this is an exact backward RNN for padded batches, with plain Gather
+    ops instead of packed sequences (which ONNX/TensorRT handle badly).
+    """
+    steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    rev = lengths.unsqueeze(1) - 1 - steps
+    index = torch.where(rev >= 0, rev, steps)  # (B, T)
+    return torch.gather(x, 1, index.unsqueeze(-1).expand_as(x))
+
+
+def last_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x[b, lengths[b] - 1]: (B, T, D) -> (B, D)."""
+    index = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, x.shape[2])
+    return torch.gather(x, 1, index).squeeze(1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T, 1) -> (B, D)."""
+    return (x * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class MaskedBiRNN(nn.Module):
+    """Bidirectional GRU/LSTM as two forward RNNs, the second over per-utterance reversed input."""
+
+    def __init__(self, rnn_cls: type[nn.Module], input_size: int, hidden_size: int):
+        super().__init__()
+        self.fw = rnn_cls(input_size, hidden_size, batch_first=True)
+        self.bw = rnn_cls(input_size, hidden_size, batch_first=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, D) -> forward (B, T, h), backward (B, T, h), both in natural time order."""
+        fw, _ = self.fw(x)
+        bw, _ = self.bw(reverse_padded(x, lengths))
+        return fw, reverse_padded(bw, lengths)
+
+

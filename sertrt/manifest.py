@@ -1,0 +1,103 @@
+"""Manifests: JSON Lines, one utterance a line, validated on load.
+
+    {"path": "emodb/wav/03a01Wa.wav", "label": "angry", "corpus": "emodb", "language": "de",
+     "speaker": "03", "duration": 1.9, "sample_rate": 16000}
+
+Relative paths are relative to the manifest's own folder, so a corpus and its manifests move
+together. Every error names the manifest line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import atomic
+from .audio import audio_info
+from .errors import SertrtError
+from .labels import label_index
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: str  # absolute after read_manifest
+    label: str
+    corpus: str
+    language: str
+    speaker: str
+    duration: float  # seconds, at the file's own rate
+    sample_rate: int  # the file's own rate (the pipeline resamples to audio.SAMPLE_RATE)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(Utterance))
+
+
+def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]:
+    """Load and validate a manifest. `check_audio` also reads every file's header."""
+    path = Path(path)
+    if not path.is_file():
+        raise SertrtError(f"{path}: no such manifest")
+    root = path.parent
+    utterances = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SertrtError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise SertrtError(f"{where}: expected a JSON object")
+            missing = [k for k in FIELDS if k not in row]
+            if missing:
+                raise SertrtError(f"{where}: missing field(s) {', '.join(missing)}")
+            label_index(row["label"], where)
+            audio_path = Path(row["path"])
+            if not audio_path.is_absolute():
+                audio_path = root / audio_path
+            if not audio_path.is_file():
+                raise SertrtError(f"{where}: audio file {audio_path} does not exist")
+            if check_audio:
+                try:
+                    rate, frames, _ = audio_info(audio_path)
+                except SertrtError as e:
+                    raise SertrtError(f"{where}: {e}") from None
+                if frames == 0:
+                    raise SertrtError(f"{where}: {audio_path}: audio is empty (0 samples)")
+            try:
+                utt = Utterance(
+                    path=str(audio_path.resolve()),
+                    label=str(row["label"]),
+                    corpus=str(row["corpus"]),
+                    language=str(row["language"]),
+                    speaker=str(row["speaker"]),
+                    duration=float(row["duration"]),
+                    sample_rate=int(row["sample_rate"]),
+                )
+            except (TypeError, ValueError) as e:
+                raise SertrtError(f"{where}: bad field value ({e})") from None
+            utterances.append(utt)
+    if not utterances:
+        raise SertrtError(f"{path}: manifest has no utterances")
+    return utterances
+
+
+def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
+    """Write atomically, with paths relative to the manifest's folder where possible."""
+    path = Path(path)
+    root = path.parent.resolve()
+    lines = []
+    for utt in utterances:
+        row = dataclasses.asdict(utt)
+        p = Path(utt.path)
+        if p.is_absolute():
+            rel = os.path.relpath(p, root)
+            row["path"] = rel if not rel.startswith("..") else str(p)
+        lines.append(json.dumps(row, ensure_ascii=False))
+    atomic.write_text(path, "\n".join(lines) + "\n")

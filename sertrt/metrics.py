@@ -1,0 +1,51 @@
+"""The paper's metrics, numpy only (the runtime's parity check uses them too).
+
+WA = accuracy; UA = mean per-class recall; macro-F1 = mean per-class F1. Classes absent from both
+targets and predictions are left out of UA and F1 rather than counted as 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts; rows are true labels, columns predictions."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(targets, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
+    return cm
+
+
+def scores(cm: np.ndarray) -> dict[str, float]:
+    true = cm.sum(1)
+    pred = cm.sum(0)
+    tp = np.diag(cm).astype(np.float64)
+    present = true > 0
+    recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
+    precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    counted = present | (pred > 0)
+    total = cm.sum()
+    return {
+        "wa": float(tp.sum() / total) if total else 0.0,
+        "ua": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[counted].mean()) if counted.any() else 0.0,
+    }
+
+
+def classification_report(
+    targets: np.ndarray, predictions: np.ndarray, labels: tuple[str, ...] | list[str]
+) -> dict[str, Any]:
+    """WA/UA/macro-F1, per-class recall and the confusion matrix as JSON-able values."""
+    cm = confusion_matrix(targets, predictions, len(labels))
+    true = cm.sum(1)
+    report: dict[str, Any] = scores(cm)
+    report["per_class_recall"] = {
+        name: (float(cm[i, i] / true[i]) if true[i] else None) for i, name in enumerate(labels)
+    }
+    report["confusion_matrix"] = cm.tolist()
+    report["labels"] = list(labels)
+    report["count"] = int(cm.sum())
+    return report

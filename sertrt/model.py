@@ -1,0 +1,120 @@
+"""The SER model: raw 16 kHz waveform + lengths -> emotion logits (upstream, then head).
+
+    logits (B, num_labels) = SERModel(waveform (B, num_samples), lengths (B,))
+
+Waveform normalisation (zero mean, unit variance over each utterance's valid samples, as the
+wav2vec2 feature extractor does) lives inside the model, so the exported graph takes raw audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .audio import SAMPLE_RATE
+from .errors import SertrtError
+from .heads import HEAD_NAMES, HeadDims, build_head
+from .labels import LABELS
+from .layers import lengths_to_mask
+from .upstream import UpstreamSpec, build_upstream, resolve_upstream
+
+STRATEGIES = ("frozen", "semi", "full")
+
+
+@dataclass
+class ModelDims:
+    """Everything needed to rebuild the model; stored in every checkpoint."""
+
+    upstream: UpstreamSpec
+    head: HeadDims
+    labels: tuple[str, ...] = LABELS
+    sample_rate: int = SAMPLE_RATE
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelDims:
+        return cls(
+            upstream=UpstreamSpec(**d["upstream"]),
+            head=HeadDims(**d["head"]),
+            labels=tuple(d["labels"]),
+            sample_rate=int(d["sample_rate"]),
+        )
+
+
+def normalize_waveform(waveform: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Per-utterance zero-mean/unit-variance over valid samples; padding stays 0. (B, N) -> (B, N)."""
+    mask = lengths_to_mask(lengths, waveform.shape[1])
+    count = lengths.to(waveform.dtype).clamp(min=1.0).unsqueeze(1)
+    mean = (waveform * mask).sum(1, keepdim=True) / count
+    centered = (waveform - mean) * mask
+    var = centered.pow(2).sum(1, keepdim=True) / count
+    return centered / torch.sqrt(var + eps)
+
+
+class SERModel(nn.Module):
+    def __init__(self, dims: ModelDims, upstream: nn.Module | None = None):
+        super().__init__()
+        self.dims = dims
+        self.upstream = upstream if upstream is not None else build_upstream(dims.upstream)
+        self.head = build_head(dims.head)
+        self.frozen_upstream = False  # set by apply_strategy("frozen"): no upstream graph in training
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        min_samples = self.upstream.min_samples
+        if waveform.shape[1] < min_samples:  # shorter than one frame: zero-pad to one frame
+            waveform = nn.functional.pad(waveform, (0, min_samples - waveform.shape[1]))
+        lengths = lengths.clamp(min=min_samples)
+        waveform = normalize_waveform(waveform, lengths)
+        if self.training and self.frozen_upstream:
+            with torch.no_grad():
+                hidden, frame_lengths = self.upstream(waveform, lengths)
+        else:
+            hidden, frame_lengths = self.upstream(waveform, lengths)
+        return self.head(hidden, frame_lengths)
+
+
+def build_model(
+    upstream: str = "tiny",
+    head: str = "hgfm",
+    proj_size: int | None = None,
+    hidden_size: int | None = None,
+    attention_size: int | None = None,
+    dropout: float = 0.1,
+) -> SERModel:
+    """A fresh model: `upstream` is a named config (random init) or a pretrained directory / hub id."""
+    if head not in HEAD_NAMES:
+        raise SertrtError(f"unknown head {head!r} (valid: {', '.join(HEAD_NAMES)})")
+    spec, up = resolve_upstream(upstream)
+    small = up.hidden_size <= 128  # tiny and the manual baselines get a small head by default
+    dims = HeadDims(
+        kind=head,
+        input_size=up.hidden_size,
+        proj_size=proj_size or (64 if small else 256),
+        hidden_size=hidden_size or (64 if small else 128),
+        attention_size=attention_size or (64 if small else 128),
+        num_labels=len(LABELS),
+        dropout=dropout,
+    )
+    return SERModel(ModelDims(upstream=spec, head=dims), upstream=up)
+
+
+def apply_strategy(model: SERModel, strategy: str) -> None:
+    """The paper's fine-tune strategies: frozen upstream, `semi` (CNN encoder frozen), `full`."""
+    if strategy not in STRATEGIES:
+        raise SertrtError(f"unknown strategy {strategy!r} (valid: {', '.join(STRATEGIES)})")
+    model.upstream.requires_grad_(strategy != "frozen")
+    model.frozen_upstream = strategy == "frozen"
+    if strategy == "semi":
+        if model.dims.upstream.kind != "wav2vec2":
+            raise SertrtError(f"strategy 'semi' needs a wav2vec2 upstream, not {model.dims.upstream.name!r}")
+        model.upstream.freeze_feature_encoder()
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

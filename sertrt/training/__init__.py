@@ -1,0 +1,1 @@
+"""Training stage: manifests in, checkpoints out (needs the `train` extra: torch, transformers, ...)."""

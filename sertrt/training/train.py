@@ -1,0 +1,254 @@
+"""`sertrt train`: AdamW + cross-entropy over a train manifest, evaluated every epoch on a test manifest.
+
+One process:            sertrt train --train-manifest T --test-manifest V --out RUN
+Several GPUs/processes: sertrt train ... --devices 2        (starts torch.distributed.run itself)
+              same as:  torchrun --standalone --nproc-per-node 2 -m sertrt train ... --devices 2
+Several nodes:          torchrun --nnodes N --node-rank K --rdzv-endpoint HOST:PORT --nproc-per-node G -m sertrt train ...
+
+RUN gets best.safetensors (+ .json; best UA so far), last.safetensors (model, optimizer and epoch for
+--resume), metrics.jsonl (one line per epoch), options.json and tensorboard/. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .. import atomic
+from ..audio import SAMPLE_RATE
+from ..checkpoint import flatten_optimizer, read_checkpoint, save_checkpoint, unflatten_optimizer
+from ..errors import SertrtError
+from ..manifest import read_manifest
+from ..metrics import classification_report
+from ..model import ModelDims, SERModel, apply_strategy, build_model, count_parameters
+from .data import AudioSet
+from .distributed import DistInfo, compute_cleanup, compute_init
+from .evaluate import predict_logits
+
+
+@dataclass
+class TrainOptions:
+    train_manifest: Path
+    test_manifest: Path
+    out: Path
+    upstream: str = "tiny"  # named config, or a pretrained directory / hub id
+    head: str = "hgfm"
+    strategy: str = "full"
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    max_seconds: float = 6.0  # training crops longer utterances (evaluation never crops)
+    proj_size: int | None = None
+    hidden_size: int | None = None
+    dropout: float = 0.1
+    seed: int = 0
+    devices: int = 1
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    resume: bool = False
+    quiet: bool = False
+
+
+def _print0(info: DistInfo, quiet: bool, *args: Any) -> None:
+    if info.is_main and not quiet:
+        from rich.console import Console
+
+        Console(stderr=True).print(*args)
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Every RNG that training touches (dropout, layer drop, SpecAugment) restarts per epoch, so a
+    resumed run repeats exactly what an uninterrupted one would have done."""
+    s = (seed * 1_000_003 + epoch * 1009 + rank) % (2**31)
+    torch.manual_seed(s)
+    np.random.seed(s)
+
+
+def _check_in_sync(model: torch.nn.Module) -> float:
+    """Max over ranks minus min over ranks of a parameter checksum: 0 when DDP kept them equal."""
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    hi, lo = total.clone(), total.clone()
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    return float(hi - lo)
+
+
+def _autocast(info: DistInfo, enabled: bool):
+    if info.device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train(opts: TrainOptions) -> dict[str, Any]:
+    info = compute_init(opts.device)
+    try:
+        return _train(opts, info)
+    finally:
+        compute_cleanup(info)
+
+
+def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
+    out = Path(opts.out)
+    last_path, best_path = out / "last.safetensors", out / "best.safetensors"
+    if opts.resume and not last_path.is_file():
+        raise SertrtError(f"{out}: nothing to resume (no last.safetensors)")
+    if not opts.resume and (last_path.exists() or best_path.exists()):
+        raise SertrtError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    for name in ("epochs", "batch_size"):
+        if getattr(opts, name) < 1:
+            raise SertrtError(f"--{name.replace('_', '-')} must be >= 1")
+
+    torch.manual_seed(opts.seed)
+    start_epoch, best_ua, history = 0, -1.0, []
+    optim_state = None
+    if opts.resume:
+        header, tensors = read_checkpoint(last_path)
+        model = SERModel(ModelDims.from_dict(header["dims"]))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        optim_state = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, header["optimizer"])
+        state = header["train_state"]
+        start_epoch, best_ua, history = state["epoch"] + 1, state["best_ua"], state["history"]
+        strategy = header["strategy"]
+        _print0(info, opts.quiet, f"resuming {out} after epoch {state['epoch'] + 1}")
+    else:
+        model = build_model(opts.upstream, opts.head, opts.proj_size, opts.hidden_size, dropout=opts.dropout)
+        strategy = opts.strategy
+    apply_strategy(model, strategy)
+    model.to(info.device)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), disable=not info.is_main or opts.quiet, transient=True,
+    )
+    with progress:
+        train_utts, test_utts = read_manifest(opts.train_manifest), read_manifest(opts.test_manifest)
+        task = progress.add_task("loading audio", total=len(train_utts) + len(test_utts), status="")
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        train_set, test_set = AudioSet(train_utts, advance), AudioSet(test_utts, advance)
+        progress.remove_task(task)
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+        if optim_state is not None:
+            optimizer.load_state_dict(optim_state)
+        use_scaler = info.device.type == "cuda" and opts.amp and not torch.cuda.is_bf16_supported()
+        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        net: torch.nn.Module = model
+        if info.distributed:
+            # Layer drop skips whole transformer layers, leaving their parameters unused in a step.
+            layerdrop = model.dims.upstream.config.get("layerdrop", 0.0) if model.dims.upstream.kind == "wav2vec2" else 0.0
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                find_unused_parameters=layerdrop > 0 and strategy != "frozen",
+            )
+        writer = None
+        if info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            out.mkdir(parents=True, exist_ok=True)
+            options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
+            atomic.write_text(out / "options.json", json.dumps(options, indent=1) + "\n")
+            writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch)
+        _print0(
+            info, opts.quiet,
+            f"[bold]{model.dims.upstream.name}+{model.dims.head.kind}[/] strategy={strategy} "
+            f"params={count_parameters(model) / 1e6:.2f}M trainable={count_parameters(model, True) / 1e6:.2f}M "
+            f"train={len(train_set)} test={len(test_set)} world={info.world_size} device={info.device}",
+        )
+
+        max_samples = int(opts.max_seconds * SAMPLE_RATE)
+        min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
+        global_step = start_epoch * math.ceil(len(train_set) / opts.batch_size / info.world_size)
+        for epoch in range(start_epoch, opts.epochs):
+            _seed_epoch(opts.seed, epoch, info.rank)
+            net.train()
+            if strategy == "frozen":
+                model.upstream.eval()  # a frozen upstream is a fixed feature extractor: no dropout
+            batches = train_set.batches(opts.batch_size, shuffle=True, seed=opts.seed, epoch=epoch)
+            per_rank = len(batches) // info.world_size or 1  # equal step counts keep DDP in lockstep
+            batches = [batches[(info.rank + i * info.world_size) % len(batches)] for i in range(per_rank)]
+            crop_rng = np.random.default_rng([opts.seed, epoch, info.rank])
+            task = progress.add_task(f"epoch {epoch + 1}/{opts.epochs}", total=len(batches), status="")
+            t0, loss_sum, seen = time.perf_counter(), 0.0, 0
+            for indices in batches:
+                waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples)
+                waveform, lengths, labels = (t.to(info.device) for t in (waveform, lengths, labels))
+                with _autocast(info, opts.amp):
+                    logits = net(waveform, lengths)
+                loss = F.cross_entropy(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.item() * len(indices)
+                seen += len(indices)
+                global_step += 1
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss.item(), global_step)
+                progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}")
+            progress.remove_task(task)
+            elapsed = time.perf_counter() - t0
+            drift = 0.0
+            if info.distributed:
+                drift = _check_in_sync(model)
+                totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
+                dist.all_reduce(totals)  # loss and throughput over all ranks, not rank 0's share
+                loss_sum, seen = totals[0].item(), int(totals[1].item())
+            if drift > 1e-3:
+                raise RuntimeError(f"DDP ranks diverged after epoch {epoch + 1} (parameter checksum spread {drift})")
+
+            if info.is_main:
+                logits = predict_logits(model, test_set, opts.batch_size, info.device)
+                report = classification_report(test_set.labels, logits.argmax(1), model.dims.labels)
+                row = {
+                    "epoch": epoch + 1, "train_loss": loss_sum / seen, "wa": report["wa"], "ua": report["ua"],
+                    "macro_f1": report["macro_f1"], "confusion_matrix": report["confusion_matrix"],
+                    "samples_per_s": seen / elapsed, "epoch_seconds": elapsed,
+                    "world_size": info.world_size, "rank_param_spread": drift,
+                }
+                history.append(row)
+                improved = report["ua"] > best_ua
+                best_ua = max(best_ua, report["ua"])
+                meta = {"strategy": strategy, "epoch": epoch, "metrics": report, "world_size": info.world_size}
+                if improved:
+                    save_checkpoint(best_path, model, meta)
+                optim_tensors, optim_rest = flatten_optimizer(optimizer.state_dict())
+                train_state = {"epoch": epoch, "best_ua": best_ua, "history": history}
+                save_checkpoint(
+                    last_path, model, {**meta, "optimizer": optim_rest, "train_state": train_state},
+                    extra_tensors=optim_tensors, sidecar=False,
+                )
+                atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                for key in ("train_loss", "wa", "ua", "macro_f1", "samples_per_s"):
+                    writer.add_scalar(f"{'train' if key in ('train_loss', 'samples_per_s') else 'test'}/{key}", row[key], epoch + 1)
+                writer.flush()
+                _print0(
+                    info, opts.quiet,
+                    f"epoch {epoch + 1:>3}/{opts.epochs}  loss {row['train_loss']:.3f}  WA {row['wa']:.1%}  "
+                    f"UA {row['ua']:.1%}  F1 {row['macro_f1']:.1%}  {row['samples_per_s']:.1f} samples/s"
+                    + ("  [green]best[/]" if improved else ""),
+                )
+            if info.distributed:
+                dist.barrier()
+        if writer is not None:
+            writer.close()
+    if not info.is_main:
+        return {}
+    return {"out": str(out), "best_ua": best_ua, "epochs": len(history), "last": history[-1] if history else None}

@@ -1,0 +1,203 @@
+"""Upstreams: waveform in, frame features out (s3prl's contract; the head sees only this).
+
+    forward(waveform (B, num_samples) float32 @ 16 kHz, lengths (B,) int64)
+        -> hidden (B, num_frames, hidden_size), frame_lengths (B,) int64
+
+plus `hidden_size`, `downsample_rate` (samples per frame) and `min_samples` (shortest input that
+yields one frame). The XLSR/wav2vec2 upstreams are transformers' Wav2Vec2Model; Fbank and MFCC are
+the paper's manual baselines, computed with torch alone (no torchaudio).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .audio import FBANK_FFT, FBANK_HOP, FBANK_WINDOW, RECEPTIVE_FIELD, SAMPLE_RATE
+from .errors import SertrtError
+from .layers import MaskedBiRNN, lengths_to_mask
+
+# The published architectures (shared/reference/corpora-configs-hgfm.md §2.1). xlsr-53 and
+# xls-r-300m share one architecture; they differ in their pretrained weights.
+_LARGE_STABLE = dict(
+    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+    conv_dim=[512] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
+    conv_bias=True, feat_extract_norm="layer", do_stable_layer_norm=True,
+    num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16, layer_norm_eps=1e-5,
+    hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
+    layerdrop=0.1, mask_time_prob=0.075, mask_time_length=10,
+)
+WAV2VEC2_CONFIGS: dict[str, dict[str, Any]] = {
+    "xlsr-53": _LARGE_STABLE,
+    "xls-r-300m": _LARGE_STABLE,
+    "wav2vec2-base": dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        conv_dim=[512] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
+        conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False,
+        num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16, layer_norm_eps=1e-5,
+        hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
+        layerdrop=0.05, mask_time_prob=0.05, mask_time_length=10,
+    ),
+    # Same conv strides (20 ms frames) and XLSR's layer-norm/pre-LN layout, sized for CPU tests.
+    "tiny": dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+        conv_dim=[32] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
+        conv_bias=True, feat_extract_norm="layer", do_stable_layer_norm=True,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layer_norm_eps=1e-5,
+        hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
+        layerdrop=0.0, mask_time_prob=0.05, mask_time_length=5,
+    ),
+}
+MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm")
+UPSTREAM_NAMES = (*WAV2VEC2_CONFIGS, *MANUAL_UPSTREAMS)
+
+
+@dataclass
+class UpstreamSpec:
+    """What a checkpoint stores to rebuild its upstream without the hub or the original files."""
+
+    name: str  # a name in UPSTREAM_NAMES, or the path / hub id the weights came from
+    kind: str  # "wav2vec2" | "fbank" | "mfcc" | "cnn-lstm"
+    config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config.to_dict() or baseline sizes
+
+
+class Wav2Vec2Upstream(nn.Module):
+    """transformers' Wav2Vec2Model behind the upstream contract; last hidden layer out."""
+
+    def __init__(self, config: dict[str, Any], pretrained: str | None = None):
+        super().__init__()
+        from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+        if pretrained is not None:
+            try:
+                self.model = Wav2Vec2Model.from_pretrained(pretrained)
+            except (OSError, ValueError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SertrtError(f"{pretrained}: cannot load a pretrained wav2vec2 model ({first})") from None
+        else:
+            self.model = Wav2Vec2Model(Wav2Vec2Config(**config))
+        cfg = self.model.config
+        self.hidden_size = cfg.hidden_size
+        self.downsample_rate = math.prod(cfg.conv_stride)
+        self.min_samples = RECEPTIVE_FIELD
+        # Group-norm feature encoders (wav2vec2-base) were trained without an attention mask
+        # (transformers' Wav2Vec2FeatureExtractor docs); layer-norm ones (XLSR) need it.
+        self.use_attention_mask = cfg.feat_extract_norm == "layer"
+
+    def config_dict(self) -> dict[str, Any]:
+        d = self.model.config.to_dict()
+        for k in ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype"):
+            d.pop(k, None)
+        return d
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = lengths_to_mask(lengths, waveform.shape[1]).to(torch.long) if self.use_attention_mask else None
+        hidden = self.model(waveform, attention_mask=mask).last_hidden_state  # (B, T, D)
+        frame_lengths = self.model._get_feat_extract_output_lengths(lengths).to(torch.long)
+        return hidden, frame_lengths
+
+    def freeze_feature_encoder(self) -> None:
+        self.model.freeze_feature_encoder()
+
+
+def _mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
+    """HTK-style triangular mel filters: (n_fft // 2 + 1, n_mels)."""
+    def hz_to_mel(f):
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    freqs = torch.linspace(0, rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    edges = mel_to_hz(torch.linspace(0, hz_to_mel(torch.tensor(rate / 2.0)).item(), n_mels + 2, dtype=torch.float64))
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    up = (freqs[:, None] - lower[None]) / (center - lower)[None]
+    down = (upper[None] - freqs[:, None]) / (upper - center)[None]
+    return torch.clamp(torch.minimum(up, down), min=0.0).to(torch.float32)
+
+
+def _dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """Orthonormal DCT-II basis: (n_in, n_out)."""
+    n = torch.arange(n_in, dtype=torch.float64)
+    k = torch.arange(n_out, dtype=torch.float64)
+    basis = torch.cos(math.pi / n_in * (n[:, None] + 0.5) * k[None])
+    basis[:, 0] *= 1.0 / math.sqrt(2.0)
+    return (basis * math.sqrt(2.0 / n_in)).to(torch.float32)
+
+
+class FbankUpstream(nn.Module):
+    """Log-mel filterbank (80-d) or MFCC (13-d): 25 ms Hamming frames every 10 ms, per-utterance CMN."""
+
+    def __init__(self, kind: str = "fbank", n_mels: int = 80, n_mfcc: int = 13):
+        super().__init__()
+        self.kind = kind
+        self.register_buffer("window", torch.hamming_window(FBANK_WINDOW, periodic=False), persistent=False)
+        self.register_buffer("mel", _mel_filterbank(n_mels, FBANK_FFT, SAMPLE_RATE), persistent=False)
+        if kind == "mfcc":
+            self.register_buffer("dct", _dct_matrix(n_mels, n_mfcc), persistent=False)
+        self.hidden_size = n_mfcc if kind == "mfcc" else n_mels
+        self.downsample_rate = FBANK_HOP
+        self.min_samples = FBANK_WINDOW
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = waveform.unfold(1, FBANK_WINDOW, FBANK_HOP) * self.window  # (B, T, 400)
+        power = torch.fft.rfft(frames, n=FBANK_FFT).abs().pow(2)  # (B, T, 257)
+        feats = torch.log(power @ self.mel + 1e-6)  # (B, T, n_mels)
+        if self.kind == "mfcc":
+            feats = feats @ self.dct
+        frame_lengths = torch.div(lengths - FBANK_WINDOW, FBANK_HOP, rounding_mode="floor") + 1
+        mask = lengths_to_mask(frame_lengths, feats.shape[1]).unsqueeze(-1)
+        mean = (feats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return (feats - mean) * mask, frame_lengths
+
+
+class CnnLstmUpstream(nn.Module):
+    """The CNN-LSTM baseline (Etienne et al.): Fbank -> 2 x (Conv1d, LayerNorm, ReLU) -> BiLSTM."""
+
+    def __init__(self, channels: int = 128, lstm_hidden: int = 128):
+        super().__init__()
+        self.fbank = FbankUpstream("fbank")
+        self.convs = nn.ModuleList([nn.Conv1d(80, channels, 3, padding=1), nn.Conv1d(channels, channels, 3, padding=1)])
+        self.norms = nn.ModuleList([nn.LayerNorm(channels), nn.LayerNorm(channels)])
+        self.rnn = MaskedBiRNN(nn.LSTM, channels, lstm_hidden)
+        self.hidden_size = 2 * lstm_hidden
+        self.downsample_rate = FBANK_HOP
+        self.min_samples = FBANK_WINDOW
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, frame_lengths = self.fbank(waveform, lengths)
+        mask = lengths_to_mask(frame_lengths, x.shape[1]).unsqueeze(-1)
+        for conv, norm in zip(self.convs, self.norms):
+            # Zeroing padded frames before each conv makes a padded batch see what a lone utterance sees.
+            x = torch.relu(norm(conv((x * mask).transpose(1, 2)).transpose(1, 2)))
+        fw, bw = self.rnn(x * mask, frame_lengths)
+        return torch.cat([fw, bw], dim=-1) * mask, frame_lengths
+
+
+def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Module:
+    if spec.kind == "wav2vec2":
+        return Wav2Vec2Upstream(spec.config, pretrained=pretrained)
+    if spec.kind in ("fbank", "mfcc"):
+        return FbankUpstream(spec.kind)
+    if spec.kind == "cnn-lstm":
+        return CnnLstmUpstream(**spec.config)
+    raise SertrtError(f"unknown upstream kind {spec.kind!r} (valid: wav2vec2, {', '.join(MANUAL_UPSTREAMS)})")
+
+
+def resolve_upstream(name: str) -> tuple[UpstreamSpec, nn.Module]:
+    """A name in UPSTREAM_NAMES (random init) or a local directory / hub id (pretrained weights)."""
+    if name in WAV2VEC2_CONFIGS:
+        spec = UpstreamSpec(name, "wav2vec2", copy.deepcopy(WAV2VEC2_CONFIGS[name]))
+        up = build_upstream(spec)
+        spec.config = up.config_dict()
+        return spec, up
+    if name in MANUAL_UPSTREAMS:
+        spec = UpstreamSpec(name, name, {})
+        return spec, build_upstream(spec)
+    up = Wav2Vec2Upstream({}, pretrained=name)
+    return UpstreamSpec(name, "wav2vec2", up.config_dict()), up

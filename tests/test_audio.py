@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sertrt.audio import FRAME_STRIDE, RECEPTIVE_FIELD, SAMPLE_RATE, exact_div, load_audio, write_wav
+from sertrt.errors import SertrtError
+
+
+def sine(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def dominant_freq(x: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[spectrum.argmax()])
+
+
+def test_constants_divide_exactly():
+    assert exact_div(SAMPLE_RATE, FRAME_STRIDE) == 50
+    assert RECEPTIVE_FIELD == 400
+    with pytest.raises(AssertionError):
+        exact_div(16000, 300)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+def test_resamples_to_16k_keeping_pitch_and_duration(tmp_path, rate):
+    path = tmp_path / f"a{rate}.wav"
+    write_wav(path, sine(440.0, 1.0, rate), rate)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - SAMPLE_RATE) <= 2
+    assert abs(dominant_freq(audio, SAMPLE_RATE) - 440.0) < 3.0
+
+
+def test_stereo_is_downmixed(tmp_path):
+    left, right = sine(300.0, 0.5, 16000), np.zeros(8000, dtype=np.float32)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    audio = load_audio(path)
+    np.testing.assert_allclose(audio, (left + right) / 2, atol=1e-6)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SertrtError, match="no such audio file"):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(b"this is not audio at all" * 20)
+    with pytest.raises(SertrtError, match=r"bad\.wav: cannot read audio") as e:
+        load_audio(path)
+    assert "\n" not in str(e.value)
+
+
+def test_truncated_wav_reads_what_is_there_and_warns(tmp_path):
+    path = tmp_path / "cut.wav"
+    write_wav(path, sine(200.0, 1.0, 16000), 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match="truncated WAV"):
+        audio = load_audio(path)
+    assert 7000 < len(audio) < 8100
+
+
+def test_header_only_wav_is_an_error(tmp_path):
+    path = tmp_path / "hdr.wav"
+    write_wav(path, sine(200.0, 1.0, 16000), 16000)
+    path.write_bytes(path.read_bytes()[:30])
+    with pytest.raises(SertrtError, match="hdr.wav"):
+        load_audio(path)
+
+
+def test_empty_audio(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(SertrtError, match="empty"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples(tmp_path, bad):
+    x = sine(200.0, 0.2, 16000)
+    x[100] = bad
+    path = tmp_path / "nan.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(SertrtError, match="NaN/Inf"):
+        load_audio(path)

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sertrt.checkpoint import FORMAT_VERSION, load_model, read_checkpoint, save_checkpoint
+from sertrt.errors import SertrtError
+from sertrt.labels import LABELS
+from sertrt.model import build_model
+
+
+def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("tiny", head="cnn-sa-dnn").eval()
+    path = tmp_path / "best.safetensors"
+    save_checkpoint(path, model, {"strategy": "semi", "metrics": {"ua": 0.5}})
+    loaded, header = load_model(path)
+    assert header["dims"]["labels"] == list(LABELS)
+    assert header["strategy"] == "semi" and header["metrics"]["ua"] == 0.5
+    assert header["dims"]["head"]["kind"] == "cnn-sa-dnn"
+    assert json.loads((tmp_path / "best.json").read_text())["dims"] == header["dims"]
+    w, n = torch.randn(2, 9000), torch.tensor([9000, 5000])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(w, n), model(w, n), rtol=0, atol=0)
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = build_model("fbank")
+    path = tmp_path / "best.safetensors"
+    save_checkpoint(path, model, {"epoch": 1})
+    before = path.read_bytes()
+
+    def killed(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("safetensors.torch.save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, {"epoch": 2})
+    assert path.read_bytes() == before
+    assert read_checkpoint(path)[0]["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.safetensors"]
+
+
+def test_rejects_foreign_and_future_files(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(SertrtError, match="not a readable safetensors checkpoint"):
+        load_model(junk)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(SertrtError, match="without sertrt metadata"):
+        load_model(plain)
+    future = tmp_path / "future.safetensors"
+    meta = {"format": "sertrt-checkpoint", "format_version": FORMAT_VERSION + 1, "code": {"sertrt": "9.0"}}
+    save_file({"w": torch.zeros(2)}, str(future), metadata={"sertrt": json.dumps(meta)})
+    with pytest.raises(SertrtError, match=r"format version 2 \(written by sertrt 9.0\)"):
+        load_model(future)
+    with pytest.raises(SertrtError, match="no such checkpoint"):
+        load_model(tmp_path / "missing.safetensors")

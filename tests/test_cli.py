@@ -1,0 +1,98 @@
+"""The command line as a user meets it: fast help, one-line errors, exit codes, files written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, sertrt_env
+
+
+def sertrt(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "sertrt", *map(str, args)], env=sertrt_env(), capture_output=True,
+                          text=True, cwd=kw.get("cwd", REPO), timeout=kw.get("timeout", 300))
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from sertrt.cli import app;"
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0 and 'train' in r.output;"
+        "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0;"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'"
+    )
+    subprocess.run([sys.executable, "-c", code], env=sertrt_env(), check=True)
+
+
+def test_bad_inputs_give_one_line_errors(tone_corpus, tmp_path):
+    assert_one_line_error(
+        sertrt("train", "--train-manifest", tmp_path / "nope.jsonl", "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
+        "nope.jsonl: no such manifest",
+    )
+    bad = tmp_path / "bad.jsonl"
+    rows = [json.loads(x) for x in tone_corpus.read_text().splitlines()]
+    rows[1]["label"] = "surprised"
+    rows[1]["path"] = str(tone_corpus.parent / rows[1]["path"])
+    bad.write_text(json.dumps(rows[1]) + "\n")
+    assert_one_line_error(
+        sertrt("train", "--train-manifest", bad, "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
+        "bad.jsonl:1", "unknown label 'surprised'",
+    )
+    assert_one_line_error(
+        sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", tmp_path / "r",
+               "--upstream", tmp_path / "no-such-model"),
+        "cannot load a pretrained wav2vec2 model",
+    )
+    assert_one_line_error(
+        sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", tmp_path / "r",
+               "--strategy", "half"),
+        "valid: frozen, semi, full",
+    )
+    assert_one_line_error(sertrt("evaluate", tmp_path, "--manifest", tone_corpus), "no best.safetensors")
+    assert_one_line_error(sertrt("data", "split", tone_corpus, "--test-fraction", "2"), "between 0 and 1")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.safetensors"))
+
+
+def test_nan_audio_stops_training_naming_the_file(tone_corpus, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    wav = tmp_path / "nan.wav"
+    x = np.zeros(8000, dtype=np.float32)
+    x[5] = np.nan
+    sf.write(wav, x, 16000, subtype="FLOAT")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(dict(path=str(wav), label="sad", corpus="c", language="en", speaker="s",
+                                        duration=0.5, sample_rate=16000)) + "\n")
+    assert_one_line_error(
+        sertrt("train", "--train-manifest", manifest, "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
+        "nan.wav", "NaN/Inf",
+    )
+
+
+def test_split_train_evaluate(tone_corpus, tmp_path):
+    r = sertrt("data", "split", tone_corpus, "--out-dir", tmp_path, "--test-fraction", "0.25")
+    assert r.returncode == 0, r.stderr
+    train, test = tmp_path / "train_manifest.jsonl", tmp_path / "test_manifest.jsonl"
+    assert len(train.read_text().splitlines()) == 16 and len(test.read_text().splitlines()) == 8
+    r = sertrt("train", "--train-manifest", train, "--test-manifest", test, "--out", tmp_path / "run",
+               "--epochs", "1", "--upstream", "mfcc", "--head", "fcn", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = sertrt("evaluate", tmp_path / "run", "--manifest", test, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["count"] == 8 and 0.0 <= report["ua"] <= 1.0
+    saved = json.loads((tmp_path / "run" / "eval" / "test_manifest.metrics.json").read_text())
+    assert saved["confusion_matrix"] == report["confusion_matrix"]
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert saved["wa"] == pytest.approx(best["metrics"]["wa"])  # evaluate reproduces training's own score
+    png = (tmp_path / "run" / "eval" / "test_manifest.confusion.png").read_bytes()
+    assert png.startswith(b"\x89PNG")

@@ -1,0 +1,138 @@
+"""Training end to end on generated tones: learning, resume after SIGKILL, 2-process DDP."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_tone_corpus, sertrt_env
+from sertrt.data.split import split_utterances
+from sertrt.manifest import read_manifest, write_manifest
+
+
+@pytest.fixture(scope="module")
+def tone_split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tone-split")
+    utts = read_manifest(make_tone_corpus(root, per_label=12, seed=3))
+    train, test = split_utterances(utts, 0.25, seed=0)
+    write_manifest(root / "train.jsonl", train)
+    write_manifest(root / "test.jsonl", test)
+    return root / "train.jsonl", root / "test.jsonl"
+
+
+def train_cmd(split, out, *extra):
+    return [sys.executable, "-m", "sertrt", "train", "--train-manifest", str(split[0]), "--test-manifest",
+            str(split[1]), "--out", str(out), "--batch-size", "4", "--quiet", *extra]
+
+
+def history(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_learns_beats_chance_and_refuses_to_overwrite(tone_split, tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(train_cmd(tone_split, out, "--epochs", "4", "--lr", "1e-3"), env=sertrt_env(), check=True)
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert max(r["ua"] for r in rows) >= 0.5  # chance is 0.25
+    best = json.loads((out / "best.json").read_text())
+    assert best["metrics"]["ua"] == max(r["ua"] for r in rows)
+    assert best["dims"]["labels"] == ["neutral", "happy", "angry", "sad"]
+    before = (out / "best.safetensors").read_bytes()
+    again = subprocess.run(train_cmd(tone_split, out, "--epochs", "1"), env=sertrt_env(), capture_output=True, text=True)
+    assert again.returncode == 1
+    assert again.stderr.strip().startswith("error:") and "--resume" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert (out / "best.safetensors").read_bytes() == before
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tone_split, tmp_path):
+    args = ("--epochs", "4", "--upstream", "tiny", "--seed", "7")
+    reference = tmp_path / "reference"
+    subprocess.run(train_cmd(tone_split, reference, *args), env=sertrt_env(), check=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(tone_split, out, *args), env=sertrt_env())
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(history(out)) >= 1):
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before_kill = len(history(out))
+    assert 1 <= done_before_kill < 4, "the kill must land before training finished"
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir()) or True  # temp files may remain; never the target
+    load_file(str(out / "last.safetensors"))  # the checkpoint on disk is whole
+
+    subprocess.run(train_cmd(tone_split, out, *args, "--resume"), env=sertrt_env(), check=True)
+    assert [r["epoch"] for r in history(out)] == [1, 2, 3, 4]
+    ours, theirs = load_file(str(out / "last.safetensors")), load_file(str(reference / "last.safetensors"))
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_process_ddp_trains_in_sync_and_only_rank0_writes(tone_split, tmp_path):
+    out = tmp_path / "ddp"
+    result = subprocess.run(train_cmd(tone_split, out, "--epochs", "2", "--devices", "2"), env=sertrt_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == [1, 2]  # one writer: no duplicated lines
+    assert all(r["world_size"] == 2 and r["rank_param_spread"] == 0.0 for r in rows)
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert json.loads((out / "best.json").read_text())["world_size"] == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grad_worker(rank: int, world: int, port: int, result_path: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    import torch.distributed as dist
+
+    from sertrt.model import build_model
+    from sertrt.training.distributed import compute_cleanup, compute_init
+
+    info = compute_init("cpu")
+    torch.manual_seed(0)
+    model = build_model("fbank").eval()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    torch.manual_seed(100 + rank)  # each rank its own batch
+    w = torch.randn(2, 8000)
+    loss = ddp(w, torch.tensor([8000, 6000])).logsumexp(1).mean()
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    local = torch.autograd.grad(model(w, torch.tensor([8000, 6000])).logsumexp(1).mean(), list(model.parameters()))
+    local = torch.cat([g.flatten() for g in local])
+    gathered = [torch.zeros_like(grads) for _ in range(world)]
+    dist.all_gather(gathered, grads)
+    locals_ = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(locals_, local)
+    if info.is_main:
+        torch.save({"synced": gathered, "local": locals_}, result_path)
+    compute_cleanup(info)
+
+
+def test_ddp_averages_gradients_across_ranks(tmp_path):
+    import torch.multiprocessing as mp
+
+    result = tmp_path / "grads.pt"
+    mp.spawn(_grad_worker, args=(2, _free_port(), str(result)), nprocs=2, join=True)
+    data = torch.load(result, weights_only=True)
+    synced, local = data["synced"], data["local"]
+    torch.testing.assert_close(synced[0], synced[1])  # every rank holds the same gradient
+    torch.testing.assert_close(synced[0], (local[0] + local[1]) / 2, rtol=1e-4, atol=1e-6)  # = the mean
+    assert not torch.allclose(local[0], local[1])  # and the ranks' own gradients did differ
