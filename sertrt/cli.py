@@ -30,8 +30,8 @@ err = Console(stderr=True, soft_wrap=True)
 def data_synth(
     out: Path = typer.Argument(..., help="Folder for the synthetic corpus (corpus-like layouts + manifest.jsonl)."),
     seed: int = typer.Option(0, help="Same seed, same bytes."),
-    scale: float = typer.Option(1.0, help="Share of the full corpus to speak, in (0, 1] (1.0: about 1,050 utterances)."),
-    languages: str = typer.Option("en,de,it", help="Comma-separated: en (TESS-like), de (EmoDB-like), it (EMOVO-like)."),
+    scale: float = typer.Option(1.0, help="Share of the full corpus to speak, in (0, 1] (1.0: about 1,050 utterances + 120 transfer)."),
+    languages: str = typer.Option("en,de,it,fr", help="Comma-separated: en (TESS-like), de (EmoDB-like), it (EMOVO-like), fr (eNTERFACE-like held-out transfer set)."),
     noise_snr_db: Optional[float] = typer.Option(30.0, help="Additive noise SNR in dB."),
     no_noise: bool = typer.Option(False, "--no-noise", help="Clean audio."),
     workers: int = typer.Option(2, help="espeak-ng processes in parallel."),
@@ -64,6 +64,52 @@ def data_split(
 
     train, test = split_manifest(SplitOptions(manifest, test_fraction, seed, group_by, out_dir))
     console.print(f"wrote {train} and {test}")
+
+
+@data_app.command("protocol")
+def data_protocol(
+    manifest: Path = typer.Argument(..., help="Mixed manifest to split into folds."),
+    out: Path = typer.Option(..., help="Protocol folder: protocol.json + fold<k>/{train,valid,test}_manifest.jsonl."),
+    protocol: str = typer.Option("random", help="random (the paper's: stratified 4:1 + 5 folds), speaker (speaker-independent), session (IEMOCAP leave-one-session-out)."),
+    folds: int = typer.Option(5, help="Folds on the train part (session: one per session)."),
+    test_fraction: float = typer.Option(0.2),
+    seed: int = typer.Option(0),
+) -> None:
+    """Save a reproducible evaluation protocol (test part and cross-validation folds)."""
+    from .data.protocol import ProtocolOptions, write_protocol
+
+    path = write_protocol(ProtocolOptions(manifest, out, protocol, folds, test_fraction, seed))
+    sizes = json.loads(path.read_text())["fold_sizes"]
+    console.print(f"wrote {path}: " + ", ".join(f"fold{k} {s['train']}/{s['valid']}/{s['test']}" for k, s in enumerate(sizes)))
+
+
+@app.command()
+def experiment(
+    table: str = typer.Argument(..., help="upstreams, heads, finetune or transfer (the paper's Tables I, I, II, III)."),
+    protocol: Path = typer.Option(..., help="Protocol folder from `sertrt data protocol`."),
+    out: Path = typer.Option(..., help="Experiment folder; OUT/TABLE gets results.md/json, curves and confusion PNGs."),
+    xlsr: str = typer.Option("xlsr-53", help="XLSR upstream: named config or pretrained directory / hub id."),
+    wav2vec2: str = typer.Option("wav2vec2-base", help="wav2vec2 upstream: named config or pretrained directory / hub id."),
+    tiny: bool = typer.Option(False, "--tiny", help="CPU stand-ins: xlsr=tiny, wav2vec2=tiny-base."),
+    transfer_manifest: Optional[Path] = typer.Option(None, help="Held-out corpus for `transfer` (eNTERFACE)."),
+    epochs: int = typer.Option(10),
+    batch_size: int = typer.Option(8),
+    lr: float = typer.Option(2e-4),
+    max_seconds: float = typer.Option(6.0),
+    max_folds: Optional[int] = typer.Option(None, help="Run only the first N folds."),
+    config: list[str] = typer.Option([], help="Run only this configuration (repeatable), e.g. 'xlsr+hgfm'."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Reproduce one of the paper's tables on the corpora of a protocol."""
+    from .training.experiment import ExperimentOptions, run_experiment
+
+    if tiny:
+        xlsr, wav2vec2 = "tiny", "tiny-base"
+    opts = ExperimentOptions(table, protocol, out, xlsr, wav2vec2, transfer_manifest, epochs, batch_size, lr,
+                             max_seconds, max_folds, seed, device, config)
+    run_experiment(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
+    console.print((out / table / "results.md").read_text(), markup=False, highlight=False)
 
 
 @app.command()

@@ -31,9 +31,12 @@ class Utterance:
     speaker: str
     duration: float  # seconds, at the file's own rate
     sample_rate: int  # the file's own rate (the pipeline resamples to audio.SAMPLE_RATE)
+    original_path: str | None = None  # the corpus file this was converted from (prepared corpora)
+    session: str | None = None  # recording session, where the corpus has them (IEMOCAP)
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(Utterance))
+FIELDS = tuple(f.name for f in dataclasses.fields(Utterance) if f.default is dataclasses.MISSING)
+OPTIONAL_FIELDS = tuple(f.name for f in dataclasses.fields(Utterance) if f.default is not dataclasses.MISSING)
 
 
 def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]:
@@ -79,6 +82,7 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]
                     speaker=str(row["speaker"]),
                     duration=float(row["duration"]),
                     sample_rate=int(row["sample_rate"]),
+                    **{k: (None if row.get(k) is None else str(row[k])) for k in OPTIONAL_FIELDS},
                 )
             except (TypeError, ValueError) as e:
                 raise SertrtError(f"{where}: bad field value ({e})") from None
@@ -94,7 +98,7 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
     root = path.parent.resolve()
     lines = []
     for utt in utterances:
-        row = dataclasses.asdict(utt)
+        row = {k: v for k, v in dataclasses.asdict(utt).items() if v is not None or k in FIELDS}
         p = Path(utt.path)
         if p.is_absolute():
             rel = os.path.relpath(p, root)

@@ -53,6 +53,11 @@ WAV2VEC2_CONFIGS: dict[str, dict[str, Any]] = {
         layerdrop=0.0, mask_time_prob=0.05, mask_time_length=5,
     ),
 }
+# wav2vec2-base's layout (group-norm encoder, post-LN, no conv bias) at tiny's size: the CPU
+# stand-in for the paper's wav2vec2 upstream, as tiny stands in for XLSR.
+WAV2VEC2_CONFIGS["tiny-base"] = {
+    **WAV2VEC2_CONFIGS["tiny"], "conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False,
+}
 MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm")
 UPSTREAM_NAMES = (*WAV2VEC2_CONFIGS, *MANUAL_UPSTREAMS)
 

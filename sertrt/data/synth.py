@@ -1,4 +1,4 @@
-"""Synthetic emotional speech from espeak-ng, laid out like EmoDB (de), EMOVO (it) and TESS (en).
+"""Synthetic emotional speech from espeak-ng, laid out like EmoDB, EMOVO, TESS and eNTERFACE'05.
 
 Lets the whole pipeline (adapters, training, export, runtime) run end to end without licensed
 corpora. Emotions are acted through SSML prosody, which espeak-ng 1.51 honours for all four
@@ -9,6 +9,17 @@ third, rate scales duration, volume scales RMS linearly) plus `<break>` pauses b
     angry    raised pitch, wide range, fast, loud, short pauses
     happy    high pitch, wide range, fairly fast
     neutral  mid everything
+
+The fourth part (`fr`) stands in for eNTERFACE'05, the held-out corpus of the paper's transfer experiment
+(train on the en/de/it mix, test on happy, sad and angry only, in another setting). The real corpus
+is English spoken by non-native speakers of 14 nationalities; espeak has no such accents, so we
+approximate "unseen speakers in another setting" with French voices (France, Belgium, Switzerland)
+at base pitches no other corpus uses, speaking French sentences. As in eNTERFACE, every emotion
+has its own 5 sentences whose words carry the emotion too. It copies the real layout with WAV for
+AVI, `enterface/subject N/<anger|happiness|sadness>/sentence K/sN_<an|ha|sa>_K.wav`, and one of
+its naming glitches: subject 3's files are named `s_3_<code>_K.wav`. Its rows go to
+OUT/transfer_manifest.jsonl and never to OUT/manifest.jsonl, so the transfer set cannot leak into
+training.
 
 Every utterance draws its own jitter from a Generator seeded by (seed, its relative path), so the
 output is byte-identical for a seed whatever the number of workers or the languages chosen.
@@ -47,7 +58,7 @@ PEAK = 0.99  # angry takes of the louder variants can reach full scale; clipping
 class SynthOptions:
     out: Path
     seed: int = 0
-    languages: tuple[str, ...] = ("en", "de", "it")
+    languages: tuple[str, ...] = ("en", "de", "it", "fr")
     scale: float = 1.0  # fraction of each corpus's (speaker, text) pairs, in (0, 1]
     noise_snr_db: float | None = 30.0  # None: clean; else white+pink noise at SNR within +-5 dB
     workers: int = 2  # espeak subprocesses in parallel
@@ -85,9 +96,12 @@ class Corpus:
     name: str
     language: str
     speakers: tuple[Speaker, ...]
-    texts: dict[str, str]  # text code -> sentence; "|" marks a phrase boundary (a pause)
+    # text code -> sentence, or label -> sentence where each emotion has its own; "|" marks a
+    # phrase boundary (a pause)
+    texts: dict[str, str | dict[str, str]]
     emotions: dict[str, str]  # label -> the corpus's emotion code
     path: Callable[[Speaker, str, str], str]  # (speaker, text code, emotion code) -> relative path
+    held_out: bool = False  # listed in transfer_manifest.jsonl, never in manifest.jsonl
 
 
 EMODB = Corpus(
@@ -164,8 +178,65 @@ TESS = Corpus(
     ),
 )
 
-CORPORA = {"de": EMODB, "it": EMOVO, "en": TESS}
-assert set(STYLES) == set(LABELS) and all(set(c.emotions) == set(LABELS) for c in CORPORA.values())
+# Sentence K of each emotion; eNTERFACE's disgust, fear and surprise are not spoken (the paper
+# drops them, and there is no neutral).
+ENTERFACE_SENTENCES = {
+    "angry": (
+        "C'est la troisième fois | que tu me fais le coup, | j'en ai assez !",
+        "Tu te moques de moi ? | Rends-moi tout de suite | mon argent !",
+        "Non, non et non ! | Je ne signerai pas | ce papier.",
+        "Qui t'a permis | de toucher à mes affaires ?",
+        "Sortez d'ici | et ne revenez jamais !",
+    ),
+    "happy": (
+        "C'est formidable, | j'ai enfin obtenu | ce travail !",
+        "Quelle belle surprise, | merci mille fois !",
+        "Nous partons demain matin | en vacances | au bord de la mer !",
+        "J'ai gagné le concours, | je n'arrive pas à y croire !",
+        "Tu es venu ! | Je suis si contente | de te voir.",
+    ),
+    "sad": (
+        "Il est parti hier soir | et il ne reviendra pas.",
+        "Je n'ai plus personne | à qui parler.",
+        "Tout ce que nous avions construit | a disparu.",
+        "Mon vieux chien | est mort ce matin.",
+        "Je croyais | que tu étais mon ami.",
+    ),
+}
+ENTERFACE_FOLDERS = {"an": "anger", "ha": "happiness", "sa": "sadness"}
+
+
+def _enterface_path(spk: Speaker, text: str, emo: str) -> str:
+    # The real corpus names some of subject 3's files `s_3_*`; adapters must cope, so we copy that.
+    stem = f"s_3_{emo}_{text}" if spk.code == "3" else f"s{spk.code}_{emo}_{text}"
+    return f"enterface/subject {spk.code}/{ENTERFACE_FOLDERS[emo]}/sentence {text}/{stem}.wav"
+
+
+ENTERFACE = Corpus(
+    name="enterface",
+    language="fr",
+    speakers=(  # 5 men, 3 women (the real corpus is 81% men)
+        Speaker("1", "fr+m4", 42, 172), Speaker("2", "fr+f2", 60, 176),
+        Speaker("3", "fr-be+m1", 36, 165), Speaker("4", "fr+m7", 48, 180),
+        Speaker("5", "fr-ch+f4", 64, 168), Speaker("6", "fr+m2", 32, 162),
+        Speaker("7", "fr-be+f1", 57, 184), Speaker("8", "fr-ch+m6", 47, 174),
+    ),
+    texts={
+        str(k + 1): {label: sentences[k] for label, sentences in ENTERFACE_SENTENCES.items()}
+        for k in range(5)
+    },
+    emotions={"happy": "ha", "angry": "an", "sad": "sa"},
+    path=_enterface_path,
+    held_out=True,
+)
+
+CORPORA = {"de": EMODB, "it": EMOVO, "en": TESS, "fr": ENTERFACE}
+assert set(STYLES) == set(LABELS)
+assert all(set(c.emotions) == set(LABELS) for c in CORPORA.values() if not c.held_out)
+assert all(
+    set(c.emotions) <= set(LABELS) and all(isinstance(t, str) or set(t) == set(c.emotions) for t in c.texts.values())
+    for c in CORPORA.values()
+)
 
 
 @dataclass(frozen=True)
@@ -186,9 +257,11 @@ def _jobs(corpus: Corpus, seed: int, scale: float) -> list[Job]:
         rng = np.random.default_rng([seed, zlib.crc32(f"{corpus.name}/{spk.code}".encode())])
         chosen = sorted(rng.permutation(len(codes))[:count]) if count < len(codes) else range(len(codes))
         for i in chosen:
-            for label in LABELS:
+            for label in (label for label in LABELS if label in corpus.emotions):
+                text = corpus.texts[codes[i]]
+                text = text if isinstance(text, str) else text[label]
                 rel = corpus.path(spk, codes[i], corpus.emotions[label])
-                jobs.append(Job(corpus, spk, corpus.texts[codes[i]], label, rel))
+                jobs.append(Job(corpus, spk, text, label, rel))
     return jobs
 
 
@@ -287,6 +360,7 @@ def _check(opts: SynthOptions) -> None:
 def _readme(opts: SynthOptions, espeak: str, utterances: list[Utterance]) -> str:
     version = subprocess.run([espeak, "--version"], capture_output=True, text=True, check=False)
     version_text = version.stdout.split("Data at")[0].strip() or "espeak-ng (unknown version)"
+    held_out = [u for u in utterances if CORPORA[u.language].held_out]
     lines = [
         "Synthetic emotional speech: NOT real recordings.",
         f"Generated by sertrt.data.synth with espeak-ng ({version_text}).",
@@ -294,22 +368,33 @@ def _readme(opts: SynthOptions, espeak: str, utterances: list[Utterance]) -> str
         "volume and pauses, with per-utterance jitter. Laid out like EmoDB (emodb/, German),",
         "EMOVO (emovo/, Italian) and TESS (tess/, English) so the corpus adapters read it as is.",
         f"seed={opts.seed} scale={opts.scale} noise_snr_db={opts.noise_snr_db}",
-        f"{len(utterances)} utterances, 16-bit mono WAV at espeak's own rate; list: manifest.jsonl",
-        "",
+        f"{len(utterances) - len(held_out)} utterances, 16-bit mono WAV at espeak's own rate; list: manifest.jsonl",
     ]
-    for corpus in (c.name for c in CORPORA.values()):
-        rows = [u for u in utterances if u.corpus == corpus]
+    if held_out:
+        lines += [
+            f"{len(held_out)} held-out utterances for the transfer test; list: transfer_manifest.jsonl.",
+            "enterface/ is laid out like eNTERFACE'05 (WAV for AVI; subject 3's files are named s_3_*)",
+            "but spoken in French by 8 voices heard nowhere else, happy, angry and sad only. It is",
+            "never listed in manifest.jsonl, so it cannot leak into training.",
+        ]
+    lines.append("")
+    for c in CORPORA.values():
+        rows = [u for u in utterances if u.corpus == c.name]
         if rows:
-            counts = ", ".join(f"{label} {sum(u.label == label for u in rows)}" for label in LABELS)
-            lines.append(f"{corpus}: {len(rows)} ({counts}), {len({u.speaker for u in rows})} speakers")
+            labels = [label for label in LABELS if label in c.emotions]
+            counts = ", ".join(f"{label} {sum(u.label == label for u in rows)}" for label in labels)
+            lines.append(f"{c.name}: {len(rows)} ({counts}), {len({u.speaker for u in rows})} speakers")
     return "\n".join(lines) + "\n"
 
 
 def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None = None) -> Path:
     """Speak every corpus in `opts.languages` into `opts.out`; returns OUT/manifest.jsonl.
 
-    The manifest is written last and atomically, so a failed run never leaves one behind that
-    lists missing or half-written audio. `progress(done, total)` is called from this thread.
+    The training corpora are listed in OUT/manifest.jsonl, the held-out eNTERFACE-like part in
+    OUT/transfer_manifest.jsonl; each is written only when it has rows (with `languages=("fr",)`
+    only the transfer manifest is, and that is the path returned). Manifests are written last and
+    atomically, so a failed run never leaves one behind that lists missing or half-written audio.
+    `progress(done, total)` is called from this thread.
     """
     espeak = shutil.which("espeak-ng")
     if espeak is None:
@@ -331,6 +416,11 @@ def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None =
         pool.shutdown(cancel_futures=True)
     utterances.sort(key=lambda u: u.path)
     atomic.write_text(out / "README.txt", _readme(opts, espeak, utterances))
-    manifest = out / "manifest.jsonl"
-    write_manifest(manifest, utterances)
-    return manifest
+    manifests = {
+        out / "manifest.jsonl": [u for u in utterances if not CORPORA[u.language].held_out],
+        out / "transfer_manifest.jsonl": [u for u in utterances if CORPORA[u.language].held_out],
+    }
+    for path, rows in manifests.items():
+        if rows:
+            write_manifest(path, rows)
+    return next(path for path, rows in manifests.items() if rows)

@@ -1,0 +1,39 @@
+"""Corpus adapters: each reads one corpus in its distributed layout and label codes.
+
+`ADAPTERS[name].label_map` is the code -> label table (None: dropped, as in the paper) and
+`ADAPTERS[name].table()` renders it in Markdown for the README. One module per corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ...errors import SertrtError
+from . import ema, emodb, emovo, enterface, iemocap, savee, tess
+from .base import Adapter, Item, Scan
+
+# The order manifests and reports list corpora in.
+ADAPTERS: dict[str, Adapter] = {
+    a.name: a
+    for a in (
+        iemocap.ADAPTER,
+        emodb.ADAPTER,
+        tess.ADAPTER,
+        savee.ADAPTER,
+        ema.ADAPTER,
+        emovo.ADAPTER,
+        enterface.ADAPTER,
+    )
+}
+
+
+def get_adapter(name: str, ema_pattern: str | None = None, ema_labels: Mapping[str, str] | None = None) -> Adapter:
+    """The adapter called `name`; the EMA options only apply to "ema"."""
+    if name not in ADAPTERS:
+        raise SertrtError(f"unknown corpus {name!r} (valid: {', '.join(ADAPTERS)})")
+    if name == "ema" and (ema_pattern is not None or ema_labels is not None):
+        return ema.make_adapter(ema_pattern, ema_labels)
+    return ADAPTERS[name]
+
+
+__all__ = ["ADAPTERS", "Adapter", "Item", "Scan", "get_adapter"]

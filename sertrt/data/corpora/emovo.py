@@ -1,0 +1,59 @@
+"""EMOVO (Italian): `f1/dis-f1-b1.wav`, i.e. `<spk>/<emotion>-<spk>-<sentence>.wav`.
+
+Six actors (f1 f2 f3 m1 m2 m3), 14 sentences, 7 emotions. The speaker is read from the file
+name; the search is recursive because some copies sit one folder deeper (EMOVO/f1/...).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import Adapter, Item, Scan, finish, rel_path, walk_files
+
+LABEL_MAP: dict[str, str | None] = {
+    "neu": "neutral",
+    "gio": "happy",
+    "rab": "angry",
+    "tri": "sad",
+    "dis": None,
+    "pau": None,
+    "sor": None,
+}
+CODE_NAMES = {
+    "neu": "neutral",
+    "gio": "joy (gioia)",
+    "rab": "anger (rabbia)",
+    "tri": "sadness (tristezza)",
+    "dis": "disgust (disgusto)",
+    "pau": "fear (paura)",
+    "sor": "surprise (sorpresa)",
+}
+SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
+STEM = re.compile(r"^([a-z]{3})-([fm]\d)-([a-z]\d)$", re.IGNORECASE)
+
+
+def find(root: Path) -> Scan:
+    items, unmatched = [], []
+    for path in walk_files(root):
+        if path.suffix.lower() != ".wav":
+            continue
+        m = STEM.match(path.stem)
+        if m is None:
+            unmatched.append(rel_path(path, root))
+            continue
+        code, speaker, sentence = m[1].lower(), m[2].lower(), m[3].lower()
+        item = Item(path, rel_path(path, root), code, LABEL_MAP.get(code), speaker, key=(code, speaker, sentence))
+        items.append(item)
+    return finish(items, unmatched, SPEAKERS, "EMOVO speakers")
+
+
+ADAPTER = Adapter(
+    name="emovo",
+    title="EMOVO",
+    language="it",
+    layout="<spk>/<emo>-<spk>-<sentence>.wav, e.g. f1/neu-f1-b1.wav",
+    label_map=LABEL_MAP,
+    code_names=CODE_NAMES,
+    find=find,
+)

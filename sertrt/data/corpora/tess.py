@@ -1,0 +1,61 @@
+"""TESS (Toronto Emotional Speech Set, English): `OAF_angry/OAF_back_angry.wav`.
+
+Two female speakers, OAF (older) and YAF (younger). The emotion is the text after the LAST
+underscore of the stem (words never contain one), compared case-insensitively: folder and file
+capitalisation vary between copies (OAF_Sad, YAF_pleasant_surprised). The search is recursive
+and the shallowest copy wins, since the Kaggle copy nests a second full copy one folder deeper.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import Adapter, Item, Scan, finish, rel_path, walk_files
+
+LABEL_MAP: dict[str, str | None] = {
+    "neutral": "neutral",
+    "happy": "happy",
+    "angry": "angry",
+    "sad": "sad",
+    "disgust": None,
+    "fear": None,
+    "ps": None,
+}
+CODE_NAMES = {
+    "neutral": "neutral",
+    "happy": "happiness",
+    "angry": "anger",
+    "sad": "sadness",
+    "disgust": "disgust",
+    "fear": "fear",
+    "ps": "pleasant surprise",
+}
+SPEAKERS = ("OAF", "YAF")
+STEM = re.compile(r"^(OAF|YAF)_(.+)_([a-z]+)$", re.IGNORECASE)
+
+
+def find(root: Path) -> Scan:
+    items, unmatched = [], []
+    for path in walk_files(root):
+        if path.suffix.lower() != ".wav":
+            continue
+        m = STEM.match(path.stem)
+        if m is None:
+            unmatched.append(rel_path(path, root))
+            continue
+        speaker, word, code = m[1].upper(), m[2].lower(), m[3].lower()
+        rel = rel_path(path, root)
+        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(speaker, word, code), rank=rel.count("/")))
+    return finish(items, unmatched, SPEAKERS, "TESS speakers")
+
+
+ADAPTER = Adapter(
+    name="tess",
+    title="TESS",
+    language="en",
+    layout="<SPK>_<emotion>/<SPK>_<word>_<emotion>.wav, e.g. OAF_angry/OAF_back_angry.wav",
+    label_map=LABEL_MAP,
+    code_names=CODE_NAMES,
+    find=find,
+)

@@ -1,0 +1,77 @@
+"""The paper's tables as commands, on generated tones with tiny models (1 epoch: wiring, not accuracy)."""
+
+import json
+
+import pytest
+
+from conftest import make_tone_corpus
+from sertrt.data.protocol import ProtocolOptions, write_protocol
+from sertrt.errors import SertrtError
+from sertrt.manifest import read_manifest, write_manifest
+from sertrt.training.experiment import ExperimentOptions, run_experiment
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    manifest = make_tone_corpus(root / "tones", per_label=5, seed=5)
+    write_protocol(ProtocolOptions(manifest, root / "protocol", folds=2))
+    transfer = [u for u in read_manifest(manifest) if u.label != "neutral"][:6]
+    write_manifest(root / "transfer.jsonl", transfer)
+    return root
+
+
+def opts(protocol, table, **kw):
+    base = dict(table=table, protocol=protocol / "protocol", out=protocol / "out", xlsr="tiny", wav2vec2="tiny-base",
+                epochs=1, batch_size=4, lr=1e-3, max_seconds=1.0)
+    return ExperimentOptions(**{**base, **kw})
+
+
+def test_heads_table_over_two_folds(protocol):
+    results = run_experiment(opts(protocol, "heads"), log=lambda m: None)
+    names = [c["name"] for c in results["configs"]]
+    assert names == ["xlsr+fcn", "xlsr+cnn-sa-dnn", "xlsr+hgfm"]
+    for c in results["configs"]:
+        assert c["folds"] == 2 and len(c["per_fold"]) == 2
+        assert c["wa"]["mean"] == pytest.approx(sum(f["wa"] for f in c["per_fold"]) / 2)
+        assert sum(map(sum, c["confusion_matrix"])) == 2 * c["per_fold"][0]["count"]
+    out = protocol / "out" / "heads"
+    md = (out / "results.md").read_text()
+    assert "| xlsr+hgfm | `tiny` | frozen |" in md and "68.8 / 69.7 / 69.2" in md
+    for png in ("curves.png", "confusion_xlsr_hgfm.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+    # A finished experiment is not trained again.
+    mtime = (out / "xlsr_hgfm" / "fold0" / "best.safetensors").stat().st_mtime
+    run_experiment(opts(protocol, "heads", configs=["xlsr+hgfm"]), log=lambda m: None)
+    assert (out / "xlsr_hgfm" / "fold0" / "best.safetensors").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("table, expected", [
+    ("upstreams", ["fbank+hgfm", "mfcc+hgfm", "cnn-lstm+hgfm", "wav2vec2+hgfm", "xlsr+hgfm"]),
+    ("finetune", ["xlsr+hgfm frozen", "xlsr+hgfm semi", "xlsr+hgfm full"]),
+])
+def test_other_tables_run(protocol, table, expected):
+    results = run_experiment(opts(protocol, table, max_folds=1), log=lambda m: None)
+    assert [c["name"] for c in results["configs"]] == expected
+    assert [c["strategy"] for c in results["configs"]][-1] in ("frozen", "full")
+
+
+def test_transfer_scores_three_classes(protocol):
+    results = run_experiment(opts(protocol, "transfer", max_folds=1, transfer_manifest=protocol / "transfer.jsonl"),
+                             log=lambda m: None)
+    for c in results["configs"]:
+        assert c["per_fold"][0]["labels"] == ["happy", "angry", "sad"]
+        assert len(c["confusion_matrix"]) == 3 and c["per_fold"][0]["count"] == 6
+    with pytest.raises(SertrtError, match="needs --transfer-manifest"):
+        run_experiment(opts(protocol, "transfer"), log=lambda m: None)
+    bad = protocol / "with_neutral.jsonl"
+    write_manifest(bad, read_manifest(protocol / "tones" / "manifest.jsonl")[:3])
+    with pytest.raises(SertrtError, match="expected only happy, angry, sad"):
+        run_experiment(opts(protocol, "transfer", transfer_manifest=bad), log=lambda m: None)
+
+
+def test_unknown_table_and_config(protocol):
+    with pytest.raises(SertrtError, match="valid: upstreams, heads, finetune, transfer"):
+        run_experiment(opts(protocol, "table4"), log=lambda m: None)
+    with pytest.raises(SertrtError, match="unknown configuration"):
+        run_experiment(opts(protocol, "heads", configs=["xlsr+svm"]), log=lambda m: None)
