@@ -51,6 +51,37 @@ def data_synth(
     console.print(f"wrote {manifest}")
 
 
+@data_app.command("prepare")
+def data_prepare(
+    corpus: list[str] = typer.Option(..., help="NAME=ROOT, repeatable; names: iemocap, emodb, tess, savee, ema, emovo, enterface."),
+    out: Path = typer.Option(..., help="Folder for the 16 kHz audio cache, manifests and prepare_report.{json,md}."),
+    workers: int = typer.Option(2, help="Files converted in parallel."),
+    ema_pattern: Optional[str] = typer.Option(None, help="EMA: regex with named groups speaker and emotion, matched against paths relative to its root."),
+    ema_label: list[str] = typer.Option([], help="EMA: CODE=LABEL, repeatable; replaces the default code map."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Prepare a partial corpus (missing sessions or speakers) with a warning."),
+) -> None:
+    """Read corpora as distributed, resample to 16 kHz into a cache, write manifests and a report."""
+    from rich.progress import Progress
+
+    from .data.prepare import PrepareOptions, prepare
+
+    def pairs(values: list[str], what: str) -> dict[str, str]:
+        parsed = {}
+        for value in values:
+            name, sep, rest = value.partition("=")
+            if not sep or not name or not rest:
+                raise SertrtError(f"{what} {value!r}: expected NAME=VALUE")
+            parsed[name.strip()] = rest
+        return parsed
+
+    corpora = {name: Path(root) for name, root in pairs(corpus, "--corpus").items()}
+    opts = PrepareOptions(corpora, out, workers, ema_pattern, pairs(ema_label, "--ema-label") or None, allow_partial)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("preparing", total=None)
+        report = prepare(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(report.markdown(), markup=False, highlight=False)
+
+
 @data_app.command("split")
 def data_split(
     manifest: Path = typer.Argument(..., help="Manifest to split."),

@@ -243,7 +243,8 @@ def _convert(
     videos = [job for job, _ in todo if is_avi(job.item.source)]
     ffmpeg = shutil.which("ffmpeg")
     if videos and ffmpeg is None:
-        raise SertrtError(f"{videos[0].corpus}: {len(videos)} AVI file(s) need ffmpeg to extract their audio: {FFMPEG_HINT}")
+        corpus = videos[0].corpus
+        raise SertrtError(f"{corpus}: {len(videos)} AVI file(s) need ffmpeg to extract their audio: {FFMPEG_HINT}")
 
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
@@ -369,6 +370,7 @@ def _markdown(report: PrepareReport) -> str:
     if held_out:
         lines.append(f"Held out of the mix (transfer sets): {', '.join(c.name for c in held_out)}.")
     for c in report.corpora:
+        unreadable = [f"{u['path']}: {u['error']}" for u in c.unreadable]
         lines += ["", f"## {c.title} (`{c.name}`, {c.language})", "", f"- root: {c.root}"]
         lines.append(f"- manifest: {f'`{c.manifest}`' if c.manifest else 'not written'}")
         lines.append(f"- found {c.found} utterances; kept {sum(c.kept.values())} ({c.duration_s / 3600:.2f} h)")
@@ -387,7 +389,7 @@ def _markdown(report: PrepareReport) -> str:
         for title, items in (
             ("Partial corpus", c.partial),
             ("Warnings", c.warnings),
-            (f"Unreadable files ({len(c.unreadable)}, not in the manifest)", [f"{u['path']}: {u['error']}" for u in c.unreadable]),
+            (f"Unreadable files ({len(unreadable)}, not in the manifest)", unreadable),
             (f"Files not following the naming ({len(c.unmatched)}, ignored)", c.unmatched),
         ):
             if items:

@@ -56,7 +56,8 @@ def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = 
         bad = {code: label for code, label in labels.items() if label not in LABELS}
         if bad:
             code, label = next(iter(bad.items()))
-            raise SertrtError(f"EMA label map: code {code!r} maps to unknown label {label!r} (valid: {', '.join(LABELS)})")
+            valid = ", ".join(LABELS)
+            raise SertrtError(f"EMA label map: code {code!r} maps to unknown label {label!r} (valid: {valid})")
         label_map = {code.lower(): label for code, label in labels.items()}
         code_names = {code: "user-defined" for code in label_map}
 

@@ -46,7 +46,8 @@ def find(root: Path) -> Scan:
             continue
         speaker, word, code = m[1].upper(), m[2].lower(), m[3].lower()
         rel = rel_path(path, root)
-        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(speaker, word, code), rank=rel.count("/")))
+        depth = rel.count("/")
+        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(speaker, word, code), rank=depth))
     return finish(items, unmatched, SPEAKERS, "TESS speakers")
 
 

@@ -1,0 +1,30 @@
+"""The README's two commands are the product's front door: check them as written."""
+
+import os
+import re
+import subprocess
+
+from conftest import REPO
+
+
+def test_readme_gives_exactly_two_commands():
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## Two commands.*?```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+    assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_main_job_runs_end_to_end_small(tmp_path):
+    """scripts/demo.sh at 5% of the corpus and one epoch: synth -> split -> train -> evaluate, then rerun."""
+    env = dict(os.environ, SERTRT_DEMO_DIR=str(tmp_path / "demo"), SERTRT_DEMO_SCALE="0.05", SERTRT_DEMO_EPOCHS="1")
+    first = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert re.search(r"WA \d+\.\d%\s+UA \d+\.\d%\s+macro-F1 \d+\.\d%", first.stdout), first.stdout
+    run = tmp_path / "demo" / "run"
+    assert (run / "best.safetensors").is_file() and (run / "eval" / "test_manifest.metrics.json").is_file()
+    best = (run / "best.safetensors").read_bytes()
+    # A second run reuses the corpus and resumes the finished run: nothing is overwritten.
+    again = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (run / "best.safetensors").read_bytes() == best
