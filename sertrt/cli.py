@@ -201,6 +201,53 @@ def evaluate(
     )
 
 
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run directory (uses best.safetensors) or a checkpoint file."),
+    out: Path = typer.Option(..., help="Bundle directory to write (appears complete or not at all)."),
+    precision: str = typer.Option("fp32", help="fp32, fp16 (FP16 ONNX with FP32 islands) or int8 (QDQ, TensorRT-style)."),
+    calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on."),
+    calib_utterances: int = typer.Option(64, help="int8: how many calibration utterances to use."),
+    test_manifest: Optional[Path] = typer.Option(None, help="Also report WA/UA of the bundle vs PyTorch FP32 on this manifest."),
+    min_batch: int = typer.Option(1, help="TensorRT profile: smallest batch."),
+    opt_batch: int = typer.Option(1),
+    max_batch: int = typer.Option(8),
+    min_samples: int = typer.Option(400, help="TensorRT profile: shortest input in samples (one frame)."),
+    opt_samples: int = typer.Option(32000, help="TensorRT profile: the shape kernels are tuned for (2 s window)."),
+    max_samples: int = typer.Option(128000, help="TensorRT profile: longest input (wider profiles make slower engines)."),
+    engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (needs TensorRT and an NVIDIA GPU)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle once the new one is complete."),
+) -> None:
+    """Export a checkpoint to a validated ONNX bundle (and optionally a TensorRT engine)."""
+    from .export.exporter import ExportOptions, export_bundle
+    from .export.spec import Profile
+
+    profile = Profile(min_batch, opt_batch, max_batch, min_samples, opt_samples, max_samples)
+    opts = ExportOptions(run, out, precision, calib_manifest, calib_utterances, test_manifest, profile, engine, overwrite)
+    manifest = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
+    console.print(f"wrote {out} ({manifest['precision']}, validation passed, {len(manifest['files'])} files)")
+
+
+@app.command("build-engine")
+def build_engine_cmd(
+    bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
+    workspace_mb: int = typer.Option(2048),
+    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and written back."),
+) -> None:
+    """Build a TensorRT engine from a bundle's ONNX, on the device that will run it."""
+    from .bundle import add_file, load_bundle
+    from .export.spec import Profile
+    from .export.tensorrt_engine import EngineOptions, build_engine
+
+    manifest = load_bundle(bundle)
+    p = manifest["spec"]["profile"]
+    record = build_engine(EngineOptions(onnx=bundle / manifest["model"], out=bundle / "model.plan",
+                                        precision=manifest["precision"], profile=Profile(**p),
+                                        workspace_mb=workspace_mb, timing_cache=timing_cache))
+    add_file(bundle, bundle / "model.plan")
+    console.print(f"wrote {bundle / 'model.plan'} (TensorRT {record.get('tensorrt')}, {record.get('gpu')})")
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 

@@ -92,6 +92,13 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     out_dir = opts.out or (ckpt.parent / "eval")
     stem = Path(opts.manifest).name.removesuffix(".jsonl")
     atomic.write_text(out_dir / f"{stem}.metrics.json", json.dumps(report, indent=1) + "\n")
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    atomic.write_text(out_dir / f"{stem}.predictions.jsonl", "".join(
+        json.dumps({"path": u.path, "label": u.label, "predicted": labels[int(p.argmax())],
+                    "probabilities": [round(float(x), 6) for x in p]}) + "\n"
+        for u, p in zip(data.utterances, probs)
+    ))
     plot_confusion(
         np.array(report["confusion_matrix"]), labels, out_dir / f"{stem}.confusion.png",
         f"{stem}: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}",

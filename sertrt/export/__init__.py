@@ -1,0 +1,1 @@
+"""Export stage: checkpoint -> ONNX (fp32/fp16/int8) -> TensorRT engine, packed as a bundle."""

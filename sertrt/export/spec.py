@@ -1,0 +1,97 @@
+"""The export contract, declared once: it drives torch.onnx.export, the post-export validation,
+the TensorRT optimization profile and the bundle's manifest.json (numpy only).
+
+    inputs   waveform (batch, num_samples) float32, raw 16 kHz audio in [-1, 1]
+             lengths  (batch,)             int64, valid samples per row (padding is masked)
+    output   logits   (batch, num_labels)  float32
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..audio import HOP_SECONDS, RECEPTIVE_FIELD, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
+
+PRECISIONS = ("fp32", "fp16", "int8")
+OPSET = 17  # LayerNormalization is one op from 17; TensorRT 10.3 parses it
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    axes: tuple[str, ...]
+
+
+INPUTS = (
+    TensorSpec("waveform", "float32", ("batch", "num_samples")),
+    TensorSpec("lengths", "int64", ("batch",)),
+)
+OUTPUTS = (TensorSpec("logits", "float32", ("batch", "num_labels")),)
+DYNAMIC_AXES = {
+    "waveform": {0: "batch", 1: "num_samples"},
+    "lengths": {0: "batch"},
+    "logits": {0: "batch"},
+}
+
+# Per precision: logits tolerances against PyTorch FP32, and the top-1 agreement that must hold.
+TOLERANCES = {
+    "fp32": {"atol": 1e-4, "rtol": 1e-3, "min_agreement": 1.0},
+    "fp16": {"atol": 5e-2, "rtol": 5e-2, "min_agreement": 0.99},
+    "int8": {"atol": 0.5, "rtol": 0.5, "min_agreement": 0.90},
+}
+
+# Validation runs at shapes the export never traced: 0.5 s to 30 s, batches of 1, 3 and 8.
+VALIDATION_SECONDS = (0.5, 1.3, 2.0, 7.7, 30.0)
+VALIDATION_BATCHES = (1, 3, 8)
+
+
+@dataclass
+class Profile:
+    """A TensorRT optimization profile over (batch, num_samples). A tight default around the
+    streaming window: over-wide profiles make wav2vec2 engines about 2x slower."""
+
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 8
+    min_samples: int = RECEPTIVE_FIELD
+    opt_samples: int = WINDOW_SAMPLES
+    max_samples: int = 4 * WINDOW_SAMPLES
+
+    def shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """name -> (min, opt, max) shapes for every dynamic input."""
+        return {
+            "waveform": ((self.min_batch, self.min_samples), (self.opt_batch, self.opt_samples),
+                         (self.max_batch, self.max_samples)),
+            "lengths": ((self.min_batch,), (self.opt_batch,), (self.max_batch,)),
+        }
+
+    def check(self) -> None:
+        from ..errors import SertrtError
+
+        if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
+            raise SertrtError(f"profile batch must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}")
+        if not (RECEPTIVE_FIELD <= self.min_samples <= self.opt_samples <= self.max_samples):
+            raise SertrtError(
+                f"profile num_samples must satisfy {RECEPTIVE_FIELD} <= min <= opt <= max, "
+                f"got {self.min_samples}/{self.opt_samples}/{self.max_samples}"
+            )
+
+
+@dataclass
+class ExportSpec:
+    labels: tuple[str, ...]
+    sample_rate: int = SAMPLE_RATE
+    opset: int = OPSET
+    min_samples: int = RECEPTIVE_FIELD  # shorter input must be zero-padded to this by the caller
+    window_seconds: float = WINDOW_SECONDS
+    hop_seconds: float = HOP_SECONDS
+    profile: Profile = field(default_factory=Profile)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["inputs"] = [asdict(t) for t in INPUTS]
+        d["outputs"] = [asdict(t) for t in OUTPUTS]
+        d["profile_shapes"] = {k: [list(s) for s in v] for k, v in self.profile.shapes().items()}
+        return d

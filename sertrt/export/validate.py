@@ -1,0 +1,109 @@
+"""Validate an exported ONNX against PyTorch at shapes the export never traced.
+
+Every precision is checked at once after export (optimum's `_run_validation`, Polygraphy's
+`CompareFunc.simple`): per output, max absolute and relative error, the smallest atol (at the
+spec's rtol) that would have passed, and top-1 agreement. Batched results are also compared with
+one-at-a-time results inside ONNX Runtime, because padding bugs live there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .spec import TOLERANCES, VALIDATION_SECONDS
+
+
+def validation_batches(sample_rate: int, seed: int = 0) -> list[list[np.ndarray]]:
+    """Deterministic speech-like test signals: batch 1 (30 s), batch 3 and batch 8 of mixed lengths."""
+    rng = np.random.default_rng(seed)
+
+    def signal(seconds: float) -> np.ndarray:
+        n = int(seconds * sample_rate)
+        t = np.arange(n) / sample_rate
+        f0 = rng.uniform(90, 280) * (1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+        voiced = np.sin(2 * np.pi * np.cumsum(f0) / sample_rate) + 0.3 * np.sin(4 * np.pi * np.cumsum(f0) / sample_rate)
+        envelope = np.abs(np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+        x = rng.uniform(0.05, 0.5) * voiced * envelope + 0.01 * rng.standard_normal(n)
+        return x.astype(np.float32)
+
+    long_, *short = VALIDATION_SECONDS[::-1]
+    return [
+        [signal(long_)],
+        [signal(s) for s in (0.5, 7.7, 2.0)],
+        [signal(s) for s in np.linspace(0.5, 4.0, 8)],
+    ]
+
+
+def pad_batch(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(c) for c in clips], dtype=np.int64)
+    waveform = np.zeros((len(clips), int(lengths.max())), dtype=np.float32)
+    for i, c in enumerate(clips):
+        waveform[i, : len(c)] = c
+    return waveform, lengths
+
+
+@dataclass
+class Comparison:
+    name: str
+    max_abs: float
+    max_rel: float
+    required_atol: float  # the atol that would have passed at the spec's rtol
+    agreement: float  # top-1 agreement over rows
+    rows: int
+    passed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def compare(name: str, ref: np.ndarray, out: np.ndarray, atol: float, rtol: float, min_agreement: float) -> Comparison:
+    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
+    scale = np.abs(ref.astype(np.float64))
+    required = float(np.max(diff - rtol * scale)) if diff.size else 0.0
+    agreement = float(np.mean(ref.argmax(-1) == out.argmax(-1))) if ref.size else 1.0
+    return Comparison(
+        name=name, max_abs=float(diff.max()), max_rel=float((diff / np.maximum(scale, 1e-6)).max()),
+        required_atol=max(required, 0.0), agreement=agreement, rows=int(ref.shape[0]),
+        passed=bool(np.all(diff <= atol + rtol * scale)) and agreement >= min_agreement,
+    )
+
+
+def format_table(rows: list[Comparison], atol: float, rtol: float) -> str:
+    lines = [f"{'check':<44} {'max abs':>10} {'max rel':>10} {'atol needed':>12} {'top-1':>7}  result  (atol {atol:g}, rtol {rtol:g})"]
+    for r in rows:
+        lines.append(f"{r.name:<44} {r.max_abs:>10.3g} {r.max_rel:>10.3g} {r.required_atol:>12.3g} "
+                     f"{r.agreement:>7.1%}  {'ok' if r.passed else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def validate_onnx(model, onnx_path: Path, precision: str, sample_rate: int, threads: int = 2) -> dict[str, Any]:
+    """Compare ONNX Runtime (CPU) with PyTorch FP32 on untraced shapes; returns a JSON-able report."""
+    import onnxruntime as ort
+    import torch
+
+    tol = TOLERANCES[precision]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    model = model.eval().cpu()
+    rows: list[Comparison] = []
+    for clips in validation_batches(sample_rate):
+        waveform, lengths = pad_batch(clips)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(waveform), torch.from_numpy(lengths)).numpy()
+        out = session.run(["logits"], {"waveform": waveform, "lengths": lengths})[0]
+        seconds = "/".join(f"{len(c) / sample_rate:g}" for c in clips)
+        rows.append(compare(f"batch {len(clips)} ({seconds} s) vs torch", ref, out, tol["atol"], tol["rtol"], tol["min_agreement"]))
+        if len(clips) > 1:
+            alone = np.concatenate([session.run(["logits"], {"waveform": c[None], "lengths": np.array([len(c)])})[0] for c in clips])
+            # Batched vs one at a time in the same runtime: only padding can make these differ.
+            rows.append(compare(f"batch {len(clips)} vs one at a time", alone, out, 1e-3 if precision == "fp32" else tol["atol"],
+                                1e-3 if precision == "fp32" else tol["rtol"], 1.0))
+    return {
+        "precision": precision, "tolerances": tol, "passed": all(r.passed for r in rows),
+        "checks": [r.as_dict() for r in rows], "table": format_table(rows, tol["atol"], tol["rtol"]),
+    }
