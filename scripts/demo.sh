@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: set up, then the main job end to end on the synthetic corpus:
-# synthesize (espeak-ng, en/de/it) -> 4:1 split -> train tiny XLSR + HGFM -> evaluate.
+# synthesize (espeak-ng, en/de/it + a held-out fr set) -> 4:1 split -> train tiny XLSR + HGFM -> evaluate
+# -> export validated fp32 and int8 ONNX bundles.
 # Re-running is safe: the corpus is reused when present and the run resumes (nothing is overwritten).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,8 @@ $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifes
     --out "$OUT/run" --upstream tiny --head hgfm --strategy full --epochs "$EPOCHS" --lr 1e-3 --max-seconds 3 \
     --seed 0 "${RESUME[@]}"
 $SERTRT evaluate "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
+for PRECISION in fp32 int8; do
+    [ -f "$OUT/bundle-$PRECISION/manifest.json" ] && continue
+    $SERTRT export "$OUT/run" --out "$OUT/bundle-$PRECISION" --precision "$PRECISION" \
+        --calib-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifest "$OUT/corpus/test_manifest.jsonl"
+done

@@ -248,6 +248,51 @@ def build_engine_cmd(
     console.print(f"wrote {bundle / 'model.plan'} (TensorRT {record.get('tensorrt')}, {record.get('gpu')})")
 
 
+@app.command()
+def stream(
+    bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
+    source: str = typer.Argument("-", help="Audio file (read incrementally), or - for raw PCM on stdin."),
+    rate: Optional[int] = typer.Option(None, help="stdin/--mic: sample rate of the PCM."),
+    format: str = typer.Option("s16le", help="stdin: s16le or f32le."),
+    channels: int = typer.Option(1, help="stdin/--mic: channels (downmixed)."),
+    mic: bool = typer.Option(False, "--mic", help="Read the default microphone (needs sounddevice)."),
+    backend: str = typer.Option("ort", help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle)."),
+    provider: str = typer.Option("cpu", help="ort: cpu, cuda or tensorrt."),
+    threads: Optional[int] = typer.Option(None, help="ort: intra-op threads."),
+    window_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (2.0)."),
+    hop_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (0.5)."),
+    smoothing: str = typer.Option("none", help="none, ema or majority."),
+    silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
+) -> None:
+    """Stream audio windows through a bundle; prints JSON Lines (one per window, then a summary)."""
+    from .runtime.sources import StreamOptions, run_stream
+
+    run_stream(StreamOptions(bundle, source, rate, format, channels, mic, backend, provider, threads,
+                             window_seconds, hop_seconds, smoothing, silence_dbfs))
+
+
+@app.command()
+def parity(
+    bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
+    run: Path = typer.Option(..., help="The run (or checkpoint) the bundle was exported from."),
+    manifest: Path = typer.Option(..., help="Utterances to compare on."),
+    backend: str = typer.Option("ort"),
+    provider: str = typer.Option("cpu"),
+    window_seconds: Optional[float] = typer.Option(None),
+    hop_seconds: Optional[float] = typer.Option(None),
+    min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 0.98."),
+    max_delta_ua: Optional[float] = typer.Option(None, help="Largest |UA difference| in points (default 1.0)."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 1 beyond thresholds."""
+    from .runtime.parity import ParityOptions, check, format_parity, run_parity
+
+    results = run_parity(ParityOptions(bundle, run, manifest, backend, provider, window_seconds, hop_seconds,
+                                       min_agreement, max_delta_ua))
+    console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
+    check(results)
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 

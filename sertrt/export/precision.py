@@ -1,0 +1,410 @@
+"""Reduced-precision copies of the FP32 model ONNX, with the precision in the graph (TensorRT 11 is
+strongly typed: no builder flags), plus calibration feeds read from a manifest.
+
+    to_fp16(model.onnx, model_fp16.onnx)                  FP16 compute, FP32 waveform/lengths/logits
+    to_int8(model.onnx, model_int8.onnx, feeds)           explicit Q/DQ, symmetric INT8, zero-points 0
+    manifest_calibration(calib_manifest.jsonl)            [{"waveform": (1, num_samples), "lengths": (1,)}]
+
+FP16 keeps in FP32 what overflows or loses too much in 5 exponent bits: the in-graph waveform
+normalisation (a sum of num_samples squares passes 65504 after 2 s of loud audio), every reduction,
+Pow/Sqrt, LayerNormalization, Softmax, and the recurrent modules of the head (TensorRT runs GRU in
+FP32/FP16 only; the head is a sliver of the FLOPs). Cast pairs between two FP32 regions are removed,
+so a value never passes through FP16 on its way between FP32 ops.
+
+INT8 quantises MatMul/Gemm (and Conv if asked) of the encoder with per-channel weights; the head (no
+INT8 GRU in TensorRT), the first Conv (raw waveform in), LayerNorm and Softmax stay float. Q/DQ feed
+only the quantised ops: ONNX Runtime's quantiser also rewires float consumers of a quantised tensor
+(residual Adds, LayerNorms) to the dequantised copy, which costs accuracy for no speed, so that is undone.
+
+ONNX Runtime CPU runs both files (the post-export check uses it). For FP16 it upcasts ops that have no
+FP16 CPU kernel, so ORT-CPU validates FP16 storage at op boundaries, not FP16 arithmetic as TensorRT
+does it: re-check the built engine on the GPU.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..audio import SAMPLE_RATE
+from ..errors import SertrtError
+
+# Op types always kept in FP32 by to_fp16 (besides onnxruntime's default list of ops without FP16).
+FP16_KEEP_OPS = (
+    "LayerNormalization", "Softmax", "GRU", "LSTM", "RNN",
+    "ReduceSum", "ReduceMean", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", "ReduceProd",
+    "Pow", "Sqrt",
+)
+RECURRENT_OPS = ("GRU", "LSTM", "RNN")
+CONTROL_FLOW_OPS = ("If", "Loop", "Scan")  # the converter cannot keep these in FP32 (subgraph types)
+HEAD_SCOPE = "/head/"  # TorchScript node names carry the module path: /head/gru/fw/GRU
+INT8_OP_TYPES = ("MatMul", "Gemm")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+_FLOATS = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+# ---------------------------------------------------------------------------------------------
+# FP16
+
+
+def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """FP32 ONNX -> mixed FP16 ONNX with FP32 inputs and outputs; returns what stayed FP32."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
+    graph = model.graph
+    float_nodes = _float_node_names(model)
+    keep_ops = set(DEFAULT_OP_BLOCK_LIST) | set(FP16_KEEP_OPS)
+    normalisation = _normalisation_nodes(graph)
+    control_flow = {n.name for n in graph.node if n.op_type in CONTROL_FLOW_OPS}
+    keep_nodes = (normalisation | _recurrent_scope_nodes(graph)) - control_flow
+    kept = Counter(
+        n.op_type for n in graph.node
+        if n.name in float_nodes and (n.op_type in keep_ops or n.name in keep_nodes) and n.op_type != "Constant"
+    )
+    converted = sum(
+        1 for n in graph.node
+        if n.name in float_nodes and not (n.op_type in keep_ops or n.name in keep_nodes) and n.op_type != "Constant"
+    )
+    casts_before = sum(n.op_type == "Cast" for n in graph.node)
+
+    model = convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=sorted(keep_ops), node_block_list=sorted(keep_nodes),
+        disable_shape_infer=True,
+    )
+    removed = _drop_cast_round_trips(model.graph)
+    _prune(model.graph)
+    _topological_sort(model.graph)
+    onnx.checker.check_model(model)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+
+    dtypes = Counter(onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in model.graph.initializer)
+    return {
+        "precision": "fp16",
+        "io": "float32",
+        "kept_fp32": dict(sorted(kept.items())),
+        "kept_fp32_nodes": sum(kept.values()),
+        "normalisation_nodes": len(normalisation & float_nodes),
+        "fp16_nodes": converted,
+        "casts_added": sum(n.op_type == "Cast" for n in model.graph.node) - casts_before,
+        "cast_round_trips_removed": removed,
+        "initializers": dict(sorted(dtypes.items())),
+        "opset": _opset(model),
+    }
+
+
+def _normalisation_nodes(graph) -> set[str]:
+    """The waveform normalisation: every node the first Conv (the feature encoder's) depends on."""
+    first = next((n for n in graph.node if n.op_type == "Conv"), None)
+    if first is None:
+        return set()
+    producer = {o: n for n in graph.node for o in n.output}
+    seen: set[str] = set()
+    stack = [first.input[0]]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        stack.extend(i for i in node.input if i)
+    return seen
+
+
+def _recurrent_scope_nodes(graph) -> set[str]:
+    """Every node in the module that owns a GRU/LSTM (/head/gru/fw/GRU -> /head/gru/...): the
+    recurrence and its reshuffles, so FP16<->FP32 casts sit at the module's edge, not around each op.
+    (Casting only the GRU itself also crashes onnxruntime 1.32's CPU NchwcTransformer at session load.)"""
+    scopes = {n.name.rsplit("/", 2)[0] + "/" for n in graph.node if n.op_type in RECURRENT_OPS and n.name.count("/") >= 2}
+    return {n.name for n in graph.node if any(n.name.startswith(s) for s in scopes)}
+
+
+def _drop_cast_round_trips(graph) -> int:
+    """FP32 -> FP16 -> FP32 between two kept-FP32 ops (or from the FP32 graph input) rounds the value
+    for nothing; bypass the pair. Only the converter's own casts are touched, never the model's."""
+    producer = {o: n for n in graph.node for o in n.output}
+    to_fp32 = {}
+    for node in graph.node:
+        if node.op_type != "Cast" or _attr(node, "to") != 1:
+            continue
+        up = producer.get(node.input[0])
+        if up is not None and up.op_type == "Cast" and _attr(up, "to") == 10 and (
+            up.name.startswith("graph_input_cast") or up.name.endswith("_cast_to_fp16_node")
+        ):
+            to_fp32[node.output[0]] = up.input[0]
+    outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in to_fp32 and name not in outputs:
+                node.input[i] = to_fp32[name]
+    return len(to_fp32)
+
+
+# ---------------------------------------------------------------------------------------------
+# INT8
+
+
+class _FeedReader:
+    """An iterable of feeds as onnxruntime's CalibrationDataReader (get_next -> dict or None)."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]]):
+        self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def to_int8(
+    src: Path,
+    dst: Path,
+    calibration: Any,
+    *,
+    per_channel: bool = True,
+    op_types: tuple[str, ...] = INT8_OP_TYPES,
+    exclude_first_conv: bool = True,
+    method: str = "minmax",
+    preprocess: bool = False,
+) -> dict[str, Any]:
+    """FP32 ONNX -> QDQ INT8 ONNX for TensorRT: symmetric QInt8 activations and weights (zero-points 0),
+    per-channel weights, statically calibrated on `calibration` (an iterable of feeds
+    {"waveform": (B, num_samples) float32, "lengths": (B,) int64} or a CalibrationDataReader).
+
+    `preprocess` runs onnxruntime's quant_pre_process (shape inference + ORT basic optimisation) first.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise SertrtError(f"unknown calibration method {method!r} (valid: {', '.join(CALIBRATION_METHODS)})")
+    reader = calibration if hasattr(calibration, "get_next") else _FeedReader(calibration)
+
+    with atomic_path(dst) as tmp:
+        model_in: Any = str(src)
+        if preprocess:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(src), str(tmp))
+            model_in = onnx.load(str(tmp))
+        graph = (model_in if not isinstance(model_in, str) else onnx.load(model_in)).graph
+        excluded = [n.name for n in graph.node if HEAD_SCOPE in n.name and n.op_type in op_types]
+        first_conv = next((n for n in graph.node if n.op_type == "Conv"), None)
+        if exclude_first_conv and first_conv is not None and "Conv" in op_types:
+            excluded.append(first_conv.name)
+        quantised = {n.name for n in graph.node if n.op_type in op_types and n.name not in excluded}
+        quantize_static(
+            model_in, str(tmp), reader,
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=per_channel,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+            calibrate_method=methods[method],
+            # TensorRT takes only symmetric INT8 Q/DQ (zero-point 0); ORT's activation default is asymmetric.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+        model = onnx.load(str(tmp))
+        rewired = _qdq_only_into(model.graph, quantised)
+        _prune(model.graph)
+        _topological_sort(model.graph)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+
+    zps = zero_points(model)
+    if any(zps):
+        raise AssertionError(f"{dst}: non-zero Q/DQ zero-points {sorted(set(zps))}: TensorRT rejects them")
+    ops = Counter(n.op_type for n in model.graph.node)
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    quantised_ops = Counter(n.op_type for n in model.graph.node if n.op_type in op_types and any(i in dq_out for i in n.input))
+    return {
+        "precision": "int8",
+        "format": "QDQ",
+        "calibration_method": method,
+        "per_channel": per_channel,
+        "preprocess": preprocess,
+        "quantize_linear": ops["QuantizeLinear"],
+        "dequantize_linear": ops["DequantizeLinear"],
+        "quantised_ops": dict(sorted(quantised_ops.items())),
+        "excluded_nodes": sorted(excluded),
+        "float_consumers_rewired": rewired,
+        "max_abs_zero_point": max((abs(z) for z in zps), default=0),
+        "opset": _opset(model),
+    }
+
+
+def _qdq_only_into(graph, quantised: set[str]) -> int:
+    """Feed float consumers of a quantised activation the float tensor, not its Q->DQ copy."""
+    producer = {o: n for n in graph.node for o in n.output}
+    initializers = {t.name for t in graph.initializer}
+    rewired = 0
+    for node in graph.node:
+        if node.name in quantised or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for i, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear" or q.input[0] in initializers:
+                continue
+            node.input[i] = q.input[0]
+            rewired += 1
+    return rewired
+
+
+def zero_points(model: Any) -> list[int]:
+    """Every zero-point value of every QuantizeLinear/DequantizeLinear (a path or a ModelProto);
+    an omitted zero-point is 0. TensorRT needs all of them 0."""
+    import onnx
+    from onnx import numpy_helper
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    tensors = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    tensors[node.output[0]] = a.t
+    values: list[int] = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if len(node.input) < 3 or not node.input[2]:
+            values.append(0)
+            continue
+        values += [int(v) for v in numpy_helper.to_array(tensors[node.input[2]]).ravel()]
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration data
+
+
+def manifest_calibration(
+    manifest: Path, num: int = 64, seconds: float = 2.0, seed: int = 0, min_utterances: int = 16
+) -> list[dict[str, np.ndarray]]:
+    """Up to `num` utterances, stratified over labels (round-robin, shuffled per seed), each centre-
+    cropped or zero-padded to `seconds` (the streaming window):
+    [{"waveform": (1, num_samples) float32, "lengths": (1,) int64}], lengths = valid samples."""
+    from ..audio import load_audio
+    from ..manifest import read_manifest
+
+    if num < min_utterances:
+        raise SertrtError(f"calibration num={num} is below the minimum of {min_utterances} utterances")
+    utterances = read_manifest(manifest)
+    if len(utterances) < min_utterances:
+        raise SertrtError(
+            f"{manifest}: {len(utterances)} utterance(s), INT8 calibration needs at least {min_utterances}"
+        )
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, utt in enumerate(utterances):
+        by_label.setdefault(utt.label, []).append(i)
+    queues = [list(rng.permutation(idx)) for _, idx in sorted(by_label.items())]
+    chosen: list[int] = []
+    while len(chosen) < num and any(queues):
+        for q in queues:
+            if q and len(chosen) < num:
+                chosen.append(int(q.pop(0)))
+
+    n = int(round(seconds * SAMPLE_RATE))
+    feeds = []
+    for i in chosen:
+        audio = load_audio(utterances[i].path, SAMPLE_RATE)
+        if len(audio) > n:
+            start = (len(audio) - n) // 2
+            audio = audio[start : start + n]
+        waveform = np.zeros((1, n), dtype=np.float32)
+        waveform[0, : len(audio)] = audio
+        feeds.append({"waveform": waveform, "lengths": np.array([len(audio)], dtype=np.int64)})
+    return feeds
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph helpers
+
+
+def _attr(node, name: str) -> Any:
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+
+def _opset(model) -> int:
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _float_node_names(model) -> set[str]:
+    """Names of nodes that compute a floating-point tensor (after shape inference)."""
+    g = model.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].type == n.attribute[0].TENSOR:
+            types[n.output[0]] = n.attribute[0].t.data_type
+    return {n.name for n in g.node if any(types.get(t) in _FLOATS for t in n.output if t)}
+
+
+def _subgraph_inputs(node) -> set[str]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing graph."""
+    names: set[str] = set()
+    for a in node.attribute:
+        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            produced = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                names |= {i for i in n.input if i and i not in produced} | (_subgraph_inputs(n) - produced)
+    return names
+
+
+def _prune(graph) -> None:
+    """Drop nodes whose outputs nobody reads, then unread initializers and stale value_info."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = set(outputs)
+        for n in graph.node:
+            used |= set(n.input) | _subgraph_inputs(n)
+        keep = [n for n in graph.node if any(o in used for o in n.output if o)]
+        if len(keep) == len(graph.node):
+            break
+        del graph.node[:]
+        graph.node.extend(keep)
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    names = {o for n in graph.node for o in n.output} | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    vi = [v for v in graph.value_info if v.name in names]
+    del graph.value_info[:]
+    graph.value_info.extend(vi)
+
+
+def _topological_sort(graph) -> None:
+    """Stable topological order (the converters append their nodes at the end; TensorRT's parser
+    reads nodes in order). Subgraph reads from the outer scope count as dependencies."""
+    nodes = list(graph.node)
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    deps = [{producer[x] for x in (*n.input, *_subgraph_inputs(n)) if x in producer} for n in nodes]
+    users: list[list[int]] = [[] for _ in nodes]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    waiting = [len(d) for d in deps]
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(nodes[i])
+        for u in users[i]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) != len(nodes):
+        raise AssertionError("graph has a cycle")
+    del graph.node[:]
+    graph.node.extend(order)

@@ -1,0 +1,166 @@
+"""ONNX -> TensorRT engine (.plan) plus its record (`model.plan.json`), on TensorRT 10.x and 11.x.
+
+    build_engine(EngineOptions(onnx=Path("bundle/model.onnx"), out=Path("bundle/model.plan"),
+                               precision="fp16", profile=Profile()))
+
+Precision is carried by the ONNX itself (FP32, FP16 from AutoCast/float16 conversion, INT8 as Q/DQ
+nodes), so the network is strongly typed and no precision builder flag is ever set:
+  - TensorRT 11 removed BuilderFlag.FP16/INT8 and weak typing; strong typing is always on and the
+    STRONGLY_TYPED creation flag is deprecated and ignored, so we pass no flag at all.
+  - TensorRT 10.x (JetPack 6 = 10.3, JetPack 7.2 = 10.16): we opt in with STRONGLY_TYPED. The
+    FP16/INT8 flags would make TensorRT pick precisions itself (the graph then no longer says what
+    runs), they are deprecated since 10.12, and they are not allowed together with strong typing.
+    One ONNX therefore gives the same precision on every TensorRT version we support.
+An engine only runs on the GPU model and TensorRT version that built it: the record stores both
+and `check_engine_compatible` refuses a mismatch. Build on the target (the Jetson itself).
+
+NOT RUN AGAINST A REAL TENSORRT: TensorRT was not installable where this was written. The calls
+follow TensorRT's documented Python API (10.3, 10.16 and 11.x docstrings) and are tested only
+against a fake `tensorrt` module that records the call sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..atomic import atomic_path, write_text
+from ..errors import SertrtError
+from ..runtime.trt_runner import check_engine_compatible, environment, import_tensorrt, record_path
+from .spec import INPUTS, PRECISIONS, Profile
+
+__all__ = ["EngineOptions", "build_engine", "engine_record", "check_engine_compatible", "trtexec_command"]
+
+MAX_PARSER_ERRORS = 3  # the first errors explain the rest
+
+
+@dataclass
+class EngineOptions:
+    onnx: Path  # the precision's ONNX (FP32, FP16 or INT8 Q/DQ): precision is carried by the graph
+    out: Path  # engine file (.plan); the record goes to <out>.json
+    precision: str  # "fp32" | "fp16" | "int8": recorded, and checked against PRECISIONS
+    profile: Profile  # min/opt/max over (batch, num_samples) for waveform and lengths
+    workspace_mb: int = 2048
+    timing_cache: Path | None = None  # read if present, written back after the build
+    optimization_level: int = 3  # builder_optimization_level, 0-5: lower builds faster, may run slower
+
+
+def trt_major(trt: Any) -> int:
+    from packaging.version import Version
+
+    major = Version(trt.__version__).major
+    if major < 10:
+        raise SertrtError(f"TensorRT {trt.__version__} is too old: sertrt needs TensorRT 10 or newer (JetPack 6.1+)")
+    return major
+
+
+def engine_record(precision: str | None = None, profile: Profile | None = None) -> dict[str, Any]:
+    """What builds (or would build) an engine here: TensorRT version, GPU name, compute capability,
+    sertrt version, and the precision and profile shapes when given."""
+    record: dict[str, Any] = {"sertrt_version": __version__, **environment()}
+    if precision is not None:
+        record["precision"] = precision
+    if profile is not None:
+        record["profile_shapes"] = {name: [list(s) for s in shapes] for name, shapes in profile.shapes().items()}
+    return record
+
+
+def _parser_errors(parser: Any) -> str:
+    errors = [" ".join(str(parser.get_error(i)).split()) for i in range(min(parser.num_errors, MAX_PARSER_ERRORS))]
+    more = parser.num_errors - len(errors)
+    return "; ".join(errors) + (f"; ... {more} more" if more > 0 else "")
+
+
+def build_engine(opts: EngineOptions) -> dict[str, Any]:
+    """Parse the ONNX, build a strongly typed engine over `opts.profile`, write the plan atomically
+    and its record beside it; returns the record. A failed build leaves an existing plan untouched."""
+    from ..bundle import sha256_file
+
+    if opts.precision not in PRECISIONS:
+        raise SertrtError(f"unknown precision {opts.precision!r}; choose from {', '.join(PRECISIONS)}")
+    if not 0 <= opts.optimization_level <= 5:
+        raise SertrtError(f"optimization_level must be 0-5, got {opts.optimization_level}")
+    if opts.workspace_mb <= 0:
+        raise SertrtError(f"workspace_mb must be positive, got {opts.workspace_mb}")
+    opts.profile.check()
+    onnx, out = Path(opts.onnx), Path(opts.out)
+    if not onnx.is_file():
+        raise SertrtError(f"ONNX file not found: {onnx}")
+    trt = import_tensorrt()
+    major = trt_major(trt)
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if major == 10 else 0
+    network = builder.create_network(strongly_typed)
+    parser = trt.OnnxParser(network, logger)
+    # path= lets the parser find external weights (model.onnx.data) written beside large exports.
+    if not parser.parse(onnx.read_bytes(), path=str(onnx)):
+        raise SertrtError(f"TensorRT {trt.__version__} could not parse {onnx}: {_parser_errors(parser)}")
+    names = {network.get_input(i).name for i in range(network.num_inputs)}
+    expected = [t.name for t in INPUTS]
+    if names != set(expected):
+        raise SertrtError(f"{onnx} has inputs {sorted(names)}; sertrt engines expect {expected}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
+    config.builder_optimization_level = opts.optimization_level
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in opts.profile.shapes().items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    cache_file = Path(opts.timing_cache) if opts.timing_cache is not None else None
+    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
+    if config.set_timing_cache(cache, ignore_mismatch=False) is False:
+        raise SertrtError(f"timing cache {cache_file} was made on another GPU or TensorRT version; "
+                          "delete it or pass another path")
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise SertrtError(f"TensorRT {trt.__version__} failed to build an engine from {onnx} "
+                          "(see the TensorRT messages above)")
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(memoryview(plan))
+    if cache_file is not None:
+        with atomic_path(cache_file) as tmp:
+            tmp.write_bytes(memoryview(cache.serialize()))
+
+    record = engine_record(opts.precision, opts.profile)
+    record.update({
+        "strongly_typed": True,  # 10.x by flag, 11.x always
+        "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
+        "engine": out.name, "engine_sha256": sha256_file(out),
+        "workspace_mb": opts.workspace_mb, "optimization_level": opts.optimization_level,
+        "trtexec": trtexec_command(onnx.name, out.name, opts.profile, opts.precision, major,
+                                   workspace_mb=opts.workspace_mb, optimization_level=opts.optimization_level),
+    })
+    write_text(record_path(out), json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, precision: str, trt_major: int, *,
+                    workspace_mb: int = 2048, optimization_level: int = 3, timing_cache: str | Path | None = None) -> str:
+    """The trtexec line equivalent to `build_engine` (JetPack: /usr/src/tensorrt/bin/trtexec; the pip
+    wheels ship none). Never --fp16/--int8/--best: precision is in the ONNX. --stronglyTyped on 10.x
+    (on 11.x strong typing is always on and the option is a no-op)."""
+    if precision not in PRECISIONS:
+        raise SertrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if trt_major < 10:
+        raise SertrtError(f"TensorRT {trt_major}.x is not supported: sertrt needs TensorRT 10 or newer")
+    shapes = profile.shapes()
+
+    def at(i: int) -> str:
+        return ",".join(f"{name}:{'x'.join(str(d) for d in s[i])}" for name, s in shapes.items())
+
+    args = [f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={at(0)}", f"--optShapes={at(1)}",
+            f"--maxShapes={at(2)}", f"--memPoolSize=workspace:{workspace_mb}",
+            f"--builderOptimizationLevel={optimization_level}"]
+    if timing_cache is not None:
+        args.append(f"--timingCacheFile={timing_cache}")
+    if trt_major == 10:
+        args.append("--stronglyTyped")
+    return " ".join(["trtexec", *(shlex.quote(a) for a in args)])

@@ -1,0 +1,1 @@
+"""Runtime stage: torch-free inference on exported bundles (numpy at import; TensorRT and CUDA imported lazily)."""

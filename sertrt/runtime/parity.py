@@ -1,0 +1,131 @@
+"""`sertrt parity BUNDLE --run RUN --manifest M`: is the engine the model we trained?
+
+PyTorch FP32 (the checkpoint) and the bundle's engine each score the manifest twice: on whole
+utterances and on the streaming windows the runtime would cut from them. Reported per mode: top-1
+agreement, WA/UA/macro-F1 of both and the difference, logits max abs/rel error. Beyond the
+thresholds (per precision, configurable) the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE, load_audio
+from ..errors import SertrtError
+from ..labels import label_index
+from ..manifest import read_manifest
+from ..metrics import classification_report
+from .runners import Runner, TorchRunner, open_runner
+from .stream import window_starts
+
+# Minimum top-1 agreement and maximum |delta UA| (points) per precision.
+THRESHOLDS = {
+    "fp32": {"agreement": 0.999, "delta_ua": 1.0},
+    "fp16": {"agreement": 0.995, "delta_ua": 1.0},
+    "int8": {"agreement": 0.98, "delta_ua": 1.0},
+}
+
+
+@dataclass
+class ParityOptions:
+    bundle: Path
+    run: Path
+    manifest: Path
+    backend: str = "ort"
+    provider: str = "cpu"
+    window_seconds: float | None = None  # default: the bundle's
+    hop_seconds: float | None = None
+    min_agreement: float | None = None  # default: THRESHOLDS[precision]
+    max_delta_ua: float | None = None
+    batch_size: int = 8
+
+
+def _run_batches(runner: Runner, clips: list[np.ndarray], batch_size: int) -> np.ndarray:
+    order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths together: less padding
+    logits = [None] * len(clips)
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        lengths = np.array([max(len(clips[j]), RECEPTIVE_FIELD) for j in idx], dtype=np.int64)
+        waveform = np.zeros((len(idx), int(lengths.max())), dtype=np.float32)
+        for row, j in enumerate(idx):
+            waveform[row, : len(clips[j])] = clips[j]
+        result = runner.infer({"waveform": waveform, "lengths": lengths})["logits"]
+        for row, j in enumerate(idx):
+            logits[j] = result[row]
+    return np.stack(logits).astype(np.float32)
+
+
+def _compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    r_ref = classification_report(targets, ref.argmax(1), labels)
+    r_out = classification_report(targets, out.argmax(1), labels)
+    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
+    return {
+        "count": int(len(targets)),
+        "agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
+        "torch": {k: r_ref[k] for k in ("wa", "ua", "macro_f1")},
+        "engine": {k: r_out[k] for k in ("wa", "ua", "macro_f1")},
+        "delta_points": {k: 100 * (r_out[k] - r_ref[k]) for k in ("wa", "ua", "macro_f1")},
+        "logits_max_abs": float(diff.max()),
+        "logits_max_rel": float((diff / np.maximum(np.abs(ref), 1e-6)).max()),
+    }
+
+
+def run_parity(opts: ParityOptions) -> dict[str, Any]:
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider)
+    precision = manifest["precision"]
+    limits = {**THRESHOLDS[precision]}
+    if opts.min_agreement is not None:
+        limits["agreement"] = opts.min_agreement
+    if opts.max_delta_ua is not None:
+        limits["delta_ua"] = opts.max_delta_ua
+    labels = manifest["labels"]
+    window = int((opts.window_seconds or manifest["spec"]["window_seconds"]) * SAMPLE_RATE)
+    hop = int((opts.hop_seconds or manifest["spec"]["hop_seconds"]) * SAMPLE_RATE)
+
+    utts = read_manifest(opts.manifest)
+    audio = [load_audio(u.path) for u in utts]
+    targets = np.array([label_index(u.label, u.path) for u in utts])
+    windows, window_targets = [], []
+    for clip, t in zip(audio, targets):
+        for a, b in window_starts(len(clip), window, hop):
+            windows.append(clip[a:b])
+            window_targets.append(t)
+    window_targets = np.array(window_targets)
+
+    results: dict[str, Any] = {"bundle": str(opts.bundle), "precision": precision, "backend": opts.backend,
+                               "manifest": str(opts.manifest), "thresholds": limits, "modes": {}}
+    with TorchRunner(opts.run) as ref_runner, runner:
+        for mode, clips, tgt in (("utterance", audio, targets), ("window", windows, window_targets)):
+            ref = _run_batches(ref_runner, clips, opts.batch_size)
+            out = _run_batches(runner, clips, opts.batch_size)
+            results["modes"][mode] = _compare(ref, out, tgt, labels)
+    failures = []
+    for mode, r in results["modes"].items():
+        if r["agreement"] < limits["agreement"]:
+            failures.append(f"{mode} top-1 agreement {r['agreement']:.2%} < {limits['agreement']:.2%}")
+        if abs(r["delta_points"]["ua"]) > limits["delta_ua"]:
+            failures.append(f"{mode} |delta UA| {abs(r['delta_points']['ua']):.2f} points > {limits['delta_ua']}")
+    results["passed"] = not failures
+    results["failures"] = failures
+    return results
+
+
+def format_parity(results: dict[str, Any]) -> str:
+    lines = [f"{'mode':<10} {'n':>6} {'top-1':>8} {'UA torch':>9} {'UA engine':>10} {'dUA':>7} {'dWA':>7} {'dF1':>7} {'max abs':>9} {'max rel':>9}"]
+    for mode, r in results["modes"].items():
+        d = r["delta_points"]
+        lines.append(f"{mode:<10} {r['count']:>6} {r['agreement']:>8.2%} {r['torch']['ua']:>9.2%} {r['engine']['ua']:>10.2%} "
+                     f"{d['ua']:>+7.2f} {d['wa']:>+7.2f} {d['macro_f1']:>+7.2f} {r['logits_max_abs']:>9.3g} {r['logits_max_rel']:>9.3g}")
+    t = results["thresholds"]
+    lines.append(f"thresholds ({results['precision']}): top-1 >= {t['agreement']:.2%}, |dUA| <= {t['delta_ua']} points: "
+                 + ("passed" if results["passed"] else "FAILED: " + "; ".join(results["failures"])))
+    return "\n".join(lines)
+
+
+def check(results: dict[str, Any]) -> None:
+    if not results["passed"]:
+        raise SertrtError("parity failed: " + "; ".join(results["failures"]))

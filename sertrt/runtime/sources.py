@@ -1,0 +1,123 @@
+"""Audio sources for `sertrt stream`: files read block by block (never loaded whole), raw PCM on
+stdin, or a microphone (sounddevice, when installed). Each yields float32 chunks `(n,)` or
+`(n, channels)` at the source's own rate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SertrtError
+from .runners import open_runner
+from .stream import EmotionStream, StreamConfig
+
+PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+
+
+def file_chunks(path: Path, block_seconds: float = 0.5) -> tuple[int, Iterator[np.ndarray]]:
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
+
+    def gen() -> Iterator[np.ndarray]:
+        with f:
+            block = max(1, int(block_seconds * f.samplerate))
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                if len(data) == 0:
+                    return
+                yield data
+
+    return f.samplerate, gen()
+
+
+def pcm_chunks(stream, fmt: str, channels: int, block_bytes: int = 32000) -> Iterator[np.ndarray]:
+    if fmt not in PCM_FORMATS:
+        raise SertrtError(f"unknown PCM format {fmt!r} (valid: {', '.join(PCM_FORMATS)})")
+    dtype = PCM_FORMATS[fmt]
+    frame = dtype.itemsize * channels
+    pending = b""
+    while True:
+        data = stream.read(block_bytes)
+        if not data:
+            break
+        pending += data
+        usable = len(pending) - len(pending) % frame
+        if usable:
+            x = np.frombuffer(pending[:usable], dtype=dtype).reshape(-1, channels)
+            pending = pending[usable:]
+            yield (x.astype(np.float32) / 32768.0) if fmt == "s16le" else x.astype(np.float32)
+
+
+def mic_chunks(rate: int, channels: int, block_seconds: float = 0.1) -> Iterator[np.ndarray]:
+    try:
+        import sounddevice as sd
+    except ImportError:
+        raise SertrtError("--mic needs sounddevice: pip install sounddevice") from None
+    import queue
+
+    q: queue.Queue[np.ndarray] = queue.Queue()
+    with sd.InputStream(samplerate=rate, channels=channels, dtype="float32", blocksize=int(rate * block_seconds),
+                        callback=lambda data, frames, t, status: q.put(data.copy())):
+        while True:
+            yield q.get()
+
+
+@dataclass
+class StreamOptions:
+    bundle: Path
+    source: str  # a file path, or "-" for raw PCM on stdin
+    rate: int | None = None  # stdin/mic: the PCM's rate
+    format: str = "s16le"
+    channels: int = 1
+    mic: bool = False
+    backend: str = "ort"
+    provider: str = "cpu"
+    threads: int | None = None
+    window_seconds: float | None = None  # default: the bundle's
+    hop_seconds: float | None = None
+    smoothing: str = "none"
+    silence_dbfs: float | None = -50.0
+
+
+def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Stream a source through a bundle; `write` gets each window's dict, then the summary."""
+    write = write or (lambda d: print(json.dumps(d), flush=True))
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads)
+    if opts.mic or opts.source == "-":
+        if not opts.rate:
+            raise SertrtError("raw PCM input needs --rate (its sample rate)")
+        rate = opts.rate
+        chunks = mic_chunks(rate, opts.channels) if opts.mic else pcm_chunks(sys.stdin.buffer, opts.format, opts.channels)
+    else:
+        path = Path(opts.source)
+        if not path.is_file():
+            raise SertrtError(f"{path}: no such audio file")
+        rate, chunks = file_chunks(path)
+    config = StreamConfig(
+        window_seconds=opts.window_seconds or manifest["spec"]["window_seconds"],
+        hop_seconds=opts.hop_seconds or manifest["spec"]["hop_seconds"],
+        input_rate=rate, smoothing=opts.smoothing, silence_dbfs=opts.silence_dbfs,
+    )
+    with runner:
+        stream = EmotionStream(runner, manifest["labels"], config)
+        try:
+            for chunk in chunks:
+                for result in stream.push(chunk):
+                    write(result.as_dict())
+        except KeyboardInterrupt:
+            pass
+        for result in stream.flush():
+            write(result.as_dict())
+    summary = stream.summary()
+    write(summary)
+    return summary

@@ -1,0 +1,128 @@
+"""Export: ONNX contract, validation at untraced shapes, bundles, and a bare onnxruntime client."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tone_corpus, sertrt_env
+from sertrt.bundle import load_bundle
+from sertrt.checkpoint import save_checkpoint
+from sertrt.errors import SertrtError
+from sertrt.export.exporter import ExportOptions, export_bundle
+from sertrt.model import build_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        model.head.out.weight.mul_(20.0)  # decisive logits, so top-1 agreement is meaningful
+    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    manifest = make_tone_corpus(root / "tones", per_label=5, seed=11)
+    return root, manifest
+
+
+def test_fp32_bundle_contract_and_validation(checkpoint):
+    root, manifest = checkpoint
+    out = root / "b32"
+    m = export_bundle(ExportOptions(root / "run", out, "fp32", test_manifest=manifest), log=lambda s: None)
+    assert m["precision"] == "fp32" and m["validation"]["passed"]
+    assert m["labels"] == ["neutral", "happy", "angry", "sad"] and m["sample_rate"] == 16000 and m["opset"] >= 17
+    names = [c["name"] for c in m["validation"]["checks"]]
+    assert any("30 s" in n for n in names) and any("batch 8 vs one at a time" in n for n in names)
+    assert m["accuracy"]["top1_agreement"] == 1.0
+    assert set(m["files"]) == {"model.onnx"}
+    import onnx
+
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["waveform", "lengths"] and [o.name for o in graph.output] == ["logits"]
+    dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "num_samples"]
+    assert load_bundle(out)["files"]["model.onnx"] == m["files"]["model.onnx"]
+
+
+def test_bare_onnxruntime_client_matches_sertrt_evaluate(checkpoint, tmp_path):
+    """A client with only onnxruntime, soundfile, numpy and the bundle's manifest gets evaluate's predictions."""
+    root, manifest = checkpoint
+    out = root / "b32"
+    if not out.exists():
+        export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None)
+    subprocess.run([sys.executable, "-m", "sertrt", "evaluate", root / "run", "--manifest", manifest, "--out", tmp_path],
+                   env=sertrt_env(), check=True, capture_output=True)
+    expected = [json.loads(x) for x in (tmp_path / "manifest.predictions.jsonl").read_text().splitlines()]
+    client = textwrap.dedent(f"""
+        import json, sys
+        sys.modules["torch"] = None; sys.modules["sertrt"] = None  # neither may be used
+        import numpy as np, onnxruntime as ort, soundfile as sf
+        spec = json.load(open({str(out / "manifest.json")!r}))
+        session = ort.InferenceSession({str(out)!r} + "/" + spec["model"], providers=["CPUExecutionProvider"])
+        for line in open({str(manifest)!r}):
+            row = json.loads(line)
+            audio, rate = sf.read({str(manifest.parent)!r} + "/" + row["path"], dtype="float32")
+            assert rate == spec["sample_rate"]
+            logits = session.run(["logits"], {{"waveform": audio[None], "lengths": np.array([len(audio)])}})[0]
+            print(spec["labels"][int(logits.argmax())])
+    """)
+    result = subprocess.run([sys.executable, "-c", client], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [e["predicted"] for e in expected]
+
+
+def test_existing_bundle_is_kept_when_export_fails_or_is_not_allowed(checkpoint, monkeypatch):
+    root, _ = checkpoint
+    out = root / "keep"
+    export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None)
+    before = (out / "manifest.json").read_bytes()
+    with pytest.raises(SertrtError, match="--overwrite"):
+        export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None)
+
+    def failing(*a, **k):
+        return {"passed": False, "checks": [], "table": "check ... FAIL"}
+
+    monkeypatch.setattr("sertrt.export.exporter.validate_onnx", failing)
+    with pytest.raises(SertrtError, match="does not match PyTorch"):
+        export_bundle(ExportOptions(root / "run", out, "fp32", overwrite=True), log=lambda s: None)
+    assert (out / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".keep")) == []  # no staging left
+
+
+def test_tampered_bundle_is_refused(checkpoint, tmp_path):
+    root, _ = checkpoint
+    out = tmp_path / "b"
+    export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None)
+    with open(out / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(SertrtError, match="does not match its sha256"):
+        load_bundle(out)
+    with pytest.raises(SertrtError, match="not a sertrt bundle"):
+        load_bundle(tmp_path)
+
+
+def test_bad_export_options(checkpoint, tmp_path):
+    root, _ = checkpoint
+    with pytest.raises(SertrtError, match="valid: fp32, fp16, int8"):
+        export_bundle(ExportOptions(root / "run", tmp_path / "x", "bf16"), log=lambda s: None)
+    with pytest.raises(SertrtError, match="needs --calib-manifest"):
+        export_bundle(ExportOptions(root / "run", tmp_path / "x", "int8"), log=lambda s: None)
+    from sertrt.export.spec import Profile
+
+    with pytest.raises(SertrtError, match="profile num_samples"):
+        export_bundle(ExportOptions(root / "run", tmp_path / "x", "fp32", profile=Profile(max_samples=100)), log=lambda s: None)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_bundles_validate(checkpoint, precision):
+    root, manifest = checkpoint
+    out = root / f"b-{precision}"
+    m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16,
+                                    test_manifest=manifest), log=lambda s: None)
+    assert m["validation"]["passed"] and m["precision"] == precision
+    assert m["accuracy"]["top1_agreement"] >= 0.9
+    if precision == "int8":
+        assert m["precision_report"]["max_abs_zero_point"] == 0
