@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 1: set up, then the main job end to end on the synthetic corpus:
 # synthesize (espeak-ng, en/de/it + a held-out fr set) -> 4:1 split -> train tiny XLSR + HGFM -> evaluate
-# -> export validated fp32 and int8 ONNX bundles.
+# -> export validated fp32 and int8 ONNX bundles -> parity with PyTorch -> stream one file.
 # Re-running is safe: the corpus is reused when present and the run resumes (nothing is overwritten).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 SERTRT=.venv/bin/sertrt
 OUT="${SERTRT_DEMO_DIR:-demo}"
 SCALE="${SERTRT_DEMO_SCALE:-1.0}"
-EPOCHS="${SERTRT_DEMO_EPOCHS:-8}"
+EPOCHS="${SERTRT_DEMO_EPOCHS:-6}"
 
 [ -f "$OUT/corpus/manifest.jsonl" ] || $SERTRT data synth "$OUT/corpus" --seed 0 --scale "$SCALE"
 [ -f "$OUT/corpus/test_manifest.jsonl" ] || $SERTRT data split "$OUT/corpus/manifest.jsonl" --test-fraction 0.2 --seed 0
@@ -26,3 +26,8 @@ for PRECISION in fp32 int8; do
     $SERTRT export "$OUT/run" --out "$OUT/bundle-$PRECISION" --precision "$PRECISION" \
         --calib-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifest "$OUT/corpus/test_manifest.jsonl"
 done
+$SERTRT parity "$OUT/bundle-fp32" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
+$SERTRT parity "$OUT/bundle-int8" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
+FIRST=$(.venv/bin/python -c "import sys; from sertrt.manifest import read_manifest; print(read_manifest(sys.argv[1])[0].path)" "$OUT/corpus/test_manifest.jsonl")
+echo "streaming $FIRST through the int8 bundle:"
+$SERTRT stream "$OUT/bundle-int8" "$FIRST" --smoothing ema

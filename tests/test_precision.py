@@ -1,0 +1,281 @@
+"""FP16 / INT8 ONNX variants of a tiny random SERModel, checked in ONNX Runtime CPU against the FP32 ONNX."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_tone_corpus
+from sertrt.errors import SertrtError
+from sertrt.export.precision import _stratified_pick, manifest_calibration, to_fp16, to_int8, zero_points
+from sertrt.export.spec import DYNAMIC_AXES, TOLERANCES
+from sertrt.labels import LABELS
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+FP16_FP32_OPS = ("LayerNormalization", "Softmax", "GRU", "ReduceSum", "Pow", "Sqrt")
+# (batch, num_samples) never traced (the export traced (2, 32000)); row b is cut to lengths[b].
+SHAPES = ((1, 8000), (3, 20800), (2, 41234))
+FP16_REL_ERR = 5e-3  # max |FP16 - FP32| / max |FP32 logits|; measured on this model: 1.2e-3
+INT8_MIN_COSINE = 0.99  # measured on this model: 0.99999
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory) -> Path:
+    """The FP32 export exactly as onnx_export does it, of a tiny random model whose output layer is
+    scaled up so logits are O(1) and top-1 decisions are separated."""
+    import torch
+
+    from sertrt.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    with torch.no_grad():
+        model.head.out.weight.mul_(20.0)
+    n = 32000
+    waveform = 0.1 * torch.randn(2, n, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([n, 3 * n // 4])
+    waveform[1, lengths[1]:] = 0
+    path = tmp_path_factory.mktemp("precision") / "model.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (waveform, lengths), str(path), input_names=["waveform", "lengths"], output_names=["logits"],
+            dynamic_axes=DYNAMIC_AXES, opset_version=17, dynamo=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def calib_manifest(tmp_path_factory) -> Path:
+    return make_tone_corpus(tmp_path_factory.mktemp("calib"), per_label=5, seed=3)  # 20 utterances
+
+
+@pytest.fixture(scope="module")
+def fp16(fp32_onnx) -> tuple[Path, dict]:
+    dst = fp32_onnx.with_name("model_fp16.onnx")
+    return dst, to_fp16(fp32_onnx, dst)
+
+
+@pytest.fixture(scope="module")
+def int8(fp32_onnx, calib_manifest) -> tuple[Path, dict]:
+    dst = fp32_onnx.with_name("model_int8.onnx")
+    return dst, to_int8(fp32_onnx, dst, manifest_calibration(calib_manifest, num=20))
+
+
+def session(path: Path):
+    # NchwcTransformer is the optimiser that crashed on a badly cast FP16 graph; the subprocess test
+    # below loads with the defaults, so a regression fails one test instead of killing pytest.
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"])
+
+
+def feeds(batch: int, num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Tone-like audio (varied pitch per row) with ragged lengths, padding zeroed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / 16000
+    f0 = rng.uniform(90, 300, size=(batch, 1))
+    waveform = 0.3 * np.sin(2 * np.pi * f0 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
+    waveform = (waveform + 0.01 * rng.standard_normal((batch, num_samples))).astype(np.float32)
+    lengths = np.array([num_samples] + [int(num_samples * rng.uniform(0.5, 1.0)) for _ in range(batch - 1)])
+    for b, n in enumerate(lengths):
+        waveform[b, n:] = 0
+    return {"waveform": waveform, "lengths": lengths.astype(np.int64)}
+
+
+def logits_pairs(a_path: Path, b_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    a, b = session(a_path), session(b_path)
+    pairs = [(a.run(None, f)[0], b.run(None, f)[0]) for f in (feeds(bt, n, i) for i, (bt, n) in enumerate(SHAPES))]
+    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
+
+def elem_types(model) -> dict[str, int]:
+    g = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    return types
+
+
+def dq_consumers(model) -> list:
+    """Nodes reading a DequantizeLinear output."""
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n for n in model.graph.node if n.op_type != "QuantizeLinear" and any(i in dq_out for i in n.input)]
+
+
+# ---------------------------------------------------------------------------------------------- FP16
+
+
+def test_fp16_keeps_io_and_fragile_ops_fp32(fp32_onnx, fp16):
+    path, info = fp16
+    model = onnx.load(str(path))
+    FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert [(v.name, v.type.tensor_type.elem_type) for v in model.graph.input] == [
+        ("waveform", FLOAT), ("lengths", onnx.TensorProto.INT64)]
+    assert [(v.name, v.type.tensor_type.elem_type) for v in model.graph.output] == [("logits", FLOAT)]
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17 and info["opset"] >= 17
+
+    dtypes = [t.data_type for t in model.graph.initializer]
+    assert dtypes.count(FLOAT16) > 3 * dtypes.count(FLOAT), info["initializers"]
+    types = elem_types(model)
+    matmul_weights = [i for n in model.graph.node if n.op_type == "MatMul" for i in n.input if i in
+                      {t.name for t in model.graph.initializer}]
+    assert matmul_weights and all(types[w] == FLOAT16 for w in matmul_weights)
+
+    src = onnx.load(str(fp32_onnx))
+    for op in FP16_FP32_OPS:
+        nodes = [n for n in model.graph.node if n.op_type == op]
+        assert len(nodes) == sum(n.op_type == op for n in src.graph.node) and nodes, op
+        for n in nodes:  # every float tensor in or out of these ops is FP32
+            assert {types[t] for t in (*n.input, *n.output) if t and types.get(t) in (FLOAT, FLOAT16)} == {FLOAT}, n.name
+    assert info["kept_fp32"]["LayerNormalization"] == sum(n.op_type == "LayerNormalization" for n in src.graph.node)
+    assert info["kept_fp32"]["GRU"] == 2
+
+    # The waveform normalisation (everything before the first Conv) sees the FP32 waveform itself.
+    first_conv = next(i for i, n in enumerate(model.graph.node) if n.op_type == "Conv")
+    before = model.graph.node[:first_conv]
+    assert any(n.op_type == "Sqrt" for n in before)
+    for n in before:
+        if n.op_type in ("ReduceSum", "Pow", "Sqrt", "Div", "Sub", "Mul"):
+            assert all(types[t] != FLOAT16 for t in (*n.input, *n.output) if t), n.name
+    readers = [n for n in model.graph.node if "waveform" in n.input]
+    assert readers and all(n.op_type != "Cast" or n.attribute[0].i != FLOAT16 for n in readers)
+
+
+def test_fp16_matches_fp32_in_ort_cpu(fp32_onnx, fp16):
+    a, b = logits_pairs(fp32_onnx, fp16[0])
+    err, scale = float(np.abs(a - b).max()), float(np.abs(a).max())
+    assert err <= FP16_REL_ERR * scale, f"FP16 logits max abs error {err:.2e} > {FP16_REL_ERR:.0e} x {scale:.2f}"
+    tol = TOLERANCES["fp16"]
+    np.testing.assert_allclose(b, a, atol=tol["atol"], rtol=tol["rtol"])
+    agreement = float((a.argmax(1) == b.argmax(1)).mean())
+    assert agreement >= tol["min_agreement"], f"top-1 agreement {agreement:.3f}"
+    assert np.abs(a).max() > 0.5  # logits are not all near zero, so the comparison means something
+
+
+def test_fp16_loads_with_default_ort_options(fp16):
+    code = (
+        "import sys, numpy as np, onnxruntime as ort\n"
+        "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+        "print(s.run(None, {'waveform': np.zeros((1, 4000), np.float32), 'lengths': np.array([4000])})[0].shape)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(fp16[0])], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"onnxruntime CPU failed to load the FP16 model (rc {r.returncode}): {r.stderr[-500:]}"
+    assert r.stdout.strip() == f"(1, {len(LABELS)})"
+
+
+# ---------------------------------------------------------------------------------------------- INT8
+
+
+def test_int8_qdq_only_on_encoder_matmuls(fp32_onnx, int8):
+    path, info = int8
+    model = onnx.load(str(path))
+    consumers = dq_consumers(model)
+    assert info["quantize_linear"] > 0 and info["dequantize_linear"] > info["quantize_linear"]
+    assert {n.op_type for n in consumers} == {"MatMul"}  # Gemm exists only in the head
+    assert not [n.name for n in consumers if "/head/" in n.name or "/feature_projection/" in n.name]
+    assert info["quantised_ops"] == {"MatMul": len(consumers)}
+    assert any("/head/" in n for n in info["excluded_nodes"])
+    for n in model.graph.node:  # float ops never read a fake-quantised tensor
+        if n.op_type in ("LayerNormalization", "GRU", "Conv", "Softmax", "Add"):
+            assert n not in consumers, n.name
+    src = onnx.load(str(fp32_onnx))
+    assert sum(n.op_type == "GRU" for n in model.graph.node) == 2
+    assert sum(n.op_type == "MatMul" for n in model.graph.node) == sum(n.op_type == "MatMul" for n in src.graph.node)
+
+
+def test_int8_zero_points_are_zero_int8(int8):
+    path, info = int8
+    zps = zero_points(path)
+    assert zps and set(zps) == {0} and info["max_abs_zero_point"] == 0
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert inits[n.input[2]].data_type == onnx.TensorProto.INT8, n.name  # signed: TensorRT's INT8
+
+
+def test_zero_points_catches_ort_default_asymmetric(fp32_onnx, calib_manifest, tmp_path):
+    """What to_int8 guards against: onnxruntime's default activation quantisation is asymmetric."""
+    from onnxruntime.quantization import quantize_static
+
+    class Reader:
+        def __init__(self, feeds):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    dst = tmp_path / "default.onnx"
+    quantize_static(str(fp32_onnx), str(dst), Reader(manifest_calibration(calib_manifest, num=16)),
+                    op_types_to_quantize=["MatMul"])
+    assert any(zero_points(dst))
+
+
+def test_int8_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8):
+    a, b = logits_pairs(fp32_onnx, int8[0])
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= INT8_MIN_COSINE, f"INT8 logits cosine {cosine.min():.4f} < {INT8_MIN_COSINE}"
+    agreement = float((a.argmax(1) == b.argmax(1)).mean())
+    assert agreement >= TOLERANCES["int8"]["min_agreement"], f"top-1 agreement {agreement:.3f}"
+
+
+def test_int8_with_conv_keeps_first_conv_float(fp32_onnx, calib_manifest, tmp_path):
+    """Conv quantisation on request, from a CalibrationDataReader: all but the first (raw waveform) Conv."""
+
+    class Reader:
+        def __init__(self, feeds):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    dst = tmp_path / "conv_int8.onnx"
+    info = to_int8(fp32_onnx, dst, Reader(manifest_calibration(calib_manifest, num=16, seed=1)),
+                   op_types=("MatMul", "Gemm", "Conv"), method="percentile")
+    model = onnx.load(str(dst))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    quantised = {n.name for n in dq_consumers(model)}
+    assert convs[0].name not in quantised and convs[0].name in info["excluded_nodes"]
+    assert all(c.name in quantised for c in convs[1:])
+    assert set(zero_points(dst)) == {0}
+    session(dst).run(None, feeds(2, 9000, seed=5))
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+
+
+def test_manifest_calibration_is_stratified_cropped_and_deterministic(calib_manifest):
+    from sertrt.manifest import read_manifest
+
+    calib = manifest_calibration(calib_manifest, num=16, seconds=1.0, seed=0)
+    assert len(calib) == 16
+    for f in calib:
+        assert f["waveform"].shape == (1, 16000) and f["waveform"].dtype == np.float32
+        assert f["lengths"].shape == (1,) and f["lengths"].dtype == np.int64
+        assert 0 < f["lengths"][0] <= 16000 and not f["waveform"][0, f["lengths"][0]:].any()
+    assert any(f["lengths"][0] == 16000 for f in calib) and any(f["lengths"][0] < 16000 for f in calib)
+    again = manifest_calibration(calib_manifest, num=16, seconds=1.0, seed=0)
+    assert all(np.array_equal(x["waveform"], y["waveform"]) for x, y in zip(calib, again))
+    other = manifest_calibration(calib_manifest, num=16, seconds=1.0, seed=1)
+    assert not all(np.array_equal(x["waveform"], y["waveform"]) for x, y in zip(calib, other))
+    assert len(manifest_calibration(calib_manifest, num=64)) == 20  # all there is
+
+    labels = [u.label for u in read_manifest(calib_manifest)]
+    picked = [labels[i] for i in _stratified_pick(labels, 16, seed=0)]
+    assert all(picked.count(label) == 4 for label in LABELS)
+    skewed = ["neutral"] * 10 + ["sad"] * 2
+    assert sorted(skewed[i] for i in _stratified_pick(skewed, 6, seed=0)) == ["neutral"] * 4 + ["sad"] * 2
+
+
+def test_manifest_calibration_too_few_utterances(tmp_path):
+    manifest = make_tone_corpus(tmp_path / "few", per_label=2)  # 8 utterances
+    with pytest.raises(SertrtError) as e:
+        manifest_calibration(manifest, num=64)
+    msg = str(e.value)
+    assert "\n" not in msg and str(manifest) in msg and "8" in msg and "16" in msg
+    assert len(manifest_calibration(manifest, num=8, min_utterances=8)) == 8

@@ -1,0 +1,96 @@
+"""The runtime is what ships to a Jetson: torch-free at import, refuses tampered bundles, and
+matches PyTorch (parity) for the bundles `sertrt export` writes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, make_tone_corpus, sertrt_env
+from sertrt.checkpoint import save_checkpoint
+from sertrt.errors import SertrtError
+from sertrt.export.exporter import ExportOptions, export_bundle
+from sertrt.model import build_model
+from sertrt.runtime.parity import ParityOptions, run_parity
+from sertrt.runtime.runners import open_runner
+
+
+def test_runtime_imports_without_torch():
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'transformers', 'tensorrt', 'onnx'):\n"
+        "    sys.modules[name] = None  # any import of these now fails\n"
+        "import sertrt.runtime.runners, sertrt.runtime.stream, sertrt.runtime.parity, sertrt.runtime.sources\n"
+        "import sertrt.runtime.trt_runner, sertrt.bundle, sertrt.metrics, sertrt.audio\n"
+        "assert not [m for m in sys.modules if m.startswith(('torch', 'transformers')) and sys.modules[m] is not None]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=sertrt_env(), check=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for two epochs on tones, exported as fp32 and int8 bundles."""
+    root = tmp_path_factory.mktemp("runtime")
+    manifest = make_tone_corpus(root / "tones", per_label=8, seed=21)
+    subprocess.run([sys.executable, "-m", "sertrt", "train", "--train-manifest", manifest, "--test-manifest", manifest,
+                    "--out", root / "run", "--epochs", "2", "--lr", "1e-3", "--batch-size", "4", "--quiet"],
+                   env=sertrt_env(), check=True)
+    for precision in ("fp32", "int8"):
+        export_bundle(ExportOptions(root / "run", root / f"bundle-{precision}", precision, calib_manifest=manifest,
+                                    calib_utterances=16), log=lambda s: None)
+    return root, manifest
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_parity_passes_for_exported_bundles(trained, precision):
+    root, manifest = trained
+    results = run_parity(ParityOptions(root / f"bundle-{precision}", root / "run", manifest))
+    assert results["passed"], results["failures"]
+    assert set(results["modes"]) == {"utterance", "window"}
+    assert results["modes"]["utterance"]["count"] == 32 and results["modes"]["window"]["count"] >= 32
+    if precision == "fp32":
+        assert results["modes"]["utterance"]["logits_max_abs"] < 1e-3
+
+
+def test_parity_fails_loudly_for_another_model(trained, tmp_path):
+    root, manifest = trained
+    torch.manual_seed(123)
+    other = build_model("tiny").eval()
+    with torch.no_grad():
+        other.head.out.weight.mul_(30.0)
+    save_checkpoint(tmp_path / "other.safetensors", other, {"epoch": 0, "metrics": {}})
+    result = subprocess.run([sys.executable, "-m", "sertrt", "parity", root / "bundle-fp32", "--run",
+                             tmp_path / "other.safetensors", "--manifest", manifest], env=sertrt_env(),
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout and result.stderr.strip().startswith("error: parity failed: utterance top-1 agreement")
+
+
+def test_tampered_bundle_and_missing_engine_are_refused(trained, tmp_path):
+    root, _ = trained
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(root / "bundle-fp32", copy)
+    with pytest.raises(SertrtError, match="no TensorRT engine.*sertrt build-engine"):
+        open_runner(copy, backend="trt")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SertrtError, match="does not match its sha256"):
+        open_runner(copy)
+
+
+def test_readme_embedding_example_runs(trained, tmp_path):
+    """The README's 'embed the runtime' example, as written, with torch made unimportable."""
+    root, manifest = trained
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("<!-- embed-example -->")[1].split("```python\n")[1].split("```")[0]
+    assert len(example.strip().splitlines()) <= 12
+    wav = next((root / "tones").glob("*.wav"))
+    code = "import sys\nsys.modules['torch'] = None\n" + example.replace("bundle-int8", str(root / "bundle-int8")).replace(
+        "speech.wav", str(wav))
+    result = subprocess.run([sys.executable, "-c", code], env=sertrt_env(), capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] in ("neutral", "happy", "angry", "sad")

@@ -1,0 +1,165 @@
+"""The streaming runtime with a stand-in runner (exact window bookkeeping) and with a real bundle."""
+
+import json
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, sertrt_env
+from sertrt.errors import SertrtError
+from sertrt.runtime.stream import EmotionStream, StreamConfig, window_starts
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+
+
+class Recorder:
+    """Returns the window's mean as the 'neutral' logit and remembers every window it saw."""
+
+    def __init__(self, keep=True):
+        self.windows, self.keep, self.calls = [], keep, 0
+
+    def infer(self, feeds):
+        w = feeds["waveform"][0, : feeds["lengths"][0]]
+        self.calls += 1
+        if self.keep:
+            self.windows.append(w.copy())
+        return {"logits": np.array([[w.mean(), 0.0, 0.0, 0.0]], dtype=np.float32)}
+
+
+@pytest.mark.parametrize("chunk", [160, 7, 8000, 32000, 123457])
+def test_windows_are_exact_whatever_the_chunk_size(chunk):
+    x = (np.arange(100_000, dtype=np.float32) / 100_000 + 0.1).astype(np.float32)
+    runner = Recorder()
+    stream = EmotionStream(runner, LABELS, StreamConfig(silence_dbfs=None))
+    results = []
+    for i in range(0, len(x), chunk):
+        results += stream.push(x[i : i + chunk])
+    results += stream.flush()
+    spans = window_starts(len(x), 32000, 8000)
+    assert [(round(r.start * 16000), round(r.end * 16000)) for r in results] == spans
+    for (a, b), seen in zip(spans, runner.windows):
+        np.testing.assert_array_equal(seen, x[a:b])
+    assert stream.summary()["windows"] == len(spans)
+
+
+def test_short_input_gives_one_short_window_and_tiny_input_is_padded():
+    runner = Recorder()
+    stream = EmotionStream(runner, LABELS, StreamConfig(silence_dbfs=None))
+    assert stream.push(np.full(5000, 0.2, np.float32)) == []
+    (r,) = stream.flush()
+    assert (r.start, r.end) == (0.0, 5000 / 16000) and len(runner.windows[0]) == 5000
+    stream.reset()
+    stream.push(np.full(100, 0.2, np.float32))
+    (r,) = stream.flush()
+    assert len(runner.windows[-1]) == 400 and np.all(runner.windows[-1][100:] == 0)  # one frame, zero-padded
+
+
+def test_silence_is_gated_and_said():
+    runner = Recorder()
+    stream = EmotionStream(runner, LABELS, StreamConfig(silence_dbfs=-50))
+    quiet = np.zeros(32000, np.float32)
+    loud = 0.3 * np.sin(np.arange(32000) / 10).astype(np.float32)
+    (r1,) = stream.push(quiet)
+    assert r1.silent and r1.probabilities is None and runner.calls == 0
+    results = stream.push(loud)
+    assert not results[-1].silent and runner.calls == len(results)
+    s = stream.summary()
+    assert s["silent_windows"] == 1 and s["voiced_windows"] == len(results)
+
+
+def test_resampling_stereo_and_int16_input():
+    runner = Recorder()
+    stream = EmotionStream(runner, LABELS, StreamConfig(input_rate=48000, silence_dbfs=None))
+    t = np.arange(48000 * 3) / 48000
+    mono = 0.3 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([mono, mono], 1)
+    pcm = (stereo * 32767).astype(np.int16)
+    for i in range(0, len(pcm), 4800):
+        stream.push(pcm[i : i + 4800])
+    stream.flush()
+    assert stream.summary()["duration"] == pytest.approx(3.0, abs=0.01)
+    w = runner.windows[0]
+    spectrum = np.abs(np.fft.rfft(w))
+    assert abs(np.fft.rfftfreq(len(w), 1 / 16000)[spectrum.argmax()] - 440) < 2
+
+
+def test_nan_chunk_is_rejected_without_touching_state():
+    runner = Recorder()
+    stream = EmotionStream(runner, LABELS, StreamConfig(silence_dbfs=None))
+    stream.push(np.full(20000, 0.1, np.float32))
+    bad = np.full(20000, 0.1, np.float32)
+    bad[3] = np.nan
+    with pytest.raises(SertrtError, match="NaN/Inf.*stream unchanged"):
+        stream.push(bad)
+    results = stream.push(np.full(12000, 0.1, np.float32))
+    assert len(results) == 1 and results[0].end == 2.0  # exactly as if the bad chunk never came
+
+
+def test_smoothing_modes():
+    class Scripted:
+        def __init__(self, sequence):
+            self.sequence = iter(sequence)
+
+        def infer(self, feeds):
+            logits = np.full((1, 4), -5.0, np.float32)
+            logits[0, next(self.sequence)] = 5.0
+            return {"logits": logits}
+
+    seq = [0, 0, 2, 0, 2, 2, 2]
+    for mode, expected in [("none", [0, 0, 2, 0, 2, 2, 2]), ("majority", [0, 0, 0, 0, 0, 2, 2])]:
+        stream = EmotionStream(Scripted(seq), LABELS, StreamConfig(hop_seconds=2.0, smoothing=mode, majority_k=5, silence_dbfs=None))
+        got = [r.label for r in stream.push(np.full(32000 * len(seq), 0.1, np.float32))]
+        assert got == [LABELS[i] for i in expected], mode
+    stream = EmotionStream(Scripted(seq), LABELS, StreamConfig(hop_seconds=2.0, smoothing="ema", ema_alpha=0.3, silence_dbfs=None))
+    got = [r.label for r in stream.push(np.full(32000 * len(seq), 0.1, np.float32))]
+    assert got[2] == "neutral" and got[-1] == "angry"  # one outlier does not flip an EMA; a run does
+    with pytest.raises(SertrtError, match="valid: none, ema, majority"):
+        EmotionStream(Scripted(seq), LABELS, StreamConfig(smoothing="median"))
+
+
+def test_memory_stays_flat_over_hours_of_audio():
+    """Two hours of audio in 20 ms chunks: the stream's memory must not grow with it."""
+    runner = Recorder(keep=False)
+    stream = EmotionStream(runner, LABELS, StreamConfig(window_seconds=2.0, hop_seconds=2.0, silence_dbfs=-50))
+    rng = np.random.default_rng(0)
+    chunk = np.zeros(320, np.float32)
+    burst = (0.2 * rng.standard_normal(320)).astype(np.float32)
+
+    def run(seconds):
+        for i in range(int(seconds * 50)):
+            stream.push(burst if (i // 50) % 60 == 0 else chunk)  # one voiced second a minute
+
+    run(600)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run(7200)
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    s = stream.summary()
+    assert s["duration"] == pytest.approx(7800, abs=1)
+    assert s["windows"] == 3900 and runner.calls == s["voiced_windows"] > 0
+    assert grown_kb < 5_000, f"peak RSS grew {grown_kb} kB over 2 h of audio"
+
+
+def test_stream_command_reads_files_and_stdin(tmp_path, tone_corpus):
+    from sertrt.checkpoint import save_checkpoint
+    from sertrt.export.exporter import ExportOptions, export_bundle
+    from sertrt.model import build_model
+
+    save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
+    export_bundle(ExportOptions(tmp_path / "run", tmp_path / "bundle", "fp32"), log=lambda s: None)
+    wav = next(tone_corpus.parent.glob("*.wav"))
+    cmd = [sys.executable, "-m", "sertrt", "stream", str(tmp_path / "bundle")]
+    by_file = subprocess.run([*cmd, str(wav), "--hop-seconds", "0.25"], env=sertrt_env(), capture_output=True, text=True, check=True)
+    lines = [json.loads(x) for x in by_file.stdout.splitlines()]
+    assert lines[-1]["summary"] and lines[-1]["windows"] == len(lines) - 1 >= 1
+    import soundfile as sf
+
+    audio, rate = sf.read(wav, dtype="int16")
+    by_pipe = subprocess.run([*cmd, "-", "--rate", str(rate), "--hop-seconds", "0.25"], input=audio.tobytes(),
+                             env=sertrt_env(), capture_output=True, check=True)
+    piped = [json.loads(x) for x in by_pipe.stdout.decode().splitlines()]
+    assert [p["label"] for p in piped] == [p["label"] for p in lines]
+    missing = subprocess.run([*cmd, str(tmp_path / "nope.wav")], env=sertrt_env(), capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.wav'}: no such audio file"]
