@@ -8,6 +8,7 @@ for every file it recognises, which utterance it is, who speaks and which of LAB
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,21 @@ def walk_files(root: Path, subdir: str = "", recursive: bool = True) -> Iterator
                 yield Path(dirpath) / name
         if not recursive:
             return
+
+
+def matching_wavs(
+    root: Path, stem: re.Pattern[str], unmatched: list[str], subdir: str = "", recursive: bool = True
+) -> Iterator[tuple[Path, str, re.Match[str]]]:
+    """(path, path relative to root, stem match) for every WAV below root/subdir whose stem matches;
+    the relative paths of WAVs that do not match are appended to `unmatched` (reported, never dropped)."""
+    for path in walk_files(root, subdir, recursive):
+        if path.suffix.lower() != ".wav":
+            continue
+        m = stem.match(path.stem)
+        if m is None:
+            unmatched.append(rel_path(path, root))
+            continue
+        yield path, rel_path(path, root), m
 
 
 def rel_path(path: Path, root: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Adapter, Item, Scan, finish, rel_path, walk_files
+from .base import Adapter, Item, Scan, finish, matching_wavs
 
 LABEL_MAP: dict[str, str | None] = {
     "N": "neutral",
@@ -40,15 +40,9 @@ FOLDERS = ("wav", "wav_corpus", "")
 def find(root: Path) -> Scan:
     items, unmatched = [], []
     for rank, folder in enumerate(FOLDERS):
-        for path in walk_files(root, folder, recursive=False):
-            if path.suffix.lower() != ".wav":
-                continue
-            m = STEM.match(path.stem)
-            if m is None:
-                unmatched.append(rel_path(path, root))
-                continue
+        for path, rel, m in matching_wavs(root, STEM, unmatched, folder, recursive=False):
             code = m[3]
-            items.append(Item(path, rel_path(path, root), code, LABEL_MAP.get(code), m[1], key=(path.stem,), rank=rank))
+            items.append(Item(path, rel, code, LABEL_MAP.get(code), m[1], key=(path.stem,), rank=rank))
     return finish(items, unmatched, SPEAKERS, "EmoDB speakers")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Adapter, Item, Scan, finish, rel_path, walk_files
+from .base import Adapter, Item, Scan, finish, matching_wavs
 
 LABEL_MAP: dict[str, str | None] = {
     "neu": "neutral",
@@ -35,16 +35,9 @@ STEM = re.compile(r"^([a-z]{3})-([fm]\d)-([a-z]\d)$", re.IGNORECASE)
 
 def find(root: Path) -> Scan:
     items, unmatched = [], []
-    for path in walk_files(root):
-        if path.suffix.lower() != ".wav":
-            continue
-        m = STEM.match(path.stem)
-        if m is None:
-            unmatched.append(rel_path(path, root))
-            continue
+    for path, rel, m in matching_wavs(root, STEM, unmatched):
         code, speaker, sentence = m[1].lower(), m[2].lower(), m[3].lower()
-        item = Item(path, rel_path(path, root), code, LABEL_MAP.get(code), speaker, key=(code, speaker, sentence))
-        items.append(item)
+        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(code, speaker, sentence)))
     return finish(items, unmatched, SPEAKERS, "EMOVO speakers")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Adapter, Item, Scan, finish, rel_path, walk_files
+from .base import Adapter, Item, Scan, finish, matching_wavs
 
 LABEL_MAP: dict[str, str | None] = {
     "neutral": "neutral",
@@ -37,15 +37,8 @@ STEM = re.compile(r"^(OAF|YAF)_(.+)_([a-z]+)$", re.IGNORECASE)
 
 def find(root: Path) -> Scan:
     items, unmatched = [], []
-    for path in walk_files(root):
-        if path.suffix.lower() != ".wav":
-            continue
-        m = STEM.match(path.stem)
-        if m is None:
-            unmatched.append(rel_path(path, root))
-            continue
+    for path, rel, m in matching_wavs(root, STEM, unmatched):
         speaker, word, code = m[1].upper(), m[2].lower(), m[3].lower()
-        rel = rel_path(path, root)
         depth = rel.count("/")
         items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(speaker, word, code), rank=depth))
     return finish(items, unmatched, SPEAKERS, "TESS speakers")
