@@ -23,7 +23,7 @@ FP16_FP32_OPS = ("LayerNormalization", "Softmax", "GRU", "ReduceSum", "Pow", "Sq
 # (batch, num_samples) never traced (the export traced (2, 32000)); row b is cut to lengths[b].
 SHAPES = ((1, 8000), (3, 20800), (2, 41234))
 FP16_REL_ERR = 5e-3  # max |FP16 - FP32| / max |FP32 logits|; measured on this model: 1.2e-3
-INT8_MIN_COSINE = 0.99  # measured on this model: 0.99999
+INT8_MIN_COSINE = 0.99  # measured on this model: 0.99997
 
 
 @pytest.fixture(scope="module")
