@@ -293,6 +293,50 @@ def parity(
     check(results)
 
 
+def _csv(value: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(x.strip()) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise SertrtError(f"cannot read {value!r} as a comma-separated list") from None
+
+
+@app.command()
+def bench(
+    target: str = typer.Argument(..., help="A bundle directory, or an architecture with random weights: tiny, xlsr-53."),
+    out: Path = typer.Option(Path("benchmarks/results"), help="Folder for <name>.json, .md and .png."),
+    backends: str = typer.Option("", help="Comma-separated subset of the backends (default: all)."),
+    precisions: str = typer.Option("", help="Comma-separated subset of the precisions (default: all)."),
+    windows: str = typer.Option("1,2,4,8", help="Window lengths in seconds."),
+    batches: str = typer.Option("1,8", help="Batch sizes."),
+    repeats: int = typer.Option(30, help="Most timed calls per variant and cell."),
+    warmup: int = typer.Option(1),
+    cell_seconds: float = typer.Option(8.0, help="Time budget per variant and cell."),
+    threads: int = typer.Option(2),
+    tune: bool = typer.Option(True, help="Compare ONNX Runtime settings first and keep the fastest."),
+    stream_seconds: float = typer.Option(60.0, help="Audio streamed for the streaming measurement."),
+    train: bool = typer.Option(True, help="Also measure training throughput."),
+    cache: Optional[Path] = typer.Option(None, help="Keep built checkpoints and bundles here for the next run."),
+    name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu)."),
+    quick: bool = typer.Option(False, "--quick", help="2 s window at batch 1, few repeats: a smoke run."),
+) -> None:
+    """Latency, throughput, real-time factor, memory and cold start against PyTorch eager FP32."""
+    from rich.progress import Progress
+
+    from .bench import BenchOptions, run_bench
+    from .bench.core import BACKENDS, PRECISIONS
+
+    opts = BenchOptions(
+        target=target, out=out, backends=_csv(backends) or BACKENDS, precisions=_csv(precisions) or PRECISIONS,
+        windows=_csv(windows, float), batches=_csv(batches, int), repeats=repeats, warmup=warmup,
+        cell_seconds=cell_seconds, threads=threads, tune=tune, stream_seconds=stream_seconds, train=train,
+        cache=cache, name=name, quick=quick,
+    )
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("bench", total=None)
+        result = run_bench(opts, progress=lambda msg: progress.update(task, description=str(msg)[:70]))
+    console.print("wrote " + ", ".join(result["files"].values()))
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
