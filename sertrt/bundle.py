@@ -58,7 +58,11 @@ def staging_dir(target: str | Path) -> Path:
     """A fresh temp folder beside `target` (same file system, so the final rename is cheap)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging."))
+    staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging."))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staged, 0o777 & ~mask)  # mkdtemp makes 0700; the bundle should be readable like any folder
+    return staged
 
 
 def add_file(bundle: str | Path, path: str | Path) -> None:

@@ -73,3 +73,13 @@ def test_failed_write_keeps_the_old_manifest(tone_corpus, tmp_path, monkeypatch)
         write_manifest(target, utts)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.jsonl"]  # no temp file left behind
+
+
+def test_written_files_get_normal_permissions(tone_corpus, tmp_path):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    target = tmp_path / "m.jsonl"
+    write_manifest(target, read_manifest(tone_corpus)[:2])
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
