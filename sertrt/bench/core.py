@@ -1,0 +1,275 @@
+"""`sertrt bench TARGET`: every backend and precision against PyTorch eager FP32, in one run.
+
+    opts = BenchOptions(target="xlsr-53", out=Path("benchmarks/results"))
+    report = run_bench(opts, progress=print)   # OUT/<name>.json, .md, .png
+
+Order of a run (each step reports through `progress`; the library never prints):
+    1. artifacts: random-weight checkpoint and exported bundles (cached in `cache` when given)
+    2. ORT tuning at the reference cell (2 s, batch 1): optimisation level per artifact; thread
+       spinning and IO binding on fp32; the fastest INT8 artifact for this CPU
+    3. latency sweep over windows x batches, interleaved with the baseline and the matmul peak probe
+    4. INT8 logits vs FP32; streaming; cold start + peak RSS (fresh processes); training throughput
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import SertrtError
+from . import measure, workers
+from .artifacts import prepare_artifacts
+from .flops import model_flops
+
+BACKENDS = ("torch", "ort")  # torch: the PyTorch eager FP32 baseline; ort: ONNX Runtime CPU
+PRECISIONS = ("fp32", "int8", "int8-dynamic")
+BASELINE = "torch-fp32"
+NOT_DONE = [
+    "CNN-frame reuse across overlapping streaming windows (the conv stack is ~14% of xlsr-53's FLOPs at 2 s)",
+    "layer dropping (running fewer transformer layers)",
+    "TensorRT and CUDA numbers: no GPU and no TensorRT on this machine",
+]
+
+
+@dataclass
+class BenchOptions:
+    target: str  # a bundle directory, or an architecture: "tiny" | "xlsr-53" (random weights)
+    out: Path = Path("benchmarks/results")
+    backends: tuple[str, ...] = BACKENDS
+    precisions: tuple[str, ...] = PRECISIONS
+    windows: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # seconds
+    batches: tuple[int, ...] = (1, 8)
+    batched_windows: tuple[float, ...] | None = None  # windows measured at batch > 1 (None: all)
+    repeats: int = 30  # most timed calls per variant and cell
+    warmup: int = 1  # untimed calls per variant and cell
+    cell_seconds: float = 6.0  # time budget per variant and cell (at least 3 timed calls)
+    threads: int = 2
+    tune: bool = True  # compare ORT optimisation level, spinning and IO binding first
+    stream_seconds: float = 60.0
+    train: bool = True  # training throughput of the target's architecture
+    train_steps: int = 5  # timed AdamW steps after 1 warm-up (at most 2 beyond tiny)
+    cache: Path | None = None  # keep the built checkpoint and bundles here for the next run
+    name: str | None = None  # output file stem (default "<target>-cpu")
+    quick: bool = False  # the 2 s window at batch 1, few repeats, short stream, 1 training step
+
+    def resolved(self) -> BenchOptions:
+        """The options actually used (quick mode narrows them)."""
+        o = dataclasses.replace(self, out=Path(self.out))
+        for b in o.backends:
+            if b not in BACKENDS:
+                raise SertrtError(f"unknown bench backend {b!r} (valid: {', '.join(BACKENDS)})")
+        for p in o.precisions:
+            if p not in PRECISIONS:
+                raise SertrtError(f"unknown bench precision {p!r} (valid: {', '.join(PRECISIONS)})")
+        if not o.windows or not o.batches or o.repeats < 1 or o.threads < 1:
+            raise SertrtError("bench needs at least one window and batch, repeats >= 1 and threads >= 1")
+        if o.quick:
+            o = dataclasses.replace(o, windows=(2.0,), batches=(1,), repeats=min(o.repeats, 5), cell_seconds=1.0,
+                                    stream_seconds=min(o.stream_seconds, 10.0), train_steps=1)
+        if o.name is None:
+            o.name = f"{Path(o.target).name}-cpu"
+        return o
+
+
+def _variant_name(backend: str, precision: str) -> str:
+    return f"{backend}-{precision}"
+
+
+def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    import platform
+
+    from .. import __version__
+    from . import report
+
+    o = opts.resolved()
+    # GNU OpenMP's default spin-wait makes torch's 2 threads stall whenever another process holds a
+    # core (measured here: tiny 2 s 23 ms -> 576 ms, xlsr-53 1.7 s -> 6.6 s), which would inflate every
+    # ratio. Passive waiting must be set before torch loads libgomp; a user's own setting wins.
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    started = time.time()
+    report_data: dict[str, Any] = {"target": o.target, "options": _jsonable(dataclasses.asdict(o)),
+                                   "machine": report.machine_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                                   "sertrt": __version__, "python": platform.python_version(), "not_done": NOT_DONE,
+                                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active spin)")}
+    cache = Path(o.cache) if o.cache else Path(tempfile.mkdtemp(prefix="sertrt-bench-"))
+    try:
+        art = prepare_artifacts(o.target, tuple(o.precisions), cache, progress)
+        report_data["architecture"] = art.name
+        report_data["export_seconds"] = art.export_seconds
+        _measure(o, art, report_data, progress)
+    finally:
+        if o.cache is None:
+            shutil.rmtree(cache, ignore_errors=True)
+    report_data["duration_s"] = time.time() - started
+    report_data["machine"]["loadavg_end"] = report.loadavg()
+    report_data["targets"] = report.targets(report_data)
+    paths = report.write(report_data, o.out, o.name)
+    report_data["files"] = {k: str(v) for k, v in paths.items()}
+    progress(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return report_data
+
+
+def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str], None]) -> None:
+    import json
+
+    header = json.loads(art.checkpoint.with_suffix(".json").read_text()) if art.checkpoint else None
+    head = header["dims"]["head"] if header else None
+    labels = list(header["dims"]["labels"]) if header else ["neutral", "happy", "angry", "sad"]
+    ref_window = 2.0 if 2.0 in o.windows else o.windows[0]
+    ref_feeds = measure.make_feeds(ref_window, 1)
+
+    # -- runners ---------------------------------------------------------------------------------
+    runners: dict[str, Any] = {}
+    variants: dict[str, dict[str, Any]] = {}
+    if "torch" in o.backends and art.checkpoint is not None:
+        import torch
+
+        from ..runtime.runners import TorchRunner
+
+        torch.set_num_threads(o.threads)
+        progress(f"loading the PyTorch eager FP32 baseline ({art.checkpoint})")
+        runners[BASELINE] = TorchRunner(art.checkpoint).__enter__()
+        variants[BASELINE] = {"backend": "torch", "precision": "fp32", "description": "PyTorch eager FP32, no_grad, eval (the baseline)",
+                              "settings": {"threads": o.threads}}
+    ort_bundles = {p: b for p, b in art.bundles.items()} if "ort" in o.backends else {}
+    tuning: list[dict[str, Any]] = []
+    quick_tune = dict(repeats=min(o.repeats, 5), warmup=o.warmup, cell_seconds=min(o.cell_seconds, 6.0))
+    for precision, bundle in ort_bundles.items():
+        from ..bundle import load_bundle
+
+        name = _variant_name("ort", precision)
+        onnx_path = bundle / load_bundle(bundle, verify=False)["model"]
+        settings: dict[str, Any] = {"optimization": "all", "spinning": True, "io_binding": False}
+        # thread spinning and IO binding are decided once, on fp32; the level per artifact
+        settings.update({t["knob"]: t["kept"] == "True" for t in tuning if t["variant"] == "ort-fp32" and t["knob"] != "optimization"})
+        runner = None  # the session with the current settings, kept from one knob to the next
+        if o.tune:
+            knobs = [("optimization", ["all", "basic"])]
+            if precision == "fp32":
+                knobs += [("spinning", [True, False]), ("io_binding", [False, True])]
+            for knob, values in knobs:
+                progress(f"tuning {name}: {knob} {values} at {ref_window:g} s, batch 1")
+                cands = {str(v): runner if runner is not None and v == settings[knob]
+                         else measure.TunedOrtRunner(onnx_path, o.threads, **{**settings, knob: v}).__enter__() for v in values}
+                best, medians = measure.choose(cands, ref_feeds, **quick_tune)
+                settings[knob] = values[[str(v) for v in values].index(best)]
+                tuning.append({"variant": name, "knob": knob, "median_ms": medians, "kept": best})
+                runner = cands.pop(best)
+                for other in cands.values():
+                    other.__exit__(None, None, None)
+        runners[name] = runner or measure.TunedOrtRunner(onnx_path, o.threads, **settings).__enter__()
+        variants[name] = {"backend": "ort", "precision": precision, "bundle": str(bundle), "settings": runners[name].settings(),
+                          "description": {"fp32": "ONNX Runtime FP32", "int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
+                                          "int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}[precision]}
+    if not runners:
+        raise SertrtError("nothing to benchmark: no backend/precision left (the torch baseline needs the bundle's checkpoint)")
+    data["variants"], data["tuning"] = variants, tuning
+
+    # -- the sweep -------------------------------------------------------------------------------
+    probes = {"peak-torch": measure.MatmulProbe("torch", o.threads)} if BASELINE in runners else {}
+    probes["peak-ort"] = measure.MatmulProbe("ort", o.threads)
+    for p in probes.values():
+        p.__enter__()
+    int8s = [v for v in ("ort-int8", "ort-int8-dynamic") if v in runners]
+    best_int8 = None
+    cells = [(w, b) for b in o.batches for w in o.windows if b == 1 or o.batched_windows is None or w in o.batched_windows]
+    cells.sort(key=lambda c: (c != (ref_window, 1), c[1], c[0]))  # the reference cell first: it picks the INT8
+    results, peaks = [], []
+    for i, (window, batch) in enumerate(cells):
+        active = dict(runners)
+        if best_int8 is not None:  # only the fastest INT8 goes on past the reference cell
+            active = {k: v for k, v in runners.items() if k not in int8s or k == best_int8}
+        progress(f"[{i + 1}/{len(cells)}] {window:g} s x batch {batch}: {', '.join(active)}")
+        feeds = ref_feeds if (window, batch) == (ref_window, 1) else measure.make_feeds(window, batch)
+        times = measure.interleaved({**active, **probes}, feeds, o.repeats, o.warmup, o.cell_seconds,
+                                    caps={k: 5 for k in probes})
+        peak = {k: measure.MatmulProbe.flops / np.median(times[k]) / 1e9 for k in probes}
+        peaks.append({"window_s": window, "batch": batch, **{f"{k}_gflops": v for k, v in peak.items()}})
+        flops = model_flops(art.upstream_config, head, int(window * 16000), batch)["total"] if art.upstream_config else None
+        cell = []
+        for name in active:
+            row = {"variant": name, "window_s": window, "batch": batch, **measure.latency_stats(times[name], window, batch)}
+            if flops:
+                row["gflop"] = flops / 1e9
+                row["gflops"] = flops / 1e9 / (row["p50_ms"] / 1000.0)
+                row["peak_fraction"] = row["gflops"] / max(peak.values())
+            cell.append(row)
+        base = next((r for r in cell if r["variant"] == BASELINE), None)
+        for row in cell:
+            row["ratio_vs_baseline"] = base["p50_ms"] / row["p50_ms"] if base else None
+        results += cell
+        if (window, batch) == (ref_window, 1) and int8s:
+            best_int8 = min(int8s, key=lambda v: next(r["p50_ms"] for r in cell if r["variant"] == v))
+            progress(f"fastest INT8 on this CPU: {best_int8}")
+    peak_all = [max(v for k, v in p.items() if k.endswith("_gflops")) for p in peaks]
+    data["results"], data["best_cpu_int8"], data["reference_cell"] = results, best_int8, {"window_s": ref_window, "batch": 1}
+    data["peak"] = {"gflops": float(np.median(peak_all)), "per_cell": peaks, "matrix": measure.PEAK_N,
+                    "note": "median over cells of the best of torch and ONNX Runtime on a 2048x2048 fp32 matmul, same threads"}
+    if art.upstream_config:
+        fl = model_flops(art.upstream_config, head, int(ref_window * 16000), 1)
+        data["flops"] = {"reference_gflop": fl["total"] / 1e9, "parts_gflop": {k: v / 1e9 for k, v in fl["parts"].items()},
+                         "num_frames": fl["num_frames"]}
+
+    # -- INT8 agreement, streaming ---------------------------------------------------------------
+    if "ort-fp32" in runners and int8s:
+        progress("INT8 logits vs FP32 (cosine)")
+        data["agreement"] = measure.agreement(runners["ort-fp32"], {k: runners[k] for k in int8s})
+    data["streaming"] = {}
+    stream_variants = ([best_int8] if best_int8 else [])
+    ref = {r["variant"]: r["p50_ms"] for r in results if (r["window_s"], r["batch"]) == (ref_window, 1)}
+    if "ort-fp32" in runners and (not stream_variants or ref["ort-fp32"] < 100.0):
+        stream_variants.insert(0, "ort-fp32")
+    for name in stream_variants:
+        progress(f"streaming {o.stream_seconds:g} s through {name} (2 s window, 1 s hop)")
+        data["streaming"][name] = measure.stream_run(runners[name], labels, o.stream_seconds).as_dict()
+    for r in runners.values():
+        r.__exit__(None, None, None)
+    runners.clear()
+
+    # -- fresh processes: cold start + peak RSS, training ----------------------------------------
+    data["cold_start"] = {}
+    for name, info in variants.items():
+        repeats = 3 if name != BASELINE and _size_mb(art.bundles.get(info["precision"])) < 100 else 1
+        progress(f"cold start + peak memory: {name} ({repeats} fresh process{'es' if repeats > 1 else ''})")
+        bundle = art.bundles.get(info["precision"]) or next(iter(art.bundles.values()))
+        runs = [workers.cold_start(bundle, info["backend"], o.threads, art.checkpoint if info["backend"] == "torch" else None,
+                                   ref_window) for _ in range(repeats)]
+        best = sorted(runs, key=lambda r: r["cold_start_s"])[len(runs) // 2]  # the median run
+        data["cold_start"][name] = {**best, "runs": len(runs), "bundle_mb": _size_mb(bundle) if info["backend"] == "ort" else None}
+    if BASELINE in variants and os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        progress(f"PyTorch eager with OpenMP's default spin-wait, alone in a fresh process ({ref_window:g} s, batch 1)")
+        child = workers.eager_latency(art.checkpoint, ref_window, 1, min(o.repeats, 5), o.threads)
+        base = next(r for r in data["results"] if r["variant"] == BASELINE and (r["window_s"], r["batch"]) == (ref_window, 1))
+        data["baseline_default_omp"] = {**child, "vs_passive_baseline": child["p50_ms"] / base["p50_ms"]}
+    data["training"] = {}
+    if o.train and art.upstream_config is not None and "torch" in o.backends:
+        from ..upstream import UPSTREAM_NAMES
+
+        if art.name in UPSTREAM_NAMES:
+            steps = o.train_steps if art.name == "tiny" else min(o.train_steps, 2)  # an xlsr-53 step is ~30 s here
+            progress(f"training throughput: {art.name}, batch 4 x 2 s, AdamW, {steps} steps after 1 warm-up")
+            data["training"][art.name] = workers.train_throughput(art.name, 4, 2.0, steps, 1, o.threads)
+
+
+def _size_mb(path: Path | None) -> float:
+    if path is None:
+        return 0.0
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file()) / 2**20
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return str(x) if isinstance(x, Path) else x
