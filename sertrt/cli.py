@@ -310,11 +310,13 @@ def bench(
     batches: str = typer.Option("1,8", help="Batch sizes."),
     repeats: int = typer.Option(30, help="Most timed calls per variant and cell."),
     warmup: int = typer.Option(1),
-    cell_seconds: float = typer.Option(8.0, help="Time budget per variant and cell."),
+    batched_windows: str = typer.Option("", help="Windows measured at batch > 1 (default: all)."),
+    cell_seconds: float = typer.Option(6.0, help="Time budget per variant and cell."),
     threads: int = typer.Option(2),
     tune: bool = typer.Option(True, help="Compare ONNX Runtime settings first and keep the fastest."),
     stream_seconds: float = typer.Option(60.0, help="Audio streamed for the streaming measurement."),
     train: bool = typer.Option(True, help="Also measure training throughput."),
+    train_steps: int = typer.Option(5, help="Timed training steps (at most 2 beyond tiny)."),
     cache: Optional[Path] = typer.Option(None, help="Keep built checkpoints and bundles here for the next run."),
     name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu)."),
     quick: bool = typer.Option(False, "--quick", help="2 s window at batch 1, few repeats: a smoke run."),
@@ -327,8 +329,9 @@ def bench(
 
     opts = BenchOptions(
         target=target, out=out, backends=_csv(backends) or BACKENDS, precisions=_csv(precisions) or PRECISIONS,
-        windows=_csv(windows, float), batches=_csv(batches, int), repeats=repeats, warmup=warmup,
-        cell_seconds=cell_seconds, threads=threads, tune=tune, stream_seconds=stream_seconds, train=train,
+        windows=_csv(windows, float), batches=_csv(batches, int), batched_windows=_csv(batched_windows, float) or None,
+        repeats=repeats, warmup=warmup, cell_seconds=cell_seconds, threads=threads, tune=tune,
+        stream_seconds=stream_seconds, train=train, train_steps=train_steps,
         cache=cache, name=name, quick=quick,
     )
     with Progress(console=err, transient=True) as progress:
