@@ -179,8 +179,8 @@ class EmotionStream:
         wave[0, head:n] = self._ring[: n - head]
         wave[0, n:] = 0.0
         self._feed["lengths"][0] = max(n, RECEPTIVE_FIELD)
-        voiced = wave[0, :n]
-        rms = float(np.sqrt(np.dot(voiced, voiced) / max(n, 1) + 1e-20))  # float32 dot: ~7x cheaper than float64
+        samples = wave[0, :n]
+        rms = float(np.sqrt(np.dot(samples, samples) / max(n, 1) + 1e-20))  # float32 dot: ~7x cheaper than float64
         dbfs = float(20.0 * np.log10(rms))
         silent = bool(self.config.silence_dbfs is not None and dbfs < self.config.silence_dbfs)
         probs = raw = None
