@@ -173,8 +173,8 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
             raise SertrtError(f"{opts.transfer_manifest}: transfer set has labels {', '.join(extra)}; expected only {', '.join(labels)}")
         shared_test = AudioSet(utts)
     out = Path(opts.out) / opts.table
-    rows, curves, results = [], {}, {"table": opts.table, "protocol": record, "options": {}, "configs": []}
-    results["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    rows, curves, results = [], {}, {"table": opts.table, "protocol": record, "options": options, "configs": []}
     test_cache: dict[Path, AudioSet] = {}
     for config in configs:
         per_fold, cm_sum, config_curves = [], np.zeros((len(labels), len(labels)), dtype=np.int64), []
@@ -193,7 +193,9 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
             if opts.table == "transfer":
                 test = shared_test
             else:
-                test = test_cache.get(fold["test"]) or test_cache.setdefault(fold["test"], AudioSet(read_manifest(fold["test"])))
+                if fold["test"] not in test_cache:  # folds share one test part: decode it once
+                    test_cache[fold["test"]] = AudioSet(read_manifest(fold["test"]))
+                test = test_cache[fold["test"]]
             report = _score(run_dir, test, labels, opts.batch_size, "cpu" if opts.device == "auto" else opts.device)
             atomic.write_text(run_dir / "test_metrics.json", json.dumps(report, indent=1) + "\n")
             per_fold.append(report)
