@@ -116,7 +116,7 @@ def data_protocol(
 
 @app.command()
 def experiment(
-    table: str = typer.Argument(..., help="upstreams, heads, finetune or transfer (the paper's Tables I, I, II, III)."),
+    table: str = typer.Argument(..., help="upstreams, heads, finetune or transfer (the paper's Tables I, I, II, III), or layers (accuracy vs kept transformer layers)."),
     protocol: Path = typer.Option(..., help="Protocol folder from `sertrt data protocol`."),
     out: Path = typer.Option(..., help="Experiment folder; OUT/TABLE gets results.md/json, curves and confusion PNGs."),
     xlsr: str = typer.Option("xlsr-53", help="XLSR upstream: named config or pretrained directory / hub id."),
@@ -129,6 +129,7 @@ def experiment(
     max_seconds: float = typer.Option(6.0),
     max_folds: Optional[int] = typer.Option(None, help="Run only the first N folds."),
     config: list[str] = typer.Option([], help="Run only this configuration (repeatable), e.g. 'xlsr+hgfm'."),
+    layers: str = typer.Option("", help="layers table: comma-separated K to keep, e.g. 12,6 (default: all, 3/4, 1/2, 1/3, 1/4 of the layers)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto"),
 ) -> None:
@@ -138,7 +139,7 @@ def experiment(
     if tiny:
         xlsr, wav2vec2 = "tiny", "tiny-base"
     opts = ExperimentOptions(table, protocol, out, xlsr, wav2vec2, transfer_manifest, epochs, batch_size, lr,
-                             max_seconds, max_folds, seed, device, config)
+                             max_seconds, max_folds, seed, device, config, list(_csv(layers, int)))
     run_experiment(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
     console.print((out / table / "results.md").read_text(), markup=False, highlight=False)
 
@@ -149,6 +150,7 @@ def train(
     test_manifest: Path = typer.Option(..., help="Evaluated after every epoch; the best UA is kept."),
     out: Path = typer.Option(..., help="Run directory."),
     upstream: str = typer.Option("tiny", help="xlsr-53, xls-r-300m, wav2vec2-base, tiny, fbank, mfcc, cnn-lstm, or a pretrained directory / hub id."),
+    upstream_layers: Optional[int] = typer.Option(None, help="Keep only the first K transformer layers of a wav2vec2 upstream (0 to its layer count; default all): a smaller, faster model."),
     head: str = typer.Option("hgfm", help="hgfm, fcn or cnn-sa-dnn."),
     strategy: str = typer.Option("full", help="frozen, semi (CNN encoder frozen) or full fine-tuning."),
     epochs: int = typer.Option(10),
@@ -205,7 +207,8 @@ def evaluate(
 def export(
     run: Path = typer.Argument(..., help="Run directory (uses best.safetensors) or a checkpoint file."),
     out: Path = typer.Option(..., help="Bundle directory to write (appears complete or not at all)."),
-    precision: str = typer.Option("fp32", help="fp32, fp16 (FP16 ONNX with FP32 islands) or int8 (QDQ, TensorRT-style)."),
+    precision: str = typer.Option("fp32", help="fp32, fp16 (FP16 ONNX with FP32 islands), int8 (static QDQ: TensorRT's) "
+                                  "or int8-dynamic (MatMul-only dynamic INT8: ONNX Runtime CPU's)."),
     calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on."),
     calib_utterances: int = typer.Option(64, help="int8: how many calibration utterances to use."),
     test_manifest: Optional[Path] = typer.Option(None, help="Also report WA/UA of the bundle vs PyTorch FP32 on this manifest."),
@@ -259,6 +262,8 @@ def stream(
     backend: str = typer.Option("ort", help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle)."),
     provider: str = typer.Option("cpu", help="ort: cpu, cuda or tensorrt."),
     threads: Optional[int] = typer.Option(None, help="ort: intra-op threads."),
+    spinning: Optional[bool] = typer.Option(None, "--spinning/--no-spinning",
+                                            help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on)."),
     window_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (2.0)."),
     hop_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (0.5)."),
     smoothing: str = typer.Option("none", help="none, ema or majority."),
@@ -267,7 +272,7 @@ def stream(
     """Stream audio windows through a bundle; prints JSON Lines (one per window, then a summary)."""
     from .runtime.sources import StreamOptions, run_stream
 
-    run_stream(StreamOptions(bundle, source, rate, format, channels, mic, backend, provider, threads,
+    run_stream(StreamOptions(bundle, source, rate, format, channels, mic, backend, provider, threads, spinning,
                              window_seconds, hop_seconds, smoothing, silence_dbfs))
 
 
@@ -278,17 +283,20 @@ def parity(
     manifest: Path = typer.Option(..., help="Utterances to compare on."),
     backend: str = typer.Option("ort"),
     provider: str = typer.Option("cpu"),
+    threads: Optional[int] = typer.Option(None, help="ort: intra-op threads."),
+    spinning: Optional[bool] = typer.Option(None, "--spinning/--no-spinning",
+                                            help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on)."),
     window_seconds: Optional[float] = typer.Option(None),
     hop_seconds: Optional[float] = typer.Option(None),
-    min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 0.98."),
+    min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 and int8-dynamic 0.98."),
     max_delta_ua: Optional[float] = typer.Option(None, help="Largest |UA difference| in points (default 1.0)."),
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 1 beyond thresholds."""
     from .runtime.parity import ParityOptions, check, format_parity, run_parity
 
-    results = run_parity(ParityOptions(bundle, run, manifest, backend, provider, window_seconds, hop_seconds,
-                                       min_agreement, max_delta_ua))
+    results = run_parity(ParityOptions(bundle, run, manifest, backend, provider, threads, spinning, window_seconds,
+                                       hop_seconds, min_agreement, max_delta_ua))
     console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
     check(results)
 
@@ -320,6 +328,9 @@ def bench(
     cache: Optional[Path] = typer.Option(None, help="Keep built checkpoints and bundles here for the next run."),
     name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu)."),
     quick: bool = typer.Option(False, "--quick", help="2 s window at batch 1, few repeats: a smoke run."),
+    layers: str = typer.Option("", help="Also time the architecture cut to its first K transformer layers, e.g. 12,6."),
+    reuse: bool = typer.Option(True, help="Run the CNN-frame reuse study (wav2vec2 targets)."),
+    streams: int = typer.Option(4, help="Streams batched together in the multi-stream measurement."),
 ) -> None:
     """Latency, throughput, real-time factor, memory and cold start against PyTorch eager FP32."""
     from rich.progress import Progress
@@ -332,7 +343,7 @@ def bench(
         windows=_csv(windows, float), batches=_csv(batches, int), batched_windows=_csv(batched_windows, float) or None,
         repeats=repeats, warmup=warmup, cell_seconds=cell_seconds, threads=threads, tune=tune,
         stream_seconds=stream_seconds, train=train, train_steps=train_steps,
-        cache=cache, name=name, quick=quick,
+        cache=cache, name=name, quick=quick, layers=_csv(layers, int), reuse=reuse, streams=streams,
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("bench", total=None)

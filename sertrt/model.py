@@ -86,11 +86,14 @@ def build_model(
     hidden_size: int | None = None,
     attention_size: int | None = None,
     dropout: float = 0.1,
+    upstream_layers: int | None = None,
 ) -> SERModel:
-    """A fresh model: `upstream` is a named config (random init) or a pretrained directory / hub id."""
+    """A fresh model: `upstream` is a named config (random init) or a pretrained directory / hub id;
+    `upstream_layers=K` keeps its first K transformer layers (stored in the dims, so `load_model`
+    rebuilds the cut model with no option)."""
     if head not in HEAD_NAMES:
         raise SertrtError(f"unknown head {head!r} (valid: {', '.join(HEAD_NAMES)})")
-    spec, up = resolve_upstream(upstream)
+    spec, up = resolve_upstream(upstream, upstream_layers)
     small = up.hidden_size <= 128  # tiny and the manual baselines get a small head by default
     dims = HeadDims(
         kind=head,

@@ -6,14 +6,22 @@
 plus `hidden_size`, `downsample_rate` (samples per frame) and `min_samples` (shortest input that
 yields one frame). The XLSR/wav2vec2 upstreams are transformers' Wav2Vec2Model; Fbank and MFCC are
 the paper's manual baselines, computed with torch alone (no torchaudio).
+
+A wav2vec2 upstream can keep only its first K transformer layers (`layers=K`, `--upstream-layers`):
+the conv feature encoder, feature projection, positional conv and the encoder's final LayerNorm
+stay, the upper layers are never built or loaded. K=0 leaves conv features + positional conv.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -69,21 +77,97 @@ class UpstreamSpec:
     name: str  # a name in UPSTREAM_NAMES, or the path / hub id the weights came from
     kind: str  # "wav2vec2" | "fbank" | "mfcc" | "cnn-lstm"
     config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config.to_dict() or baseline sizes
+    # Transformer layers of the upstream that `layers=K` cut down to config["num_hidden_layers"];
+    # None: nothing was cut (and every checkpoint written before the option existed).
+    source_layers: int | None = None
+
+
+def check_layers(name: str, layers: int, total: int) -> None:
+    """K must name a prefix of the `total` transformer layers; K=0 keeps conv features only."""
+    if not 0 <= layers <= total:
+        raise SertrtError(f"--upstream-layers {layers}: {name} has {total} transformer layers (valid: 0 to {total})")
+
+
+def num_layers(name: str) -> int:
+    """Transformer layers of a named wav2vec2 config or a pretrained directory / hub id (config only)."""
+    if name in MANUAL_UPSTREAMS:
+        raise SertrtError(f"--upstream-layers needs a wav2vec2 upstream, not {name!r} "
+                          f"(valid: {', '.join(WAV2VEC2_CONFIGS)} or a pretrained directory / hub id)")
+    if name in WAV2VEC2_CONFIGS:
+        return WAV2VEC2_CONFIGS[name]["num_hidden_layers"]
+    from transformers import Wav2Vec2Config
+
+    try:
+        return Wav2Vec2Config.from_pretrained(name).num_hidden_layers
+    except (OSError, ValueError) as e:
+        raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+@contextlib.contextmanager
+def _held_load_report() -> Iterator[list[logging.LogRecord]]:
+    """Hold back transformers' load report (5.x "LOAD REPORT" table, 4.x "Some weights ... were not
+    used"): with the upper layers cut on purpose it lists every tensor of every dropped layer."""
+    held: list[logging.LogRecord] = []
+
+    class Hold(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            message = record.getMessage()
+            if "LOAD REPORT" in message or "when initializing" in message or "newly initialized" in message:
+                held.append(record)
+                return False
+            return True
+
+    logger, hold = logging.getLogger("transformers.modeling_utils"), Hold()
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
+
+
+def _load_pretrained(name: str, layers: int | None):
+    """Wav2Vec2Model.from_pretrained; with `layers`, only the first K layers are built and loaded."""
+    from transformers import Wav2Vec2Model
+
+    if layers is None:
+        try:
+            return Wav2Vec2Model.from_pretrained(name)
+        except (OSError, ValueError) as e:
+            raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
+    total = num_layers(name)
+    check_layers(name, layers, total)
+    with _held_load_report() as held:
+        try:
+            model, info = Wav2Vec2Model.from_pretrained(name, num_hidden_layers=layers, output_loading_info=True)
+        except (OSError, ValueError) as e:
+            raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
+    # Checkpoint keys are "encoder.layers.<i>...", or "wav2vec2.encoder..." in a pretraining checkpoint.
+    dropped = re.compile(r"(^|\.)encoder\.layers\.(\d+)\.")
+    other = sorted(k for k in info["unexpected_keys"]
+                   if not ((m := dropped.search(k)) and int(m.group(2)) >= layers))
+    message = f"{name}: keeping the first {layers} of its {total} transformer layers"
+    if other:  # e.g. the quantizer of a Wav2Vec2ForPreTraining checkpoint, unused with or without K
+        message += f"; {len(other)} other checkpoint tensors unused ({', '.join(other[:2])}{', ...' if len(other) > 2 else ''})"
+    warnings.warn(message, stacklevel=2)
+    if info["missing_keys"] or info["mismatched_keys"]:  # real problems: show transformers' full report
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+    return model
 
 
 class Wav2Vec2Upstream(nn.Module):
     """transformers' Wav2Vec2Model behind the upstream contract; last hidden layer out."""
 
-    def __init__(self, config: dict[str, Any], pretrained: str | None = None):
+    def __init__(self, config: dict[str, Any], pretrained: str | None = None, layers: int | None = None):
         super().__init__()
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
         if pretrained is not None:
-            try:
-                self.model = Wav2Vec2Model.from_pretrained(pretrained)
-            except (OSError, ValueError) as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise SertrtError(f"{pretrained}: cannot load a pretrained wav2vec2 model ({first})") from None
+            self.model = _load_pretrained(pretrained, layers)
         else:
             self.model = Wav2Vec2Model(Wav2Vec2Config(**config))
         cfg = self.model.config
@@ -194,15 +278,23 @@ def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Modu
     raise SertrtError(f"unknown upstream kind {spec.kind!r} (valid: wav2vec2, {', '.join(MANUAL_UPSTREAMS)})")
 
 
-def resolve_upstream(name: str) -> tuple[UpstreamSpec, nn.Module]:
-    """A name in UPSTREAM_NAMES (random init) or a local directory / hub id (pretrained weights)."""
+def resolve_upstream(name: str, layers: int | None = None) -> tuple[UpstreamSpec, nn.Module]:
+    """A name in UPSTREAM_NAMES (random init) or a local directory / hub id (pretrained weights);
+    `layers=K` keeps the first K transformer layers of a wav2vec2 upstream."""
+    source_layers = None
+    if layers is not None:
+        source_layers = num_layers(name)  # a config read, no weights; rejects the manual upstreams
+        check_layers(name, layers, source_layers)
     if name in WAV2VEC2_CONFIGS:
-        spec = UpstreamSpec(name, "wav2vec2", copy.deepcopy(WAV2VEC2_CONFIGS[name]))
+        config = copy.deepcopy(WAV2VEC2_CONFIGS[name])
+        if layers is not None:
+            config["num_hidden_layers"] = layers
+        spec = UpstreamSpec(name, "wav2vec2", config, source_layers)
         up = build_upstream(spec)
         spec.config = up.config_dict()
         return spec, up
     if name in MANUAL_UPSTREAMS:
         spec = UpstreamSpec(name, name, {})
         return spec, build_upstream(spec)
-    up = Wav2Vec2Upstream({}, pretrained=name)
-    return UpstreamSpec(name, "wav2vec2", up.config_dict()), up
+    up = Wav2Vec2Upstream({}, pretrained=name, layers=layers)
+    return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers), up

@@ -5,8 +5,10 @@ import json
 import pytest
 
 from sertrt.bench import BenchOptions, run_bench
+from sertrt.bench.artifacts import prepare_artifacts
 from sertrt.bench.flops import conv_lengths, model_flops
 from sertrt.bench.measure import latency_stats
+from sertrt.bundle import load_bundle
 from sertrt.errors import SertrtError
 from sertrt.upstream import WAV2VEC2_CONFIGS
 
@@ -17,7 +19,8 @@ def quick_run(tmp_path_factory):
     messages = []
     # the QDQ int8 export (and its validation) is the exporter's, tested there; it would double the export time
     data = run_bench(BenchOptions(target="tiny", out=out, quick=True, repeats=3, stream_seconds=4.0, train=False,
-                                  precisions=("fp32", "int8-dynamic")),
+                                  precisions=("fp32", "int8-dynamic"), cache=tmp_path_factory.mktemp("bench-cache"),
+                                  layers=(1,), streams=3),
                      progress=messages.append)
     return out, data, messages
 
@@ -49,6 +52,30 @@ def test_quick_run_statistics_and_ratios(quick_run):
     assert data["best_cpu_int8"] == "ort-int8-dynamic"
     assert all(v["cosine"] > 0.9 for v in data["agreement"].values())
     assert all(not c["torch_imported_by_runtime"] for k, c in data["cold_start"].items() if k.startswith("ort"))
+
+
+@pytest.mark.slow
+def test_quick_run_measures_the_exported_int8_dynamic_bundle(quick_run):
+    """The CPU INT8 the bench times is the exporter's `--precision int8-dynamic` bundle, run by OrtRunner."""
+    _, data, _ = quick_run
+    info = data["variants"]["ort-int8-dynamic"]
+    manifest = load_bundle(info["bundle"])
+    assert manifest["precision"] == "int8-dynamic" and manifest["validation"]["passed"]
+    assert manifest["precision_report"]["target"].startswith("ONNX Runtime CPU")
+    assert set(info["settings"]) == {"provider", "threads", "optimization", "spinning", "io_binding"}
+    assert info["settings"]["threads"] == 2 and info["settings"]["optimization"] in ("all", "basic")
+
+
+def test_cached_bundle_of_another_precision_is_rebuilt(tmp_path):
+    """A cache from before int8-dynamic was the exporter's (precision "int8" in bundle-int8-dynamic) is re-exported."""
+    old = tmp_path / "tiny-seed0" / "bundle-int8-dynamic"
+    old.mkdir(parents=True)
+    (old / "manifest.json").write_text(json.dumps({"format": "sertrt-bundle", "precision": "int8"}))
+    art = prepare_artifacts("tiny", ("int8-dynamic",), tmp_path)
+    assert set(art.bundles) == {"int8-dynamic"} and art.export_seconds["int8-dynamic"] > 0
+    assert load_bundle(art.bundles["int8-dynamic"])["precision"] == "int8-dynamic"
+    again = prepare_artifacts("tiny", ("int8-dynamic",), tmp_path)
+    assert again.export_seconds == {"int8-dynamic": 0.0} and again.bundles == art.bundles
 
 
 @pytest.mark.slow
@@ -86,8 +113,48 @@ def test_latency_stats_percentiles_and_throughput():
     assert s["rtf"] == pytest.approx(0.1 / 16.0)
 
 
+@pytest.mark.slow
+def test_quick_run_batches_streams(quick_run):
+    out, data, _ = quick_run
+    assert set(data["multistream"]) == set(data["streaming"])
+    for m in data["multistream"].values():
+        assert m["streams"] == 3
+        # 4 s per stream, 2 s window, 1 s hop: windows ending at 2, 3, 4 s in each stream, in both modes
+        assert m["windows"] == {"alone": 9, "batched": 9}
+        assert m["batched_speedup"] == pytest.approx(m["wall_s"]["alone"] / m["wall_s"]["batched"])
+        assert m["rtf"]["batched"] == pytest.approx(m["wall_s"]["batched"] / 12.0)
+    assert "## Several streams through one engine" in (out / "tiny-cpu.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_run_frame_reuse_study(quick_run):
+    out, data, _ = quick_run
+    r = data["frame_reuse"]
+    assert (r["shared_frames"], r["fresh_samples"]) == (49, 16320)
+    assert set(r["saving_share"]) == set(data["streaming"])
+    assert r["raw_frame_max_abs"] < 1e-5  # tiny's layer-norm conv stack is local
+    assert set(r["deviation"]) == {"0 dB", "20 dB"}
+    assert "## CNN-frame reuse" in (out / "tiny-cpu.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_run_times_the_cut_model(quick_run):
+    out, data, _ = quick_run
+    rows = data["layers"]
+    assert {r["variant"] for r in rows} == {"torch-fp32", "ort-fp32", "ort-int8-dynamic"}
+    for r in rows:
+        assert (r["layers"], r["of_layers"]) == (1, 2)
+        assert r["gflop"] < r["full_depth_gflop"]
+        assert r["vs_full_depth"] == pytest.approx(r["full_depth_p50_ms"] / r["p50_ms"])
+    header = json.loads(next((tmp for tmp in out.parent.glob("bench-cache*/tiny-L1-seed0/run/best.json"))).read_text())
+    assert header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
+    assert "## Fewer transformer layers" in (out / "tiny-cpu.md").read_text()
+
+
 def test_bad_options_are_one_line_errors(tmp_path):
     with pytest.raises(SertrtError, match="unknown bench precision"):
         run_bench(BenchOptions(target="tiny", out=tmp_path, precisions=("fp8",)))
     with pytest.raises(SertrtError, match="neither a bundle directory nor an architecture"):
         run_bench(BenchOptions(target="resnet", out=tmp_path))
+    with pytest.raises(SertrtError, match="--layers needs an architecture target"):
+        run_bench(BenchOptions(target=str(tmp_path), out=tmp_path, layers=(1,)))

@@ -25,6 +25,30 @@ def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
         torch.testing.assert_close(loaded(w, n), model(w, n), rtol=0, atol=0)
 
 
+def test_round_trip_keeps_the_cut_upstream(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("tiny", upstream_layers=1).eval()
+    path = tmp_path / "best.safetensors"
+    save_checkpoint(path, model, {})
+    loaded, header = load_model(path)  # no option: the dims say how many layers were kept
+    assert header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
+    assert header["dims"]["upstream"]["source_layers"] == 2
+    assert len(loaded.upstream.model.encoder.layers) == 1 and loaded.dims.upstream.source_layers == 2
+    w, n = torch.randn(2, 9000), torch.tensor([9000, 5000])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(w, n), model(w, n), rtol=0, atol=0)
+
+
+def test_checkpoint_from_before_source_layers_still_loads(tmp_path):
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(path, build_model("tiny"), {}, sidecar=False)
+    header, tensors = read_checkpoint(path)
+    del header["dims"]["upstream"]["source_layers"]
+    save_file(tensors, str(path), metadata={"sertrt": json.dumps(header)})
+    loaded, _ = load_model(path)
+    assert loaded.dims.upstream.source_layers is None and len(loaded.upstream.model.encoder.layers) == 2
+
+
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model = build_model("fbank")
     path = tmp_path / "best.safetensors"

@@ -96,3 +96,60 @@ def test_split_train_evaluate(tone_corpus, tmp_path):
     assert saved["wa"] == pytest.approx(best["metrics"]["wa"])  # evaluate reproduces training's own score
     png = (tmp_path / "run" / "eval" / "test_manifest.confusion.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+
+
+def test_train_upstream_layers(tone_corpus, tmp_path):
+    from sertrt.checkpoint import read_checkpoint
+
+    def train(out, *extra):
+        return sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", out,
+                      "--quiet", *extra)
+
+    run = tmp_path / "run"
+    r = train(run, "--epochs", "1", "--upstream", "tiny", "--upstream-layers", "1")
+    assert r.returncode == 0, r.stderr
+    upstream = json.loads((run / "best.json").read_text())["dims"]["upstream"]
+    assert upstream["config"]["num_hidden_layers"] == 1 and upstream["source_layers"] == 2
+    r = train(run, "--epochs", "2", "--resume")  # no option: the run keeps its 1 layer
+    assert r.returncode == 0, r.stderr
+    header, _ = read_checkpoint(run / "last.safetensors")
+    assert header["train_state"]["epoch"] == 1 and header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
+    assert_one_line_error(train(run, "--epochs", "3", "--resume", "--upstream-layers", "2"),
+                          "the run has 1 upstream layers, not --upstream-layers 2")
+    assert_one_line_error(train(tmp_path / "r2", "--upstream-layers", "3"),
+                          "--upstream-layers 3: tiny has 2 transformer layers (valid: 0 to 2)")
+    assert_one_line_error(train(tmp_path / "r2", "--upstream", "mfcc", "--upstream-layers", "1"),
+                          "needs a wav2vec2 upstream, not 'mfcc'")
+    assert not (tmp_path / "r2").exists()
+
+
+def test_experiment_layers_checks_k_before_training(tone_corpus, tmp_path):
+    from sertrt.data.protocol import ProtocolOptions, write_protocol
+
+    write_protocol(ProtocolOptions(tone_corpus, tmp_path / "protocol", folds=2))
+    base = ("experiment", "layers", "--protocol", tmp_path / "protocol", "--out", tmp_path / "exp", "--tiny")
+    assert_one_line_error(sertrt(*base, "--layers", "2,3"), "--upstream-layers 3: tiny has 2 transformer layers")
+    assert_one_line_error(sertrt(*base, "--layers", "2,x"), "cannot read '2,x' as a comma-separated list")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path):
+    """The CPU INT8 artifact through the commands a user types, with stream's ONNX Runtime options."""
+    import torch
+
+    from sertrt.checkpoint import save_checkpoint
+    from sertrt.model import build_model
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
+    r = sertrt("export", tmp_path / "run", "--out", tmp_path / "bundle", "--precision", "int8-dynamic")
+    assert r.returncode == 0, r.stderr
+    assert "(int8-dynamic, validation passed" in r.stdout
+    wav = next(tone_corpus.parent.glob("*.wav"))
+    r = sertrt("stream", tmp_path / "bundle", wav, "--threads", "1", "--no-spinning", "--silence-dbfs", "-120")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert rows[-1]["summary"] and rows[-1]["windows"] == len(rows) - 1 >= 1
+    assert rows[-1]["label"] in ("neutral", "happy", "angry", "sad")
+    assert_one_line_error(sertrt("export", tmp_path / "run", "--out", tmp_path / "b2", "--precision", "int8-dynamic",
+                                 "--engine"), "TensorRT takes the `int8` (QDQ) bundle")

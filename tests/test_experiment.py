@@ -8,7 +8,7 @@ from conftest import make_tone_corpus
 from sertrt.data.protocol import ProtocolOptions, write_protocol
 from sertrt.errors import SertrtError
 from sertrt.manifest import read_manifest, write_manifest
-from sertrt.training.experiment import ExperimentOptions, run_experiment
+from sertrt.training.experiment import ExperimentOptions, default_layers, run_experiment, table_configs
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,35 @@ def test_transfer_scores_three_classes(protocol):
     write_manifest(bad, read_manifest(protocol / "tones" / "manifest.jsonl")[:3])
     with pytest.raises(SertrtError, match="expected only happy, angry, sad"):
         run_experiment(opts(protocol, "transfer", transfer_manifest=bad), log=lambda m: None)
+
+
+def test_layers_table_one_row_per_k(protocol):
+    results = run_experiment(opts(protocol, "layers", layers=[2, 1], max_folds=1), log=lambda m: None)
+    rows = results["configs"]
+    assert [r["name"] for r in rows] == ["xlsr+hgfm 2 layers", "xlsr+hgfm 1 layer"]
+    assert [r["cost"]["layers"] for r in rows] == [2, 1] and {r["cost"]["source_layers"] for r in rows} == {2}
+    assert {r["strategy"] for r in rows} == {"full"} and all(r["folds"] == 1 for r in rows)
+    full, cut = (r["cost"] for r in rows)
+    assert full["parameters"] > cut["parameters"] and full["gflops_window"] > cut["gflops_window"] > 0
+    assert full["gflops_window"] == full["gflops_window_all_layers"] == cut["gflops_window_all_layers"]
+    out = protocol / "out" / "layers"
+    assert [r["name"] for r in json.loads((out / "results.json").read_text())["configs"]] == [r["name"] for r in rows]
+    table = [line for line in (out / "results.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| layers kept | WA | UA | macro-F1 | parameters | GFLOP per 2 s window | vs all 2 layers |")
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| 2", "| 1"]
+    assert table[1].endswith(" | 100% |")
+    ckpt = json.loads((out / "xlsr_hgfm-1-layer" / "fold0" / "best.json").read_text())
+    assert ckpt["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
+
+
+def test_layers_table_defaults_and_bad_k(protocol):
+    assert default_layers(24) == [24, 18, 12, 8, 6] and default_layers(12) == [12, 9, 6, 4, 3]
+    assert [c.upstream_layers for c in table_configs(opts(protocol, "layers"))] == default_layers(2) == [2, 1]
+    with pytest.raises(SertrtError, match=r"--upstream-layers 3: tiny has 2 transformer layers \(valid: 0 to 2\)"):
+        run_experiment(opts(protocol, "layers", layers=[1, 3], out=protocol / "bad"), log=lambda m: None)
+    assert not (protocol / "bad").exists()  # rejected before anything trained
+    with pytest.raises(SertrtError, match="needs a wav2vec2 upstream"):
+        table_configs(opts(protocol, "layers", xlsr="fbank"))
 
 
 def test_unknown_table_and_config(protocol):

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -110,6 +111,9 @@ def test_bad_export_options(checkpoint, tmp_path):
         export_bundle(ExportOptions(root / "run", tmp_path / "x", "bf16"), log=lambda s: None)
     with pytest.raises(SertrtError, match="needs --calib-manifest"):
         export_bundle(ExportOptions(root / "run", tmp_path / "x", "int8"), log=lambda s: None)
+    with pytest.raises(SertrtError, match=r"TensorRT takes the `int8` \(QDQ\) bundle"):
+        export_bundle(ExportOptions(root / "run", tmp_path / "x", "int8-dynamic", engine=True), log=lambda s: None)
+    assert not (tmp_path / "x").exists()
     from sertrt.export.spec import Profile
 
     with pytest.raises(SertrtError, match="profile num_samples"):
@@ -126,3 +130,32 @@ def test_reduced_precision_bundles_validate(checkpoint, precision):
     assert m["accuracy"]["top1_agreement"] >= 0.9
     if precision == "int8":
         assert m["precision_report"]["max_abs_zero_point"] == 0
+
+
+def test_int8_dynamic_bundle_for_onnx_runtime_cpu(checkpoint):
+    """No calibration manifest; validated against PyTorch like every precision; integer MatMuls, float head."""
+    import onnx
+
+    from sertrt.export.spec import TOLERANCES
+
+    root, manifest = checkpoint
+    out = root / "b-int8-dynamic"
+    m = export_bundle(ExportOptions(root / "run", out, "int8-dynamic", test_manifest=manifest), log=lambda s: None)
+    assert m["precision"] == "int8-dynamic" and load_bundle(out)["precision"] == "int8-dynamic"
+    assert m["validation"]["passed"] and m["validation"]["precision"] == "int8-dynamic"
+    assert m["validation"]["tolerances"] == TOLERANCES["int8-dynamic"]
+    assert any("30 s" in c["name"] for c in m["validation"]["checks"])
+    assert min(c["agreement"] for c in m["validation"]["checks"]) == 1.0  # decisive logits: no top-1 flips
+    assert m["accuracy"]["top1_agreement"] == 1.0 and abs(m["accuracy"]["delta_points"]["ua"]) <= 1.0
+    report = m["precision_report"]
+    assert report["format"] == "dynamic" and report["target"].startswith("ONNX Runtime CPU")
+    assert set(m["files"]) == {"model.onnx"}
+
+    graph = onnx.load(str(out / "model.onnx")).graph
+    ops = Counter(n.op_type for n in graph.node)
+    assert ops["MatMulInteger"] > 0 and ops["DynamicQuantizeLinear"] > 0
+    assert report["quantised_ops"] == {"DynamicQuantizeLinear": ops["DynamicQuantizeLinear"], "MatMulInteger": ops["MatMulInteger"]}
+    assert ops["QuantizeLinear"] == ops["ConvInteger"] == 0  # Conv weights stay float
+    head = [n for n in graph.node if n.name.startswith("/head/")]
+    assert {"GRU", "MatMul"} <= {n.op_type for n in head} and not {"MatMulInteger", "DynamicQuantizeLinear"} & {n.op_type for n in head}
+    assert [i.name for i in graph.input] == ["waveform", "lengths"] and [o.name for o in graph.output] == ["logits"]

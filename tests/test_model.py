@@ -138,3 +138,58 @@ def test_bad_upstream_is_one_line_error(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(SertrtError, match="unknown head"):
         build_model("tiny", head="svm")
+
+
+@pytest.mark.parametrize("layers", [1, 0])  # 0: conv features + positional conv + LayerNorm only
+def test_cut_upstream_keeps_the_first_layers_and_masks_padding(layers):
+    torch.manual_seed(0)
+    model = build_model("tiny", upstream_layers=layers).eval()
+    assert len(model.upstream.model.encoder.layers) == layers
+    assert model.dims.upstream.config["num_hidden_layers"] == layers and model.dims.upstream.source_layers == 2
+    seqs = [0.1 * torch.randn(n) for n in (16000, 4321, 250)]
+    w, lens = padded(seqs)
+    with torch.no_grad():
+        batch = model(w, lens)
+        alone = torch.cat([model(s[None], torch.tensor([len(s)])) for s in seqs])
+    assert batch.shape == (3, 4) and torch.isfinite(batch).all()
+    torch.testing.assert_close(batch, alone, atol=1e-4, rtol=1e-4)
+    assert build_model("tiny").dims.upstream.source_layers is None  # uncut: nothing recorded
+
+
+def test_cut_pretrained_directory_loads_only_the_first_layers(tmp_path, capfd):
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(1)
+    reference = Wav2Vec2Model(Wav2Vec2Config(**{**WAV2VEC2_CONFIGS["tiny"], "num_hidden_layers": 4})).eval()
+    reference.save_pretrained(tmp_path / "four")
+    capfd.readouterr()
+    with pytest.warns(UserWarning) as caught:
+        model = build_model(str(tmp_path / "four"), upstream_layers=2).eval()
+    messages = [str(w.message) for w in caught]
+    assert messages == [f"{tmp_path / 'four'}: keeping the first 2 of its 4 transformer layers"]
+    assert "LOAD REPORT" not in capfd.readouterr().err  # transformers' per-tensor table is held back
+    assert model.dims.upstream.config["num_hidden_layers"] == 2 and model.dims.upstream.source_layers == 4
+    ours, theirs = model.upstream.model.state_dict(), reference.state_dict()
+    assert set(theirs) - set(ours) == {k for k in theirs if k.startswith(("encoder.layers.2.", "encoder.layers.3."))}
+    for name, tensor in ours.items():
+        torch.testing.assert_close(tensor, theirs[name], rtol=0, atol=0)
+    # The cut model computes what the full one computes after 2 layers, through the final LayerNorm.
+    w = torch.randn(1, 8000)
+    with torch.no_grad():
+        cut, _ = model.upstream(w, torch.tensor([8000]))
+        after_two = reference.encoder.layer_norm(reference(w, output_hidden_states=True).hidden_states[2])
+    torch.testing.assert_close(cut, after_two)
+    with pytest.raises(SertrtError, match=r"has 4 transformer layers \(valid: 0 to 4\)"):
+        build_model(str(tmp_path / "four"), upstream_layers=5)
+
+
+@pytest.mark.parametrize("upstream, layers, message", [
+    ("tiny", 3, r"--upstream-layers 3: tiny has 2 transformer layers \(valid: 0 to 2\)"),
+    ("tiny", -1, r"valid: 0 to 2"),
+    ("fbank", 1, r"needs a wav2vec2 upstream, not 'fbank' \(valid: xlsr-53, .*tiny-base or a pretrained"),
+    ("cnn-lstm", 0, r"needs a wav2vec2 upstream"),
+])
+def test_bad_upstream_layers_are_one_line_errors(upstream, layers, message):
+    with pytest.raises(SertrtError, match=message) as e:
+        build_model(upstream, upstream_layers=layers)
+    assert "\n" not in str(e.value)

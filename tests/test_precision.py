@@ -1,10 +1,12 @@
-"""FP16 / INT8 ONNX variants of a tiny random SERModel, checked in ONNX Runtime CPU against the FP32 ONNX."""
+"""FP16 / INT8 (QDQ and dynamic) ONNX variants of a tiny random SERModel, checked in ONNX Runtime CPU
+against the FP32 ONNX."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,14 @@ import pytest
 
 from conftest import make_tone_corpus
 from sertrt.errors import SertrtError
-from sertrt.export.precision import _stratified_pick, manifest_calibration, to_fp16, to_int8, zero_points
+from sertrt.export.precision import (
+    _stratified_pick,
+    manifest_calibration,
+    to_fp16,
+    to_int8,
+    to_int8_dynamic,
+    zero_points,
+)
 from sertrt.export.spec import DYNAMIC_AXES, TOLERANCES
 from sertrt.labels import LABELS
 
@@ -67,6 +76,12 @@ def fp16(fp32_onnx) -> tuple[Path, dict]:
 def int8(fp32_onnx, calib_manifest) -> tuple[Path, dict]:
     dst = fp32_onnx.with_name("model_int8.onnx")
     return dst, to_int8(fp32_onnx, dst, manifest_calibration(calib_manifest, num=20))
+
+
+@pytest.fixture(scope="module")
+def int8_dynamic(fp32_onnx) -> tuple[Path, dict]:
+    dst = fp32_onnx.with_name("model_int8_dynamic.onnx")
+    return dst, to_int8_dynamic(fp32_onnx, dst)
 
 
 def session(path: Path):
@@ -244,6 +259,56 @@ def test_int8_with_conv_keeps_first_conv_float(fp32_onnx, calib_manifest, tmp_pa
     assert all(c.name in quantised for c in convs[1:])
     assert set(zero_points(dst)) == {0}
     session(dst).run(None, feeds(2, 9000, seed=5))
+
+
+# ---------------------------------------------------------------------------------------------- INT8 dynamic
+
+
+def test_int8_dynamic_quantises_encoder_matmuls_only(fp32_onnx, int8_dynamic):
+    path, info = int8_dynamic
+    model = onnx.load(str(path))
+    ops = Counter(n.op_type for n in model.graph.node)
+    integer = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert integer and ops["DynamicQuantizeLinear"] > 0
+    assert info["quantised_ops"] == {"DynamicQuantizeLinear": ops["DynamicQuantizeLinear"], "MatMulInteger": len(integer)}
+    assert info["precision"] == "int8-dynamic" and info["target"].startswith("ONNX Runtime CPU")
+    # no QDQ anywhere, so no quantised Conv weights: every Conv reads float tensors
+    assert ops["QuantizeLinear"] == ops["DequantizeLinear"] == ops["ConvInteger"] == 0
+    types = elem_types(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(types[t] == onnx.TensorProto.FLOAT for n in convs for t in n.input[:2]), "a Conv is not float"
+
+    # the head (GRUs, attention, output layer) and the feature projection stay float ops
+    assert not [n.name for n in integer if "/head/" in n.name or "/feature_projection/" in n.name]
+    src = onnx.load(str(fp32_onnx))
+    islands = [n for n in src.graph.node if n.op_type in ("MatMul", "Gemm") and ("/head/" in n.name or "/feature_projection/" in n.name)]
+    assert any(n.op_type == "Gemm" for n in islands) and any("/feature_projection/" in n.name for n in islands)
+    by_name = {n.name: n.op_type for n in model.graph.node}
+    for n in islands:  # ORT's quantizer rewrites a Gemm as a float MatMul "<gemm>_MatMul"
+        assert by_name.get(n.name) == n.op_type or by_name.get(f"{n.name}_MatMul") == "MatMul", n.name
+    assert ops["GRU"] == 2
+    for n in model.graph.node:
+        if "/head/" in n.name:
+            assert all(types.get(t) != onnx.TensorProto.UINT8 for t in (*n.input, *n.output) if t), n.name
+
+    # every other weighted MatMul became MatMulInteger: uint8 weights, one zero-point per output channel
+    initializers = {t.name for t in src.graph.initializer}
+    weighted = [n for n in src.graph.node if n.op_type == "MatMul" and n.input[1] in initializers]
+    assert len(integer) == len([n for n in weighted if n not in islands])
+    inits = {t.name: t for t in model.graph.initializer}
+    for n in integer:
+        weight, zero_point = inits[n.input[1]], inits[n.input[3]]
+        assert weight.data_type == zero_point.data_type == onnx.TensorProto.UINT8, n.name
+        assert list(zero_point.dims) == [weight.dims[1]], n.name
+
+
+def test_int8_dynamic_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8_dynamic):
+    a, b = logits_pairs(fp32_onnx, int8_dynamic[0])
+    assert not np.array_equal(a, b)  # quantised for real
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= INT8_MIN_COSINE, f"INT8-dynamic logits cosine {cosine.min():.4f} < {INT8_MIN_COSINE}"
+    agreement = float((a.argmax(1) == b.argmax(1)).mean())
+    assert agreement >= TOLERANCES["int8-dynamic"]["min_agreement"], f"top-1 agreement {agreement:.3f}"
 
 
 # ---------------------------------------------------------------------------------------------- calibration

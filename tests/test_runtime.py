@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,8 +14,8 @@ from sertrt.checkpoint import save_checkpoint
 from sertrt.errors import SertrtError
 from sertrt.export.exporter import ExportOptions, export_bundle
 from sertrt.model import build_model
-from sertrt.runtime.parity import ParityOptions, run_parity
-from sertrt.runtime.runners import open_runner
+from sertrt.runtime.parity import THRESHOLDS, ParityOptions, run_parity
+from sertrt.runtime.runners import OrtRunner, open_runner
 
 
 def test_runtime_imports_without_torch():
@@ -31,23 +32,24 @@ def test_runtime_imports_without_torch():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny model trained for two epochs on tones, exported as fp32 and int8 bundles."""
+    """A tiny model trained for two epochs on tones, exported as fp32, int8 and int8-dynamic bundles."""
     root = tmp_path_factory.mktemp("runtime")
     manifest = make_tone_corpus(root / "tones", per_label=8, seed=21)
     subprocess.run([sys.executable, "-m", "sertrt", "train", "--train-manifest", manifest, "--test-manifest", manifest,
                     "--out", root / "run", "--epochs", "2", "--lr", "1e-3", "--batch-size", "4", "--quiet"],
                    env=sertrt_env(), check=True)
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "int8-dynamic"):
         export_bundle(ExportOptions(root / "run", root / f"bundle-{precision}", precision, calib_manifest=manifest,
                                     calib_utterances=16), log=lambda s: None)
     return root, manifest
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int8-dynamic"])
 def test_parity_passes_for_exported_bundles(trained, precision):
     root, manifest = trained
-    results = run_parity(ParityOptions(root / f"bundle-{precision}", root / "run", manifest))
+    results = run_parity(ParityOptions(root / f"bundle-{precision}", root / "run", manifest, threads=1, spinning=False))
     assert results["passed"], results["failures"]
+    assert results["precision"] == precision and results["thresholds"] == THRESHOLDS[precision]
     assert set(results["modes"]) == {"utterance", "window"}
     assert results["modes"]["utterance"]["count"] == 32 and results["modes"]["window"]["count"] >= 32
     if precision == "fp32":
@@ -62,10 +64,63 @@ def test_parity_fails_loudly_for_another_model(trained, tmp_path):
         other.head.out.weight.mul_(30.0)
     save_checkpoint(tmp_path / "other.safetensors", other, {"epoch": 0, "metrics": {}})
     result = subprocess.run([sys.executable, "-m", "sertrt", "parity", root / "bundle-fp32", "--run",
-                             tmp_path / "other.safetensors", "--manifest", manifest], env=sertrt_env(),
+                             tmp_path / "other.safetensors", "--manifest", manifest, "--threads", "1", "--no-spinning"],
+                            env=sertrt_env(),
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "FAILED" in result.stdout and result.stderr.strip().startswith("error: parity failed: utterance top-1 agreement")
+
+
+def feeds(batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Ragged rows of noise-on-tone audio, padding zeroed: waveform (B, num_samples), lengths (B,)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(8000, 24000, size=batch)
+    t = np.arange(lengths.max()) / 16000
+    waveform = (0.3 * np.sin(2 * np.pi * rng.uniform(90, 300, (batch, 1)) * t)
+                + 0.01 * rng.standard_normal((batch, len(t)))).astype(np.float32)
+    for b, n in enumerate(lengths):
+        waveform[b, n:] = 0
+    return {"waveform": waveform, "lengths": lengths.astype(np.int64)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8-dynamic"])
+def test_ort_runner_settings_keep_the_logits(trained, precision):
+    """IO binding gives session.run's logits; graph optimisation "basic" gives "all"'s within 1e-5."""
+    import onnxruntime as ort
+
+    root, _ = trained
+    bundle = root / f"bundle-{precision}"
+    inputs = [feeds(1, 0), feeds(3, 1), feeds(1, 2)]  # the binding is re-bound per call, shapes change
+    assert open_runner(bundle)[0].settings() == {"provider": "cpu", "threads": None, "optimization": "all",
+                                                 "spinning": None, "io_binding": False}  # ONNX Runtime's defaults
+    runner, _ = open_runner(bundle, threads=1)  # same threads as below: only the binding differs
+    with runner:
+        reference = [runner.infer(f)["logits"] for f in inputs]
+    bound, _ = open_runner(bundle, threads=1, io_binding=True, spinning=False)
+    assert bound.settings() == {"provider": "cpu", "threads": 1, "optimization": "all", "spinning": False, "io_binding": True}
+    with bound:
+        options = bound.session.get_session_options()
+        assert options.intra_op_num_threads == 1 and options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        for f, ref in zip(inputs, reference):
+            out = bound.infer(f)
+            assert list(out) == ["logits"] and out["logits"].shape == ref.shape
+            np.testing.assert_allclose(out["logits"], ref, rtol=0, atol=1e-6)
+    with OrtRunner(bundle / "model.onnx", optimization="basic", spinning=True) as basic:
+        assert basic.settings()["optimization"] == "basic" and basic.settings()["spinning"] is True
+        options = basic.session.get_session_options()  # what the session was really given
+        assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        for f, ref in zip(inputs, reference):
+            np.testing.assert_allclose(basic.infer(f)["logits"], ref, rtol=0, atol=1e-5)
+
+
+def test_ort_runner_refuses_unknown_optimization_level(trained):
+    root, _ = trained
+    with pytest.raises(SertrtError) as e:
+        OrtRunner(root / "bundle-fp32" / "model.onnx", optimization="max")
+    assert "\n" not in str(e.value) and "'max'" in str(e.value) and "valid: basic, extended, all" in str(e.value)
+    with pytest.raises(SertrtError, match="valid: basic, extended, all"):
+        open_runner(root / "bundle-fp32", optimization="O3")
 
 
 def test_tampered_bundle_and_missing_engine_are_refused(trained, tmp_path):

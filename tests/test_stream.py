@@ -86,6 +86,13 @@ def test_resampling_stereo_and_int16_input():
     assert abs(np.fft.rfftfreq(len(w), 1 / 16000)[spectrum.argmax()] - 440) < 2
 
 
+def test_stereo_int16_is_scaled_like_mono_int16():
+    mono = (0.3 * np.sin(np.arange(32000) / 10) * 32767).astype(np.int16)
+    by_channels = EmotionStream(Recorder(), LABELS, StreamConfig(silence_dbfs=None)).push(np.stack([mono, mono], 1))
+    by_mono = EmotionStream(Recorder(), LABELS, StreamConfig(silence_dbfs=None)).push(mono)
+    assert by_channels[0].rms_dbfs == pytest.approx(by_mono[0].rms_dbfs, abs=1e-4) and by_mono[0].rms_dbfs < 0
+
+
 def test_nan_chunk_is_rejected_without_touching_state():
     runner = Recorder()
     stream = EmotionStream(runner, LABELS, StreamConfig(silence_dbfs=None))

@@ -355,6 +355,38 @@ def test_wrong_inputs_and_options_refused(tmp_path, monkeypatch, calls):
         build_engine(EngineOptions(tmp_path / "missing.onnx", tmp_path / "x.plan", "fp32", PROFILE))
 
 
+def test_int8_dynamic_refused_before_tensorrt(tmp_path, monkeypatch, calls):
+    """The ONNX Runtime CPU artifact (DynamicQuantizeLinear/MatMulInteger) is not TensorRT's INT8 format."""
+    install(monkeypatch, fake_trt("10.3.0", calls))
+    opts = options(tmp_path)
+    opts.precision = "int8-dynamic"
+    with pytest.raises(SertrtError) as e:
+        build_engine(opts)
+    msg = str(e.value)
+    assert "\n" not in msg and "TensorRT takes the `int8` (QDQ) bundle" in msg and "MatMulInteger" in msg
+    assert calls == [] and not opts.out.exists()  # refused before TensorRT was touched
+    with pytest.raises(SertrtError, match="TensorRT takes the `int8`"):
+        trtexec_command("m.onnx", "m.plan", PROFILE, "int8-dynamic", 10)
+
+
+def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
+    from dataclasses import asdict
+
+    from sertrt.bundle import write_bundle
+
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "model.onnx").write_bytes(b"ONNX-BYTES")
+    bundle = write_bundle(tmp_path / "bundle", staged, {"precision": "int8-dynamic", "model": "model.onnx",
+                                                        "spec": {"profile": asdict(PROFILE)}})
+    r = subprocess.run([sys.executable, "-m", "sertrt", "build-engine", str(bundle)], capture_output=True, text=True,
+                       env=sertrt_env(), cwd=REPO, timeout=120)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "TensorRT takes the `int8` (QDQ) bundle" in lines[0]
+    assert not (bundle / "model.plan").exists()
+
+
 def test_timing_cache_mismatch_refused(tmp_path, monkeypatch, calls):
     install(monkeypatch, fake_trt("10.3.0", calls, cache_ok=False))
     with pytest.raises(SertrtError, match="timing cache"):

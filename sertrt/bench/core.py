@@ -8,7 +8,9 @@ Order of a run (each step reports through `progress`; the library never prints):
     2. ORT tuning at the reference cell (2 s, batch 1): optimisation level per artifact; thread
        spinning and IO binding on fp32; the fastest INT8 artifact for this CPU
     3. latency sweep over windows x batches, interleaved with the baseline and the matmul peak probe
-    4. INT8 logits vs FP32; streaming; cold start + peak RSS (fresh processes); training throughput
+    4. INT8 logits vs FP32; streaming, one stream and several batched; the CNN-frame reuse study;
+       the target cut to fewer layers
+    5. cold start + peak RSS (fresh processes); training throughput
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SertrtError
+from ..runtime.runners import OrtRunner
 from . import measure, workers
 from .artifacts import prepare_artifacts
 from .flops import model_flops
@@ -33,11 +36,7 @@ from .flops import model_flops
 BACKENDS = ("torch", "ort")  # torch: the PyTorch eager FP32 baseline; ort: ONNX Runtime CPU
 PRECISIONS = ("fp32", "int8", "int8-dynamic")
 BASELINE = "torch-fp32"
-NOT_DONE = [
-    "CNN-frame reuse across overlapping streaming windows (the conv stack is ~14% of xlsr-53's FLOPs at 2 s)",
-    "layer dropping (running fewer transformer layers)",
-    "TensorRT and CUDA numbers: no GPU and no TensorRT on this machine",
-]
+NOT_DONE = ["TensorRT and CUDA numbers: no GPU and no TensorRT on this machine"]
 
 
 @dataclass
@@ -60,6 +59,9 @@ class BenchOptions:
     cache: Path | None = None  # keep the built checkpoint and bundles here for the next run
     name: str | None = None  # output file stem (default "<target>-cpu")
     quick: bool = False  # the 2 s window at batch 1, few repeats, short stream, 1 training step
+    layers: tuple[int, ...] = ()  # also time the architecture cut to its first K transformer layers
+    reuse: bool = True  # the CNN-frame reuse study (wav2vec2 targets with a checkpoint)
+    streams: int = 4  # streams batched together in the multi-stream measurement
 
     def resolved(self) -> BenchOptions:
         """The options actually used (quick mode narrows them)."""
@@ -72,6 +74,8 @@ class BenchOptions:
                 raise SertrtError(f"unknown bench precision {p!r} (valid: {', '.join(PRECISIONS)})")
         if not o.windows or not o.batches or o.repeats < 1 or o.threads < 1:
             raise SertrtError("bench needs at least one window and batch, repeats >= 1 and threads >= 1")
+        if o.layers and Path(o.target).is_dir():
+            raise SertrtError(f"--layers needs an architecture target, not the bundle {o.target} (train a cut model with --upstream-layers)")
         if o.quick:
             o = dataclasses.replace(o, windows=(2.0,), batches=(1,), repeats=min(o.repeats, 5), cell_seconds=1.0,
                                     stream_seconds=min(o.stream_seconds, 10.0), train_steps=1)
@@ -106,7 +110,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
         art = prepare_artifacts(o.target, tuple(o.precisions), cache, progress)
         report_data["architecture"] = art.name
         report_data["export_seconds"] = art.export_seconds
-        _measure(o, art, report_data, progress)
+        _measure(o, art, report_data, progress, cache)
     finally:
         if o.cache is None:
             shutil.rmtree(cache, ignore_errors=True)
@@ -119,7 +123,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
     return report_data
 
 
-def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str], None]) -> None:
+def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str], None], cache: Path) -> None:
     import json
 
     header = json.loads(art.checkpoint.with_suffix(".json").read_text()) if art.checkpoint else None
@@ -160,14 +164,14 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
             for knob, values in knobs:
                 progress(f"tuning {name}: {knob} {values} at {ref_window:g} s, batch 1")
                 cands = {str(v): runner if runner is not None and v == settings[knob]
-                         else measure.TunedOrtRunner(onnx_path, o.threads, **{**settings, knob: v}).__enter__() for v in values}
+                         else OrtRunner(onnx_path, "cpu", o.threads, **{**settings, knob: v}).__enter__() for v in values}
                 best, medians = measure.choose(cands, ref_feeds, **quick_tune)
                 settings[knob] = values[[str(v) for v in values].index(best)]
                 tuning.append({"variant": name, "knob": knob, "median_ms": medians, "kept": best})
                 runner = cands.pop(best)
                 for other in cands.values():
                     other.__exit__(None, None, None)
-        runners[name] = runner or measure.TunedOrtRunner(onnx_path, o.threads, **settings).__enter__()
+        runners[name] = runner or OrtRunner(onnx_path, "cpu", o.threads, **settings).__enter__()
         variants[name] = {"backend": "ort", "precision": precision, "bundle": str(bundle), "settings": runners[name].settings(),
                           "description": {"fp32": "ONNX Runtime FP32", "int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
                                           "int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}[precision]}
@@ -232,6 +236,20 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
     for name in stream_variants:
         progress(f"streaming {o.stream_seconds:g} s through {name} (2 s window, 1 s hop)")
         data["streaming"][name] = measure.stream_run(runners[name], labels, o.stream_seconds).as_dict()
+
+    # -- ideas: batching streams, CNN-frame reuse, fewer transformer layers ----------------------
+    data["multistream"] = {}
+    for name in stream_variants:
+        progress(f"{o.streams} streams through {name}: one call per window vs one batched call per tick")
+        data["multistream"][name] = measure.multistream_run(runners[name], labels, o.streams, min(o.stream_seconds, 10.0))
+    if o.reuse and art.upstream_config and BASELINE in runners:
+        from .reuse import frame_reuse_study
+
+        progress(f"CNN-frame reuse study: conv stack on the window vs the fresh hop, next to {', '.join(stream_variants)}")
+        data["frame_reuse"] = frame_reuse_study(runners[BASELINE].model, {v: runners[v] for v in stream_variants}, 32000, 16000,
+                                                o.threads, min(o.repeats, 10), o.cell_seconds, min(o.stream_seconds, 20.0))
+    if o.layers and art.upstream_config:
+        data["layers"] = _measure_layers(o, art, runners, variants, best_int8, ref_feeds, ref_window, head, cache, progress)
     for r in runners.values():
         r.__exit__(None, None, None)
     runners.clear()
@@ -259,6 +277,45 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
             steps = o.train_steps if art.name == "tiny" else min(o.train_steps, 2)  # an xlsr-53 step is ~30 s here
             progress(f"training throughput: {art.name}, batch 4 x 2 s, AdamW, {steps} steps after 1 warm-up")
             data["training"][art.name] = workers.train_throughput(art.name, 4, 2.0, steps, 1, o.threads)
+
+
+def _measure_layers(o: BenchOptions, art, runners: dict[str, Any], variants: dict[str, dict[str, Any]], best_int8: str | None,
+                    feeds: dict[str, np.ndarray], window: float, head: dict[str, Any] | None, cache: Path,
+                    progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The target cut to its first K transformer layers, for each K in `o.layers`: the baseline, ORT
+    FP32 and the fastest INT8 at the reference cell, interleaved with the full-depth ones (same
+    settings), so both ratios come from one run. The accuracy side is `sertrt experiment layers`."""
+    from ..bundle import load_bundle
+    from ..runtime.runners import TorchRunner
+
+    full = [v for v in (BASELINE, "ort-fp32", best_int8) if v in runners]
+    full_layers = art.upstream_config["num_hidden_layers"]
+    rows = []
+    for k in o.layers:
+        precisions = tuple(variants[v]["precision"] for v in full if v != BASELINE)
+        cut = prepare_artifacts(o.target, precisions, cache, progress, layers=k)
+        cut_runners: dict[str, Any] = {}
+        for v in full:
+            if v == BASELINE:
+                cut_runners[f"{v}@{k}"] = TorchRunner(cut.checkpoint).__enter__()
+            else:
+                bundle = cut.bundles[variants[v]["precision"]]
+                settings = {key: variants[v]["settings"][key] for key in ("optimization", "spinning", "io_binding")}
+                cut_runners[f"{v}@{k}"] = OrtRunner(bundle / load_bundle(bundle, verify=False)["model"], "cpu", o.threads,
+                                                    **settings).__enter__()
+        progress(f"{k} of {full_layers} layers: {', '.join(full)} at {window:g} s, batch 1, next to the full depth")
+        times = measure.interleaved({**{v: runners[v] for v in full}, **cut_runners}, feeds, o.repeats, o.warmup, o.cell_seconds)
+        p50 = {name: float(np.median(t)) * 1000.0 for name, t in times.items()}
+        gflop = {n: model_flops(a.upstream_config, head, int(window * 16000), 1)["total"] / 1e9
+                 for n, a in ((full_layers, art), (k, cut))}
+        for v in full:
+            rows.append({"layers": k, "of_layers": full_layers, "variant": v, "p50_ms": p50[f"{v}@{k}"],
+                         "full_depth_p50_ms": p50[v], "vs_full_depth": p50[v] / p50[f"{v}@{k}"],
+                         "ratio_vs_baseline": p50[BASELINE] / p50[f"{v}@{k}"] if BASELINE in p50 else None,
+                         "gflop": gflop[k], "full_depth_gflop": gflop[full_layers]})
+        for r in cut_runners.values():
+            r.__exit__(None, None, None)
+    return rows
 
 
 def _size_mb(path: Path | None) -> float:

@@ -1,5 +1,6 @@
-"""Timing primitives: interleaved latency sweeps, the matmul peak probe, ORT session tuning,
-streaming and INT8 agreement. Everything takes runners (names in, names out); nothing prints.
+"""Timing primitives: interleaved latency sweeps, the matmul peak probe, the fastest of several
+runners (ONNX Runtime session settings are OrtRunner's keyword arguments), streaming and INT8
+agreement. Everything takes runners (names in, names out); nothing prints.
 
 On a shared machine the load drifts during a run, so variants are measured interleaved: in each
 round every variant (and the matmul peak probe) gets its share of timings for the same input, and
@@ -16,56 +17,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..runtime.runners import OrtRunner, Runner
+from ..runtime.runners import Runner
 from .artifacts import speech_like
 
 PEAK_N = 2048  # the matmul peak probe: (2048, 2048) @ (2048, 2048) float32
 ROUNDS = 3  # interleaving rounds per cell
 PAUSE_S = 0.05  # between blocks: lets spinning thread pools (ORT's, OpenMP's) go idle first
 Progress = Callable[[str], None]
-
-
-class TunedOrtRunner(OrtRunner):
-    """OrtRunner with the session knobs the benchmark compares: graph optimisation level, thread
-    spinning and IO binding (CPU only; same names in, names out)."""
-
-    LEVELS = ("basic", "extended", "all")
-
-    def __init__(self, onnx_path, threads: int, optimization: str = "all", spinning: bool = True, io_binding: bool = False):
-        super().__init__(onnx_path, "cpu", threads)
-        self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
-        self._binding = None
-
-    def settings(self) -> dict[str, Any]:
-        return {"optimization": self.optimization, "spinning": self.spinning, "io_binding": self.io_binding,
-                "intra_op_num_threads": self.threads}
-
-    def __enter__(self) -> TunedOrtRunner:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.graph_optimization_level = {
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.optimization]
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        if self.io_binding:
-            self._binding = self.session.io_binding()
-        return self
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._binding is None:
-            return super().infer(feeds)
-        b = self._binding
-        for name, value in feeds.items():
-            b.bind_cpu_input(name, value)
-        for name in self.output_names:
-            b.bind_output(name, "cpu")
-        self.session.run_with_iobinding(b)
-        return dict(zip(self.output_names, b.copy_outputs_to_cpu()))
 
 
 class MatmulProbe(Runner):
@@ -218,3 +176,45 @@ def stream_run(runner: Runner, labels: list[str], seconds: float = 60.0, window:
     wall = time.perf_counter() - t0
     return StreamRun(audio_seconds=seconds, wall_seconds=wall, windows=len(results),
                      engine_ms=sum(r.latency_ms for r in results), overhead_ms=sum(r.overhead_ms for r in results))
+
+
+def multistream_run(runner: Runner, labels: list[str], streams: int = 4, seconds: float = 10.0, window: float = 2.0,
+                    hop: float = 1.0, chunk_seconds: float = 0.1, rounds: int = 2) -> dict[str, Any]:
+    """`streams` streams of speech-like audio, pushed a chunk per stream per tick, through one runner:
+    one EmotionStream per stream (batch-1 engine calls) vs MultiStream (one batched call per tick).
+    The two modes alternate for `rounds` rounds; wall time is the median per mode."""
+    from ..runtime.multistream import MultiStream
+    from ..runtime.stream import EmotionStream, StreamConfig
+
+    config = StreamConfig(window_seconds=window, hop_seconds=hop)
+    audio = [speech_like(seconds, np.random.default_rng([7, i])) for i in range(streams)]
+    chunk = int(chunk_seconds * SAMPLE_RATE)
+    ticks = range(0, len(audio[0]), chunk)
+
+    def alone() -> int:
+        each = [EmotionStream(runner, labels, config) for _ in range(streams)]
+        n = 0
+        for start in ticks:
+            for s, a in zip(each, audio):
+                n += len(s.push(a[start : start + chunk]))
+        return n + sum(len(s.flush()) for s in each)
+
+    def batched() -> int:
+        multi = MultiStream(runner, labels, config, max_batch=streams, stream_ids=range(streams))
+        n = 0
+        for start in ticks:
+            n += sum(len(r) for r in multi.push({i: a[start : start + chunk] for i, a in enumerate(audio)}).values())
+        return n + sum(len(r) for r in multi.flush_all().values())
+
+    walls: dict[str, list[float]] = {"alone": [], "batched": []}
+    windows = {}
+    for _ in range(rounds):
+        for mode, fn in (("alone", alone), ("batched", batched)):
+            time.sleep(PAUSE_S)
+            t0 = time.perf_counter()
+            windows[mode] = fn()
+            walls[mode].append(time.perf_counter() - t0)
+    wall = {k: float(np.median(v)) for k, v in walls.items()}
+    audio_s = streams * seconds
+    return {"streams": streams, "seconds_per_stream": seconds, "windows": windows, "wall_s": wall, "runs": walls,
+            "rtf": {k: v / audio_s for k, v in wall.items()}, "batched_speedup": wall["alone"] / wall["batched"]}

@@ -160,6 +160,35 @@ def markdown(data: dict[str, Any]) -> str:
               f"{100 * v['overhead_share']:.2f}%", f"{100 * v['non_engine_share']:.2f}%"] for k, v in data["streaming"].items()]), "",
                "overhead share: sum of WindowResult.overhead_ms / wall; non-engine share: 1 - engine time / wall "
                "(also counts ring writes in push() and the feeding loop).", ""]
+    if data.get("multistream"):
+        md += ["## Several streams through one engine (2 s window, 1 s hop, 0.1 s chunks per stream per tick)", "", _table(
+            ["variant", "streams", "audio s", "windows", "wall s, a call per window", "wall s, MultiStream", "RTF alone", "RTF batched",
+             "speedup"],
+            [[k, str(v["streams"]), v["streams"] * v["seconds_per_stream"], str(v["windows"]["batched"]), v["wall_s"]["alone"],
+              v["wall_s"]["batched"], f"{v['rtf']['alone']:.3f}", f"{v['rtf']['batched']:.3f}", v["batched_speedup"]]
+             for k, v in data["multistream"].items()]), "",
+               "Both modes push the same chunks and alternate (median of the rounds); RTF = wall / total audio.", ""]
+    if data.get("frame_reuse"):
+        r = data["frame_reuse"]
+        md += ["## CNN-frame reuse across overlapping windows (2 s window, 1 s hop)", "",
+               f"Consecutive windows share {r['shared_frames']} of {r['num_frames']} conv frames; with reuse the conv stack "
+               f"would see {r['fresh_samples']} samples per window instead of {r['window_samples']}. Conv stack alone (ONNX Runtime "
+               f"FP32): {r['p50_ms']['conv_window']:.1f} ms on the window, {r['p50_ms']['conv_fresh']:.1f} ms on the fresh samples: "
+               f"**{r['saving_ms']:.1f} ms saved per window**, interleaved with the engines:", "",
+               _table(["engine", "window p50 ms", "saving share"],
+                      [[k, r["p50_ms"][k], f"{100 * v:.1f}%"] for k, v in r["saving_share"].items()]), "",
+               f"Exactness: the shared frames computed from raw audio in two windows differ by {r['raw_frame_max_abs']:.2g} "
+               "(the conv stack itself is local), but the model normalises each window, so reused frames were made from "
+               "differently scaled samples. Logits with reuse vs exact (PyTorch, this model's weights):", "",
+               _table(["loudness steps between hops", "windows", "cosine", "worst window cosine", "max abs", "top-1 agreement"],
+                      [[k, str(v["windows"]), f"{v['cosine']:.5f}", f"{v['min_cosine']:.5f}", v["max_abs"], v["top1_agreement"]]
+                       for k, v in r["deviation"].items()]), ""]
+    if data.get("layers"):
+        md += ["## Fewer transformer layers (`--upstream-layers K`; reference cell, interleaved with the full depth)", "", _table(
+            ["layers", "variant", "p50 ms", "full depth p50 ms", "x full depth", "x eager (full depth)", "GFLOP", "share of FLOPs"],
+            [[f"{r['layers']} of {r['of_layers']}", r["variant"], r["p50_ms"], r["full_depth_p50_ms"], r["vs_full_depth"],
+              r["ratio_vs_baseline"], r["gflop"], f"{100 * r['gflop'] / r['full_depth_gflop']:.0f}%"] for r in data["layers"]]), "",
+               "Speed only: the accuracy cost of cutting layers is measured by `sertrt experiment layers` (it needs trained models).", ""]
     if data.get("cold_start"):
         md += ["## Cold start and peak memory (fresh process each)", "", _table(
             ["variant", "import s", "open bundle s", "session s", "cold start s", "first inference s", "process wall s", "peak RSS MB",

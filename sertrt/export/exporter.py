@@ -1,10 +1,11 @@
-"""`sertrt export RUN --precision {fp32,fp16,int8} --out BUNDLE`: checkpoint -> validated bundle.
+"""`sertrt export RUN --precision {fp32,fp16,int8,int8-dynamic} --out BUNDLE`: checkpoint -> validated bundle.
 
     1. rebuild the model from its checkpoint (no hub, no config file)
     2. export FP32 ONNX (spec: names, dynamic axes, opset)
-    3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest
+    3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest (TensorRT's);
+       int8-dynamic: MatMul-only dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
     4. validate against PyTorch at untraced shapes (fails loudly with a per-output table)
-    5. int8/fp16 with --test-manifest: WA/UA of the bundle vs PyTorch FP32 on real utterances
+    5. with --test-manifest: WA/UA of the bundle vs PyTorch FP32 on real utterances
     6. manifest.json with every file's sha256; the bundle appears at once, complete, or not at all
 """
 
@@ -86,6 +87,10 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
         raise SertrtError(f"unknown precision {opts.precision!r} (valid: {', '.join(PRECISIONS)})")
     if opts.precision == "int8" and opts.calib_manifest is None:
         raise SertrtError("--precision int8 needs --calib-manifest (utterances to calibrate activation ranges on)")
+    if opts.precision == "int8-dynamic" and opts.engine:
+        from .tensorrt_engine import INT8_DYNAMIC_REFUSED
+
+        raise SertrtError(INT8_DYNAMIC_REFUSED)
     if Path(opts.out).exists() and not opts.overwrite:
         raise SertrtError(f"{opts.out}: already exists; pass --overwrite to replace it")
     opts.profile.check()
@@ -106,6 +111,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
 
             if opts.precision == "fp16":
                 precision_report = prec.to_fp16(fp32, target)
+            elif opts.precision == "int8-dynamic":
+                precision_report = prec.to_int8_dynamic(fp32, target)
             else:
                 calib = prec.manifest_calibration(opts.calib_manifest, num=opts.calib_utterances,
                                                   seconds=spec.window_seconds)

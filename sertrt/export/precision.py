@@ -2,7 +2,8 @@
 strongly typed: no builder flags), plus calibration feeds read from a manifest.
 
     to_fp16(model.onnx, model_fp16.onnx)                  FP16 compute, FP32 waveform/lengths/logits
-    to_int8(model.onnx, model_int8.onnx, feeds)           explicit Q/DQ, symmetric INT8, zero-points 0
+    to_int8(model.onnx, model_int8.onnx, feeds)           explicit Q/DQ, symmetric INT8, zero-points 0 (TensorRT)
+    to_int8_dynamic(model.onnx, model_int8_dynamic.onnx)  MatMul-only dynamic INT8 (ONNX Runtime CPU)
     manifest_calibration(calib_manifest.jsonl)            [{"waveform": (1, num_samples), "lengths": (1,)}]
 
 FP16 keeps in FP32 what overflows or loses too much with 5 exponent bits: the in-graph waveform
@@ -17,9 +18,14 @@ GRU in TensorRT), the feature projection, the first Conv (raw waveform in), Laye
 float, and Q/DQ feed only the quantised ops: ORT hands the dequantised copy to every reader of a
 quantised tensor (Shape, Reshape, ...), so those get the float tensor back.
 
-ONNX Runtime CPU runs both files (the post-export check uses it). For FP16 it upcasts ops that have no
-FP16 CPU kernel, so ORT-CPU validates FP16 storage at op boundaries, not FP16 arithmetic as TensorRT
-does it; and ORT-CPU runs a QDQ model slower than FP32. Re-check and time the built engine on the GPU.
+INT8-dynamic is the CPU artifact: TensorRT cannot take it (DynamicQuantizeLinear/MatMulInteger are not
+its INT8 format), and ONNX Runtime CPU ran it faster than both FP32 and the QDQ model (benchmarks/).
+Weights are quantised once, activations per call and per tensor, so a row's logits depend slightly on
+its batch mates.
+
+ONNX Runtime CPU runs all three files (the post-export check uses it). For FP16 it upcasts ops that
+have no FP16 CPU kernel, so ORT-CPU validates FP16 storage at op boundaries, not FP16 arithmetic as
+TensorRT does it; and ORT-CPU runs a QDQ model slower than FP32. Re-check and time the built engine on the GPU.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ INT8_OP_TYPES = ("MatMul", "Gemm")
 # logits error of any other MatMul, for 0.2% of XLSR's MatMul FLOPs.
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+DYNAMIC_OP_TYPES = ("MatMul",)  # Conv as ConvInteger measured 2x slower than FP32 Conv on ORT CPU
 _FLOATS = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
@@ -251,6 +258,46 @@ def to_int8(
         "excluded_nodes": sorted(excluded),
         "float_consumers_rewired": rewired,
         "max_abs_zero_point": max((abs(z) for z in zps), default=0),
+        "opset": _opset(model),
+    }
+
+
+def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE) -> dict[str, Any]:
+    """FP32 ONNX -> dynamic INT8 ONNX for ONNX Runtime CPU: MatMul only, per-channel QUInt8 weights,
+    QUInt8 asymmetric activations quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT
+    fuses into MatMulIntegerToFloat). No calibration.
+
+    Measured on xlsr-53 on this AVX2 CPU without VNNI, where u8 x s8 products go through saturating
+    16-bit pair sums: int8 weights ran ~9% faster but the logits cosine to FP32 fell to 0.984 (0.998
+    with uint8; reduce_range did not help). Conv as ConvInteger ran 2x slower than FP32 Conv, so Conv
+    stays float. Ops whose node name contains a scope in `exclude` stay float: the head, and the
+    feature projection, whose error goes straight into the residual stream (quantised, xlsr-53's
+    logits cosine fell to 0.976).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    # quantize_dynamic rewrites every Gemm as a float MatMul named "<gemm>_MatMul" before it quantises
+    # MatMuls, so a Gemm is excluded under that name (or the head's output layer gets quantised).
+    excluded = sorted(n.name if n.op_type == "MatMul" else f"{n.name}_MatMul" for n in graph.node
+                      if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in exclude))
+    with atomic_path(dst) as tmp:
+        with _quiet_preprocess_advice():
+            quantize_dynamic(Path(src), tmp, per_channel=True, weight_type=QuantType.QUInt8,
+                             op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=excluded)
+        model = onnx.load(str(tmp), load_external_data=False)
+    ops = Counter(n.op_type for n in model.graph.node)
+    return {
+        "precision": "int8-dynamic",
+        "format": "dynamic",
+        "target": "ONNX Runtime CPU (TensorRT takes the QDQ int8 bundle instead)",
+        "per_channel": True,
+        "weights": "QUInt8 per channel",
+        "activations": "QUInt8 asymmetric, quantised per call",
+        "op_types": list(DYNAMIC_OP_TYPES),
+        "quantised_ops": {k: ops[k] for k in ("DynamicQuantizeLinear", "MatMulInteger")},
+        "excluded_nodes": excluded,
         "opset": _opset(model),
     }
 

@@ -36,13 +36,16 @@ from .spec import INPUTS, PRECISIONS, Profile
 __all__ = ["EngineOptions", "build_engine", "engine_record", "check_engine_compatible", "trtexec_command"]
 
 MAX_PARSER_ERRORS = 3  # the first errors explain the rest
+INT8_DYNAMIC_REFUSED = ("an int8-dynamic bundle is ONNX Runtime CPU's artifact: TensorRT takes the `int8` (QDQ) bundle "
+                        "(DynamicQuantizeLinear/MatMulInteger are not TensorRT's INT8 format); "
+                        "export one with --precision int8 --calib-manifest M")
 
 
 @dataclass
 class EngineOptions:
     onnx: Path  # the precision's ONNX (FP32, FP16 or INT8 Q/DQ): precision is carried by the graph
     out: Path  # engine file (.plan); the record goes to <out>.json
-    precision: str  # "fp32" | "fp16" | "int8": recorded, and checked against PRECISIONS
+    precision: str  # "fp32" | "fp16" | "int8": recorded, and checked against PRECISIONS ("int8-dynamic" is refused)
     profile: Profile  # min/opt/max over (batch, num_samples) for waveform and lengths
     workspace_mb: int = 2048
     timing_cache: Path | None = None  # read if present, written back after the build
@@ -69,6 +72,14 @@ def engine_record(precision: str | None = None, profile: Profile | None = None) 
     return record
 
 
+def _check_precision(precision: str) -> None:
+    if precision == "int8-dynamic":
+        raise SertrtError(INT8_DYNAMIC_REFUSED)
+    if precision not in PRECISIONS:
+        valid = [p for p in PRECISIONS if p != "int8-dynamic"]
+        raise SertrtError(f"unknown precision {precision!r}; choose from {', '.join(valid)}")
+
+
 def _parser_errors(parser: Any) -> str:
     errors = [" ".join(str(parser.get_error(i)).split()) for i in range(min(parser.num_errors, MAX_PARSER_ERRORS))]
     more = parser.num_errors - len(errors)
@@ -80,8 +91,7 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
     and its record beside it; returns the record. A failed build leaves an existing plan untouched."""
     from ..bundle import sha256_file
 
-    if opts.precision not in PRECISIONS:
-        raise SertrtError(f"unknown precision {opts.precision!r}; choose from {', '.join(PRECISIONS)}")
+    _check_precision(opts.precision)
     if not 0 <= opts.optimization_level <= 5:
         raise SertrtError(f"optimization_level must be 0-5, got {opts.optimization_level}")
     if opts.workspace_mb <= 0:
@@ -147,8 +157,7 @@ def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, prec
     """The trtexec line equivalent to `build_engine` (JetPack: /usr/src/tensorrt/bin/trtexec; the pip
     wheels ship none). Never --fp16/--int8/--best: precision is in the ONNX. --stronglyTyped on 10.x
     (on 11.x strong typing is always on and the option is a no-op)."""
-    if precision not in PRECISIONS:
-        raise SertrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    _check_precision(precision)
     if trt_major < 10:
         raise SertrtError(f"TensorRT {trt_major}.x is not supported: sertrt needs TensorRT 10 or newer")
     shapes = profile.shapes()

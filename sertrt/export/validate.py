@@ -100,9 +100,11 @@ def validate_onnx(model, onnx_path: Path, precision: str, sample_rate: int, thre
         rows.append(compare(f"batch {len(clips)} ({seconds} s) vs torch", ref, out, tol["atol"], tol["rtol"], tol["min_agreement"]))
         if len(clips) > 1:
             alone = np.concatenate([session.run(["logits"], {"waveform": c[None], "lengths": np.array([len(c)])})[0] for c in clips])
-            # Batched vs one at a time in the same runtime: only padding can make these differ.
+            # Batched vs one at a time in the same runtime: only padding can make these differ, except
+            # with dynamic INT8, whose activation scales are taken per call over the whole batch.
             rows.append(compare(f"batch {len(clips)} vs one at a time", alone, out, 1e-3 if precision == "fp32" else tol["atol"],
-                                1e-3 if precision == "fp32" else tol["rtol"], 1.0))
+                                1e-3 if precision == "fp32" else tol["rtol"],
+                                tol["min_agreement"] if precision == "int8-dynamic" else 1.0))
     return {
         "precision": precision, "tolerances": tol, "passed": all(r.passed for r in rows),
         "checks": [r.as_dict() for r in rows], "table": format_table(rows, tol["atol"], tol["rtol"]),

@@ -27,6 +27,7 @@ THRESHOLDS = {
     "fp32": {"agreement": 0.999, "delta_ua": 1.0},
     "fp16": {"agreement": 0.995, "delta_ua": 1.0},
     "int8": {"agreement": 0.98, "delta_ua": 1.0},
+    "int8-dynamic": {"agreement": 0.98, "delta_ua": 1.0},
 }
 
 
@@ -37,6 +38,8 @@ class ParityOptions:
     manifest: Path
     backend: str = "ort"
     provider: str = "cpu"
+    threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
+    spinning: bool | None = None  # ort: intra-op thread spinning (None: ONNX Runtime's default, on)
     window_seconds: float | None = None  # default: the bundle's
     hop_seconds: float | None = None
     min_agreement: float | None = None  # default: THRESHOLDS[precision]
@@ -75,7 +78,7 @@ def _compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list
 
 
 def run_parity(opts: ParityOptions) -> dict[str, Any]:
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider)
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning)
     precision = manifest["precision"]
     limits = {**THRESHOLDS[precision]}
     if opts.min_agreement is not None:

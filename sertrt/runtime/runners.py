@@ -22,6 +22,7 @@ from ..errors import SertrtError
 
 BACKENDS = ("ort", "trt", "torch")
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+ORT_OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 class Runner:
@@ -39,11 +40,27 @@ class Runner:
 
 
 class OrtRunner(Runner):
-    def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None):
+    """ONNX Runtime. `optimization`: graph optimisation level ("basic", "extended", "all");
+    `spinning`: session.intra_op.allow_spinning (None: ONNX Runtime's default, which spins; False frees
+    the cores between calls, which a machine shared with other work wants); `io_binding`: feed and
+    fetch through an IOBinding instead of session.run."""
+
+    def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
+                 optimization: str = "all", spinning: bool | None = None, io_binding: bool = False):
         if provider not in ORT_PROVIDERS:
             raise SertrtError(f"unknown ONNX Runtime provider {provider!r} (valid: {', '.join(ORT_PROVIDERS)})")
+        if optimization not in ORT_OPTIMIZATION_LEVELS:
+            raise SertrtError(f"unknown ONNX Runtime optimization level {optimization!r} "
+                              f"(valid: {', '.join(ORT_OPTIMIZATION_LEVELS)})")
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
+        self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
         self.session = None
+        self._binding = None
+
+    def settings(self) -> dict[str, Any]:
+        """What was asked for (None: ONNX Runtime's default)."""
+        return {"provider": self.provider, "threads": self.threads, "optimization": self.optimization,
+                "spinning": self.spinning, "io_binding": self.io_binding}
 
     def __enter__(self) -> OrtRunner:
         import onnxruntime as ort
@@ -55,17 +72,29 @@ class OrtRunner(Runner):
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION_LEVELS[self.optimization])
+        if self.spinning is not None:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         providers = [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._binding = self.session.io_binding() if self.io_binding else None
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.session = None
+        self.session = self._binding = None
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        if self._binding is None:
+            return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        b = self._binding
+        for name, value in feeds.items():
+            b.bind_cpu_input(name, value)
+        for name in self.output_names:
+            b.bind_output(name, "cpu")
+        self.session.run_with_iobinding(b)
+        return dict(zip(self.output_names, b.copy_outputs_to_cpu()))
 
 
 class TorchRunner(Runner):
@@ -96,14 +125,17 @@ class TorchRunner(Runner):
 
 
 def open_runner(bundle: str | Path, backend: str = "ort", provider: str = "cpu", threads: int | None = None,
-                checkpoint: str | Path | None = None) -> tuple[Runner, dict[str, Any]]:
-    """(runner, bundle manifest). The bundle's hashes are checked first; a tampered bundle is refused."""
+                checkpoint: str | Path | None = None, *, optimization: str = "all", spinning: bool | None = None,
+                io_binding: bool = False) -> tuple[Runner, dict[str, Any]]:
+    """(runner, bundle manifest). The bundle's hashes are checked first; a tampered bundle is refused.
+    `threads`, `optimization`, `spinning` and `io_binding` are ONNX Runtime's (see OrtRunner)."""
     if backend not in BACKENDS:
         raise SertrtError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
     manifest = load_bundle(bundle)
     bundle = Path(bundle)
     if backend == "ort":
-        return OrtRunner(bundle / manifest["model"], provider, threads), manifest
+        return OrtRunner(bundle / manifest["model"], provider, threads, optimization=optimization, spinning=spinning,
+                         io_binding=io_binding), manifest
     if backend == "trt":
         from .trt_runner import TrtRunner
 

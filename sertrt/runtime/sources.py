@@ -82,7 +82,8 @@ class StreamOptions:
     mic: bool = False
     backend: str = "ort"
     provider: str = "cpu"
-    threads: int | None = None
+    threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
+    spinning: bool | None = None  # ort: intra-op thread spinning (None: ONNX Runtime's default, on)
     window_seconds: float | None = None  # default: the bundle's
     hop_seconds: float | None = None
     smoothing: str = "none"
@@ -92,7 +93,7 @@ class StreamOptions:
 def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Stream a source through a bundle; `write` gets each window's dict, then the summary."""
     write = write or (lambda d: print(json.dumps(d), flush=True))
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads)
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning)
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")

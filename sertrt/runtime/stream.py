@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,47 +122,56 @@ class EmotionStream:
             self._resampler.clear()
 
     # -- input -------------------------------------------------------------------------------
-    def _prepare(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+    @staticmethod
+    def _check(chunk: np.ndarray) -> np.ndarray:
+        """Any accepted chunk -> float32 mono `(n,)`; touches no state, so a rejected chunk changes nothing."""
         chunk = np.asarray(chunk)
+        if chunk.ndim not in (1, 2):
+            raise SertrtError(f"audio chunk must be (n,) or (n, channels), got shape {chunk.shape}")
+        if chunk.dtype == np.int16:  # before the downmix: a mean of int16 is float64 still at int16 scale
+            chunk = chunk.astype(np.float32) / 32768.0
         if chunk.ndim == 2:
             chunk = chunk.mean(axis=1)
-        elif chunk.ndim != 1:
-            raise SertrtError(f"audio chunk must be (n,) or (n, channels), got shape {chunk.shape}")
-        if chunk.dtype == np.int16:
-            chunk = chunk.astype(np.float32) / 32768.0
         chunk = chunk.astype(np.float32, copy=False)
         if not np.isfinite(chunk).all():
             raise SertrtError(f"audio chunk has {int((~np.isfinite(chunk)).sum())} NaN/Inf samples; chunk rejected, stream unchanged")
-        if self._resampler is not None:
-            chunk = self._resampler.resample_chunk(chunk, last=last)
         return chunk
+
+    def _resample(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+        return self._resampler.resample_chunk(chunk, last=last) if self._resampler is not None else chunk
 
     def push(self, chunk: np.ndarray) -> list[WindowResult]:
         """Add audio; returns the windows that became complete (possibly none)."""
-        return self._consume(self._prepare(chunk))
+        return [self._emit(start, n) for start, n in self._spans(self._resample(self._check(chunk)))]
 
     def flush(self) -> list[WindowResult]:
         """End of stream: drain the resampler and emit the final (possibly short) window."""
-        results = self._consume(self._prepare(np.zeros(0, dtype=np.float32), last=True)) if self._resampler else []
-        if self._total > self._last_end:
-            n = min(self._total, self.window)
-            results.append(self._emit(self._total - n, n))
-        return results
+        return [self._emit(start, n) for start, n in self._flush_spans()]
 
-    def _consume(self, x: np.ndarray) -> list[WindowResult]:
-        results = []
+    def _spans(self, x: np.ndarray) -> Iterator[tuple[int, int]]:
+        """Write x (model rate) into the ring; yields (start, n) of each window as it becomes full.
+
+        The caller takes the window (`_take`) before resuming: the ring moves on after the yield.
+        """
         pos = 0
         while pos < len(x):
             take = min(len(x) - pos, self._next_end - self._total)
             self._write(x[pos : pos + take])
             pos += take
             if self._total == self._next_end:
-                results.append(self._emit(self._total - self.window, self.window))
+                yield self._total - self.window, self.window
                 self._next_end += self.hop
-        return results
+
+    def _flush_spans(self) -> Iterator[tuple[int, int]]:
+        """The windows the end of the stream completes: the resampler's tail, then the last (short) window."""
+        if self._resampler is not None:
+            yield from self._spans(self._resample(np.zeros(0, dtype=np.float32), last=True))
+        if self._total > self._last_end:
+            n = min(self._total, self.window)
+            yield self._total - n, n
 
     def _write(self, x: np.ndarray) -> None:
-        assert len(x) <= self.window  # _consume never writes past the next window's end
+        assert len(x) <= self.window  # _spans never writes past the next window's end
         start = self._total % self.window
         first = min(len(x), self.window - start)
         self._ring[start : start + first] = x[:first]
@@ -171,30 +181,46 @@ class EmotionStream:
     # -- output ------------------------------------------------------------------------------
     def _emit(self, start: int, n: int) -> WindowResult:
         t0 = time.perf_counter()
-        wave = self._feed["waveform"]
-        # The last n samples in time order, unwrapped from the ring without allocating.
-        first = (self._total - n) % self.window
-        head = min(n, self.window - first)
-        wave[0, :head] = self._ring[first : first + head]
-        wave[0, head:n] = self._ring[: n - head]
-        wave[0, n:] = 0.0
-        self._feed["lengths"][0] = max(n, RECEPTIVE_FIELD)
-        samples = wave[0, :n]
-        rms = float(np.sqrt(np.dot(samples, samples) / max(n, 1) + 1e-20))  # float32 dot: ~7x cheaper than float64
-        dbfs = float(20.0 * np.log10(rms))
-        silent = bool(self.config.silence_dbfs is not None and dbfs < self.config.silence_dbfs)
-        probs = raw = None
-        latency = 0.0
-        if silent:
-            self._silent += 1
-        else:
-            if n == self.window:
-                feeds = self._feed
-            else:
-                feeds = {"waveform": wave[:, : max(n, RECEPTIVE_FIELD)], "lengths": self._feed["lengths"]}
+        wave, lengths = self._feed["waveform"], self._feed["lengths"]
+        dbfs, silent = self._take(wave[0], n)
+        logits, latency = None, 0.0
+        if not silent:
+            lengths[0] = max(n, RECEPTIVE_FIELD)
+            feeds = self._feed if n == self.window else {"waveform": wave[:, : lengths[0]], "lengths": lengths}
             t1 = time.perf_counter()
             logits = self.runner.infer(feeds)["logits"][0]
             latency = (time.perf_counter() - t1) * 1000.0
+        return self._finish(start, n, dbfs, silent, logits, latency, (time.perf_counter() - t0) * 1000.0 - latency)
+
+    def _take(self, row: np.ndarray, n: int) -> tuple[float, bool]:
+        """Copy the window's n samples into row[:n] (zeros after), gate it; (rms dBFS, silent).
+
+        row is `(window,)`; `_spans`/`_flush_spans` say when to call this and with which n.
+        """
+        # The last n samples in time order, unwrapped from the ring without allocating.
+        first = (self._total - n) % self.window
+        head = min(n, self.window - first)
+        row[:head] = self._ring[first : first + head]
+        row[head:n] = self._ring[: n - head]
+        row[n:] = 0.0
+        samples = row[:n]
+        rms = float(np.sqrt(np.dot(samples, samples) / max(n, 1) + 1e-20))  # float32 dot: ~7x cheaper than float64
+        dbfs = float(20.0 * np.log10(rms))
+        self._last_end = self._total
+        return dbfs, bool(self.config.silence_dbfs is not None and dbfs < self.config.silence_dbfs)
+
+    def _finish(self, start: int, n: int, dbfs: float, silent: bool, logits: np.ndarray | None,
+                latency_ms: float, overhead_ms: float) -> WindowResult:
+        """A taken window's result: softmax of its `(num_labels,)` logits (None when silent), smoothing, summary.
+
+        Windows of one stream must be finished in the order they were taken (smoothing state).
+        overhead_ms is what the caller spent on this window outside the engine so far.
+        """
+        t0 = time.perf_counter()
+        probs = raw = None
+        if silent:
+            self._silent += 1
+        else:
             probs = softmax(logits.astype(np.float64))
             raw = int(probs.argmax())
             self._voiced += 1
@@ -202,15 +228,14 @@ class EmotionStream:
             self._recent.append(raw)
             self._ema = probs if self._ema is None else self.config.ema_alpha * probs + (1 - self.config.ema_alpha) * self._ema
         label = self._smoothed(raw)
-        self._last_end = self._total
         result = WindowResult(
             index=self._index, start=start / SAMPLE_RATE, end=(start + n) / SAMPLE_RATE, silent=silent,
             probabilities=None if probs is None else [float(p) for p in probs], label=label,
-            raw_label=None if raw is None else self.labels[raw], rms_dbfs=dbfs, latency_ms=latency,
+            raw_label=None if raw is None else self.labels[raw], rms_dbfs=dbfs, latency_ms=latency_ms,
         )
         self._index += 1
-        result.overhead_ms = (time.perf_counter() - t0) * 1000.0 - latency
-        self._latency_sum += latency
+        result.overhead_ms = overhead_ms + (time.perf_counter() - t0) * 1000.0
+        self._latency_sum += latency_ms
         self._overhead_sum += result.overhead_ms
         return result
 

@@ -5,6 +5,8 @@
     finetune   Table II: xlsr + hgfm with the upstream frozen, semi-fine-tuned, fully fine-tuned
     transfer   Table III: wav2vec2 and xlsr + hgfm trained on the mix, tested on a held-out corpus
                (eNTERFACE) over happy, sad and angry only
+    layers     not the paper's: xlsr + hgfm fully fine-tuned with only the first K transformer layers,
+               one row per K, with parameters and analytic GFLOP per 2 s window (the speed side)
 
 For every configuration and fold: train on the fold's train part, keep the epoch with the best UA
 on its valid part, score that checkpoint on the test part. OUT/<table>/ gets results.md (WA/UA/F1,
@@ -22,17 +24,20 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import atomic
+from ..audio import WINDOW_SAMPLES, WINDOW_SECONDS
 from ..checkpoint import load_model
 from ..errors import SertrtError
 from ..labels import LABELS
 from ..manifest import read_manifest
 from ..metrics import classification_report
+from ..model import SERModel, count_parameters
 from ..data.protocol import read_protocol
+from ..upstream import check_layers, num_layers
 from .data import AudioSet
 from .evaluate import plot_confusion, predict_logits
 from .train import TrainOptions, train
 
-TABLES = ("upstreams", "heads", "finetune", "transfer")
+TABLES = ("upstreams", "heads", "finetune", "transfer", "layers")
 TRANSFER_LABELS = ("happy", "angry", "sad")  # eNTERFACE has no neutral (the paper's Table III)
 
 # The paper's numbers on its real corpora with pretrained upstreams, printed beside ours for scale.
@@ -51,6 +56,7 @@ class Config:
     upstream: str
     head: str = "hgfm"
     strategy: str = "frozen"
+    upstream_layers: int | None = None
 
 
 @dataclass
@@ -69,6 +75,23 @@ class ExperimentOptions:
     seed: int = 0
     device: str = "auto"
     configs: list[str] = field(default_factory=list)  # run only these configuration names
+    layers: list[int] = field(default_factory=list)  # layers table: the K to try (default: default_layers)
+
+
+def default_layers(total: int) -> list[int]:
+    """All, 3/4, 1/2, 1/3 and 1/4 of the layers, at least 1: 24 -> [24, 18, 12, 8, 6], 2 -> [2, 1]."""
+    ks = [max(1, round(total * f)) for f in (1, 3 / 4, 1 / 2, 1 / 3, 1 / 4)]
+    return list(dict.fromkeys(ks))
+
+
+def _layer_configs(opts: ExperimentOptions) -> list[Config]:
+    # Checked against the upstream's config before anything trains: a bad K fails now, not hours in.
+    total = num_layers(opts.xlsr)
+    ks = list(dict.fromkeys(opts.layers)) or default_layers(total)
+    for k in ks:
+        check_layers(opts.xlsr, k, total)
+    # Full fine-tuning, the paper's best strategy: the kept layers adapt to being the last ones.
+    return [Config(f"xlsr+hgfm {k} layer{'' if k == 1 else 's'}", opts.xlsr, strategy="full", upstream_layers=k) for k in ks]
 
 
 def table_configs(opts: ExperimentOptions) -> list[Config]:
@@ -83,6 +106,7 @@ def table_configs(opts: ExperimentOptions) -> list[Config]:
         "heads": [Config("xlsr+fcn", x, "fcn"), Config("xlsr+cnn-sa-dnn", x, "cnn-sa-dnn"), Config("xlsr+hgfm", x)],
         "finetune": [Config(f"xlsr+hgfm {s}", x, strategy=s) for s in ("frozen", "semi", "full")],
         "transfer": [Config("wav2vec2+hgfm transfer", w, strategy="full"), Config("xlsr+hgfm transfer", x, strategy="full")],
+        "layers": _layer_configs(opts) if opts.table == "layers" else [],
     }
     if opts.table not in tables:
         raise SertrtError(f"unknown table {opts.table!r} (valid: {', '.join(TABLES)})")
@@ -96,8 +120,11 @@ def table_configs(opts: ExperimentOptions) -> list[Config]:
     return configs
 
 
-def _score(run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: int, device: str) -> dict[str, Any]:
-    """Score best.safetensors on `test`, restricted to `labels` (argmax over those logits only)."""
+def _score(
+    run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: int, device: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(report, cost): best.safetensors scored on `test`, restricted to `labels` (argmax over those
+    logits only), and its size and FLOPs."""
     model, header = load_model(run_dir / "best.safetensors")
     model.to(device)
     logits = predict_logits(model, test, batch_size, device)
@@ -106,7 +133,24 @@ def _score(run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: i
     targets = np.array([remap[t] for t in test.labels])
     report = classification_report(targets, logits[:, keep].argmax(1), labels)
     report["best_epoch"] = header["epoch"] + 1
-    return report
+    return report, _cost(model, header)
+
+
+def _cost(model: SERModel, header: dict[str, Any]) -> dict[str, Any]:
+    """Parameters, and analytic GFLOP of one window (wav2vec2 upstreams only), cut and uncut."""
+    from ..bench.flops import model_flops
+
+    up, head = header["dims"]["upstream"], header["dims"]["head"]
+    cost: dict[str, Any] = {"parameters": count_parameters(model), "layers": None, "source_layers": None,
+                            "gflops_window": None, "gflops_window_all_layers": None, "window_seconds": WINDOW_SECONDS}
+    if up["kind"] == "wav2vec2":
+        layers = up["config"]["num_hidden_layers"]
+        source = up.get("source_layers") or layers
+        uncut = {**up["config"], "num_hidden_layers": source}
+        cost.update(layers=layers, source_layers=source,
+                    gflops_window=model_flops(up["config"], head, WINDOW_SAMPLES)["total"] / 1e9,
+                    gflops_window_all_layers=model_flops(uncut, head, WINDOW_SAMPLES)["total"] / 1e9)
+    return cost
 
 
 def _plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -> None:
@@ -134,7 +178,32 @@ def _plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -
     plt.close(fig)
 
 
+def _layers_markdown(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    source = rows[0]["cost"]["source_layers"] if rows else None
+    lines = [
+        "# sertrt experiment layers",
+        "",
+        f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
+        f"{rows[0]['folds'] if rows else 0} fold(s); `{rows[0]['upstream'] if rows else ''}` + hgfm fully fine-tuned "
+        f"with only its first K of {source} transformer layers; best epoch by valid UA, scored on the test part.",
+        "",
+        f"| layers kept | WA | UA | macro-F1 | parameters | GFLOP per {WINDOW_SECONDS:g} s window | vs all {source} layers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["cost"]
+        cells = [f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}" for m in ("wa", "ua", "macro_f1")]
+        lines.append(f"| {c['layers']} | {' | '.join(cells)} | {c['parameters'] / 1e6:.2f}M | "
+                     f"{c['gflops_window']:.2f} | {c['gflops_window'] / c['gflops_window_all_layers']:.0%} |")
+    lines += ["", "GFLOP: analytic count of one forward pass (sertrt/bench/flops.py); time the exported bundle on the "
+              "target with `sertrt bench`. A named upstream (`tiny`, `xlsr-53`) starts from random weights, whose "
+              "accuracy says little: judge the trade-off with pretrained weights on real corpora."]
+    return "\n".join(lines) + "\n"
+
+
 def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    if table == "layers":
+        return _layers_markdown(record, rows)
     lines = [
         f"# sertrt experiment {table}",
         "",
@@ -186,8 +255,8 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                 log(f"{opts.table}: {config.name} fold {k + 1}/{len(folds)}")
                 train(TrainOptions(
                     train_manifest=fold["train"], test_manifest=fold["valid"], out=run_dir, upstream=config.upstream,
-                    head=config.head, strategy=config.strategy, epochs=opts.epochs, batch_size=opts.batch_size,
-                    lr=opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=opts.device,
+                    upstream_layers=config.upstream_layers, head=config.head, strategy=config.strategy,
+                    epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=opts.device,
                     resume=(run_dir / "last.safetensors").exists(), quiet=True,
                 ))
             if opts.table == "transfer":
@@ -196,7 +265,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                 if fold["test"] not in test_cache:  # folds share one test part: decode it once
                     test_cache[fold["test"]] = AudioSet(read_manifest(fold["test"]))
                 test = test_cache[fold["test"]]
-            report = _score(run_dir, test, labels, opts.batch_size, "cpu" if opts.device == "auto" else opts.device)
+            report, cost = _score(run_dir, test, labels, opts.batch_size, "cpu" if opts.device == "auto" else opts.device)
             atomic.write_text(run_dir / "test_metrics.json", json.dumps(report, indent=1) + "\n")
             per_fold.append(report)
             cm_sum += np.array(report["confusion_matrix"])
@@ -204,7 +273,8 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
         summary = {m: {"mean": float(np.mean([r[m] for r in per_fold])), "std": float(np.std([r[m] for r in per_fold]))}
                    for m in ("wa", "ua", "macro_f1")}
         row = {"name": config.name, "upstream": config.upstream, "head": config.head, "strategy": config.strategy,
-               "folds": len(per_fold), **summary, "per_fold": per_fold, "confusion_matrix": cm_sum.tolist()}
+               "upstream_layers": config.upstream_layers, "folds": len(per_fold), **summary, "cost": cost,
+               "per_fold": per_fold, "confusion_matrix": cm_sum.tolist()}
         rows.append(row)
         curves[config.name] = config_curves
         slug = config.name.replace(" ", "-").replace("+", "_")

@@ -42,6 +42,7 @@ class TrainOptions:
     test_manifest: Path
     out: Path
     upstream: str = "tiny"  # named config, or a pretrained directory / hub id
+    upstream_layers: int | None = None  # keep the first K transformer layers (wav2vec2 upstreams); None: all
     head: str = "hgfm"
     strategy: str = "full"
     epochs: int = 10
@@ -116,7 +117,13 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
     optim_state = None
     if opts.resume:
         header, tensors = read_checkpoint(last_path)
-        model = SERModel(ModelDims.from_dict(header["dims"]))
+        dims = ModelDims.from_dict(header["dims"])
+        kept = dims.upstream.config.get("num_hidden_layers") if dims.upstream.kind == "wav2vec2" else None
+        if opts.upstream_layers is not None and opts.upstream_layers != kept:
+            what = f"{kept} upstream layers" if kept is not None else f"a {dims.upstream.kind} upstream"
+            raise SertrtError(f"{last_path}: the run has {what}, not --upstream-layers {opts.upstream_layers}; "
+                              "a resumed run keeps its model (drop the option or choose another --out)")
+        model = SERModel(dims)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         optim_state = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, header["optimizer"])
         state = header["train_state"]
@@ -124,7 +131,8 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         strategy = header["strategy"]
         _print0(info, opts.quiet, f"resuming {out} after epoch {state['epoch'] + 1}")
     else:
-        model = build_model(opts.upstream, opts.head, opts.proj_size, opts.hidden_size, dropout=opts.dropout)
+        model = build_model(opts.upstream, opts.head, opts.proj_size, opts.hidden_size, dropout=opts.dropout,
+                            upstream_layers=opts.upstream_layers)
         strategy = opts.strategy
     apply_strategy(model, strategy)
     model.to(info.device)
@@ -164,10 +172,12 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
             atomic.write_text(out / "options.json", json.dumps(options, indent=1) + "\n")
             writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch)
+        cut = model.dims.upstream.source_layers
         _print0(
             info, opts.quiet,
             f"[bold]{model.dims.upstream.name}+{model.dims.head.kind}[/] strategy={strategy} "
-            f"params={count_parameters(model) / 1e6:.2f}M trainable={count_parameters(model, True) / 1e6:.2f}M "
+            + (f"upstream_layers={model.dims.upstream.config['num_hidden_layers']}/{cut} " if cut is not None else "")
+            + f"params={count_parameters(model) / 1e6:.2f}M trainable={count_parameters(model, True) / 1e6:.2f}M "
             f"train={len(train_set)} test={len(test_set)} world={info.world_size} device={info.device}",
         )
 

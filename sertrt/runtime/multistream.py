@@ -1,0 +1,167 @@
+"""Several audio streams through one runner: every window that is ready goes into one batched call.
+
+    streams = MultiStream(runner, labels, StreamConfig(hop_seconds=0.5), max_batch=8, stream_ids=["left", "door"])
+    for chunks in microphones():                          # {"left": (n,), "door": (m,), ...} per tick
+        for mic, results in streams.push(chunks).items():   # ready windows of all mics, <= 8 per engine call
+            for r in results: print(mic, r.label, r.start, r.end)
+    streams.flush_all(); print({mic: streams.summary(mic) for mic in streams.stream_ids})
+
+Each stream is an `EmotionStream` state (its own ring, resampler, smoothing, silence gate and
+summary; its own `StreamConfig`, but every stream shares the window, hop and labels) and gives the
+same windows, labels and probabilities as that stream would alone. Streams come and go with
+`add(id, config)` / `remove(id)`. A server collects the chunks that arrived since its last tick
+into one dict: one `push` per tick is what makes batches.
+
+`push` checks every chunk (stream ids, shapes, NaN/Inf) before any stream changes; then each stream
+cuts its windows into rows of a preallocated `(max_batch, window)` waveform buffer. Silent windows
+take no row. When the buffer is full the runner is called at once (a window must leave the ring
+before later audio overwrites it), and once more at the end of `push` for the rest. A call gets
+`waveform (B, num_samples)` padded with zeros to its longest row and `lengths (B,)`; rows differ only
+for the flush windows shorter than the window. The model masks the padding; an upstream that does
+not (wav2vec2-base's group norm) gives padded short windows slightly different logits.
+
+Timing per window: latency_ms is the batched call's time divided by its rows (what one window cost
+the engine); overhead_ms is the window's own cut/gate and softmax/smoothing time, as in EmotionStream.
+Not thread-safe: call it from one thread (the one that owns the runner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..errors import SertrtError
+from .stream import EmotionStream, StreamConfig, WindowResult
+
+
+class MultiStream:
+    def __init__(self, runner, labels: list[str] | tuple[str, ...], config: StreamConfig | None = None,
+                 max_batch: int = 8, stream_ids: Iterable[Hashable] = ()):
+        """config is the default for `add` and fixes the window and hop of every stream."""
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise SertrtError(f"max_batch must be an integer >= 1, got {max_batch}")
+        self.runner, self.labels, self.max_batch = runner, list(labels), max_batch
+        self.config = config or StreamConfig()
+        self.config.check()
+        self._streams: dict[Hashable, EmotionStream] = {}
+        self.window = int(round(self.config.window_seconds * SAMPLE_RATE))  # as EmotionStream rounds it
+        self._waveform = np.zeros((self.max_batch, self.window), dtype=np.float32)
+        self._lengths = np.zeros(self.max_batch, dtype=np.int64)
+        self._rows = 0  # rows of the buffer filled with voiced windows awaiting the engine
+        # Windows taken but not finished, in the order taken: (results, stream, start, n, dbfs, silent, row, overhead_ms).
+        self._pending: list[tuple[list[WindowResult], EmotionStream, int, int, float, bool, int, float]] = []
+        for stream_id in stream_ids:
+            self.add(stream_id)
+
+    # -- streams -------------------------------------------------------------------------------
+    @property
+    def stream_ids(self) -> list[Hashable]:
+        return list(self._streams)
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def __contains__(self, stream_id: Hashable) -> bool:
+        return stream_id in self._streams
+
+    def add(self, stream_id: Hashable, config: StreamConfig | None = None) -> None:
+        """A new stream, starting at time 0; config may differ from the default except in window and hop."""
+        if stream_id in self._streams:
+            raise SertrtError(f"stream {stream_id!r} already exists (streams: {self._names()})")
+        config = dataclasses.replace(config or self.config)
+        if (config.window_seconds, config.hop_seconds) != (self.config.window_seconds, self.config.hop_seconds):
+            raise SertrtError(f"stream {stream_id!r}: window/hop {config.window_seconds}/{config.hop_seconds} s differ from "
+                              f"the batch's {self.config.window_seconds}/{self.config.hop_seconds} s (valid: the same)")
+        self._streams[stream_id] = EmotionStream(None, self.labels, config)  # never calls a runner itself
+
+    def remove(self, stream_id: Hashable) -> dict[str, Any]:
+        """Drop a stream (without flushing it); returns its summary."""
+        summary = self._get(stream_id).summary()
+        del self._streams[stream_id]
+        return summary
+
+    def reset(self, stream_id: Hashable | None = None) -> None:
+        """Back to time 0: one stream, or all of them."""
+        for stream in self._streams.values() if stream_id is None else [self._get(stream_id)]:
+            stream.reset()
+
+    def summary(self, stream_id: Hashable) -> dict[str, Any]:
+        """The stream's utterance-level aggregate (EmotionStream.summary)."""
+        return self._get(stream_id).summary()
+
+    def _get(self, stream_id: Hashable) -> EmotionStream:
+        try:
+            return self._streams[stream_id]
+        except KeyError:
+            raise SertrtError(f"unknown stream {stream_id!r} (streams: {self._names()})") from None
+
+    def _names(self) -> str:
+        return ", ".join(repr(s) for s in self._streams) or "none"
+
+    # -- audio in, results out -------------------------------------------------------------------
+    def push(self, chunks: Mapping[Hashable, np.ndarray]) -> dict[Hashable, list[WindowResult]]:
+        """Add a chunk to each named stream; {stream id: windows that became complete} for each of them.
+
+        A chunk is what EmotionStream.push takes: `(n,)` or `(n, channels)`, float or int16, at the
+        stream's input rate. If any chunk or id is refused, no stream changes.
+        """
+        checked = [(self._get(sid), sid, EmotionStream._check(chunk)) for sid, chunk in chunks.items()]
+        results: dict[Hashable, list[WindowResult]] = {}
+        for stream, sid, x in checked:
+            out = results[sid] = []
+            self._take_all(stream, stream._spans(stream._resample(x)), out)
+        self._run()
+        return results
+
+    def flush(self, stream_id: Hashable) -> list[WindowResult]:
+        """End of one stream: its resampler's tail and final (possibly short) window."""
+        stream, out = self._get(stream_id), []
+        self._take_all(stream, stream._flush_spans(), out)
+        self._run()
+        return out
+
+    def flush_all(self) -> dict[Hashable, list[WindowResult]]:
+        """End of every stream, their last windows batched together."""
+        results: dict[Hashable, list[WindowResult]] = {}
+        for sid, stream in self._streams.items():
+            self._take_all(stream, stream._flush_spans(), results.setdefault(sid, []))
+        self._run()
+        return results
+
+    def _take_all(self, stream: EmotionStream, spans: Iterator[tuple[int, int]], out: list[WindowResult]) -> None:
+        """Cut each window into the next free row as it becomes full; run the engine when the rows run out."""
+        for start, n in spans:
+            t0 = time.perf_counter()
+            row = self._rows
+            dbfs, silent = stream._take(self._waveform[row], n)
+            if not silent:
+                self._lengths[row] = max(n, RECEPTIVE_FIELD)
+                self._rows += 1
+            self._pending.append((out, stream, start, n, dbfs, silent, row, (time.perf_counter() - t0) * 1000.0))
+            if self._rows == self.max_batch:
+                self._run()
+
+    def _run(self) -> None:
+        """One engine call for the filled rows, then finish every pending window in the order taken."""
+        rows, logits, latency = self._rows, None, 0.0
+        try:
+            if rows:
+                lengths = self._lengths[:rows]
+                # A view: contiguous (no copy) whenever some row is a full window, the usual case.
+                feeds = {"waveform": self._waveform[:rows, : int(lengths.max())], "lengths": lengths}
+                t0 = time.perf_counter()
+                logits = self.runner.infer(feeds)["logits"]
+                latency = (time.perf_counter() - t0) * 1000.0 / rows
+            for out, stream, start, n, dbfs, silent, row, overhead in self._pending:
+                if silent:
+                    out.append(stream._finish(start, n, dbfs, True, None, 0.0, overhead))
+                else:
+                    out.append(stream._finish(start, n, dbfs, False, logits[row], latency, overhead))
+        finally:  # a failed engine call loses its windows, never hands them to the next call
+            self._pending.clear()
+            self._rows = 0
