@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 1: set up, then the main job end to end on the synthetic corpus:
 # synthesize (espeak-ng, en/de/it + a held-out fr set) -> 4:1 split -> train tiny XLSR + HGFM -> evaluate
-# -> export validated fp32 and int8 ONNX bundles -> parity with PyTorch -> stream one file.
+# -> export validated fp32, int8 (QDQ, TensorRT's) and int8-dynamic (ONNX Runtime CPU's) bundles
+# -> parity with PyTorch -> stream one file through the CPU INT8 bundle.
 # Re-running is safe: the corpus is reused when present and the run resumes (nothing is overwritten).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +22,14 @@ $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifes
     --out "$OUT/run" --upstream tiny --head hgfm --strategy full --epochs "$EPOCHS" --lr 1e-3 --max-seconds 3 \
     --seed 0 "${RESUME[@]}"
 $SERTRT evaluate "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
-for PRECISION in fp32 int8; do
+for PRECISION in fp32 int8 int8-dynamic; do
     [ -f "$OUT/bundle-$PRECISION/manifest.json" ] && continue
     $SERTRT export "$OUT/run" --out "$OUT/bundle-$PRECISION" --precision "$PRECISION" \
         --calib-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifest "$OUT/corpus/test_manifest.jsonl"
 done
 $SERTRT parity "$OUT/bundle-fp32" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
 $SERTRT parity "$OUT/bundle-int8" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
+$SERTRT parity "$OUT/bundle-int8-dynamic" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
 FIRST=$(.venv/bin/python -c "import sys; from sertrt.manifest import read_manifest; print(read_manifest(sys.argv[1])[0].path)" "$OUT/corpus/test_manifest.jsonl")
-echo "streaming $FIRST through the int8 bundle:"
-$SERTRT stream "$OUT/bundle-int8" "$FIRST" --smoothing ema
+echo "streaming $FIRST through the int8-dynamic bundle:"
+$SERTRT stream "$OUT/bundle-int8-dynamic" "$FIRST" --smoothing ema

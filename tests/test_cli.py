@@ -114,6 +114,10 @@ def test_train_upstream_layers(tone_corpus, tmp_path):
     assert r.returncode == 0, r.stderr
     header, _ = read_checkpoint(run / "last.safetensors")
     assert header["train_state"]["epoch"] == 1 and header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
+    r = sertrt("export", run, "--out", tmp_path / "bundle")  # the bundle says what it runs
+    assert r.returncode == 0, r.stderr
+    source = json.loads((tmp_path / "bundle" / "manifest.json").read_text())["source_checkpoint"]
+    assert (source["upstream_layers"], source["upstream_source_layers"]) == (1, 2)
     assert_one_line_error(train(run, "--epochs", "3", "--resume", "--upstream-layers", "2"),
                           "the run has 1 upstream layers, not --upstream-layers 2")
     assert_one_line_error(train(tmp_path / "r2", "--upstream-layers", "3"),

@@ -40,6 +40,7 @@ def test_fp32_bundle_contract_and_validation(checkpoint):
     assert any("30 s" in n for n in names) and any("batch 8 vs one at a time" in n for n in names)
     assert m["accuracy"]["top1_agreement"] == 1.0
     assert set(m["files"]) == {"model.onnx"}
+    assert (m["source_checkpoint"]["upstream_layers"], m["source_checkpoint"]["upstream_source_layers"]) == (2, 2)
     import onnx
 
     graph = onnx.load(str(out / "model.onnx")).graph

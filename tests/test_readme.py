@@ -24,9 +24,11 @@ def test_main_job_runs_end_to_end_small(tmp_path):
     assert re.search(r"WA \d+\.\d%\s+UA \d+\.\d%\s+macro-F1 \d+\.\d%", first.stdout), first.stdout
     run = tmp_path / "demo" / "run"
     assert (run / "best.safetensors").is_file() and (run / "eval" / "test_manifest.metrics.json").is_file()
-    for precision in ("fp32", "int8"):
+    for precision in ("fp32", "int8", "int8-dynamic"):
         manifest = json.loads((tmp_path / "demo" / f"bundle-{precision}" / "manifest.json").read_text())
         assert manifest["precision"] == precision and manifest["validation"]["passed"]
+    assert "streaming" in first.stdout and "int8-dynamic" in first.stdout
+    assert '"summary": true' in first.stdout  # the stream's last line
     best = (run / "best.safetensors").read_bytes()
     # A second run reuses the corpus and resumes the finished run: nothing is overwritten.
     again = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

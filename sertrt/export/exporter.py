@@ -53,6 +53,14 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
+def _upstream_layers(upstream: dict[str, Any]) -> dict[str, Any]:
+    """Transformer layers the bundle runs, and how many the upstream had before `--upstream-layers`."""
+    if upstream["kind"] != "wav2vec2":
+        return {}
+    layers = upstream["config"]["num_hidden_layers"]
+    return {"upstream_layers": layers, "upstream_source_layers": upstream.get("source_layers") or layers}
+
+
 def score_bundle_vs_torch(model, onnx_path: Path, manifest: Path, labels) -> dict[str, Any]:
     """WA/UA/F1 of PyTorch FP32 and of the ONNX on a manifest, and their difference (points)."""
     import onnxruntime as ort
@@ -135,7 +143,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
             "labels": list(spec.labels), "sample_rate": spec.sample_rate, "opset": spec.opset,
             "source_checkpoint": {"path": str(ckpt), "sha256": sha256_file(ckpt), "epoch": header.get("epoch"),
                                   "metrics": {k: header.get("metrics", {}).get(k) for k in ("wa", "ua", "macro_f1")},
-                                  "upstream": header["dims"]["upstream"]["name"], "head": header["dims"]["head"]["kind"]},
+                                  "upstream": header["dims"]["upstream"]["name"], "head": header["dims"]["head"]["kind"],
+                                  **_upstream_layers(header["dims"]["upstream"])},
             "versions": _versions(), "precision_report": precision_report,
             "validation": {k: v for k, v in validation.items() if k != "table"}, "accuracy": accuracy,
         }
