@@ -351,6 +351,32 @@ def bench(
     console.print("wrote " + ", ".join(result["files"].values()))
 
 
+@app.command("bench-gpu")
+def bench_gpu(
+    target: str = typer.Argument("xlsr-53", help="An architecture with random weights: xlsr-53, tiny, ..."),
+    out: Path = typer.Option(Path("benchmarks/results"), help="Folder for <name>.json and .md."),
+    device: str = typer.Option("cuda", help="cuda, cuda:N, or cpu (the variants that need no CUDA)."),
+    variants: str = typer.Option("", help="Comma-separated subset of eager-fp32, eager-fp16, compile-fp32, compile-fp16, "
+                                          "compile-cudagraphs-fp16, cudagraph-fp16 (default: all)."),
+    windows: str = typer.Option("2", help="Window lengths in seconds."),
+    batches: str = typer.Option("1,8", help="Batch sizes."),
+    repeats: int = typer.Option(30, help="Timed calls per variant and cell."),
+    warmup: int = typer.Option(3, help="Untimed calls per variant and cell (the first compiles or captures)."),
+    name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-<device name>)."),
+) -> None:
+    """PyTorch eager FP32 vs FP16 vs torch.compile vs CUDA graphs on a GPU, in one run."""
+    from rich.progress import Progress
+
+    from .bench.gpu import VARIANTS, GpuBenchOptions, run_gpu_bench
+
+    opts = GpuBenchOptions(target=target, out=out, device=device, variants=_csv(variants) or VARIANTS,
+                           windows=_csv(windows, float), batches=_csv(batches, int), repeats=repeats, warmup=warmup, name=name)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("bench-gpu", total=None)
+        result = run_gpu_bench(opts, progress=lambda msg: progress.update(task, description=str(msg)[:70]))
+    console.print("wrote " + ", ".join(result["files"].values()))
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 

@@ -101,7 +101,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.time()
-    report_data: dict[str, Any] = {"target": o.target, "options": _jsonable(dataclasses.asdict(o)),
+    report_data: dict[str, Any] = {"target": o.target, "options": report.jsonable(dataclasses.asdict(o)),
                                    "machine": report.machine_info(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                    "sertrt": __version__, "python": platform.python_version(), "not_done": NOT_DONE,
                                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active spin)")}
@@ -323,10 +323,3 @@ def _size_mb(path: Path | None) -> float:
         return 0.0
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file()) / 2**20
 
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return str(x) if isinstance(x, Path) else x

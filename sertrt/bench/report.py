@@ -89,6 +89,15 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def jsonable(x: Any) -> Any:
+    """Options dataclass fields as JSON: tuples as lists, paths as strings."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return str(x) if isinstance(x, Path) else x
+
+
 def _fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return "–"

@@ -1,0 +1,273 @@
+"""PyTorch on a GPU: eager FP32 (the baseline) vs FP16 vs torch.compile vs CUDA graphs, in one run.
+
+    opts = GpuBenchOptions(target="xlsr-53", out=Path("benchmarks/results"))
+    report = run_gpu_bench(opts, progress=print)   # OUT/xlsr-53-<device>.json and .md
+
+Variants (all from one random-weight model, seed 0, `torch.inference_mode`):
+
+    eager-fp32           what a transformers user runs: the baseline every ratio is against
+    eager-fp16           autocast float16 (reductions, softmax and LayerNorm stay float32)
+    compile-fp32         torch.compile, inductor's default mode, static shapes
+    compile-fp16         the same under autocast float16
+    compile-cudagraphs-fp16  torch.compile(mode="reduce-overhead"): inductor plus CUDA graphs
+    cudagraph-fp16       the eager FP16 model captured once per shape in a torch.cuda.CUDAGraph and
+                         replayed (input copied into the static buffer first): launch overhead removed,
+                         kernels unchanged
+
+Timing: inputs already on the device; CUDA events around each call on CUDA, a host clock after
+synchronising elsewhere; `warmup` untimed calls per variant and cell (compilation and capture happen
+there and are reported as `first_call_s`), then `repeats` timed calls spread over interleaved rounds.
+A variant that cannot run here (CUDA graphs without CUDA, a capture that fails) is reported with its
+reason, never dropped silently. TensorRT is not a variant: `sertrt bench` and the engine runner cover it.
+
+On CPU (`device="cpu"`) the same harness runs the variants that need no CUDA, which is how it is tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import SertrtError
+from .measure import ROUNDS, cosine, latency_stats, make_feeds
+
+VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16")
+BASELINE = "eager-fp32"
+
+
+@dataclass
+class GpuBenchOptions:
+    target: str = "xlsr-53"  # an architecture with random weights (sertrt.upstream names)
+    out: Path = Path("benchmarks/results")
+    device: str = "cuda"
+    variants: tuple[str, ...] = VARIANTS
+    windows: tuple[float, ...] = (2.0,)  # seconds
+    batches: tuple[int, ...] = (1, 8)
+    repeats: int = 30  # timed calls per variant and cell
+    warmup: int = 3  # untimed calls per variant and cell (the first compiles or captures)
+    name: str | None = None  # output file stem (default "<target>-<device name>")
+
+    def resolved(self) -> GpuBenchOptions:
+        o = dataclasses.replace(self, out=Path(self.out))
+        for v in o.variants:
+            if v not in VARIANTS:
+                raise SertrtError(f"unknown GPU bench variant {v!r} (valid: {', '.join(VARIANTS)})")
+        if BASELINE not in o.variants:
+            o.variants = (BASELINE, *o.variants)  # every ratio is against it
+        if not o.windows or not o.batches or o.repeats < 1 or o.warmup < 1:
+            raise SertrtError("GPU bench needs at least one window and batch, repeats >= 1 and warmup >= 1")
+        return o
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SertrtError(f"device {device!r}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
+        return torch.cuda.get_device_name(torch.device(device))
+    return "cpu"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+class _CapturedGraph:
+    """`fn(waveform, lengths)` recorded once in a CUDA graph for fixed shapes; a call copies the
+    inputs into the static buffers and replays. The output tensor is the graph's own (overwritten by
+    the next replay)."""
+
+    def __init__(self, fn: Callable, waveform, lengths):
+        import torch
+
+        self.inputs = (waveform.clone(), lengths.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+            for _ in range(3):
+                fn(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = fn(*self.inputs)
+
+    def __call__(self, waveform, lengths):
+        self.inputs[0].copy_(waveform)
+        self.inputs[1].copy_(lengths)
+        self.graph.replay()
+        return self.output
+
+
+def _variant_fns(model, variants: tuple[str, ...], device: str) -> tuple[dict[str, Callable], dict[str, str]]:
+    """name -> fn(waveform, lengths) -> logits, and name -> why it is skipped."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    dev_type = "cuda" if cuda else "cpu"
+
+    def fp16(fn: Callable) -> Callable:
+        def run(waveform, lengths):
+            with torch.autocast(dev_type, dtype=torch.float16):
+                return fn(waveform, lengths)
+        return run
+
+    fns, skipped = {}, {}
+    for v in variants:
+        if v in ("compile-cudagraphs-fp16", "cudagraph-fp16") and not cuda:
+            skipped[v] = "CUDA graphs need a CUDA device"
+        elif v == "eager-fp32":
+            fns[v] = model
+        elif v == "eager-fp16":
+            fns[v] = fp16(model)
+        elif v == "compile-fp32":
+            fns[v] = torch.compile(model, dynamic=False)
+        elif v == "compile-fp16":
+            fns[v] = fp16(torch.compile(model, dynamic=False))
+        elif v == "compile-cudagraphs-fp16":
+            fns[v] = fp16(torch.compile(model, mode="reduce-overhead", dynamic=False))
+        elif v == "cudagraph-fp16":
+            fns[v] = fp16(model)  # captured per cell (shapes are fixed inside a graph)
+    return fns, skipped
+
+
+def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
+    """Seconds one call takes: CUDA events on CUDA, a host clock (after a sync) elsewhere."""
+    import torch
+
+    if device.startswith("cuda"):
+        def timed(call):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+        return timed
+
+    def timed_host(call):
+        t0 = time.perf_counter()
+        call()
+        return time.perf_counter() - t0
+    return timed_host
+
+
+def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    import platform
+
+    import torch
+    import torch._dynamo
+
+    from .. import __version__
+    from ..model import build_model
+    from . import report
+
+    o = opts.resolved()
+    name = device_name(o.device)
+    # transformers' FSDP check is lru_cache-wrapped; dynamo says so on every compile (harmless here)
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+    o.name = o.name or f"{o.target}-{_slug(name)}"
+    started = time.time()
+    torch.manual_seed(0)
+    progress(f"building {o.target} (random weights, seed 0) on {name}")
+    model = build_model(o.target).eval().to(o.device)
+    # One compiled graph per (window, batch) shape: keep them all instead of falling back to eager.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(o.windows) * len(o.batches))
+    fns, skipped = _variant_fns(model, o.variants, o.device)
+    timed = _timer(o.device)
+    cuda = o.device.startswith("cuda")
+    results, errors = [], dict(skipped)
+    cells = [(w, b) for b in o.batches for w in o.windows]
+    with torch.inference_mode():
+        for i, (window, batch) in enumerate(cells):
+            feeds = make_feeds(window, batch)
+            wave = torch.from_numpy(feeds["waveform"]).to(o.device)
+            lengths = torch.from_numpy(feeds["lengths"]).to(o.device)
+            active: dict[str, Callable] = {}
+            first_call, peak_mb, logits = {}, {}, {}
+            for v, fn in fns.items():
+                if v in errors:
+                    continue
+                progress(f"[{i + 1}/{len(cells)}] {window:g} s x batch {batch}: {v} (warm-up{', compile' if 'compile' in v else ''})")
+                try:
+                    if cuda:
+                        torch.cuda.reset_peak_memory_stats()
+                    t0 = time.perf_counter()
+                    call = _CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn
+                    out = call(wave, lengths)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    first_call[v] = time.perf_counter() - t0
+                    for _ in range(o.warmup - 1):
+                        out = call(wave, lengths)
+                    logits[v] = out.float().cpu().numpy()
+                    peak_mb[v] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+                except (RuntimeError, AssertionError) as exc:  # a capture or compile this model/device refuses
+                    errors[v] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                    progress(f"{v} failed at {window:g} s x batch {batch}: {errors[v]}")
+                    continue
+                active[v] = call
+            times: dict[str, list[float]] = {v: [] for v in active}
+            for r in range(ROUNDS):  # interleaved, as `sertrt bench` does
+                for v, call in active.items():
+                    share = -(-o.repeats * (r + 1) // ROUNDS) - -(-o.repeats * r // ROUNDS)
+                    times[v] += [timed(lambda: call(wave, lengths)) for _ in range(share)]
+            base = logits.get(BASELINE)
+            base_p50 = float(np.median(times[BASELINE])) * 1000.0 if BASELINE in times else None
+            for v in active:
+                row = {"variant": v, "window_s": window, "batch": batch, **latency_stats(times[v], window, batch),
+                       "first_call_s": first_call[v], "peak_memory_mb": peak_mb[v]}
+                row["ratio_vs_baseline"] = base_p50 / row["p50_ms"] if base_p50 else None
+                if base is not None:
+                    got = logits[v]
+                    row.update(cosine_vs_fp32=cosine(base, got), max_abs_vs_fp32=float(np.abs(base - got).max()),
+                               top1_vs_fp32=float(np.mean(base.argmax(1) == got.argmax(1))))
+                results.append(row)
+    data = {"target": o.target, "device": o.device, "device_name": name, "options": report.jsonable(dataclasses.asdict(o)),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)), "sertrt": __version__,
+            "python": platform.python_version(), "versions": report.machine_info()["versions"],
+            "cuda": torch.version.cuda, "results": results, "skipped": errors, "duration_s": time.time() - started}
+    paths = write(data, o.out, o.name)
+    data["files"] = {k: str(p) for k, p in paths.items()}
+    progress(f"wrote {', '.join(data['files'].values())}")
+    return data
+
+
+def markdown(data: dict[str, Any]) -> str:
+    from .report import _fmt, _table
+
+    lines = [f"# sertrt bench-gpu: {data['target']} on {data['device_name']}", "",
+             f"{data['started']}; device `{data['device']}` ({data['device_name']}), CUDA {data['cuda']}; "
+             + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + f". Run took {data['duration_s'] / 60:.1f} min.",
+             "", "Random weights (seed 0). Inputs are on the device before timing; p50 from CUDA events on CUDA. "
+             "x eager: eager FP32 p50 / variant p50 in the same cell. cosine / top-1: logits against eager FP32.", ""]
+    for batch in sorted({r["batch"] for r in data["results"]}):
+        rows = [r for r in data["results"] if r["batch"] == batch]
+        lines += [f"## Batch {batch}", "", _table(
+            ["variant", "window s", "n", "p50 ms", "p95 ms", "p99 ms", "audio s/s", "x eager", "first call s",
+             "peak MB", "cosine vs fp32", "top-1 vs fp32"],
+            [[r["variant"], r["window_s"], r["n"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["audio_s_per_s"],
+              r["ratio_vs_baseline"], r["first_call_s"], r["peak_memory_mb"],
+              _fmt(r.get("cosine_vs_fp32"), 5), r.get("top1_vs_fp32")] for r in rows]), ""]
+    if data["skipped"]:
+        lines += ["## Not measured", "", *[f"- {v}: {why}" for v, why in data["skipped"].items()], ""]
+    return "\n".join(lines)
+
+
+def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
+    import json
+
+    from .. import atomic
+
+    out = Path(out)
+    paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}
+    atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")
+    atomic.write_text(paths["md"], markdown(data))
+    return paths
