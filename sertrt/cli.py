@@ -326,7 +326,7 @@ def bench(
     train: bool = typer.Option(True, help="Also measure training throughput."),
     train_steps: int = typer.Option(5, help="Timed training steps (at most 2 beyond tiny)."),
     cache: Optional[Path] = typer.Option(None, help="Keep built checkpoints and bundles here for the next run."),
-    name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu)."),
+    name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu; <target>-cpu-quick with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="2 s window at batch 1, few repeats: a smoke run."),
     layers: str = typer.Option("", help="Also time the architecture cut to its first K transformer layers, e.g. 12,6."),
     reuse: bool = typer.Option(True, help="Run the CNN-frame reuse study (wav2vec2 targets)."),

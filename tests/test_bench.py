@@ -29,9 +29,9 @@ def quick_run(tmp_path_factory):
 def test_quick_run_writes_json_markdown_and_plot(quick_run):
     out, data, messages = quick_run
     for suffix in ("json", "md", "png"):
-        assert (out / f"tiny-cpu.{suffix}").stat().st_size > 0
-    assert (out / "tiny-cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    on_disk = json.loads((out / "tiny-cpu.json").read_text())
+        assert (out / f"tiny-cpu-quick.{suffix}").stat().st_size > 0
+    assert (out / "tiny-cpu-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    on_disk = json.loads((out / "tiny-cpu-quick.json").read_text())
     assert on_disk["architecture"] == "tiny" and on_disk["machine"]["cores"] >= 1
     assert any("2 s x batch 1" in m for m in messages)  # progress was reported
 
@@ -84,7 +84,7 @@ def test_quick_run_targets_table(quick_run):
     keys = {t["key"] for t in data["targets"]}
     assert {"stream_overhead", "cold_start"} <= keys  # the targets that apply to tiny
     assert all(t["met"] in (True, False) for t in data["targets"])
-    md = (out / "tiny-cpu.md").read_text()
+    md = (out / "tiny-cpu-quick.md").read_text()
     assert "## Targets" in md and "| target | applies to | threshold | measured | met? |" in md
 
 
@@ -123,7 +123,7 @@ def test_quick_run_batches_streams(quick_run):
         assert m["windows"] == {"alone": 9, "batched": 9}
         assert m["batched_speedup"] == pytest.approx(m["wall_s"]["alone"] / m["wall_s"]["batched"])
         assert m["rtf"]["batched"] == pytest.approx(m["wall_s"]["batched"] / 12.0)
-    assert "## Several streams through one engine" in (out / "tiny-cpu.md").read_text()
+    assert "## Several streams through one engine" in (out / "tiny-cpu-quick.md").read_text()
 
 
 @pytest.mark.slow
@@ -134,7 +134,7 @@ def test_quick_run_frame_reuse_study(quick_run):
     assert set(r["saving_share"]) == set(data["streaming"])
     assert r["raw_frame_max_abs"] < 1e-5  # tiny's layer-norm conv stack is local
     assert set(r["deviation"]) == {"0 dB", "20 dB"}
-    assert "## CNN-frame reuse" in (out / "tiny-cpu.md").read_text()
+    assert "## CNN-frame reuse" in (out / "tiny-cpu-quick.md").read_text()
 
 
 @pytest.mark.slow
@@ -148,7 +148,7 @@ def test_quick_run_times_the_cut_model(quick_run):
         assert r["vs_full_depth"] == pytest.approx(r["full_depth_p50_ms"] / r["p50_ms"])
     header = json.loads(next((tmp for tmp in out.parent.glob("bench-cache*/tiny-L1-seed0/run/best.json"))).read_text())
     assert header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
-    assert "## Fewer transformer layers" in (out / "tiny-cpu.md").read_text()
+    assert "## Fewer transformer layers" in (out / "tiny-cpu-quick.md").read_text()
 
 
 def test_bad_options_are_one_line_errors(tmp_path):

@@ -57,7 +57,7 @@ class BenchOptions:
     train: bool = True  # training throughput of the target's architecture
     train_steps: int = 5  # timed AdamW steps after 1 warm-up (at most 2 beyond tiny)
     cache: Path | None = None  # keep the built checkpoint and bundles here for the next run
-    name: str | None = None  # output file stem (default "<target>-cpu")
+    name: str | None = None  # output file stem (default "<target>-cpu", "<target>-cpu-quick" with quick)
     quick: bool = False  # the 2 s window at batch 1, few repeats, short stream, 1 training step
     layers: tuple[int, ...] = ()  # also time the architecture cut to its first K transformer layers
     reuse: bool = True  # the CNN-frame reuse study (wav2vec2 targets with a checkpoint)
@@ -80,7 +80,8 @@ class BenchOptions:
             o = dataclasses.replace(o, windows=(2.0,), batches=(1,), repeats=min(o.repeats, 5), cell_seconds=1.0,
                                     stream_seconds=min(o.stream_seconds, 10.0), train_steps=1)
         if o.name is None:
-            o.name = f"{Path(o.target).name}-cpu"
+            # a smoke run never replaces the full run's files of the same target
+            o.name = f"{Path(o.target).name}-cpu" + ("-quick" if o.quick else "")
         return o
 
 

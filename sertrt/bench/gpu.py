@@ -114,8 +114,9 @@ def _variant_fns(model, variants: tuple[str, ...], device: str) -> tuple[dict[st
     dev_type = "cuda" if cuda else "cpu"
 
     def fp16(fn: Callable) -> Callable:
+        # No weight-cast cache: it lives one call anyway, and CUDA graph capture requires it off.
         def run(waveform, lengths):
-            with torch.autocast(dev_type, dtype=torch.float16):
+            with torch.autocast(dev_type, dtype=torch.float16, cache_enabled=False):
                 return fn(waveform, lengths)
         return run
 
