@@ -172,8 +172,6 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
 
     o = opts.resolved()
     name = device_name(o.device)
-    # transformers' FSDP check is lru_cache-wrapped; dynamo says so on every compile (harmless here)
-    warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
     o.name = o.name or f"{o.target}-{_slug(name)}"
     started = time.time()
     torch.manual_seed(0)
@@ -186,7 +184,9 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     cuda = o.device.startswith("cuda")
     results, errors = [], dict(skipped)
     cells = [(w, b) for b in o.batches for w in o.windows]
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # transformers' FSDP check is lru_cache-wrapped; dynamo says so on every compile (harmless here)
+        warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
         for i, (window, batch) in enumerate(cells):
             feeds = make_feeds(window, batch)
             wave = torch.from_numpy(feeds["waveform"]).to(o.device)
