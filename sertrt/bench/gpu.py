@@ -18,7 +18,8 @@ Timing: inputs already on the device; CUDA events around each call on CUDA, a ho
 synchronising elsewhere; `warmup` untimed calls per variant and cell (compilation and capture happen
 there and are reported as `first_call_s`), then `repeats` timed calls spread over interleaved rounds.
 A variant that cannot run here (CUDA graphs without CUDA, a capture that fails) is reported with its
-reason, never dropped silently. TensorRT is not a variant: `sertrt bench` and the engine runner cover it.
+reason, never dropped silently. TensorRT is not a variant: its numbers must come from a built engine
+(`sertrt build-engine`, the TensorRT runner), never from this harness or an estimate.
 
 On CPU (`device="cpu"`) the same harness runs the variants that need no CUDA, which is how it is tested.
 """
