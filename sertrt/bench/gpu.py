@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SertrtError
-from .measure import ROUNDS, cosine, latency_stats, make_feeds
+from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share
 
 VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16")
 BASELINE = "eager-fp32"
@@ -219,8 +219,7 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
             times: dict[str, list[float]] = {v: [] for v in active}
             for r in range(ROUNDS):  # interleaved, as `sertrt bench` does
                 for v, call in active.items():
-                    share = -(-o.repeats * (r + 1) // ROUNDS) - -(-o.repeats * r // ROUNDS)
-                    times[v] += [timed(lambda: call(wave, lengths)) for _ in range(share)]
+                    times[v] += [timed(lambda: call(wave, lengths)) for _ in range(round_share(o.repeats, r, ROUNDS))]
             base = logits.get(BASELINE)
             base_p50 = float(np.median(times[BASELINE])) * 1000.0 if BASELINE in times else None
             for v in active:

@@ -91,6 +91,11 @@ def _timed(runner: Runner, feeds: dict[str, np.ndarray]) -> float:
     return time.perf_counter() - t0
 
 
+def round_share(count: int, r: int, rounds: int) -> int:
+    """Timed calls in round r (0-based) when `count` calls are spread as evenly as possible over `rounds`."""
+    return math.ceil(count * (r + 1) / rounds) - math.ceil(count * r / rounds)
+
+
 def interleaved(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeats: int, warmup: int,
                 cell_seconds: float, min_repeats: int = 3, caps: dict[str, int] | None = None) -> dict[str, list[float]]:
     """Timings (s) per runner on `feeds`, interleaved over ROUNDS rounds.
@@ -106,7 +111,7 @@ def interleaved(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeat
     times: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(rounds):
         for name, runner in runners.items():
-            share = math.ceil(counts[name] * (r + 1) / rounds) - math.ceil(counts[name] * r / rounds)
+            share = round_share(counts[name], r, rounds)
             time.sleep(PAUSE_S)
             times[name] += [_timed(runner, feeds) for _ in range(share)]
     return times
