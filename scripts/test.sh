@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# README command 2: set up (idempotent) and run the test suite. Extra arguments go to pytest.
+# README command 2: set up (idempotent) and run the test suite, then the export tests on the oldest
+# package versions pyproject declares (scripts/test-oldest.sh). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+bash scripts/test-oldest.sh "$@"

@@ -363,6 +363,8 @@ def bench_gpu(
     repeats: int = typer.Option(30, help="Timed calls per variant and cell."),
     warmup: int = typer.Option(3, help="Untimed calls per variant and cell (the first compiles or captures)."),
     name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-<device name>)."),
+    time_box: Optional[float] = typer.Option(None, help="Seconds each variant may take per cell (compile and capture included); "
+                                                        "one past it is reported as such and the others still run."),
 ) -> None:
     """PyTorch eager FP32 vs FP16 vs torch.compile vs CUDA graphs on a GPU, in one run."""
     from rich.progress import Progress
@@ -370,7 +372,8 @@ def bench_gpu(
     from .bench.gpu import VARIANTS, GpuBenchOptions, run_gpu_bench
 
     opts = GpuBenchOptions(target=target, out=out, device=device, variants=_csv(variants) or VARIANTS,
-                           windows=_csv(windows, float), batches=_csv(batches, int), repeats=repeats, warmup=warmup, name=name)
+                           windows=_csv(windows, float), batches=_csv(batches, int), repeats=repeats, warmup=warmup, name=name,
+                           time_box_s=time_box)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("bench-gpu", total=None)
         result = run_gpu_bench(opts, progress=lambda msg: progress.update(task, description=str(msg)[:70]))

@@ -27,7 +27,7 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def last_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """x[b, lengths[b] - 1]: (B, T, D) -> (B, D)."""
     index = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, x.shape[2])
-    return torch.gather(x, 1, index).squeeze(1)
+    return torch.gather(x, 1, index)[:, 0]  # not .squeeze(1): that exports as a runtime If (rank 2 or 3)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

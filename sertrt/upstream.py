@@ -67,6 +67,8 @@ WAV2VEC2_CONFIGS["tiny-base"] = {
     **WAV2VEC2_CONFIGS["tiny"], "conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False,
 }
 MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm")
+# Attention back-ends whose mask format Wav2Vec2Upstream builds: boolean (sdpa) or additive (eager).
+_ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 UPSTREAM_NAMES = (*WAV2VEC2_CONFIGS, *MANUAL_UPSTREAMS)
 
 
@@ -177,6 +179,9 @@ class Wav2Vec2Upstream(nn.Module):
         # Group-norm feature encoders (wav2vec2-base) were trained without an attention mask
         # (transformers' Wav2Vec2FeatureExtractor docs); layer-norm ones (XLSR) need it.
         self.use_attention_mask = cfg.feat_extract_norm == "layer"
+        if cfg._attn_implementation not in _ATTENTION_IMPLEMENTATIONS:
+            raise SertrtError(f"attention implementation {cfg._attn_implementation!r} is not supported "
+                              f"(valid: {', '.join(_ATTENTION_IMPLEMENTATIONS)})")
 
     def config_dict(self) -> dict[str, Any]:
         d = self.model.config.to_dict()
@@ -184,11 +189,59 @@ class Wav2Vec2Upstream(nn.Module):
             d.pop(k, None)
         return d
 
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames per row after the conv feature encoder: (B,) samples -> (B,) frames, by the
+        conv arithmetic floor((n - kernel) / stride) + 1 per layer, on the lengths' device."""
+        for kernel, stride in zip(self.model.config.conv_kernel, self.model.config.conv_stride):
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths.to(torch.long)
+
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mask = lengths_to_mask(lengths, waveform.shape[1]).to(torch.long) if self.use_attention_mask else None
-        hidden = self.model(waveform, attention_mask=mask).last_hidden_state  # (B, T, D)
-        frame_lengths = self.model._get_feat_extract_output_lengths(lengths).to(torch.long)
+        """Wav2Vec2Model's forward, step by step, with the frame mask built from `lengths`.
+
+        transformers derives the frame mask from a sample-level mask (`_get_feature_vector_attention_mask`:
+        a CumSum over num_samples, an index_put of a host scalar, then a flipped CumSum) and checks it
+        with `.all()` before attention: host syncs on every call, a failed CUDA graph capture, and
+        ScatterND/CumSum in the ONNX graph. Here every step is arithmetic on the device, so the eval
+        forward never waits for the host; the numbers are transformers' (tests compare both paths).
+        """
+        model = self.model
+        features = model.feature_extractor(waveform).transpose(1, 2)  # (B, num_frames, C)
+        frame_lengths = self.frame_lengths(lengths)
+        hidden, _ = model.feature_projection(features)  # (B, num_frames, D)
+        frame_mask = None
+        if self.use_attention_mask:
+            frame_mask = lengths_to_mask(frame_lengths, hidden.shape[1]).to(torch.bool)  # (B, num_frames)
+        if self.training:  # SpecAugment (host-side sampling, as in transformers; training only)
+            hidden = model._mask_hidden_states(hidden, attention_mask=frame_mask)
+        hidden = self._encode(hidden, frame_mask)
+        if model.adapter is not None:
+            hidden = model.adapter(hidden)
         return hidden, frame_lengths
+
+    def _encode(self, hidden: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+        """transformers' Wav2Vec2Encoder(StableLayerNorm).forward with a ready (B, 1, 1, num_frames)
+        key mask: padded frames are zeroed, then never attended to."""
+        encoder, cfg = self.model.encoder, self.model.config
+        attention_mask = None
+        if frame_mask is not None:
+            hidden = hidden * frame_mask.unsqueeze(-1).to(hidden.dtype)
+            keys = frame_mask[:, None, None, :]
+            # sdpa takes a boolean mask (True = attend), eager adds a float bias (_ATTENTION_IMPLEMENTATIONS).
+            attention_mask = keys if cfg._attn_implementation != "eager" else \
+                (~keys).to(hidden.dtype) * torch.finfo(hidden.dtype).min
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        if not cfg.do_stable_layer_norm:  # post-LN layout (wav2vec2-base): norm before the layers
+            hidden = encoder.layer_norm(hidden)
+        hidden = encoder.dropout(hidden)
+        for layer in encoder.layers:
+            if self.training and cfg.layerdrop > 0.0 and torch.rand([]) < cfg.layerdrop:
+                continue  # LayerDrop, as transformers does it (training only)
+            out = layer(hidden, attention_mask=attention_mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        if cfg.do_stable_layer_norm:
+            hidden = encoder.layer_norm(hidden)
+        return hidden
 
     def freeze_feature_encoder(self) -> None:
         self.model.freeze_feature_encoder()

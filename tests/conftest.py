@@ -25,17 +25,19 @@ def tone(label: str, seconds: float, rate: int, rng: np.random.Generator) -> np.
     return (0.3 * wave * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def make_tone_corpus(root: Path, per_label: int = 6, seed: int = 0, rate: int = 16000) -> Path:
-    """root/<label>_<i>.wav at `rate`, 0.6-1.6 s each, two speakers; returns root/manifest.jsonl."""
+def make_tone_corpus(root: Path, per_label: int = 6, seed: int = 0, rate: int = 16000,
+                     seconds: tuple[float, float] = (0.6, 1.6)) -> Path:
+    """root/<label>_<i>.wav at `rate`, `seconds` (min, max) long, two speakers; returns root/manifest.jsonl.
+    (scripts/gpu_check.sh makes its corpus with this too: the GPU machine has no espeak-ng.)"""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     utts = []
     for label in LABELS:
         for i in range(per_label):
-            seconds = float(rng.uniform(0.6, 1.6))
+            duration = float(rng.uniform(*seconds))
             path = root / f"{label}_{i}.wav"
-            write_wav(path, tone(label, seconds, rate, rng), rate)
-            utts.append(Utterance(str(path), label, "tones", "xx", f"s{i % 2}", seconds, rate))
+            write_wav(path, tone(label, duration, rate, rng), rate)
+            utts.append(Utterance(str(path), label, "tones", "xx", f"s{i % 2}", duration, rate))
     manifest = root / "manifest.jsonl"
     write_manifest(manifest, utts)
     return manifest

@@ -35,11 +35,38 @@ def test_cpu_run_measures_eager_variants_and_names_what_it_skipped(tmp_path):
     assert any("1 s x batch 2: eager-fp16" in m for m in messages)
 
 
+def test_a_variant_over_its_time_box_is_reported_and_the_others_written(tmp_path, monkeypatch):
+    import time
+
+    from sertrt.bench import gpu
+
+    real = gpu._variant_fns
+
+    def with_a_slow_one(model, variants, device):
+        fns, skipped = real(model, variants, device)
+        fast = fns["eager-fp16"]
+        fns["eager-fp16"] = lambda w, n: (time.sleep(5.0), fast(w, n))[1]  # a compile that never ends
+        return fns, skipped
+
+    monkeypatch.setattr(gpu, "_variant_fns", with_a_slow_one)
+    t0 = time.perf_counter()
+    data = run_gpu_bench(GpuBenchOptions(target="tiny", out=tmp_path, device="cpu", variants=("eager-fp16",),
+                                         windows=(0.5,), batches=(1, 2), repeats=2, warmup=1, time_box_s=1.0))
+    assert time.perf_counter() - t0 < 8  # cut at 1 s, and not tried again in the second cell
+    assert {(r["variant"], r["batch"]) for r in data["results"]} == {(BASELINE, 1), (BASELINE, 2)}
+    assert data["skipped"]["eager-fp16"].startswith("over its 1 s time box (warm-up at 0.5 s x batch 1)")
+    on_disk = json.loads((tmp_path / "tiny-cpu.json").read_text())
+    assert on_disk["skipped"] == data["skipped"] and len(on_disk["results"]) == 2
+    assert "eager-fp16: over its 1 s time box" in (tmp_path / "tiny-cpu.md").read_text()
+
+
 def test_bad_options_are_errors(tmp_path):
     with pytest.raises(SertrtError, match="unknown GPU bench variant 'fp8'"):
         run_gpu_bench(GpuBenchOptions(target="tiny", out=tmp_path, device="cpu", variants=("fp8",)))
     with pytest.raises(SertrtError, match="at least one window"):
         run_gpu_bench(GpuBenchOptions(target="tiny", out=tmp_path, device="cpu", windows=()))
+    with pytest.raises(SertrtError, match="time box must be positive"):
+        run_gpu_bench(GpuBenchOptions(target="tiny", out=tmp_path, device="cpu", time_box_s=0))
     assert not list(tmp_path.iterdir())
 
 

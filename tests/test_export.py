@@ -16,6 +16,7 @@ from sertrt.checkpoint import save_checkpoint
 from sertrt.errors import SertrtError
 from sertrt.export.exporter import ExportOptions, export_bundle
 from sertrt.model import build_model
+from test_precision import forbidden_ops
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,7 @@ def test_fp32_bundle_contract_and_validation(checkpoint):
     out = root / "b32"
     m = export_bundle(ExportOptions(root / "run", out, "fp32", test_manifest=manifest), log=lambda s: None)
     assert m["precision"] == "fp32" and m["validation"]["passed"]
+    assert forbidden_ops(out / "model.onnx") == {}
     assert m["labels"] == ["neutral", "happy", "angry", "sad"] and m["sample_rate"] == 16000 and m["opset"] >= 17
     names = [c["name"] for c in m["validation"]["checks"]]
     assert any("30 s" in n for n in names) and any("batch 8 vs one at a time" in n for n in names)
@@ -128,6 +130,7 @@ def test_reduced_precision_bundles_validate(checkpoint, precision):
     m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16,
                                     test_manifest=manifest), log=lambda s: None)
     assert m["validation"]["passed"] and m["precision"] == precision
+    assert forbidden_ops(out / "model.onnx") == {}
     assert m["accuracy"]["top1_agreement"] >= 0.9
     if precision == "int8":
         assert m["precision_report"]["max_abs_zero_point"] == 0
@@ -155,6 +158,7 @@ def test_int8_dynamic_bundle_for_onnx_runtime_cpu(checkpoint):
     graph = onnx.load(str(out / "model.onnx")).graph
     ops = Counter(n.op_type for n in graph.node)
     assert ops["MatMulInteger"] > 0 and ops["DynamicQuantizeLinear"] > 0
+    assert forbidden_ops(out / "model.onnx") == {}
     assert report["quantised_ops"] == {"DynamicQuantizeLinear": ops["DynamicQuantizeLinear"], "MatMulInteger": ops["MatMulInteger"]}
     assert ops["QuantizeLinear"] == ops["ConvInteger"] == 0  # Conv weights stay float
     head = [n for n in graph.node if n.name.startswith("/head/")]

@@ -29,6 +29,10 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 FP16_FP32_OPS = ("LayerNormalization", "Softmax", "GRU", "ReduceSum", "Pow", "Sqrt")
+# transformers' frame mask exported as ScatterND + CumSum (one CumSum over num_samples: a loop of one
+# step per sample in older TensorRT parsers); `.squeeze(1)` on a dynamic axis as a runtime If with
+# branches of unequal rank (TensorRT's If needs equal ranks); NonZero has a data-dependent shape.
+FORBIDDEN_OPS = ("ScatterND", "CumSum", "If", "NonZero")
 # (batch, num_samples) never traced (the export traced (2, 32000)); row b is cut to lengths[b].
 SHAPES = ((1, 8000), (3, 20800), (2, 41234))
 FP16_REL_ERR = 5e-3  # max |FP16 - FP32| / max |FP32 logits|; measured on this model: 1.2e-3
@@ -122,6 +126,18 @@ def dq_consumers(model) -> list:
     return [n for n in model.graph.node if n.op_type != "QuantizeLinear" and any(i in dq_out for i in n.input)]
 
 
+def forbidden_ops(path: Path) -> dict[str, int]:
+    ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+    return {op: ops[op] for op in FORBIDDEN_OPS if ops[op]}
+
+
+@pytest.mark.parametrize("variant", ["fp32_onnx", "fp16", "int8", "int8_dynamic"])
+def test_no_scatter_cumsum_or_runtime_if_in_any_precision(variant, request):
+    artifact = request.getfixturevalue(variant)
+    path = artifact if isinstance(artifact, Path) else artifact[0]
+    assert forbidden_ops(path) == {}
+
+
 # ---------------------------------------------------------------------------------------------- FP16
 
 
@@ -159,6 +175,41 @@ def test_fp16_keeps_io_and_fragile_ops_fp32(fp32_onnx, fp16):
             assert all(types[t] != FLOAT16 for t in (*n.input, *n.output) if t), n.name
     readers = [n for n in model.graph.node if "waveform" in n.input]
     assert readers and all(n.op_type != "Cast" or n.attribute[0].i != FLOAT16 for n in readers)
+
+
+def test_fp16_has_one_cast_per_tensor_and_type(fp16):
+    model = onnx.load(str(fp16[0]))
+    casts = [(n.input[0], n.attribute[0].i) for n in model.graph.node if n.op_type == "Cast"]
+    assert len(casts) == len(set(casts))
+    outputs = [o for n in model.graph.node for o in n.output]
+    assert len(outputs) == len(set(outputs))  # SSA
+
+
+def test_duplicate_casts_of_older_converters_are_merged():
+    """onnxruntime < 1.32's converter gives each FP32 reader of an FP16 tensor its own Cast, all writing
+    one name: the graph breaks SSA and onnx.checker rejects it (seen with 1.30.0 on our GRU head)."""
+    from onnx import TensorProto, helper
+
+    from sertrt.export.precision import _merge_duplicate_casts
+
+    cast = dict(op_type="Cast", inputs=["x"], outputs=["x_cast_to_fp32"], to=TensorProto.FLOAT, name="x_cast_to_fp32_node")
+    graph = helper.make_graph(
+        [helper.make_node(**cast), helper.make_node(**cast),
+         helper.make_node("Relu", ["x_cast_to_fp32"], ["a"]), helper.make_node("Neg", ["x_cast_to_fp32"], ["b"])],
+        "older-converter", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("a", "b")],
+        value_info=[helper.make_tensor_value_info("x_cast_to_fp32", TensorProto.FLOAT, [3])] * 2,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    with pytest.raises(onnx.checker.ValidationError, match="static single assignment|SSA"):
+        onnx.checker.check_model(model)
+    assert _merge_duplicate_casts(model.graph) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Cast", "Relu", "Neg"] and len(model.graph.value_info) == 1
+    x = np.array([-1.5, 0.0, 2.0], dtype=np.float16)
+    a, b = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(a, np.maximum(x, 0).astype(np.float32))
+    np.testing.assert_array_equal(b, -x.astype(np.float32))
 
 
 def test_fp16_matches_fp32_in_ort_cpu(fp32_onnx, fp16):

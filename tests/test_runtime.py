@@ -85,7 +85,8 @@ def feeds(batch: int, seed: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("precision", ["fp32", "int8-dynamic"])
 def test_ort_runner_settings_keep_the_logits(trained, precision):
-    """IO binding gives session.run's logits; graph optimisation "basic" gives "all"'s within 1e-5."""
+    """IO binding gives session.run's logits; graph optimisation "basic" gives "all"'s within 1e-5 (1e-4 with
+    integer MatMuls)."""
     import onnxruntime as ort
 
     root, _ = trained
@@ -110,8 +111,11 @@ def test_ort_runner_settings_keep_the_logits(trained, precision):
         options = basic.session.get_session_options()  # what the session was really given
         assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        # "all" fuses the integer MatMuls with their rescale (MatMulIntegerToFloat); onnxruntime 1.20's
+        # fused kernel rounds differently from the unfused pair by up to 3.3e-5 on these logits.
+        atol = 1e-5 if precision == "fp32" else 1e-4
         for f, ref in zip(inputs, reference):
-            np.testing.assert_allclose(basic.infer(f)["logits"], ref, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(basic.infer(f)["logits"], ref, rtol=0, atol=atol)
 
 
 def test_ort_runner_refuses_unknown_optimization_level(trained):

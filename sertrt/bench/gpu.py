@@ -26,10 +26,12 @@ On CPU (`device="cpu"`) the same harness runs the variants that need no CUDA, wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +56,9 @@ class GpuBenchOptions:
     repeats: int = 30  # timed calls per variant and cell
     warmup: int = 3  # untimed calls per variant and cell (the first compiles or captures)
     name: str | None = None  # output file stem (default "<target>-<device name>")
+    # Seconds a variant may spend on its warm-up (compile, capture) and timed calls in one cell; past it the
+    # variant is reported as over its time box and dropped from later cells. None: no box.
+    time_box_s: float | None = None
 
     def resolved(self) -> GpuBenchOptions:
         o = dataclasses.replace(self, out=Path(self.out))
@@ -64,7 +69,37 @@ class GpuBenchOptions:
             o.variants = (BASELINE, *o.variants)  # every ratio is against it
         if not o.windows or not o.batches or o.repeats < 1 or o.warmup < 1:
             raise SertrtError("GPU bench needs at least one window and batch, repeats >= 1 and warmup >= 1")
+        if o.time_box_s is not None and o.time_box_s <= 0:
+            raise SertrtError(f"GPU bench time box must be positive seconds, got {o.time_box_s:g}")
         return o
+
+
+class TimeBoxExceeded(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_box(seconds: float | None) -> Iterator[None]:
+    """Raise TimeBoxExceeded in this (main) thread once `seconds` have passed; a no-op with None or off the
+    main thread. SIGALRM interrupts Python code (torch.compile is mostly Python, and waits for its compile
+    workers in Python), not a single long CUDA kernel, which ends first."""
+    import signal
+    import threading
+
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeBoxExceeded
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def device_name(device: str) -> str:
@@ -199,27 +234,43 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                     continue
                 progress(f"[{i + 1}/{len(cells)}] {window:g} s x batch {batch}: {v} (warm-up{', compile' if 'compile' in v else ''})")
                 try:
-                    if cuda:
-                        torch.cuda.reset_peak_memory_stats()
-                    t0 = time.perf_counter()
-                    call = _CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn
-                    out = call(wave, lengths)
-                    if cuda:
-                        torch.cuda.synchronize()
-                    first_call[v] = time.perf_counter() - t0
-                    for _ in range(o.warmup - 1):
+                    with time_box(o.time_box_s):
+                        if cuda:
+                            torch.cuda.reset_peak_memory_stats()
+                        t0 = time.perf_counter()
+                        call = _CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn
                         out = call(wave, lengths)
-                    logits[v] = out.float().cpu().numpy()
-                    peak_mb[v] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+                        if cuda:
+                            torch.cuda.synchronize()
+                        first_call[v] = time.perf_counter() - t0
+                        for _ in range(o.warmup - 1):
+                            out = call(wave, lengths)
+                        logits[v] = out.float().cpu().numpy()
+                        peak_mb[v] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
                 except (RuntimeError, AssertionError) as exc:  # a capture or compile this model/device refuses
                     errors[v] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                     progress(f"{v} failed at {window:g} s x batch {batch}: {errors[v]}")
                     continue
+                except TimeBoxExceeded:
+                    errors[v] = _over_box(o.time_box_s, window, batch, "warm-up")
+                    progress(f"{v}: {errors[v]}")
+                    torch._dynamo.reset()  # a compile cut short leaves nothing reusable behind
+                    continue
                 active[v] = call
             times: dict[str, list[float]] = {v: [] for v in active}
+            spent = {v: first_call[v] for v in active}
             for r in range(ROUNDS):  # interleaved, as `sertrt bench` does
-                for v, call in active.items():
-                    times[v] += [timed(lambda: call(wave, lengths)) for _ in range(round_share(o.repeats, r, ROUNDS))]
+                for v, call in list(active.items()):
+                    share = round_share(o.repeats, r, ROUNDS)
+                    try:
+                        with time_box(None if o.time_box_s is None else max(o.time_box_s - spent[v], 1e-3)):
+                            t0 = time.perf_counter()
+                            times[v] += [timed(lambda: call(wave, lengths)) for _ in range(share)]
+                            spent[v] += time.perf_counter() - t0
+                    except TimeBoxExceeded:
+                        errors[v] = _over_box(o.time_box_s, window, batch, "timed calls")
+                        progress(f"{v}: {errors[v]}")
+                        del active[v], times[v]
             base = logits.get(BASELINE)
             base_p50 = float(np.median(times[BASELINE])) * 1000.0 if BASELINE in times else None
             for v in active:
@@ -239,6 +290,10 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     data["files"] = {k: str(p) for k, p in paths.items()}
     progress(f"wrote {', '.join(data['files'].values())}")
     return data
+
+
+def _over_box(seconds: float, window: float, batch: int, stage: str) -> str:
+    return f"over its {seconds:g} s time box ({stage} at {window:g} s x batch {batch}); not measured from there on"
 
 
 def markdown(data: dict[str, Any]) -> str:

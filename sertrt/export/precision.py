@@ -10,7 +10,9 @@ FP16 keeps in FP32 what overflows or loses too much with 5 exponent bits: the in
 normalisation (its sum of squares over num_samples passes FP16's 65504 after 4 s of full-scale audio),
 every reduction, Pow/Sqrt, LayerNormalization, Softmax, and the recurrent modules of the head with
 their reshuffles (numerics; the head is a sliver of the FLOPs). The converter's FP32->FP16->FP32 cast
-pairs between two FP32 ops are removed, so the normalisation reads the FP32 waveform itself.
+pairs between two FP32 ops are removed, so the normalisation reads the FP32 waveform itself, and
+identical Casts are merged into one. Both work on the graph's types, not the converter's node names,
+which differ between onnxruntime versions (tested on 1.20, 1.30 and 1.32).
 
 INT8 quantises the encoder's MatMul/Gemm (and Conv if asked) with per-channel weights, on their inputs
 only (TensorRT's Q/DQ placement advice; ORT would also fake-quantise their outputs). The head (no INT8
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -64,7 +67,8 @@ INT8_OP_TYPES = ("MatMul", "Gemm")
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DYNAMIC_OP_TYPES = ("MatMul",)  # Conv as ConvInteger measured 2x slower than FP32 Conv on ORT CPU
-_FLOATS = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_FLOAT, _FLOAT16 = 1, 10  # TensorProto element types
+_FLOATS = (_FLOAT, _FLOAT16, 11, 16)  # and DOUBLE, BFLOAT16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,6 +101,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
         model, keep_io_types=True, op_block_list=sorted(keep_ops), node_block_list=sorted(keep_nodes),
         disable_shape_infer=True,
     )
+    merged = _merge_duplicate_casts(model.graph)
     removed = _drop_cast_round_trips(model.graph)
     _prune(model.graph)
     _topological_sort(model.graph)
@@ -113,6 +118,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
         "normalisation_nodes": len(normalisation & float_nodes),
         "fp16_nodes": converted,
         "casts_added": sum(n.op_type == "Cast" for n in model.graph.node) - casts_before,
+        "duplicate_casts_merged": merged,
         "cast_round_trips_removed": removed,
         "initializers": dict(sorted(dtypes.items())),
         "opset": _opset(model),
@@ -144,18 +150,55 @@ def _recurrent_scope_nodes(graph) -> set[str]:
     return {n.name for n in graph.node if any(n.name.startswith(s) for s in scopes)}
 
 
+def _merge_duplicate_casts(graph) -> int:
+    """One Cast per (input, target type). onnxruntime's converter before 1.32 adds a Cast for every
+    FP32-kept reader of an FP16 tensor, all writing one output name (the graph is then not in SSA
+    form and onnx.checker rejects it); later versions share one. Either way the result is the same
+    graph. A Cast whose output is a graph output or read inside a subgraph is left alone."""
+    protected = {o.name for o in graph.output}
+    for node in graph.node:
+        protected |= _subgraph_inputs(node)
+    first: dict[tuple[str, Any], str] = {}
+    rename: dict[str, str] = {}
+    duplicates = []
+    for i, node in enumerate(graph.node):
+        if node.op_type != "Cast":
+            continue
+        key = (node.input[0], _attr(node, "to"))
+        if key not in first:
+            first[key] = node.output[0]
+        elif node.output[0] == first[key] or node.output[0] not in protected:
+            duplicates.append(i)
+            if node.output[0] != first[key]:
+                rename[node.output[0]] = first[key]
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    for i in reversed(duplicates):
+        del graph.node[i]
+    seen: set[str] = set()
+    for i, info in reversed(list(enumerate(graph.value_info))):  # the converter also repeats value_info
+        if info.name in seen:
+            del graph.value_info[i]
+        seen.add(info.name)
+    return len(duplicates)
+
+
 def _drop_cast_round_trips(graph) -> int:
     """FP32 -> FP16 -> FP32 between two kept-FP32 ops (or from the FP32 graph input) rounds the value
-    for nothing; bypass the pair. Only the converter's own casts are touched, never the model's."""
+    for nothing; readers of the second Cast get the FP32 tensor itself. Decided on tensor types, not on
+    the converter's node names (which change between onnxruntime versions); the model's own Casts are
+    never FP32 -> FP16 (it is an FP32 model), so only the converter's pairs match."""
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.value_info, *graph.output)}
+    types.update({t.name: t.data_type for t in graph.initializer})
     producer = {o: n for n in graph.node for o in n.output}
     to_fp32 = {}
     for node in graph.node:
-        if node.op_type != "Cast" or _attr(node, "to") != 1:
+        if node.op_type != "Cast" or _attr(node, "to") != _FLOAT:
             continue
         up = producer.get(node.input[0])
-        if up is not None and up.op_type == "Cast" and _attr(up, "to") == 10 and (
-            up.name.startswith("graph_input_cast") or up.name.endswith("_cast_to_fp16_node")
-        ):
+        if up is not None and up.op_type == "Cast" and _attr(up, "to") == _FLOAT16 and types.get(up.input[0]) == _FLOAT:
             to_fp32[node.output[0]] = up.input[0]
     outputs = {o.name for o in graph.output}
     for node in graph.node:
@@ -208,21 +251,24 @@ def to_int8(
         raise SertrtError(f"unknown calibration method {method!r} (valid: {', '.join(CALIBRATION_METHODS)})")
     reader = calibration if hasattr(calibration, "get_next") else _FeedReader(calibration)
 
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst) as tmp, tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".int8-") as scratch:
+        pre = Path(scratch) / "preprocessed.onnx"
         if preprocess:
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
-            quant_pre_process(str(src), str(tmp), skip_symbolic_shape=True)
-        model_in = onnx.load(str(tmp if preprocess else src))
-        graph = model_in.graph
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        model_in = pre if preprocess else Path(src)
+        graph = onnx.load(str(model_in)).graph
         excluded = [n.name for n in graph.node if n.op_type in op_types and any(e in n.name for e in exclude)]
         first_conv = next((n for n in graph.node if n.op_type == "Conv"), None)
         if exclude_first_conv and first_conv is not None and "Conv" in op_types:
             excluded.append(first_conv.name)
         quantised = {n.name for n in graph.node if n.op_type in op_types and n.name not in excluded}
         with _quiet_preprocess_advice():
+            # A path, not a ModelProto: onnxruntime 1.20 saves a ModelProto with its weights as
+            # external data in a temp folder and then fails to read them back.
             quantize_static(
-                model_in, str(tmp), reader,
+                str(model_in), str(tmp), reader,
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=per_channel,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                 calibrate_method=methods[method],

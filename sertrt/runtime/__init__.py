@@ -1,1 +1,5 @@
 """Runtime stage: torch-free inference on exported bundles (numpy at import; TensorRT and CUDA imported lazily)."""
+
+from ..versions import require
+
+require("runtime")

@@ -96,9 +96,12 @@ def _autocast(info: DistInfo, enabled: bool):
 def train(opts: TrainOptions) -> dict[str, Any]:
     info = compute_init(opts.device)
     try:
-        return _train(opts, info)
-    finally:
-        compute_cleanup(info)
+        result = _train(opts, info)
+    except BaseException:
+        compute_cleanup(info, wait=False)
+        raise
+    compute_cleanup(info)
+    return result
 
 
 def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
@@ -194,6 +197,8 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             batches = [batches[(info.rank + i * info.world_size) % len(batches)] for i in range(per_rank)]
             crop_rng = np.random.default_rng([opts.seed, epoch, info.rank])
             task = progress.add_task(f"epoch {epoch + 1}/{opts.epochs}", total=len(batches), status="")
+            if info.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(info.device)
             t0, loss_sum, seen = time.perf_counter(), 0.0, 0
             for indices in batches:
                 waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples)
@@ -215,6 +220,8 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}")
             progress.remove_task(task)
             elapsed = time.perf_counter() - t0
+            # this rank's peak over the epoch's training steps (evaluation comes after)
+            peak_gib = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
             drift = 0.0
             if info.distributed:
                 drift = _check_in_sync(model)
@@ -232,6 +239,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                     "macro_f1": report["macro_f1"], "confusion_matrix": report["confusion_matrix"],
                     "samples_per_s": seen / elapsed, "epoch_seconds": elapsed,
                     "world_size": info.world_size, "rank_param_spread": drift,
+                    "peak_memory_gib": peak_gib,
                 }
                 history.append(row)
                 improved = report["ua"] > best_ua

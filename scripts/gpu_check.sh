@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# One command for a GPU machine (one H100/H200; no network; its own torch, transformers, onnx, onnxruntime):
+#
+#     bash scripts/gpu_wheels.sh          # first, on a machine with network: soundfile, soxr, cffi, pycparser -> .whl/
+#     bash scripts/gpu_check.sh           # then, on the GPU machine, from the repository root
+#
+# Each step has its own time limit, all of them together at most SERTRT_GPU_BUDGET (460 s), and a failing
+# step does not stop the others:
+#   1. install the wheels from .whl/ and the repository with --no-deps, into a temp folder
+#   2. pytest -m gpu (sync-free forward, CUDA-graph capture, the bench-gpu variants)
+#   3. xlsr-53 full fine-tuning, bf16 autocast, 2 epochs: samples/s and peak GiB
+#   4. tiny trained on CUDA, exported fp32 / fp16 / int8 / int8-dynamic with this machine's versions, parity of each
+#   5. sertrt bench-gpu xlsr-53, every variant time-boxed
+# Results (named after the GPU, with every package version) go to $SERTRT_GPU_RESULTS (default
+# benchmarks/results): gpu-check-<gpu>.{json,md}, <target>-<gpu>.{json,md} from bench-gpu, gpu-check-<gpu>.log.
+#
+# Knobs: SERTRT_GPU_DEVICE (cuda), SERTRT_GPU_TARGET (xlsr-53), SERTRT_GPU_WHEELS (.whl; "none" skips),
+# SERTRT_GPU_PER_LABEL (30), PYTHON (python3). On a CPU machine `SERTRT_GPU_DEVICE=cpu SERTRT_GPU_TARGET=tiny
+# SERTRT_GPU_WHEELS=none SERTRT_GPU_PER_LABEL=5` walks the same steps small (how the script itself is tested).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+PY="${PYTHON:-python3}"
+DEVICE="${SERTRT_GPU_DEVICE:-cuda}"
+TARGET="${SERTRT_GPU_TARGET:-xlsr-53}"
+PER_LABEL="${SERTRT_GPU_PER_LABEL:-30}"  # tone utterances per emotion, 2-6 s each
+WHEELS="${SERTRT_GPU_WHEELS:-.whl}"
+RESULTS="$(mkdir -p "${SERTRT_GPU_RESULTS:-benchmarks/results}" && cd "${SERTRT_GPU_RESULTS:-benchmarks/results}" && pwd)"
+WORK="$(mktemp -d /tmp/sertrt-gpu-check.XXXXXX)"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
+
+SLUG="$("$PY" -c "
+import re, sys, torch
+name = torch.cuda.get_device_name(0) if sys.argv[1].startswith('cuda') and torch.cuda.is_available() else 'cpu'
+print(re.sub('[^a-z0-9]+', '-', name.lower()).strip('-'))" "$DEVICE")"
+LOG="$RESULTS/gpu-check-$SLUG.log"
+STEPS="$WORK/steps.tsv"
+: > "$LOG"
+: > "$STEPS"
+say() { echo "[gpu-check $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
+
+# step NAME SECONDS COMMAND...: runs with a time limit (cut to what is left of the whole budget), output
+# to the log, name/rc/seconds to $STEPS. Past the budget a step is skipped (rc 125).
+DEADLINE=$((SECONDS + ${SERTRT_GPU_BUDGET:-460}))
+step() {
+    local name="$1" limit="$2"; shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 5 ]; then
+        printf '%s\t125\t0\t0\n' "$name" >> "$STEPS"
+        say "$name: skipped, the time budget is spent"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    say "$name (limit ${limit} s): $*"
+    local t0=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
+    local rc=$?
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" "$limit" >> "$STEPS"
+    say "$name: exit $rc after $((SECONDS - t0)) s$([ "$rc" = 124 ] && echo ' (over its limit)')"
+    return 0
+}
+
+# 1. install: the machine's own torch/transformers/onnx/onnxruntime stay; only what it lacks comes from the wheels
+SITE="$WORK/site"
+if [ "$WHEELS" != none ]; then
+    step install-wheels 30 "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHEELS"/*.whl
+fi
+step install-sertrt 30 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" "$REPO"
+export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository itself if its install failed
+SERTRT=("$PY" -m sertrt)
+step versions 20 "$PY" -c "from sertrt import versions; [versions.require(s) for s in versions.STAGES]; print('versions ok')"
+
+# 2. the GPU tests
+step pytest-gpu 100 "$PY" -m pytest -q -m gpu -p no:cacheprovider "$REPO/tests"
+
+# A tone corpus (no espeak-ng there): 2-6 s utterances, 4:1 split.
+step corpus 20 "$PY" -c "
+import sys; sys.path.insert(0, '$REPO/tests')
+from pathlib import Path
+from conftest import make_tone_corpus
+make_tone_corpus(Path('$WORK/corpus'), per_label=$PER_LABEL, seed=0, seconds=(2.0, 6.0))"
+step split 20 "${SERTRT[@]}" data split "$WORK/corpus/manifest.jsonl" --test-fraction 0.2 --seed 0
+TRAIN="$WORK/corpus/train_manifest.jsonl"
+TEST="$WORK/corpus/test_manifest.jsonl"
+
+# 3. the big model's training throughput (bf16 autocast on CUDA)
+step "train-$TARGET" 80 "${SERTRT[@]}" train --train-manifest "$TRAIN" --test-manifest "$TEST" --out "$WORK/run-big" \
+    --upstream "$TARGET" --head hgfm --strategy full --epochs 2 --batch-size 8 --max-seconds 6 --device "$DEVICE" --quiet
+
+# 4. tiny: trained on this device, exported at every precision with this machine's packages, parity of each
+step train-tiny 40 "${SERTRT[@]}" train --train-manifest "$TRAIN" --test-manifest "$TEST" --out "$WORK/run-tiny" \
+    --upstream tiny --epochs 6 --lr 1e-3 --max-seconds 3 --device "$DEVICE" --quiet
+for PRECISION in fp32 fp16 int8 int8-dynamic; do
+    step "export-$PRECISION" 30 "${SERTRT[@]}" export "$WORK/run-tiny" --out "$WORK/bundle-$PRECISION" --precision "$PRECISION" \
+        --calib-manifest "$TRAIN" --calib-utterances 32 --test-manifest "$TEST"
+    step "parity-$PRECISION" 20 sh -c "'$PY' -m sertrt parity '$WORK/bundle-$PRECISION' --run '$WORK/run-tiny' --manifest '$TEST' --json > '$WORK/parity-$PRECISION.json'"
+done
+
+# 5. PyTorch GPU variants of the big model, each time-boxed: one past its box is reported, the others written
+step "bench-gpu-$TARGET" 120 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS" --device "$DEVICE" --windows 2 --batches 1,8 \
+    --repeats 20 --warmup 3 --time-box 30
+
+# Summary: every step, the training numbers, parity, versions.
+"$PY" - "$WORK" "$RESULTS" "$SLUG" "$TARGET" "$DEVICE" <<'PY' 2>&1 | tee -a "$LOG"
+import json, platform, sys, time
+from pathlib import Path
+work, results, slug, target, device = Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:]
+from sertrt import atomic
+from sertrt.bench.report import machine_info
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+steps = [dict(zip(("step", "rc", "seconds", "limit_s"), line.split("\t"))) for line in (work / "steps.tsv").read_text().splitlines()]
+for s in steps:
+    s.update(rc=int(s["rc"]), seconds=int(s["seconds"]), limit_s=int(s["limit_s"]), over_limit=s["rc"] == "124",
+             skipped=s["rc"] == "125")
+import torch
+gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+train = {name: rows(work / run / "metrics.jsonl") for name, run in ((target, "run-big"), ("tiny (exported)", "run-tiny"))}
+parity = {}
+for p in ("fp32", "fp16", "int8", "int8-dynamic"):
+    f = work / f"parity-{p}.json"
+    try:
+        parity[p] = json.loads(f.read_text()) if f.exists() and f.stat().st_size else None
+    except json.JSONDecodeError:
+        parity[p] = None
+data = {"gpu": gpu, "device": device, "target": target, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "python": platform.python_version(), "versions": machine_info()["versions"], "cuda": torch.version.cuda,
+        "steps": steps, "training": train, "parity": parity,
+        "bench_gpu": str(results / f"{target}-{slug}.json") if (results / f"{target}-{slug}.json").exists() else None}
+lines = [f"# sertrt gpu_check on {gpu}", "", f"{data['date']}; CUDA {data['cuda']}; Python {data['python']}; "
+         + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), "", "| step | exit | seconds | limit |", "|---|---|---|---|"]
+lines += [f"| {s['step']} | {s['rc']}{' (over limit)' if s['over_limit'] else ' (skipped: budget spent)' if s['skipped'] else ''} "
+          f"| {s['seconds']} | {s['limit_s']} |" for s in steps]
+lines += ["", "## Training", "", "| model | epoch | samples/s | peak GiB | UA |", "|---|---|---|---|---|"]
+for name, epochs in train.items():
+    for r in epochs:
+        peak = r.get("peak_memory_gib")
+        lines.append(f"| {name} | {r['epoch']} | {r['samples_per_s']:.1f} | {'-' if peak is None else f'{peak:.2f}'} | {r['ua']:.1%} |")
+lines += ["", "## Parity (tiny, trained here, exported with this machine's packages)", ""]
+for p, r in parity.items():
+    if r is None:
+        lines.append(f"- {p}: no result")
+        continue
+    modes = "; ".join(f"{m}: top-1 agreement {v['agreement']:.1%}, delta UA {v['delta_points']['ua']:+.2f}" for m, v in r["modes"].items())
+    lines.append(f"- {p}: {'passed' if r['passed'] else 'FAILED ' + ', '.join(r['failures'])}; {modes}")
+lines += ["", f"bench-gpu: {data['bench_gpu'] or 'no result'}", ""]
+atomic.write_text(results / f"gpu-check-{slug}.json", json.dumps(data, indent=1, default=str) + "\n")
+atomic.write_text(results / f"gpu-check-{slug}.md", "\n".join(lines))
+failed = [s["step"] for s in steps if s["rc"] != 0]
+print(f"wrote {results}/gpu-check-{slug}.json and .md; " + (f"FAILED: {', '.join(failed)}" if failed else "every step passed"))
+sys.exit(1 if failed else 0)
+PY
+rc=$?
+rm -rf "$WORK"
+exit $rc

@@ -1,0 +1,83 @@
+"""The package versions each stage is tested with, declared once (pyproject.toml says the same; a test
+holds them together), and the check each stage runs when it is imported.
+
+    require("export")   onnxruntime, onnx, onnxscript, torch, transformers
+    require("train")    torch, transformers
+    require("runtime")  onnxruntime, when it is installed (a TensorRT-only runtime needs none)
+
+A version outside the range is refused with one line naming the package, the version found and the range
+supported, instead of a traceback from inside onnx or onnxruntime later. Reads package metadata only:
+no heavy import, no torch.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from .errors import SertrtError
+
+# The oldest of each that CI runs the export, validation and parity tests with (scripts/test.sh builds
+# that environment), or, for torch, the versions seen running: 2.13 in CI, 2.11 on the GPU machine.
+SUPPORTED = {
+    "onnxruntime": ">=1.20",
+    "onnx": ">=1.17",
+    "onnxscript": ">=0.7.1",
+    "torch": ">=2.11",
+    "transformers": ">=5.17",
+}
+STAGES = {
+    "export": ("onnxruntime", "onnx", "onnxscript", "torch", "transformers"),
+    "train": ("torch", "transformers"),
+    "runtime": ("onnxruntime",),
+}
+# onnxruntime ships under several distribution names (the GPU build, Jetson Zoo's, ...): any one counts.
+DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")}
+OPTIONAL = {"runtime": ("onnxruntime",)}  # checked only when installed
+
+
+def installed_version(package: str) -> str | None:
+    for name in DISTRIBUTIONS.get(package, (package,)):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def require(stage: str) -> None:
+    """Refuse a missing or unsupported package of `stage` in one line (SertrtError)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    for package in STAGES[stage]:
+        supported = SUPPORTED[package]
+        found = installed_version(package)
+        if found is None:
+            if package in OPTIONAL.get(stage, ()):
+                continue
+            raise SertrtError(f"sertrt {stage} needs {package}{supported}, which is not installed "
+                              f"(pip install 'sertrt[{'train' if stage == 'train' else 'train,export'}]')")
+        try:
+            ok = Version(found) in SpecifierSet(supported, prereleases=True)
+        except InvalidVersion:
+            ok = False
+        if not ok:
+            raise SertrtError(f"sertrt {stage}: {package} {found} is installed, but {package}{supported} is supported "
+                              f"(pip install '{package}{supported}')")
+
+
+def oldest_pins(skip: tuple[str, ...] = ()) -> list[str]:
+    """pip requirements for the oldest supported release of each package: ">=1.20" -> "onnxruntime==1.20.*"
+    (its latest patch release), ">=0.7.1" -> "onnxscript==0.7.1"."""
+    pins = []
+    for package, supported in SUPPORTED.items():
+        if package not in skip:
+            version = supported.removeprefix(">=")
+            pins.append(f"{package}=={version}.*" if version.count(".") == 1 else f"{package}=={version}")
+    return pins
+
+
+if __name__ == "__main__":  # scripts/test-oldest.sh: python -m sertrt.versions [PACKAGE_TO_SKIP ...]
+    import sys
+
+    print(" ".join(oldest_pins(tuple(sys.argv[1:]))))
