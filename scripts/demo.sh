@@ -17,10 +17,12 @@ EPOCHS="${SERTRT_DEMO_EPOCHS:-6}"
 [ -f "$OUT/corpus/test_manifest.jsonl" ] || $SERTRT data split "$OUT/corpus/manifest.jsonl" --test-fraction 0.2 --seed 0
 RESUME=()
 [ -f "$OUT/run/last.safetensors" ] && RESUME=(--resume)
+DONE=0  # epochs an earlier run of this script finished (a resume must ask for more, or train is refused)
+[ -f "$OUT/run/metrics.jsonl" ] && DONE=$(grep -c . "$OUT/run/metrics.jsonl")
 # A randomly initialised tiny upstream learns faster than the paper's 2e-4 (tuned for pretrained XLSR).
-$SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifest "$OUT/corpus/test_manifest.jsonl" \
-    --out "$OUT/run" --upstream tiny --head hgfm --strategy full --epochs "$EPOCHS" --lr 1e-3 --max-seconds 3 \
-    --seed 0 "${RESUME[@]}"
+[ "$DONE" -ge "$EPOCHS" ] || $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" \
+    --test-manifest "$OUT/corpus/test_manifest.jsonl" --out "$OUT/run" --upstream tiny --head hgfm --strategy full \
+    --epochs "$EPOCHS" --lr 1e-3 --max-seconds 3 --seed 0 "${RESUME[@]}"
 $SERTRT evaluate "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
 for PRECISION in fp32 int8 int8-dynamic; do
     [ -f "$OUT/bundle-$PRECISION/manifest.json" ] && continue

@@ -25,7 +25,16 @@ DEVICE="${SERTRT_GPU_DEVICE:-cuda}"
 TARGET="${SERTRT_GPU_TARGET:-xlsr-53}"
 PER_LABEL="${SERTRT_GPU_PER_LABEL:-30}"  # tone utterances per emotion, 2-6 s each
 WHEELS="${SERTRT_GPU_WHEELS:-.whl}"
-RESULTS="$(mkdir -p "${SERTRT_GPU_RESULTS:-benchmarks/results}" && cd "${SERTRT_GPU_RESULTS:-benchmarks/results}" && pwd)"
+# The results folder must be new, empty or sertrt's own benchmark folder (nothing else is written over).
+PYTHONPATH="$REPO" "$PY" -c "
+import sys
+from sertrt.errors import SertrtError
+from sertrt.outputs import claim_output_dir
+try:
+    claim_output_dir(sys.argv[1], 'bench', option='SERTRT_GPU_RESULTS')
+except SertrtError as e:
+    sys.exit(f'error: {e}')" "${SERTRT_GPU_RESULTS:-benchmarks/results}" || exit 1
+RESULTS="$(cd "${SERTRT_GPU_RESULTS:-benchmarks/results}" && pwd)"
 WORK="$(mktemp -d /tmp/sertrt-gpu-check.XXXXXX)"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 
@@ -68,7 +77,7 @@ fi
 step install-sertrt 30 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" "$REPO"
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository itself if its install failed
 SERTRT=("$PY" -m sertrt)
-step versions 20 "$PY" -c "from sertrt import versions; [versions.require(s) for s in versions.STAGES]; print('versions ok')"
+step versions 20 "$PY" -c "from sertrt import versions; [versions.require(s) for s in ('export', 'train', 'runtime')]; print('versions ok')"
 
 # 2. the GPU tests
 step pytest-gpu 100 "$PY" -m pytest -q -m gpu -p no:cacheprovider "$REPO/tests"
@@ -106,7 +115,6 @@ import json, platform, sys, time
 from pathlib import Path
 work, results, slug, target, device = Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:]
 from sertrt import atomic
-from sertrt.bench.report import machine_info
 
 def rows(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -125,12 +133,21 @@ for p in ("fp32", "fp16", "int8", "int8-dynamic"):
         parity[p] = json.loads(f.read_text()) if f.exists() and f.stat().st_size else None
     except json.JSONDecodeError:
         parity[p] = None
+from importlib.metadata import PackageNotFoundError, version
+def installed(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+packages = ("sertrt", "torch", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript", "numpy", "safetensors",
+            "soundfile", "soxr", "typer", "rich", "packaging", "triton", "tensorrt", "polygraphy", "pytest")
 data = {"gpu": gpu, "device": device, "target": target, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "python": platform.python_version(), "versions": machine_info()["versions"], "cuda": torch.version.cuda,
+        "python": platform.python_version(), "versions": {p: installed(p) for p in packages}, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "steps": steps, "training": train, "parity": parity,
         "bench_gpu": str(results / f"{target}-{slug}.json") if (results / f"{target}-{slug}.json").exists() else None}
-lines = [f"# sertrt gpu_check on {gpu}", "", f"{data['date']}; CUDA {data['cuda']}; Python {data['python']}; "
-         + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), "", "| step | exit | seconds | limit |", "|---|---|---|---|"]
+lines = [f"# sertrt gpu_check on {gpu}", "", f"{data['date']}; CUDA {data['cuda']}, cuDNN {data['cudnn']}; Python {data['python']}; "
+         + ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v), "", "| step | exit | seconds | limit |", "|---|---|---|---|"]
 lines += [f"| {s['step']} | {s['rc']}{' (over limit)' if s['over_limit'] else ' (skipped: budget spent)' if s['skipped'] else ''} "
           f"| {s['seconds']} | {s['limit_s']} |" for s in steps]
 lines += ["", "## Training", "", "| model | epoch | samples/s | peak GiB | UA |", "|---|---|---|---|---|"]

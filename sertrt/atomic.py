@@ -1,6 +1,8 @@
 """Atomic file writes: write a temp file beside the target, fsync, then rename over it.
 
-A crash or kill mid-write leaves the previous good file in place, never a half-written one.
+A crash or kill mid-write leaves the previous good file in place, never a half-written one. Temp names
+carry the writer's process id (`.<name>.<pid>.<random>.tmp`), so the next write of the same target
+removes what a killed writer left behind, and never what a live one is still writing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale(path.parent, f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any other file
     tmp_path = Path(tmp)
@@ -26,8 +29,47 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.filename is None and e.errno is not None:  # disk full at fsync: name the file being written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale(folder: Path, prefix: str) -> list[Path]:
+    """Remove the temp files and staging folders (`<prefix><pid>.<random>[.tmp]`) of processes that are gone."""
+    import shutil
+
+    import re
+
+    # exactly what tempfile.mkstemp / mkdtemp make from our prefix: <prefix><pid>.<8 random chars>[.tmp]
+    ours = re.compile(re.escape(prefix) + r"(\d+)\.[a-z0-9_]{8}(\.tmp)?")
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = ours.fullmatch(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def _umask() -> int:

@@ -49,10 +49,14 @@ def downmix(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
 
 
-def check_finite(audio: np.ndarray, where: str) -> None:
-    if not np.isfinite(audio).all():
-        bad = int((~np.isfinite(audio)).sum())
-        raise SertrtError(f"{where}: audio has {bad} NaN/Inf samples")
+def check_finite(audio: np.ndarray, where: str, rate: int | None = None) -> None:
+    """SertrtError naming `where`, how many samples are NaN/Inf and (given `rate`) when the first one is."""
+    finite = np.isfinite(audio)
+    if not finite.all():
+        bad = ~finite if finite.ndim == 1 else ~finite.all(axis=tuple(range(1, finite.ndim)))
+        first = int(np.argmax(bad))
+        at = f", the first at {first / rate:.3f} s (sample {first})" if rate else f", the first at sample {first}"
+        raise SertrtError(f"{where}: audio has {int((~finite).sum())} NaN/Inf samples{at}")
 
 
 def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -63,19 +67,37 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
     """
     import soundfile as sf
 
+    with open_audio(path) as f:
+        orig_rate = f.samplerate
+        try:
+            audio = f.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+            raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
+    if audio.shape[0] == 0:
+        raise SertrtError(f"{path}: audio is empty (0 samples)")
+    check_finite(audio, str(path), orig_rate)
+    audio = downmix(audio)
+    return resample(audio, orig_rate, rate)
+
+
+def open_audio(path: str | Path):
+    """An open soundfile.SoundFile, after the checks every command makes (evaluate, export, parity and
+    stream alike): a missing, unreadable or empty file is a SertrtError naming it, and a truncated WAV
+    is a warning saying how much of it is there."""
+    import soundfile as sf
+
     path = Path(path)
     if not path.is_file():
         raise SertrtError(f"{path}: no such audio file")
     try:
-        audio, orig_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
-    if audio.shape[0] == 0:
+    if f.frames == 0:
+        f.close()
         raise SertrtError(f"{path}: audio is empty (0 samples)")
-    _warn_if_truncated(path, audio.shape[0])
-    audio = downmix(audio)
-    check_finite(audio, str(path))
-    return resample(audio, orig_rate, rate)
+    _warn_if_truncated(path, f.frames)
+    return f
 
 
 def _warn_if_truncated(path: Path, frames: int) -> None:

@@ -5,13 +5,17 @@
     RUN/best.json          the same JSON, for people and tools that do not read safetensors
 
 One file means one atomic rename: a kill mid-save leaves the previous checkpoint intact. Nothing is
-ever unpickled: optimizer state is flattened into tensors plus JSON.
+ever unpickled: optimizer state is flattened into tensors plus JSON. Since format version 2 the
+metadata also holds `sertrt_sha256`, a digest of the JSON and of every tensor (name, dtype, shape,
+bytes), which every reader checks: a flipped byte is refused, never trained on, evaluated or exported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,19 @@ from .errors import SertrtError
 from .model import ModelDims, SERModel
 
 FORMAT = "sertrt-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sertrt_sha256 over the header and every tensor
+READS = (1, 2)  # version 1 (no digest) is still read, with a warning that it cannot be checked
+DIGEST_KEY = "sertrt_sha256"
+
+
+def tensors_digest(header_text: str, tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the header JSON text and every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256(header_text.encode("utf-8"))
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
 
 
 def code_version() -> dict[str, str]:
@@ -83,7 +99,7 @@ def save_checkpoint(
     tensors.update(extra_tensors or {})
     text = json.dumps(header, indent=1)
     with atomic.atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"sertrt": text})
+        save_file(tensors, str(tmp), metadata={"sertrt": text, DIGEST_KEY: tensors_digest(text, tensors)})
     if sidecar:
         atomic.write_text(Path(path).with_suffix(".json"), text + "\n")
 
@@ -104,14 +120,24 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise SertrtError(f"{path}: not a readable safetensors checkpoint ({e})") from None
     if "sertrt" not in metadata:
         raise SertrtError(f"{path}: safetensors file without sertrt metadata (not a sertrt checkpoint)")
-    header = json.loads(metadata["sertrt"])
-    if header.get("format") != FORMAT:
-        raise SertrtError(f"{path}: format {header.get('format')!r} is not {FORMAT!r}")
-    if header.get("format_version") != FORMAT_VERSION:
+    try:
+        header = json.loads(metadata["sertrt"])
+    except json.JSONDecodeError as e:
+        raise SertrtError(f"{path}: checkpoint metadata is not valid JSON ({e.msg}): corrupt") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SertrtError(f"{path}: format {header.get('format') if isinstance(header, dict) else None!r} is not {FORMAT!r}")
+    if header.get("format_version") not in READS:
         raise SertrtError(
             f"{path}: checkpoint format version {header.get('format_version')} (written by sertrt "
-            f"{header.get('code', {}).get('sertrt', '?')}); this sertrt {__version__} reads version {FORMAT_VERSION}"
+            f"{header.get('code', {}).get('sertrt', '?')}); this sertrt {__version__} reads versions "
+            f"{', '.join(map(str, READS))}"
         )
+    if header["format_version"] >= 2:
+        if metadata.get(DIGEST_KEY) != tensors_digest(metadata["sertrt"], tensors):
+            raise SertrtError(f"{path}: checkpoint does not match its sha256 (corrupt or modified); "
+                              "use another checkpoint (last.safetensors / best.safetensors) or retrain")
+    else:
+        warnings.warn(f"{path}: checkpoint format version 1 carries no digest: its weights cannot be checked", stacklevel=2)
     return header, tensors
 
 

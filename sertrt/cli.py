@@ -146,6 +146,7 @@ def experiment(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     train_manifest: Path = typer.Option(..., help="Training manifest (JSON Lines)."),
     test_manifest: Path = typer.Option(..., help="Evaluated after every epoch; the best UA is kept."),
     out: Path = typer.Option(..., help="Run directory."),
@@ -176,7 +177,11 @@ def train(
         raise typer.Exit(launch_torchrun(devices, sys.argv[1:]))
     from .training.train import TrainOptions, train as run_train
 
-    summary = run_train(TrainOptions(**{k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__}))
+    values = {k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__ and k != "given"}
+    # Which options were typed rather than defaulted: --resume compares those with the run's own.
+    sources = {k: ctx.get_parameter_source(k) for k in values}
+    given = frozenset(k for k, source in sources.items() if source is not None and source.name != "DEFAULT")
+    summary = run_train(TrainOptions(**values, given=given))
     if summary.get("last"):
         console.print(f"best UA {summary['best_ua']:.1%} -> {out / 'best.safetensors'}")
 
@@ -219,14 +224,16 @@ def export(
     opt_samples: int = typer.Option(32000, help="TensorRT profile: the shape kernels are tuned for (2 s window)."),
     max_samples: int = typer.Option(128000, help="TensorRT profile: longest input (wider profiles make slower engines)."),
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (needs TensorRT and an NVIDIA GPU)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle once the new one is complete."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle (only a bundle) once the new one is complete."),
+    sign: Optional[Path] = typer.Option(None, help="ed25519 private key (PEM) to sign the bundle with; devices check it with --trust."),
 ) -> None:
     """Export a checkpoint to a validated ONNX bundle (and optionally a TensorRT engine)."""
     from .export.exporter import ExportOptions, export_bundle
     from .export.spec import Profile
 
     profile = Profile(min_batch, opt_batch, max_batch, min_samples, opt_samples, max_samples)
-    opts = ExportOptions(run, out, precision, calib_manifest, calib_utterances, test_manifest, profile, engine, overwrite)
+    opts = ExportOptions(run, out, precision, calib_manifest, calib_utterances, test_manifest, profile, engine, overwrite,
+                         sign=sign)
     manifest = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
     console.print(f"wrote {out} ({manifest['precision']}, validation passed, {len(manifest['files'])} files)")
 
@@ -241,13 +248,14 @@ def build_engine_cmd(
     from .bundle import add_file, load_bundle
     from .export.spec import Profile
     from .export.tensorrt_engine import EngineOptions, build_engine
+    from .runtime.trt_runner import record_path
 
     manifest = load_bundle(bundle)
     p = manifest["spec"]["profile"]
     record = build_engine(EngineOptions(onnx=bundle / manifest["model"], out=bundle / "model.plan",
                                         precision=manifest["precision"], profile=Profile(**p),
                                         workspace_mb=workspace_mb, timing_cache=timing_cache))
-    add_file(bundle, bundle / "model.plan")
+    add_file(bundle, bundle / "model.plan", record_path(bundle / "model.plan"))  # hashed before any later load
     console.print(f"wrote {bundle / 'model.plan'} (TensorRT {record.get('tensorrt')}, {record.get('gpu')})")
 
 
@@ -268,12 +276,13 @@ def stream(
     hop_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (0.5)."),
     smoothing: str = typer.Option("none", help="none, ema or majority."),
     silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
+    trust: Optional[Path] = typer.Option(None, help="ed25519 public key (PEM): refuse a bundle it did not sign."),
 ) -> None:
     """Stream audio windows through a bundle; prints JSON Lines (one per window, then a summary)."""
     from .runtime.sources import StreamOptions, run_stream
 
     run_stream(StreamOptions(bundle, source, rate, format, channels, mic, backend, provider, threads, spinning,
-                             window_seconds, hop_seconds, smoothing, silence_dbfs))
+                             window_seconds, hop_seconds, smoothing, silence_dbfs, trust=trust))
 
 
 @app.command()
@@ -291,12 +300,13 @@ def parity(
     min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 and int8-dynamic 0.98."),
     max_delta_ua: Optional[float] = typer.Option(None, help="Largest |UA difference| in points (default 1.0)."),
     json_output: bool = typer.Option(False, "--json"),
+    trust: Optional[Path] = typer.Option(None, help="ed25519 public key (PEM): refuse a bundle it did not sign."),
 ) -> None:
     """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 1 beyond thresholds."""
     from .runtime.parity import ParityOptions, check, format_parity, run_parity
 
     results = run_parity(ParityOptions(bundle, run, manifest, backend, provider, threads, spinning, window_seconds,
-                                       hop_seconds, min_agreement, max_delta_ua))
+                                       hop_seconds, min_agreement, max_delta_ua, trust=trust))
     console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
     check(results)
 
@@ -390,6 +400,10 @@ def main() -> None:
         app()
     except SertrtError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as e:  # disk full, read-only folder, permission denied: the machine's answer, in one line
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"error: {where}{e.strerror or e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

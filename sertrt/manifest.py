@@ -39,6 +39,25 @@ FIELDS = tuple(f.name for f in dataclasses.fields(Utterance) if f.default is dat
 OPTIONAL_FIELDS = tuple(f.name for f in dataclasses.fields(Utterance) if f.default is not dataclasses.MISSING)
 
 
+# JSON types each field must have (a number may be an int or a float; bool is not a number here).
+_TYPES = {"path": (str,), "label": (str,), "corpus": (str,), "language": (str,), "speaker": (str, int),
+          "duration": (int, float), "sample_rate": (int,), "original_path": (str, type(None)),
+          "session": (str, int, type(None))}
+
+
+def _check_types(row: dict, where: str) -> None:
+    for name, types in _TYPES.items():
+        if name in row and (not isinstance(row[name], types) or isinstance(row[name], bool)):
+            wanted = " or ".join("null" if t is type(None) else {"str": "a string", "int": "an integer",
+                                 "float": "a number"}[t.__name__] for t in types)
+            raise SertrtError(f"{where}: field {name!r} is {json.dumps(row[name])}, not {wanted}")
+    if row["path"] == "":
+        raise SertrtError(f"{where}: field 'path' is empty")
+    if not row["duration"] >= 0 or not row["sample_rate"] > 0:  # NaN fails too
+        raise SertrtError(f"{where}: duration must be >= 0 and sample_rate > 0 "
+                          f"(got {row['duration']} and {row['sample_rate']})")
+
+
 def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]:
     """Load and validate a manifest. `check_audio` also reads every file's header."""
     path = Path(path)
@@ -60,6 +79,7 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]
             missing = [k for k in FIELDS if k not in row]
             if missing:
                 raise SertrtError(f"{where}: missing field(s) {', '.join(missing)}")
+            _check_types(row, where)
             label_index(row["label"], where)
             audio_path = Path(row["path"])
             if not audio_path.is_absolute():

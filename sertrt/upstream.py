@@ -21,6 +21,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -97,12 +98,22 @@ def num_layers(name: str) -> int:
                           f"(valid: {', '.join(WAV2VEC2_CONFIGS)} or a pretrained directory / hub id)")
     if name in WAV2VEC2_CONFIGS:
         return WAV2VEC2_CONFIGS[name]["num_hidden_layers"]
+    check_pretrained_name(name)
     from transformers import Wav2Vec2Config
 
     try:
         return Wav2Vec2Config.from_pretrained(name).num_hidden_layers
     except (OSError, ValueError) as e:
         raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
+
+
+def check_pretrained_name(name: str) -> None:
+    """A name that is not one of ours must be a local directory or a hub id ("org/model"): anything else
+    is a typo, refused at once with the valid names instead of after the hub's connection retries."""
+    if name in UPSTREAM_NAMES or Path(name).expanduser().is_dir() or "/" in name:
+        return
+    raise SertrtError(f"unknown upstream {name!r} (valid: {', '.join(UPSTREAM_NAMES)}, a pretrained directory, "
+                      "or a hub id such as facebook/wav2vec2-large-xlsr-53)")
 
 
 def _first_line(e: BaseException) -> str:
@@ -349,5 +360,6 @@ def resolve_upstream(name: str, layers: int | None = None) -> tuple[UpstreamSpec
     if name in MANUAL_UPSTREAMS:
         spec = UpstreamSpec(name, name, {})
         return spec, build_upstream(spec)
+    check_pretrained_name(name)
     up = Wav2Vec2Upstream({}, pretrained=name, layers=layers)
     return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers), up

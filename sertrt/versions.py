@@ -4,6 +4,7 @@ holds them together), and the check each stage runs when it is imported.
     require("export")   onnxruntime, onnx, onnxscript, torch, transformers
     require("train")    torch, transformers
     require("runtime")  onnxruntime, when it is installed (a TensorRT-only runtime needs none)
+    require("sign")     cryptography (only when a bundle is signed or checked against a key)
 
 A version outside the range is refused with one line naming the package, the version found and the range
 supported, instead of a traceback from inside onnx or onnxruntime later. Reads package metadata only:
@@ -24,11 +25,13 @@ SUPPORTED = {
     "onnxscript": ">=0.7.1",
     "torch": ">=2.11",
     "transformers": ">=5.17",
+    "cryptography": ">=42",
 }
 STAGES = {
     "export": ("onnxruntime", "onnx", "onnxscript", "torch", "transformers"),
     "train": ("torch", "transformers"),
     "runtime": ("onnxruntime",),
+    "sign": ("cryptography",),  # bundle signatures: export --sign, stream/parity --trust
 }
 # onnxruntime ships under several distribution names (the GPU build, Jetson Zoo's, ...): any one counts.
 DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")}
@@ -55,8 +58,9 @@ def require(stage: str) -> None:
         if found is None:
             if package in OPTIONAL.get(stage, ()):
                 continue
+            extras = {"train": "train", "sign": "sign"}.get(stage, "train,export")
             raise SertrtError(f"sertrt {stage} needs {package}{supported}, which is not installed "
-                              f"(pip install 'sertrt[{'train' if stage == 'train' else 'train,export'}]')")
+                              f"(pip install 'sertrt[{extras}]')")
         try:
             ok = Version(found) in SpecifierSet(supported, prereleases=True)
         except InvalidVersion:

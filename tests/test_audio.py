@@ -86,5 +86,28 @@ def test_non_finite_samples(tmp_path, bad):
     x[100] = bad
     path = tmp_path / "nan.wav"
     sf.write(path, x, 16000, subtype="FLOAT")
-    with pytest.raises(SertrtError, match="NaN/Inf"):
+    with pytest.raises(SertrtError, match=r"nan.wav: audio has 1 NaN/Inf samples, the first at 0.006 s \(sample 100\)"):
         load_audio(path)
+
+
+def test_stream_reads_files_with_the_same_checks(tmp_path):
+    """`sertrt stream` once read half of a truncated WAV without a word and gave `label: null`, exit 0, for
+    a header-only one, while evaluate warned or refused: one reader now, one behaviour."""
+    from sertrt.runtime.sources import file_chunks
+
+    cut = tmp_path / "cut.wav"
+    write_wav(cut, sine(200.0, 1.0, 16000), 16000)
+    cut.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) // 2])
+    with pytest.warns(UserWarning, match="truncated WAV"):
+        rate, chunks = file_chunks(cut)
+    streamed = np.concatenate(list(chunks))[:, 0]
+    with pytest.warns(UserWarning, match="truncated WAV"):
+        np.testing.assert_array_equal(streamed, load_audio(cut))
+    hdr = tmp_path / "hdr.wav"
+    write_wav(hdr, sine(200.0, 1.0, 16000), 16000)
+    hdr.write_bytes(hdr.read_bytes()[:44])  # a whole header, no samples
+    for read in (load_audio, file_chunks):
+        with pytest.raises(SertrtError, match="hdr.wav: audio is empty"):
+            read(hdr)
+    with pytest.raises(SertrtError, match="missing.wav: no such audio file"):
+        file_chunks(tmp_path / "missing.wav")

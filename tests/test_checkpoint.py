@@ -44,8 +44,10 @@ def test_checkpoint_from_before_source_layers_still_loads(tmp_path):
     save_checkpoint(path, build_model("tiny"), {}, sidecar=False)
     header, tensors = read_checkpoint(path)
     del header["dims"]["upstream"]["source_layers"]
+    header["format_version"] = 1  # written before source_layers existed: before digests too
     save_file(tensors, str(path), metadata={"sertrt": json.dumps(header)})
-    loaded, _ = load_model(path)
+    with pytest.warns(UserWarning, match="carries no digest"):
+        loaded, _ = load_model(path)
     assert loaded.dims.upstream.source_layers is None and len(loaded.upstream.model.encoder.layers) == 2
 
 
@@ -79,7 +81,46 @@ def test_rejects_foreign_and_future_files(tmp_path):
     future = tmp_path / "future.safetensors"
     meta = {"format": "sertrt-checkpoint", "format_version": FORMAT_VERSION + 1, "code": {"sertrt": "9.0"}}
     save_file({"w": torch.zeros(2)}, str(future), metadata={"sertrt": json.dumps(meta)})
-    with pytest.raises(SertrtError, match=r"format version 2 \(written by sertrt 9.0\)"):
+    with pytest.raises(SertrtError, match=rf"format version {FORMAT_VERSION + 1} \(written by sertrt 9.0\)"):
         load_model(future)
     with pytest.raises(SertrtError, match="no such checkpoint"):
         load_model(tmp_path / "missing.safetensors")
+
+
+def flip_byte_in_tensor(path, name: str) -> None:
+    """Flip the top bits of one float32 in the middle of tensor `name`'s bytes (what a bad disk does)."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        layout = json.loads(f.read(size))
+    start, end = layout[name]["data_offsets"]
+    offset = 8 + size + start + ((end - start) // 8) * 4 + 3  # the high byte of one float32
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x7F
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_is_refused_by_every_reader(tmp_path):
+    """One flipped byte once turned a head weight into 2.8e37 and evaluate, export and --resume went on."""
+    torch.manual_seed(0)
+    path = tmp_path / "best.safetensors"
+    save_checkpoint(path, build_model("tiny"), {"epoch": 0, "metrics": {}})
+    header, tensors = read_checkpoint(path)
+    assert header["format_version"] == FORMAT_VERSION == 2
+    flip_byte_in_tensor(path, "model.head.out.weight")
+    with pytest.raises(SertrtError, match="does not match its sha256"):
+        read_checkpoint(path)
+    with pytest.raises(SertrtError, match="does not match its sha256"):
+        load_model(path)
+
+
+def test_version_1_checkpoints_still_load_with_a_warning(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    path = tmp_path / "old.safetensors"
+    header = {"format": "sertrt-checkpoint", "format_version": 1, "code": {"sertrt": "0.1.0"}, "dims": model.dims.to_dict()}
+    save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"sertrt": json.dumps(header)})
+    with pytest.warns(UserWarning, match="carries no digest"):
+        loaded, _ = load_model(path)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)

@@ -29,7 +29,12 @@ def test_round_trip_with_relative_paths(tone_corpus, tmp_path):
         (lambda r: r.update(label="bored"), "unknown label 'bored'"),
         (lambda r: r.update(path="missing.wav"), "does not exist"),
         (lambda r: r.pop("speaker"), "missing field"),
-        (lambda r: r.update(duration="long"), "bad field value"),
+        (lambda r: r.update(duration="long"), "field 'duration' is \"long\", not an integer or a number"),
+        (lambda r: r.update(path=None), "field 'path' is null, not a string"),  # a TypeError deep inside once
+        (lambda r: r.update(label=3), "field 'label' is 3, not a string"),
+        (lambda r: r.update(sample_rate=True), "field 'sample_rate' is true, not an integer"),
+        (lambda r: r.update(sample_rate=0), "sample_rate > 0"),
+        (lambda r: r.update(path=""), "field 'path' is empty"),
     ],
 )
 def test_errors_name_the_line(tone_corpus, tmp_path, change, message):

@@ -140,6 +140,19 @@ def test_bad_upstream_is_one_line_error(tmp_path):
         build_model("tiny", head="svm")
 
 
+def test_mistyped_upstream_fails_at_once_with_the_valid_names(monkeypatch):
+    import transformers
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a typo must not reach the hub")
+
+    monkeypatch.setattr(transformers.Wav2Vec2Model, "from_pretrained", no_hub)
+    monkeypatch.setattr(transformers.Wav2Vec2Config, "from_pretrained", no_hub)
+    for call in (lambda: build_model("xlsr53"), lambda: build_model("xlsr53", upstream_layers=2)):
+        with pytest.raises(SertrtError, match=r"unknown upstream 'xlsr53' \(valid: xlsr-53, xls-r-300m, .*hub id"):
+            call()
+
+
 @pytest.mark.parametrize("layers", [1, 0])  # 0: conv features + positional conv + LayerNorm only
 def test_cut_upstream_keeps_the_first_layers_and_masks_padding(layers):
     torch.manual_seed(0)

@@ -295,3 +295,8 @@ def test_memory_stays_flat_over_a_long_run():
 def test_imports_without_torch():
     code = "import sys\nsys.modules['torch'] = None\nimport sertrt.runtime.multistream\n"
     subprocess.run([sys.executable, "-c", code], env=sertrt_env(), check=True)
+
+
+def test_a_hop_under_one_sample_is_refused_not_spun_on():
+    with pytest.raises(SertrtError, match="less than one sample"):
+        MultiStream(RowStats(), LABELS, StreamConfig(hop_seconds=0.00001))

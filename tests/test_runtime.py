@@ -13,6 +13,7 @@ from conftest import REPO, make_tone_corpus, sertrt_env
 from sertrt.checkpoint import save_checkpoint
 from sertrt.errors import SertrtError
 from sertrt.export.exporter import ExportOptions, export_bundle
+from sertrt.manifest import read_manifest
 from sertrt.model import build_model
 from sertrt.runtime.parity import THRESHOLDS, ParityOptions, run_parity
 from sertrt.runtime.runners import OrtRunner, open_runner
@@ -69,6 +70,7 @@ def test_parity_fails_loudly_for_another_model(trained, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "FAILED" in result.stdout and result.stderr.strip().startswith("error: parity failed: utterance top-1 agreement")
+    assert "other.safetensors is not the checkpoint this bundle was exported from" in result.stderr
 
 
 def feeds(batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -135,10 +137,10 @@ def test_tampered_bundle_and_missing_engine_are_refused(trained, tmp_path):
     shutil.copytree(root / "bundle-fp32", copy)
     with pytest.raises(SertrtError, match="no TensorRT engine.*sertrt build-engine"):
         open_runner(copy, backend="trt")
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"]["model.onnx"] = "0" * 64
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(SertrtError, match="does not match its sha256"):
+    from test_bundle import rewrite
+
+    rewrite(copy, lambda m: m["files"].__setitem__("model.onnx", "0" * 64))  # digest redone: only the hash differs
+    with pytest.raises(SertrtError, match="model.onnx does not match its sha256"):
         open_runner(copy)
 
 
@@ -153,3 +155,42 @@ def test_readme_embedding_example_runs(trained, tmp_path):
         "speech.wav", str(wav))
     result = subprocess.run([sys.executable, "-c", code], env=sertrt_env(), capture_output=True, text=True, check=True)
     assert result.stdout.split()[-1] in ("neutral", "happy", "angry", "sad")
+
+
+@pytest.mark.parametrize("command", ["stream", "parity"])
+@pytest.mark.parametrize("hop", ["0.00001", "0"])
+def test_hop_that_never_advances_is_refused_not_spun_on(trained, command, hop):
+    """A hop that rounds to 0 samples once spun forever in `stream` and crashed `parity`; 0 itself fell
+    back to the bundle's default. Both are one-line errors now (the timeout catches a hang)."""
+    from test_cli import assert_one_line_error
+
+    root, manifest = trained
+    wav = read_manifest(manifest)[0].path
+    argv = [sys.executable, "-m", "sertrt", command, str(root / "bundle-fp32")]
+    argv += [wav] if command == "stream" else ["--run", str(root / "run"), "--manifest", str(manifest)]
+    result = subprocess.run([*argv, "--hop-seconds", hop], env=sertrt_env(), capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, "hop (", "must be > 0" if hop == "0" else "less than one sample")
+
+
+def test_signed_bundle_streams_with_its_key_and_tampering_is_refused(trained, tmp_path):
+    """export --sign KEY, stream/parity --trust PUBKEY; a bundle whose labels were reordered is refused."""
+    import shutil
+
+    from test_bundle import keypair
+    from test_cli import assert_one_line_error, sertrt
+
+    root, manifest = trained
+    private, public = keypair(tmp_path, "vendor")
+    signed = tmp_path / "signed"
+    assert sertrt("export", root / "run", "--out", signed, "--sign", private).returncode == 0
+    wav = read_manifest(manifest)[0].path
+    result = sertrt("stream", signed, wav, "--trust", public)
+    assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["summary"]
+    assert_one_line_error(sertrt("parity", root / "bundle-fp32", "--run", root / "run", "--manifest", manifest,
+                                 "--trust", public), "not signed", "--trust requires a signature")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(root / "bundle-fp32", tampered)
+    data = json.loads((tampered / "manifest.json").read_text())
+    data["labels"] = data["labels"][::-1]
+    (tampered / "manifest.json").write_text(json.dumps(data, indent=1))
+    assert_one_line_error(sertrt("stream", tampered, wav), "manifest.json does not match manifest.sha256")

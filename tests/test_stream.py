@@ -170,3 +170,28 @@ def test_stream_command_reads_files_and_stdin(tmp_path, tone_corpus):
     assert [p["label"] for p in piped] == [p["label"] for p in lines]
     missing = subprocess.run([*cmd, str(tmp_path / "nope.wav")], env=sertrt_env(), capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.wav'}: no such audio file"]
+
+
+@pytest.mark.parametrize("window, hop, message", [
+    (2.0, 0.00001, "less than one sample"),  # rounds to 0 samples: the stream would never advance
+    (2.0, 0.0, "must be > 0"),
+    (2.0, float("nan"), "must be > 0"),
+    (0.0, 0.0, "window (0.0 s) must be > 0"),
+    (float("nan"), 0.5, "window (nan s) must be > 0"),
+    (1e9, 0.5, "must be > 0 and <= 3600 s"),  # would allocate 64 GB per buffer
+])
+def test_window_and_hop_that_cannot_stream_are_refused(window, hop, message):
+    config = StreamConfig(window_seconds=window, hop_seconds=hop)
+    with pytest.raises(SertrtError) as e:
+        config.check()
+    assert message in str(e.value)
+    with pytest.raises(SertrtError):
+        EmotionStream(Recorder(), LABELS, config)
+
+
+def test_smallest_hop_rounds_to_one_sample_and_advances():
+    config = StreamConfig(window_seconds=0.03, hop_seconds=1 / 16000, silence_dbfs=None)
+    config.check()
+    assert (config.window_samples, config.hop_samples) == (480, 1)
+    stream = EmotionStream(Recorder(keep=False), LABELS, config)
+    assert len(stream.push(np.full(485, 0.1, np.float32))) == 6  # windows ending at 480 ... 485

@@ -69,7 +69,6 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tone_split, tmp_path)
     proc.wait()
     done_before_kill = len(history(out))
     assert 1 <= done_before_kill < 4, "the kill must land before training finished"
-    assert not any(p.name.endswith(".tmp") for p in out.iterdir()) or True  # temp files may remain; never the target
     load_file(str(out / "last.safetensors"))  # the checkpoint on disk is whole
 
     subprocess.run(train_cmd(tone_split, out, *args, "--resume"), env=sertrt_env(), check=True)
@@ -78,6 +77,38 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tone_split, tmp_path)
     assert ours.keys() == theirs.keys()
     for name in ours:
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_resume_applies_or_refuses_options_and_records_only_what_it_does(tone_split, tmp_path):
+    from test_cli import assert_one_line_error
+
+    out = tmp_path / "run"
+    subprocess.run(train_cmd(tone_split, out, "--epochs", "2", "--lr", "1e-3"), env=sertrt_env(), check=True)
+    recorded = (out / "options.json").read_bytes()
+    refusals = [
+        (("--epochs", "3", "--lr", "5e-4"), "--lr 0.0005: ", "was trained with 0.001"),
+        (("--epochs", "3", "--batch-size", "8"), "--batch-size 8: ", "was trained with 4"),
+        (("--epochs", "2"), "--epochs 2: ", "has finished 2 epochs already"),
+    ]
+    for extra, *fragments in refusals:
+        assert_one_line_error(subprocess.run(train_cmd(tone_split, out, "--resume", *extra), env=sertrt_env(),
+                                             capture_output=True, text=True), *fragments)
+        assert (out / "options.json").read_bytes() == recorded and len(history(out)) == 2  # nothing done, nothing recorded
+    # --lr not given: the run's own (1e-3) is used and recorded, with the new --epochs
+    subprocess.run(train_cmd(tone_split, out, "--resume", "--epochs", "3"), env=sertrt_env(), check=True)
+    options = json.loads((out / "options.json").read_text())
+    assert (options["lr"], options["epochs"], options["batch_size"]) == (1e-3, 3, 4) and len(history(out)) == 3
+
+
+@pytest.mark.parametrize("option, value, valid", [("--max-seconds", "0", "must be >= 0.025"), ("--lr", "-1", "must be > 0"),
+                                                  ("--dropout", "1.5", "must be in [0, 1)"), ("--batch-size", "0", "must be >= 1"),
+                                                  ("--lr", "nan", "must be > 0")])
+def test_options_out_of_range_are_one_line_errors(tone_split, tmp_path, option, value, valid):
+    from test_cli import assert_one_line_error
+
+    result = subprocess.run(train_cmd(tone_split, tmp_path / "run", option, value), env=sertrt_env(), capture_output=True, text=True)
+    assert_one_line_error(result, f"{option} ", valid)
+    assert not (tmp_path / "run").exists()
 
 
 def test_two_process_ddp_trains_in_sync_and_only_rank0_writes(tone_split, tmp_path):

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SertrtError
+from ..outputs import claim_output_dir
 from ..runtime.runners import OrtRunner
 from . import measure, workers
 from .artifacts import prepare_artifacts
@@ -96,6 +97,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
     from . import report
 
     o = opts.resolved()
+    claim_output_dir(o.out, "bench", create=False)  # refuse a folder that is not ours before the long run
     # GNU OpenMP's default spin-wait makes torch's 2 threads stall whenever another process holds a
     # core (measured here: tiny 2 s 23 ms -> 576 ms, xlsr-53 1.7 s -> 6.6 s), which would inflate every
     # ratio. Passive waiting must be set before torch loads libgomp; a user's own setting wins.

@@ -39,6 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SertrtError
+from ..outputs import claim_output_dir
 from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share
 
 VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16")
@@ -207,6 +208,7 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     from . import report
 
     o = opts.resolved()
+    claim_output_dir(o.out, "bench", create=False)  # refuse a folder that is not ours before hours of work
     name = device_name(o.device)
     o.name = o.name or f"{o.target}-{_slug(name)}"
     started = time.time()
@@ -322,7 +324,7 @@ def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
 
     from .. import atomic
 
-    out = Path(out)
+    out = claim_output_dir(out, "bench")
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}
     atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")
     atomic.write_text(paths["md"], markdown(data))

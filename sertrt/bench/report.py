@@ -243,8 +243,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
 
 def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import claim_output_dir
+
+    out = claim_output_dir(out, "bench")
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md", "png": out / f"{name}.png"}
     atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")
     atomic.write_text(paths["md"], markdown(data))

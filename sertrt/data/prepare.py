@@ -35,6 +35,7 @@ import numpy as np
 from .. import atomic
 from ..audio import SAMPLE_RATE, load_audio, write_wav
 from ..errors import SertrtError
+from ..outputs import claim_output_dir
 from ..labels import LABELS
 from ..manifest import Utterance, write_manifest
 from .corpora import ADAPTERS, Adapter, Item, Scan, get_adapter
@@ -124,7 +125,7 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     # Every name is checked before any corpus is scanned: a typo should not cost a long scan first.
     adapters = {name: get_adapter(name, opts.ema_pattern, opts.ema_labels) for name in opts.corpora}
     names = sorted(adapters, key=list(ADAPTERS).index)
-    out = Path(opts.out).expanduser().resolve()
+    out = claim_output_dir(Path(opts.out).expanduser().resolve(), "prepared")
     scans = {name: adapters[name].scan(opts.corpora[name]) for name in names}
     reports = {name: _start_report(adapters[name], Path(opts.corpora[name]), scans[name]) for name in names}
     report = PrepareReport(out=str(out), sample_rate=SAMPLE_RATE, corpora=[reports[n] for n in names])

@@ -44,6 +44,7 @@ import numpy as np
 from .. import atomic
 from ..audio import check_finite, write_wav
 from ..errors import SertrtError
+from ..outputs import claim_output_dir
 from ..labels import LABELS
 from ..manifest import Utterance, write_manifest
 
@@ -400,7 +401,7 @@ def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None =
     if espeak is None:
         raise SertrtError(INSTALL_HINT)
     _check(opts)
-    out = Path(opts.out).resolve()
+    out = claim_output_dir(Path(opts.out).resolve(), "synth", option="OUT")
     languages = dict.fromkeys(opts.languages)  # ordered and without repeats
     jobs = [job for lang in languages for job in _jobs(CORPORA[lang], opts.seed, opts.scale)]
     render = partial(_render, out=out, seed=opts.seed, noise_snr_db=opts.noise_snr_db, espeak=espeak)

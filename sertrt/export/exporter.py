@@ -24,6 +24,7 @@ from .. import __version__
 from ..bundle import sha256_file, staging_dir, write_bundle
 from ..checkpoint import load_model
 from ..errors import SertrtError
+from ..outputs import check_replaceable_bundle
 from .onnx_export import export_onnx
 from .spec import PRECISIONS, ExportSpec, Profile
 from .validate import validate_onnx
@@ -42,6 +43,7 @@ class ExportOptions:
     profile: Profile = field(default_factory=Profile)
     engine: bool = False  # also build a TensorRT engine (needs TensorRT and a GPU)
     overwrite: bool = False
+    sign: Path | None = None  # an ed25519 private key (PEM): sign the bundle's manifest
 
 
 def _versions() -> dict[str, str]:
@@ -101,6 +103,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
         raise SertrtError(INT8_DYNAMIC_REFUSED)
     if Path(opts.out).exists() and not opts.overwrite:
         raise SertrtError(f"{opts.out}: already exists; pass --overwrite to replace it")
+    check_replaceable_bundle(opts.out)  # --overwrite replaces a bundle, never anything else
     opts.profile.check()
     ckpt = resolve_checkpoint(Path(opts.run))
     model, header = load_model(ckpt)
@@ -153,7 +156,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
 
             manifest["engine"] = build_engine(EngineOptions(onnx=target, out=staged / "model.plan",
                                                             precision=opts.precision, profile=opts.profile))
-        write_bundle(opts.out, staged, manifest, overwrite=opts.overwrite)
+        write_bundle(opts.out, staged, manifest, overwrite=opts.overwrite, sign_key=opts.sign)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return json.loads((Path(opts.out) / "manifest.json").read_text())

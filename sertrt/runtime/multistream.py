@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..audio import RECEPTIVE_FIELD
 from ..errors import SertrtError
 from .stream import EmotionStream, StreamConfig, WindowResult
 
@@ -49,7 +49,7 @@ class MultiStream:
         self.config = config or StreamConfig()
         self.config.check()
         self._streams: dict[Hashable, EmotionStream] = {}
-        self.window = int(round(self.config.window_seconds * SAMPLE_RATE))  # as EmotionStream rounds it
+        self.window = self.config.window_samples
         self._waveform = np.zeros((self.max_batch, self.window), dtype=np.float32)
         self._lengths = np.zeros(self.max_batch, dtype=np.int64)
         self._rows = 0  # rows of the buffer filled with voiced windows awaiting the engine

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE, load_audio
+from ..audio import RECEPTIVE_FIELD, load_audio
+from ..bundle import sha256_file
 from ..errors import SertrtError
 from ..labels import label_index
 from ..manifest import read_manifest
 from ..metrics import classification_report
 from .runners import Runner, TorchRunner, open_runner
-from .stream import window_starts
+from .stream import StreamConfig, window_starts
 
 # Minimum top-1 agreement and maximum |delta UA| (points) per precision.
 THRESHOLDS = {
@@ -45,6 +46,7 @@ class ParityOptions:
     min_agreement: float | None = None  # default: THRESHOLDS[precision]
     max_delta_ua: float | None = None
     batch_size: int = 8
+    trust: Path | None = None  # an ed25519 public key (PEM): refuse a bundle it did not sign
 
 
 def _run_batches(runner: Runner, clips: list[np.ndarray], batch_size: int) -> np.ndarray:
@@ -78,7 +80,8 @@ def _compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list
 
 
 def run_parity(opts: ParityOptions) -> dict[str, Any]:
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning)
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
+                                   trust=opts.trust)
     precision = manifest["precision"]
     limits = {**THRESHOLDS[precision]}
     if opts.min_agreement is not None:
@@ -86,8 +89,13 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
     if opts.max_delta_ua is not None:
         limits["delta_ua"] = opts.max_delta_ua
     labels = manifest["labels"]
-    window = int((opts.window_seconds or manifest["spec"]["window_seconds"]) * SAMPLE_RATE)
-    hop = int((opts.hop_seconds or manifest["spec"]["hop_seconds"]) * SAMPLE_RATE)
+    # The stream's own config: the same checks (a hop under one sample never advances) and rounding.
+    config = StreamConfig(
+        window_seconds=manifest["spec"]["window_seconds"] if opts.window_seconds is None else opts.window_seconds,
+        hop_seconds=manifest["spec"]["hop_seconds"] if opts.hop_seconds is None else opts.hop_seconds,
+    )
+    config.check()
+    window, hop = config.window_samples, config.hop_samples
 
     utts = read_manifest(opts.manifest)
     audio = [load_audio(u.path) for u in utts]
@@ -106,12 +114,20 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
             ref = _run_batches(ref_runner, clips, opts.batch_size)
             out = _run_batches(runner, clips, opts.batch_size)
             results["modes"][mode] = _compare(ref, out, tgt, labels)
+    # Is the run the bundle's own source? A bundle records its checkpoint's sha256 when it is exported.
+    expected = (manifest.get("source_checkpoint") or {}).get("sha256")
+    found = sha256_file(ref_runner.resolved)
+    results["source_checkpoint"] = {"path": str(ref_runner.resolved), "sha256": found, "bundle_records": expected,
+                                    "matches": found == expected}
     failures = []
     for mode, r in results["modes"].items():
         if r["agreement"] < limits["agreement"]:
             failures.append(f"{mode} top-1 agreement {r['agreement']:.2%} < {limits['agreement']:.2%}")
         if abs(r["delta_points"]["ua"]) > limits["delta_ua"]:
             failures.append(f"{mode} |delta UA| {abs(r['delta_points']['ua']):.2f} points > {limits['delta_ua']}")
+    if found != expected:
+        failures.append(f"{ref_runner.resolved} is not the checkpoint this bundle was exported from "
+                        f"(sha256 {found[:12]}..., the bundle records {str(expected)[:12]}...)")
     results["passed"] = not failures
     results["failures"] = failures
     return results

@@ -111,7 +111,8 @@ class TorchRunner(Runner):
         from ..checkpoint import load_model
         from ..training.evaluate import resolve_checkpoint
 
-        self.model, _ = load_model(resolve_checkpoint(self.checkpoint))
+        self.resolved = resolve_checkpoint(self.checkpoint)  # the checkpoint file a run directory names
+        self.model, _ = load_model(self.resolved)
         self.model.to(self.device)
         return self
 
@@ -126,12 +127,13 @@ class TorchRunner(Runner):
 
 def open_runner(bundle: str | Path, backend: str = "ort", provider: str = "cpu", threads: int | None = None,
                 checkpoint: str | Path | None = None, *, optimization: str = "all", spinning: bool | None = None,
-                io_binding: bool = False) -> tuple[Runner, dict[str, Any]]:
-    """(runner, bundle manifest). The bundle's hashes are checked first; a tampered bundle is refused.
+                io_binding: bool = False, trust: str | Path | None = None) -> tuple[Runner, dict[str, Any]]:
+    """(runner, bundle manifest). The bundle's digest and hashes are checked first (and with `trust`, an
+    ed25519 public key, its signature); a tampered bundle is refused before any model file is read.
     `threads`, `optimization`, `spinning` and `io_binding` are ONNX Runtime's (see OrtRunner)."""
     if backend not in BACKENDS:
         raise SertrtError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
-    manifest = load_bundle(bundle)
+    manifest = load_bundle(bundle, trust=trust)
     bundle = Path(bundle)
     if backend == "ort":
         return OrtRunner(bundle / manifest["model"], provider, threads, optimization=optimization, spinning=spinning,
@@ -142,6 +144,10 @@ def open_runner(bundle: str | Path, backend: str = "ort", provider: str = "cpu",
         engine = bundle / "model.plan"
         if not engine.is_file():
             raise SertrtError(f"{bundle}: no TensorRT engine (model.plan); build one on the device with `sertrt build-engine {bundle}`")
+        if "model.plan" not in {**manifest["files"], **(manifest.get("local_files") or {})}:
+            # load_bundle hashed every listed file; an unlisted plan was never checked and is never deserialised
+            raise SertrtError(f"{bundle}: model.plan is not listed in its manifest.json, so it was not checked; "
+                              f"build it with `sertrt build-engine {bundle}`")
         return TrtRunner(engine, manifest.get("engine")), manifest
     if checkpoint is None:
         checkpoint = manifest["source_checkpoint"]["path"]

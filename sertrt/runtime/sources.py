@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import open_audio
 from ..errors import SertrtError
 from .runners import open_runner
 from .stream import EmotionStream, StreamConfig
@@ -21,12 +22,9 @@ PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 
 
 def file_chunks(path: Path, block_seconds: float = 0.5) -> tuple[int, Iterator[np.ndarray]]:
-    import soundfile as sf
-
-    try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
+    """(rate, chunks) of a file, after the same checks `load_audio` makes (missing, unreadable or empty
+    files are errors; a truncated WAV warns)."""
+    f = open_audio(path)
 
     def gen() -> Iterator[np.ndarray]:
         with f:
@@ -88,12 +86,14 @@ class StreamOptions:
     hop_seconds: float | None = None
     smoothing: str = "none"
     silence_dbfs: float | None = -50.0
+    trust: Path | None = None  # an ed25519 public key (PEM): refuse a bundle it did not sign
 
 
 def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Stream a source through a bundle; `write` gets each window's dict, then the summary."""
     write = write or (lambda d: print(json.dumps(d), flush=True))
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning)
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
+                                   trust=opts.trust)
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")
@@ -105,8 +105,8 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
             raise SertrtError(f"{path}: no such audio file")
         rate, chunks = file_chunks(path)
     config = StreamConfig(
-        window_seconds=opts.window_seconds or manifest["spec"]["window_seconds"],
-        hop_seconds=opts.hop_seconds or manifest["spec"]["hop_seconds"],
+        window_seconds=manifest["spec"]["window_seconds"] if opts.window_seconds is None else opts.window_seconds,
+        hop_seconds=manifest["spec"]["hop_seconds"] if opts.hop_seconds is None else opts.hop_seconds,
         input_rate=rate, smoothing=opts.smoothing, silence_dbfs=opts.silence_dbfs,
     )
     with runner:

@@ -25,6 +25,7 @@ from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
 from ..errors import SertrtError
 
 SMOOTHING = ("none", "ema", "majority")
+MAX_WINDOW_SECONDS = 3600.0  # one hour of 16 kHz float32 is 230 MB per buffer: beyond that is a typo
 
 
 @dataclass
@@ -37,12 +38,26 @@ class StreamConfig:
     majority_k: int = 5
     silence_dbfs: float | None = -50.0  # None: never gate
 
+    @property
+    def window_samples(self) -> int:
+        """The window in 16 kHz samples: the one rounding every stream, MultiStream and parity use."""
+        return int(round(self.window_seconds * SAMPLE_RATE))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.hop_seconds * SAMPLE_RATE))
+
     def check(self) -> None:
         if self.smoothing not in SMOOTHING:
             raise SertrtError(f"unknown smoothing {self.smoothing!r} (valid: {', '.join(SMOOTHING)})")
+        if not 0 < self.window_seconds <= MAX_WINDOW_SECONDS:  # also refuses NaN
+            raise SertrtError(f"window ({self.window_seconds} s) must be > 0 and <= {MAX_WINDOW_SECONDS:g} s")
         if not 0 < self.hop_seconds <= self.window_seconds:
             raise SertrtError(f"hop ({self.hop_seconds} s) must be > 0 and <= window ({self.window_seconds} s)")
-        if self.window_seconds * SAMPLE_RATE < RECEPTIVE_FIELD:
+        if self.hop_samples < 1:  # a hop of 0 samples never advances: the stream would spin forever
+            raise SertrtError(f"hop ({self.hop_seconds} s) is less than one sample at {SAMPLE_RATE} Hz "
+                              f"(valid: >= {1 / SAMPLE_RATE:g} s)")
+        if self.window_samples < RECEPTIVE_FIELD:
             raise SertrtError(f"window must be at least {RECEPTIVE_FIELD / SAMPLE_RATE:g} s")
         if self.input_rate <= 0:
             raise SertrtError(f"input rate must be positive, got {self.input_rate}")
@@ -96,8 +111,7 @@ class EmotionStream:
         self.runner, self.labels = runner, list(labels)
         self.config = config or StreamConfig()
         self.config.check()
-        self.window = int(round(self.config.window_seconds * SAMPLE_RATE))
-        self.hop = int(round(self.config.hop_seconds * SAMPLE_RATE))
+        self.window, self.hop = self.config.window_samples, self.config.hop_samples
         self._ring = np.zeros(self.window, dtype=np.float32)
         self._feed = {"waveform": np.zeros((1, self.window), dtype=np.float32), "lengths": np.zeros(1, dtype=np.int64)}
         self._resampler = None

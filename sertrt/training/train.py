@@ -25,9 +25,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .. import atomic
-from ..audio import SAMPLE_RATE
+from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
 from ..checkpoint import flatten_optimizer, read_checkpoint, save_checkpoint, unflatten_optimizer
 from ..errors import SertrtError
+from ..outputs import claim_output_dir
 from ..manifest import read_manifest
 from ..metrics import classification_report
 from ..model import ModelDims, SERModel, apply_strategy, build_model, count_parameters
@@ -60,6 +61,55 @@ class TrainOptions:
     amp: bool = True  # mixed precision on CUDA; ignored on CPU
     resume: bool = False
     quiet: bool = False
+    # The options the user set (the CLI reads them from the command line); None: every field counts as set.
+    # On --resume, an option not set is taken from the run, and a set one must equal the run's.
+    given: frozenset[str] | None = None
+
+
+# What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
+RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
+                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp")
+
+
+def _options_record(opts: TrainOptions) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items() if k != "given"}
+
+
+def _check_options(opts: TrainOptions) -> None:
+    """Range checks, one line each: a value that cannot train is refused before anything is loaded."""
+    checks = [("epochs", opts.epochs >= 1, ">= 1"), ("batch_size", opts.batch_size >= 1, ">= 1"),
+              ("lr", opts.lr > 0, "> 0"), ("weight_decay", opts.weight_decay >= 0, ">= 0"),
+              ("grad_clip", opts.grad_clip > 0, "> 0"),
+              ("max_seconds", opts.max_seconds >= RECEPTIVE_FIELD / SAMPLE_RATE, f">= {RECEPTIVE_FIELD / SAMPLE_RATE:g} (one frame)"),
+              ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1")]
+    for name, ok, valid in checks:
+        if not ok:  # NaN fails every comparison, so it lands here too
+            raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
+    for name in ("proj_size", "hidden_size", "upstream_layers"):
+        value = getattr(opts, name)
+        if value is not None and value < (0 if name == "upstream_layers" else 1):
+            raise SertrtError(f"--{name.replace('_', '-')} {value}: must be >= {0 if name == 'upstream_layers' else 1}")
+
+
+def _resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> TrainOptions:
+    """The options a resume really runs with: the run's own for everything in RESUME_KEEPS that was not
+    set; a set one that differs is refused; --epochs must go beyond what is finished."""
+    path = out / "options.json"
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    given = set(opts.__dataclass_fields__) if opts.given is None else opts.given
+    current = _options_record(opts)
+    kept = {}
+    for name in RESUME_KEEPS:
+        if name not in stored or current[name] == stored[name]:
+            continue
+        if name in given:
+            raise SertrtError(f"--{name.replace('_', '-')} {current[name]}: {out} was trained with {stored[name]}, and a "
+                              "resumed run keeps it (drop the option, or train a new run in another --out)")
+        kept[name] = stored[name]
+    if opts.epochs <= finished_epochs:
+        raise SertrtError(f"--epochs {opts.epochs}: {out} has finished {finished_epochs} epochs already; "
+                          f"give more to continue it (nothing was changed)")
+    return dataclasses.replace(opts, **kept)
 
 
 def _print0(info: DistInfo, quiet: bool, *args: Any) -> None:
@@ -111,15 +161,15 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         raise SertrtError(f"{out}: nothing to resume (no last.safetensors)")
     if not opts.resume and (last_path.exists() or best_path.exists()):
         raise SertrtError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    for name in ("epochs", "batch_size"):
-        if getattr(opts, name) < 1:
-            raise SertrtError(f"--{name.replace('_', '-')} must be >= 1")
+    _check_options(opts)
+    claim_output_dir(out, "run", create=False)  # never write a run into a folder that holds something else
 
     torch.manual_seed(opts.seed)
     start_epoch, best_ua, history = 0, -1.0, []
     optim_state = None
     if opts.resume:
         header, tensors = read_checkpoint(last_path)
+        opts = _resumed_options(opts, out, header["train_state"]["epoch"] + 1)
         dims = ModelDims.from_dict(header["dims"])
         kept = dims.upstream.config.get("num_hidden_layers") if dims.upstream.kind == "wav2vec2" else None
         if opts.upstream_layers is not None and opts.upstream_layers != kept:
@@ -171,9 +221,9 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         if info.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
-            out.mkdir(parents=True, exist_ok=True)
-            options = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items()}
-            atomic.write_text(out / "options.json", json.dumps(options, indent=1) + "\n")
+            claim_output_dir(out, "run")
+            # what this run really uses (on --resume: the run's own options, --epochs and the data paths new)
+            atomic.write_text(out / "options.json", json.dumps(_options_record(opts), indent=1) + "\n")
             writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch)
         cut = model.dims.upstream.source_layers
         _print0(

@@ -1,0 +1,139 @@
+"""Bundle integrity: the description (manifest.json) is covered by a digest, every path stays inside the
+bundle, an empty file list or an unknown format is refused, and an optional ed25519 signature is checked
+when a trust key is given. Engines are deserialised only once their hash has been checked."""
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from sertrt.bundle import (
+    DIGEST,
+    FORMAT_VERSION,
+    LOCAL_FILES,
+    MANIFEST,
+    SIGNATURE,
+    add_file,
+    canonical,
+    load_bundle,
+    staging_dir,
+    write_bundle,
+)
+from sertrt.errors import SertrtError
+
+cryptography = pytest.importorskip("cryptography")
+
+
+def make_bundle(tmp_path, name="bundle", sign_key=None):
+    staged = staging_dir(tmp_path / name)
+    (staged / "model.onnx").write_bytes(b"not really onnx, but hashed like it")
+    manifest = {"precision": "fp32", "model": "model.onnx", "labels": ["neutral", "happy", "angry", "sad"],
+                "spec": {"window_seconds": 2.0, "hop_seconds": 0.5}}
+    return write_bundle(tmp_path / name, staged, manifest, sign_key=sign_key)
+
+
+def rewrite(bundle, change, redigest=True):
+    """Edit manifest.json as someone might; with `redigest`, also rewrite manifest.sha256 to match (an
+    attacker who knows the format: only a signature stops that one)."""
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    change(manifest)
+    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    if redigest:
+        (bundle / DIGEST).write_text(hashlib.sha256(canonical(manifest)).hexdigest() + "\n")
+
+
+def keypair(tmp_path, name):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private, public = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def test_round_trip_writes_a_digest_beside_the_manifest(tmp_path):
+    bundle = make_bundle(tmp_path)
+    manifest = load_bundle(bundle)
+    assert manifest["format_version"] == FORMAT_VERSION == 2 and set(manifest["files"]) == {"model.onnx"}
+    assert (bundle / DIGEST).read_text().strip() == hashlib.sha256(canonical(manifest)).hexdigest()
+    assert not (bundle / SIGNATURE).exists()
+
+
+def test_reordered_labels_are_refused(tmp_path):
+    """Reordering labels once made `stream` say "sad" for "happy" while parity still passed."""
+    bundle = make_bundle(tmp_path)
+    rewrite(bundle, lambda m: m.__setitem__("labels", ["neutral", "sad", "angry", "happy"]), redigest=False)
+    with pytest.raises(SertrtError, match=f"{MANIFEST} does not match {DIGEST}"):
+        load_bundle(bundle)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.__setitem__("model", "../elsewhere/model.onnx"), "names model '../elsewhere/model.onnx', which is not one"),
+    (lambda m: m["files"].__setitem__("../elsewhere/model.onnx", "0" * 64), "not a file name inside the bundle"),
+    (lambda m: m.pop("files"), "lists no files"),
+    (lambda m: m.__setitem__("files", {}), "lists no files"),
+    (lambda m: m.__setitem__("format_version", 3), "bundle format version 3; this sertrt reads 2"),
+    (lambda m: m.__setitem__("format_version", 1), "version 1; this sertrt reads 2; export it again"),
+])
+def test_a_consistent_but_unsafe_manifest_is_refused(tmp_path, change, message):
+    bundle = make_bundle(tmp_path)
+    rewrite(bundle, change)
+    with pytest.raises(SertrtError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_bundle(bundle)
+
+
+def test_missing_digest_and_a_link_out_of_the_bundle_are_refused(tmp_path):
+    bundle = make_bundle(tmp_path)
+    (bundle / DIGEST).unlink()
+    with pytest.raises(SertrtError, match=f"{DIGEST} is missing"):
+        load_bundle(bundle)
+    bundle = make_bundle(tmp_path, "linked")
+    outside = tmp_path / "model.onnx"
+    os.replace(bundle / "model.onnx", outside)
+    (bundle / "model.onnx").symlink_to(outside)  # same bytes, same hash: the link itself is refused
+    with pytest.raises(SertrtError, match="model.onnx is a link"):
+        load_bundle(bundle)
+
+
+def test_signed_bundle_verifies_only_with_its_key(tmp_path):
+    private, public = keypair(tmp_path, "vendor")
+    _, other = keypair(tmp_path, "other")
+    bundle = make_bundle(tmp_path, sign_key=private)
+    assert load_bundle(bundle, trust=public)["model"] == "model.onnx"
+    with pytest.raises(SertrtError, match="signature does not verify"):
+        load_bundle(bundle, trust=other)
+    rewrite(bundle, lambda m: m.__setitem__("labels", ["sad", "happy", "angry", "neutral"]))  # digest redone too
+    load_bundle(bundle)  # the digest alone cannot tell
+    with pytest.raises(SertrtError, match="signature does not verify"):
+        load_bundle(bundle, trust=public)
+    unsigned = make_bundle(tmp_path, "unsigned")
+    with pytest.raises(SertrtError, match="not signed"):
+        load_bundle(unsigned, trust=public)
+    with pytest.raises(SertrtError, match="not an ed25519 private key|not an unencrypted PEM private key"):
+        make_bundle(tmp_path, "bad-key", sign_key=public)
+
+
+def test_an_engine_added_on_the_device_is_hashed_but_outside_the_signature(tmp_path):
+    private, public = keypair(tmp_path, "vendor")
+    bundle = make_bundle(tmp_path, sign_key=private)
+    (bundle / "model.plan").write_bytes(b"engine built here")
+    add_file(bundle, bundle / "model.plan")
+    manifest = load_bundle(bundle, trust=public)
+    assert manifest[LOCAL_FILES] == {"model.plan": hashlib.sha256(b"engine built here").hexdigest()}
+    (bundle / "model.plan").write_bytes(b"engine swapped later")
+    with pytest.raises(SertrtError, match="model.plan does not match its sha256"):
+        load_bundle(bundle)
+
+
+def test_an_unlisted_engine_is_never_deserialised(tmp_path):
+    from sertrt.runtime.runners import open_runner
+
+    bundle = make_bundle(tmp_path)
+    (bundle / "model.plan").write_bytes(b"dropped in by someone")
+    with pytest.raises(SertrtError, match="model.plan is not listed in its manifest.json"):
+        open_runner(bundle, backend="trt")

@@ -1,0 +1,186 @@
+"""Folders commands write into: never someone else's. `export --overwrite` replaces only a bundle; train,
+data synth, data prepare, bench and bench-gpu write only into a new, empty or sertrt-written folder. Each
+refusal is one line, exit 1, and leaves every byte in place."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import make_tone_corpus
+from sertrt.checkpoint import save_checkpoint
+from sertrt.errors import SertrtError
+from sertrt.model import build_model
+from sertrt.outputs import MARKER, check_replaceable_bundle, claim_output_dir
+from test_cli import assert_one_line_error, sertrt
+
+
+def snapshot(root) -> dict[str, str]:
+    """Every file under root (or root itself) -> sha256: what must not change."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def precious(tmp_path, name="precious"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outputs")
+    torch.manual_seed(0)
+    save_checkpoint(root / "run" / "best.safetensors", build_model("tiny").eval(), {"strategy": "full", "epoch": 0, "metrics": {}})
+    return root / "run"
+
+
+def test_claim_creates_marks_and_recognises_its_own(tmp_path):
+    new = claim_output_dir(tmp_path / "a" / "b", "run")
+    assert json.loads((new / MARKER).read_text())["kind"] == "run"
+    (new / "options.json").write_text("{}")
+    assert claim_output_dir(new, "run") == new  # a rerun / resume into its own folder
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    claim_output_dir(empty, "synth")
+    assert (empty / MARKER).is_file()
+    with pytest.raises(SertrtError, match="holds a training run written by sertrt, not a synthetic corpus"):
+        claim_output_dir(new, "synth")
+    legacy = tmp_path / "legacy-run"  # a run written before markers existed
+    legacy.mkdir()
+    (legacy / "last.safetensors").write_bytes(b"")
+    claim_output_dir(legacy, "run")
+    check_only = tmp_path / "check-only"
+    claim_output_dir(check_only, "run", create=False)
+    assert not check_only.exists()
+
+
+@pytest.mark.parametrize("kind", ["run", "synth", "prepared", "bench"])
+def test_claim_refuses_a_foreign_folder_and_a_file(tmp_path, kind):
+    folder = precious(tmp_path)
+    before = snapshot(folder)
+    with pytest.raises(SertrtError, match=r"precious: --out is a folder sertrt did not write \(notes.txt\)"):
+        claim_output_dir(folder, kind)
+    f = tmp_path / "somefile.wav"
+    f.write_bytes(b"RIFF....")
+    with pytest.raises(SertrtError, match="is an existing file, not a folder"):
+        claim_output_dir(f, kind)
+    assert snapshot(folder) == before and f.read_bytes() == b"RIFF...."
+
+
+def test_export_overwrite_replaces_only_a_bundle(run, tmp_path):
+    folder = precious(tmp_path)
+    somefile = tmp_path / "somefile.wav"
+    somefile.write_bytes(b"RIFF audio the user keeps")
+    for target, fragment in ((folder, "not a sertrt bundle"), (somefile, "is a file, not a sertrt bundle")):
+        before = snapshot(target)
+        result = sertrt("export", run, "--out", target, "--overwrite")
+        assert_one_line_error(result, str(target), fragment, "left as it is")
+        assert snapshot(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "somefile.wav"]  # no staging left behind
+
+
+def test_export_overwrite_keeps_a_bundle_holding_someone_elses_file(run, tmp_path):
+    bundle = tmp_path / "bundle"
+    assert sertrt("export", run, "--out", bundle).returncode == 0
+    (bundle / "my-notes.txt").write_text("mine\n")
+    before = snapshot(bundle)
+    assert_one_line_error(sertrt("export", run, "--out", bundle, "--overwrite"), "my-notes.txt", "does not list")
+    assert snapshot(bundle) == before
+    (bundle / "my-notes.txt").unlink()
+    assert sertrt("export", run, "--out", bundle, "--overwrite").returncode == 0  # a plain bundle is replaced
+    check_replaceable_bundle(bundle)
+
+
+def test_train_prepare_and_bench_refuse_a_foreign_folder(tmp_path):
+    manifest = make_tone_corpus(tmp_path / "tones", per_label=2)
+    folder = precious(tmp_path)
+    before = snapshot(folder)
+    commands = [
+        ("train", "--train-manifest", manifest, "--test-manifest", manifest, "--out", folder, "--epochs", "1"),
+        ("data", "prepare", "--corpus", f"tess={tmp_path / 'tones'}", "--out", folder),
+        ("bench-gpu", "tiny", "--device", "cpu", "--out", folder),
+        ("bench", "tiny", "--quick", "--out", folder),
+    ]
+    for argv in commands:
+        assert_one_line_error(sertrt(*argv), "precious: --out is a folder sertrt did not write (notes.txt)")
+        assert snapshot(folder) == before, argv
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="synth checks for espeak-ng first")
+def test_synth_refuses_a_foreign_folder(tmp_path):
+    folder = precious(tmp_path)
+    (folder / "README.txt").write_text("my own readme\n")  # synth writes a README.txt: it must not replace this one
+    before = snapshot(folder)
+    assert_one_line_error(sertrt("data", "synth", folder, "--scale", "0.01"), "precious: OUT is a folder sertrt did not write")
+    assert snapshot(folder) == before
+
+
+def test_committed_benchmark_folders_are_sertrt_s():
+    from conftest import REPO
+
+    for folder in [REPO / "benchmarks" / "results", *(p for p in (REPO / "benchmarks" / "results").iterdir() if p.is_dir())]:
+        claim_output_dir(folder, "bench", create=False)
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next_and_nothing_else(tmp_path):
+    import subprocess
+    import sys
+
+    from sertrt import atomic
+    from sertrt.bundle import staging_dir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale_tmp = tmp_path / f".metrics.jsonl.{pid}.abc12_xy.tmp"
+    stale_tmp.write_text("half")
+    stale_staging = tmp_path / f".bundle.staging.{pid}.k3j4h5g6"
+    stale_staging.mkdir()
+    (stale_staging / "model.onnx").write_bytes(b"half")
+    live_tmp = tmp_path / f".metrics.jsonl.{os.getpid()}.zzzzzzzz.tmp"  # a live writer's: kept
+    live_tmp.write_text("in progress")
+    mine = tmp_path / f".metrics.jsonl.{pid}.backup"  # not a name sertrt makes: kept
+    mine.write_text("user's")
+    atomic.write_text(tmp_path / "metrics.jsonl", "{}\n")
+    staging = staging_dir(tmp_path / "bundle")
+    assert not stale_tmp.exists() and not stale_staging.exists()
+    assert live_tmp.read_text() == "in progress" and mine.read_text() == "user's"
+    assert staging.is_dir() and staging.name.startswith(f".bundle.staging.{os.getpid()}.")
+
+
+def test_os_errors_are_one_line_and_keep_the_previous_file(run, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")  # CI runs as root; see the monkeypatched case below
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    try:
+        assert_one_line_error(sertrt("export", run, "--out", folder / "bundle"), "Permission denied")
+    finally:
+        os.chmod(folder, 0o755)
+
+
+def test_disk_full_during_a_write_is_one_line_and_keeps_the_old_file(tmp_path):
+    """The CLI meets ENOSPC while `data split` writes its manifests: one line with the path and the
+    errno text, exit 1, the previous files whole, no temp file left."""
+    import subprocess
+    import sys
+
+    from conftest import sertrt_env
+
+    manifest = make_tone_corpus(tmp_path / "tones", per_label=4)
+    assert sertrt("data", "split", manifest, "--test-fraction", "0.5").returncode == 0
+    before = snapshot(tmp_path / "tones")
+    code = ("import errno, os, sys\n"
+            "def full(fd): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+            "os.fsync = full  # every atomic write fsyncs its temp file before the rename\n"
+            "from sertrt.cli import main\n"
+            "sys.argv = ['sertrt', 'data', 'split', sys.argv[1], '--test-fraction', '0.25']\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code, str(manifest)], env=sertrt_env(), capture_output=True, text=True)
+    assert_one_line_error(result, "_manifest.jsonl: No space left on device")
+    assert snapshot(tmp_path / "tones") == before and not list((tmp_path / "tones").glob(".*.tmp"))
