@@ -127,7 +127,10 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
 
 
 def write_wav(path: str | Path, audio: np.ndarray, rate: int) -> None:
-    """Write 16-bit PCM WAV (what the real corpora ship)."""
+    """Write 16-bit PCM WAV (what the real corpora ship), atomically: a kill mid-write keeps the old file."""
     import soundfile as sf
 
-    sf.write(str(path), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")

@@ -77,7 +77,7 @@ def oldest_pins(skip: tuple[str, ...] = ()) -> list[str]:
     for package, supported in SUPPORTED.items():
         if package not in skip:
             version = supported.removeprefix(">=")
-            pins.append(f"{package}=={version}.*" if version.count(".") == 1 else f"{package}=={version}")
+            pins.append(f"{package}=={version}.*" if version.count(".") < 2 else f"{package}=={version}")
     return pins
 
 

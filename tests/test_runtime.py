@@ -194,3 +194,18 @@ def test_signed_bundle_streams_with_its_key_and_tampering_is_refused(trained, tm
     data["labels"] = data["labels"][::-1]
     (tampered / "manifest.json").write_text(json.dumps(data, indent=1))
     assert_one_line_error(sertrt("stream", tampered, wav), "manifest.json does not match manifest.sha256")
+
+
+@pytest.mark.parametrize("command, extra, message", [
+    ("stream", ["--threads", "0"], "--threads 0: must be >= 1"),
+    ("stream", ["--channels", "0"], "--channels 0: must be >= 1"),
+    ("stream", ["--window-seconds", "nan"], "window (nan s) must be > 0"),
+    ("parity", ["--min-agreement", "1.5"], "--min-agreement 1.5: must be in [0, 1]"),
+    ("parity", ["--max-delta-ua", "-1"], "--max-delta-ua -1.0: must be >= 0 points"),
+])
+def test_numeric_runtime_options_are_range_checked(trained, command, extra, message):
+    from test_cli import assert_one_line_error, sertrt
+
+    root, manifest = trained
+    args = [read_manifest(manifest)[0].path] if command == "stream" else ["--run", root / "run", "--manifest", manifest]
+    assert_one_line_error(sertrt(command, root / "bundle-fp32", *args, *extra), message)

@@ -125,8 +125,9 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     # Every name is checked before any corpus is scanned: a typo should not cost a long scan first.
     adapters = {name: get_adapter(name, opts.ema_pattern, opts.ema_labels) for name in opts.corpora}
     names = sorted(adapters, key=list(ADAPTERS).index)
-    out = claim_output_dir(Path(opts.out).expanduser().resolve(), "prepared")
+    out = claim_output_dir(Path(opts.out).expanduser().resolve(), "prepared", create=False)  # refuse early
     scans = {name: adapters[name].scan(opts.corpora[name]) for name in names}
+    claim_output_dir(out, "prepared")  # the corpora are there: from here on the folder is written
     reports = {name: _start_report(adapters[name], Path(opts.corpora[name]), scans[name]) for name in names}
     report = PrepareReport(out=str(out), sample_rate=SAMPLE_RATE, corpora=[reports[n] for n in names])
 

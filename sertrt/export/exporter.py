@@ -97,6 +97,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
         raise SertrtError(f"unknown precision {opts.precision!r} (valid: {', '.join(PRECISIONS)})")
     if opts.precision == "int8" and opts.calib_manifest is None:
         raise SertrtError("--precision int8 needs --calib-manifest (utterances to calibrate activation ranges on)")
+    if opts.precision == "int8" and opts.calib_utterances < 16:  # checked before minutes of export, not after
+        raise SertrtError(f"--calib-utterances {opts.calib_utterances}: INT8 calibration needs at least 16")
     if opts.precision == "int8-dynamic" and opts.engine:
         from .tensorrt_engine import INT8_DYNAMIC_REFUSED
 

@@ -133,6 +133,8 @@ def open_runner(bundle: str | Path, backend: str = "ort", provider: str = "cpu",
     `threads`, `optimization`, `spinning` and `io_binding` are ONNX Runtime's (see OrtRunner)."""
     if backend not in BACKENDS:
         raise SertrtError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+    if threads is not None and threads < 1:
+        raise SertrtError(f"--threads {threads}: must be >= 1 (or left out for ONNX Runtime's default)")
     manifest = load_bundle(bundle, trust=trust)
     bundle = Path(bundle)
     if backend == "ort":

@@ -94,9 +94,13 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     write = write or (lambda d: print(json.dumps(d), flush=True))
     runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
                                    trust=opts.trust)
+    if opts.channels < 1:
+        raise SertrtError(f"--channels {opts.channels}: must be >= 1")
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")
+        if opts.rate < 1:
+            raise SertrtError(f"--rate {opts.rate}: must be a positive sample rate in Hz")
         rate = opts.rate
         chunks = mic_chunks(rate, opts.channels) if opts.mic else pcm_chunks(sys.stdin.buffer, opts.format, opts.channels)
     else:

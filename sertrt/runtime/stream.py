@@ -61,6 +61,8 @@ class StreamConfig:
             raise SertrtError(f"window must be at least {RECEPTIVE_FIELD / SAMPLE_RATE:g} s")
         if self.input_rate <= 0:
             raise SertrtError(f"input rate must be positive, got {self.input_rate}")
+        if self.silence_dbfs is not None and not -200 <= self.silence_dbfs <= 0:  # NaN too
+            raise SertrtError(f"silence threshold {self.silence_dbfs} dBFS: must be in [-200, 0] (or none to never gate)")
         if not 0 < self.ema_alpha <= 1 or self.majority_k < 1:
             raise SertrtError("ema_alpha must be in (0, 1] and majority_k >= 1")
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import SertrtError
+
 
 @dataclass
 class DistInfo:
@@ -37,12 +39,16 @@ def under_torchrun() -> bool:
 
 def compute_init(device: str = "auto") -> DistInfo:
     """Pick the device and, under torchrun, join the process group."""
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise SertrtError(f"--device {device!r}: unknown (valid: auto, cpu, cuda, cuda:N)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SertrtError(f"--device {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if not under_torchrun():
         return DistInfo(device=torch.device(device if device != "cuda" else "cuda:0"))
     rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
-    if device == "cuda":
+    if device.startswith("cuda"):  # one process per GPU: the local rank picks it
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
         backend = "nccl"

@@ -81,6 +81,8 @@ class EvaluateOptions:
 
 
 def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
+    if opts.batch_size < 1:
+        raise SertrtError(f"--batch-size {opts.batch_size}: must be >= 1")
     ckpt = resolve_checkpoint(opts.run)
     model, header = load_model(ckpt)
     model.to(opts.device)
