@@ -95,6 +95,7 @@ def staging_dir(target: str | Path) -> Path:
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _restore_interrupted_swap(target)
     for kind in ("staging", "old"):  # what a killed export left beside this target
         remove_stale(target.parent, f".{target.name}.{kind}.")
     staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging.{os.getpid()}."))
@@ -102,6 +103,20 @@ def staging_dir(target: str | Path) -> Path:
     os.umask(mask)
     os.chmod(staged, 0o777 & ~mask)  # mkdtemp makes 0700; the bundle should be readable like any folder
     return staged
+
+
+def _restore_interrupted_swap(target: Path) -> None:
+    """An export killed between its two renames (old bundle aside, new one not yet in place) left the
+    previous bundle in `.<name>.old.<pid>.*/<name>` and nothing at `target`: put it back."""
+    from .atomic import _alive
+
+    if target.exists() or target.is_symlink():
+        return
+    for old in sorted(target.parent.glob(f".{target.name}.old.*/{target.name}")):
+        pid = old.parent.name[len(f".{target.name}.old."):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):  # a live export is between its renames: leave it be
+            os.replace(old, target)
+            return
 
 
 def add_file(bundle: str | Path, *paths: str | Path) -> None:

@@ -137,3 +137,18 @@ def test_an_unlisted_engine_is_never_deserialised(tmp_path):
     (bundle / "model.plan").write_bytes(b"dropped in by someone")
     with pytest.raises(SertrtError, match="model.plan is not listed in its manifest.json"):
         open_runner(bundle, backend="trt")
+
+
+def test_an_export_killed_between_its_renames_gets_its_old_bundle_back(tmp_path):
+    import subprocess
+    import sys
+
+    bundle = make_bundle(tmp_path)
+    before = sorted((p.name, p.read_bytes()) for p in bundle.iterdir())
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    aside = tmp_path / f".bundle.old.{pid}.abcd1234"  # where write_bundle moves the old bundle, by a dead process
+    aside.mkdir()
+    os.replace(bundle, aside / "bundle")
+    staged = staging_dir(tmp_path / "bundle")  # the next export starts here
+    assert sorted((p.name, p.read_bytes()) for p in bundle.iterdir()) == before and not aside.exists()
+    assert staged.is_dir()

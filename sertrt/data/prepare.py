@@ -300,25 +300,17 @@ def _extract_audio(path: Path, ffmpeg: str | None) -> np.ndarray:
 
 
 def _write_cache(path: Path, audio: np.ndarray) -> None:
-    """Atomic, like every other output: a killed run leaves no half-written WAV under its final name.
-
-    The temp name keeps a .wav suffix because soundfile picks the format from it. A failure here is
-    OUT's problem (full disk, no permission), so it stops the run instead of blaming the source.
+    """Atomic, like every other output (write_wav writes a temp file and renames it): a killed run
+    leaves no half-written WAV under its final name, and the next run removes its temp file. A failure
+    here is OUT's problem (full disk, no permission), so it stops the run instead of blaming the source.
     """
     import soundfile as sf
 
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".wav")
-        os.close(fd)
-        write_wav(tmp, audio, SAMPLE_RATE)
-        os.replace(tmp, path)
+        write_wav(path, audio, SAMPLE_RATE)
     except (OSError, sf.LibsndfileError) as e:
         raise SertrtError(f"{path}: cannot write the cached audio ({e})") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def _finish_corpus(out: Path, adapter: Adapter, report: CorpusReport, done: list[_Done]) -> list[Utterance]:
