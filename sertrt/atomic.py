@@ -1,17 +1,25 @@
 """Atomic file writes: write a temp file beside the target, fsync, then rename over it.
 
 A crash or kill mid-write leaves the previous good file in place, never a half-written one. Temp names
-carry the writer's process id (`.<name>.<pid>.<random>.tmp`), so the next write of the same target
-removes what a killed writer left behind, and never what a live one is still writing.
+carry the writer's process id (`.<name>.<pid>.<random>.tmp`), so a process's first write into a folder
+removes what killed writers left there, and never what a live one is still writing. (Once per folder
+and process: a sweep per write would list the folder on every write, quadratic in a corpus folder.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# What tempfile.mkstemp / mkdtemp make from our prefixes: <prefix><pid>.<8 random chars>[.tmp]
+_WRITER = r"(\d+)\.[a-z0-9_]{8}(\.tmp)?"
+_ANY_TEMP = r"\..+\."  # the prefix of every atomic_path temp file: .<name>.
+_swept: set[Path] = set()  # folders whose dead writers' temp files this process has removed
 
 
 @contextlib.contextmanager
@@ -19,7 +27,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path.parent, f".{path.name}.")
+    if path.parent not in _swept:
+        remove_stale(path.parent, _ANY_TEMP)
+        _swept.add(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any other file
@@ -47,22 +57,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def dead_writer(name: str, prefix: str) -> bool:
+    """Is `name` a temp file or folder that sertrt made with `prefix` (a regex) in a process that is gone?"""
+    match = re.fullmatch(prefix + _WRITER, name)
+    return match is not None and not _alive(int(match.group(1)))
+
+
 def remove_stale(folder: Path, prefix: str) -> list[Path]:
-    """Remove the temp files and staging folders (`<prefix><pid>.<random>[.tmp]`) of processes that are gone."""
-    import shutil
-
-    import re
-
-    # exactly what tempfile.mkstemp / mkdtemp make from our prefix: <prefix><pid>.<8 random chars>[.tmp]
-    ours = re.compile(re.escape(prefix) + r"(\d+)\.[a-z0-9_]{8}(\.tmp)?")
+    """Remove the temp files and staging folders (`<prefix><pid>.<random>[.tmp]`, `prefix` a regex) of
+    processes that are gone."""
     removed = []
     try:
         entries = list(folder.iterdir())
     except OSError:
         return removed
     for entry in entries:
-        match = ours.fullmatch(entry.name)
-        if match is None or _alive(int(match.group(1))):
+        if not dead_writer(entry.name, prefix):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -73,8 +73,6 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
             audio = f.read(dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError) as e:
             raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
-    if audio.shape[0] == 0:
-        raise SertrtError(f"{path}: audio is empty (0 samples)")
     check_finite(audio, str(path), orig_rate)
     audio = downmix(audio)
     return resample(audio, orig_rate, rate)

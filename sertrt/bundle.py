@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -97,7 +98,7 @@ def staging_dir(target: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     _restore_interrupted_swap(target)
     for kind in ("staging", "old"):  # what a killed export left beside this target
-        remove_stale(target.parent, f".{target.name}.{kind}.")
+        remove_stale(target.parent, re.escape(f".{target.name}.{kind}."))
     staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging.{os.getpid()}."))
     mask = os.umask(0)
     os.umask(mask)
@@ -108,13 +109,12 @@ def staging_dir(target: str | Path) -> Path:
 def _restore_interrupted_swap(target: Path) -> None:
     """An export killed between its two renames (old bundle aside, new one not yet in place) left the
     previous bundle in `.<name>.old.<pid>.*/<name>` and nothing at `target`: put it back."""
-    from .atomic import _alive
+    from .atomic import dead_writer
 
     if target.exists() or target.is_symlink():
         return
     for old in sorted(target.parent.glob(f".{target.name}.old.*/{target.name}")):
-        pid = old.parent.name[len(f".{target.name}.old."):].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):  # a live export is between its renames: leave it be
+        if dead_writer(old.parent.name, re.escape(f".{target.name}.old.")):  # a live export: leave it be
             os.replace(old, target)
             return
 

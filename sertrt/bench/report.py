@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import atomic
+from ..outputs import claim_output_dir
 
 # The targets: (key, what, applies to architecture (None: any), "min"/"max", threshold).
 TARGETS = (
@@ -243,8 +244,6 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
 
 def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
-    from ..outputs import claim_output_dir
-
     out = claim_output_dir(out, "bench")
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md", "png": out / f"{name}.png"}
     atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")

@@ -35,9 +35,9 @@ import numpy as np
 from .. import atomic
 from ..audio import SAMPLE_RATE, load_audio, write_wav
 from ..errors import SertrtError
-from ..outputs import claim_output_dir
 from ..labels import LABELS
 from ..manifest import Utterance, write_manifest
+from ..outputs import claim_output_dir
 from .corpora import ADAPTERS, Adapter, Item, Scan, get_adapter
 from .corpora.base import is_avi
 

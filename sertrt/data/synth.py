@@ -44,9 +44,9 @@ import numpy as np
 from .. import atomic
 from ..audio import check_finite, write_wav
 from ..errors import SertrtError
-from ..outputs import claim_output_dir
 from ..labels import LABELS
 from ..manifest import Utterance, write_manifest
+from ..outputs import claim_output_dir
 
 INSTALL_HINT = (
     "espeak-ng not found: install it with `apt-get install espeak-ng` (Debian/Ubuntu) "

@@ -80,16 +80,16 @@ def _compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list
 
 
 def run_parity(opts: ParityOptions) -> dict[str, Any]:
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
-                                   trust=opts.trust)
-    precision = manifest["precision"]
-    limits = {**THRESHOLDS[precision]}
     if opts.min_agreement is not None and not 0 <= opts.min_agreement <= 1:
         raise SertrtError(f"--min-agreement {opts.min_agreement}: must be in [0, 1]")
     if opts.max_delta_ua is not None and not opts.max_delta_ua >= 0:
         raise SertrtError(f"--max-delta-ua {opts.max_delta_ua}: must be >= 0 points")
     if opts.batch_size < 1:
         raise SertrtError(f"batch size {opts.batch_size}: must be >= 1")
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
+                                   trust=opts.trust)
+    precision = manifest["precision"]
+    limits = {**THRESHOLDS[precision]}
     if opts.min_agreement is not None:
         limits["agreement"] = opts.min_agreement
     if opts.max_delta_ua is not None:

@@ -92,10 +92,10 @@ class StreamOptions:
 def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Stream a source through a bundle; `write` gets each window's dict, then the summary."""
     write = write or (lambda d: print(json.dumps(d), flush=True))
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
-                                   trust=opts.trust)
     if opts.channels < 1:
         raise SertrtError(f"--channels {opts.channels}: must be >= 1")
+    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
+                                   trust=opts.trust)
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")
@@ -104,10 +104,7 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
         rate = opts.rate
         chunks = mic_chunks(rate, opts.channels) if opts.mic else pcm_chunks(sys.stdin.buffer, opts.format, opts.channels)
     else:
-        path = Path(opts.source)
-        if not path.is_file():
-            raise SertrtError(f"{path}: no such audio file")
-        rate, chunks = file_chunks(path)
+        rate, chunks = file_chunks(Path(opts.source))  # a missing file is refused there, as by load_audio
     config = StreamConfig(
         window_seconds=manifest["spec"]["window_seconds"] if opts.window_seconds is None else opts.window_seconds,
         hop_seconds=manifest["spec"]["hop_seconds"] if opts.hop_seconds is None else opts.hop_seconds,

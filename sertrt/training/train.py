@@ -28,10 +28,10 @@ from .. import atomic
 from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
 from ..checkpoint import flatten_optimizer, read_checkpoint, save_checkpoint, unflatten_optimizer
 from ..errors import SertrtError
-from ..outputs import claim_output_dir
 from ..manifest import read_manifest
 from ..metrics import classification_report
 from ..model import ModelDims, SERModel, apply_strategy, build_model, count_parameters
+from ..outputs import claim_output_dir
 from .data import AudioSet
 from .distributed import DistInfo, compute_cleanup, compute_init
 from .evaluate import predict_logits
@@ -81,14 +81,13 @@ def _check_options(opts: TrainOptions) -> None:
               ("lr", opts.lr > 0, "> 0"), ("weight_decay", opts.weight_decay >= 0, ">= 0"),
               ("grad_clip", opts.grad_clip > 0, "> 0"),
               ("max_seconds", opts.max_seconds >= RECEPTIVE_FIELD / SAMPLE_RATE, f">= {RECEPTIVE_FIELD / SAMPLE_RATE:g} (one frame)"),
-              ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1")]
+              ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1"),
+              ("proj_size", opts.proj_size is None or opts.proj_size >= 1, ">= 1"),
+              ("hidden_size", opts.hidden_size is None or opts.hidden_size >= 1, ">= 1"),
+              ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0")]
     for name, ok, valid in checks:
         if not ok:  # NaN fails every comparison, so it lands here too
             raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
-    for name in ("proj_size", "hidden_size", "upstream_layers"):
-        value = getattr(opts, name)
-        if value is not None and value < (0 if name == "upstream_layers" else 1):
-            raise SertrtError(f"--{name.replace('_', '-')} {value}: must be >= {0 if name == 'upstream_layers' else 1}")
 
 
 def _resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> TrainOptions:
