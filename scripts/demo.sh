@@ -32,6 +32,6 @@ done
 $SERTRT parity "$OUT/bundle-fp32" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
 $SERTRT parity "$OUT/bundle-int8" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
 $SERTRT parity "$OUT/bundle-int8-dynamic" --run "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
-FIRST=$(.venv/bin/python -c "import sys; from sertrt.manifest import read_manifest; print(read_manifest(sys.argv[1])[0].path)" "$OUT/corpus/test_manifest.jsonl")
+FIRST=$(.venv/bin/python -c "import sys; from sertrt.core.manifest import read_manifest; print(read_manifest(sys.argv[1])[0].path)" "$OUT/corpus/test_manifest.jsonl")
 echo "streaming $FIRST through the int8-dynamic bundle:"
 $SERTRT stream "$OUT/bundle-int8-dynamic" "$FIRST" --smoothing ema

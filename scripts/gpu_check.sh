@@ -28,8 +28,8 @@ WHEELS="${SERTRT_GPU_WHEELS:-.whl}"
 # The results folder must be new, empty or sertrt's own benchmark folder (nothing else is written over).
 PYTHONPATH="$REPO" "$PY" -c "
 import sys
-from sertrt.errors import SertrtError
-from sertrt.outputs import claim_output_dir
+from sertrt.core.errors import SertrtError
+from sertrt.core.outputs import claim_output_dir
 try:
     claim_output_dir(sys.argv[1], 'bench', option='SERTRT_GPU_RESULTS')
 except SertrtError as e:
@@ -77,7 +77,7 @@ fi
 step install-sertrt 30 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$SITE" "$REPO"
 export PYTHONPATH="$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"  # the repository itself if its install failed
 SERTRT=("$PY" -m sertrt)
-step versions 20 "$PY" -c "from sertrt import versions; [versions.require(s) for s in ('export', 'train', 'runtime')]; print('versions ok')"
+step versions 20 "$PY" -c "from sertrt.core import versions; [versions.require(s) for s in ('export', 'train', 'runtime')]; print('versions ok')"
 
 # 2. the GPU tests
 step pytest-gpu 100 "$PY" -m pytest -q -m gpu -p no:cacheprovider "$REPO/tests"
@@ -114,7 +114,7 @@ step "bench-gpu-$TARGET" 120 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS"
 import json, platform, sys, time
 from pathlib import Path
 work, results, slug, target, device = Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:]
-from sertrt import atomic
+from sertrt.core import atomic
 
 def rows(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -12,7 +12,7 @@ PYTHON="${PYTHON:-python3}"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 quiet() { "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 "$VENV/bin/python" -c "import torch" 2>/dev/null || quiet "${PIP[@]}" "torch==2.13.0"
-read -r -a OLDEST <<< "$(PYTHONPATH=. "$PYTHON" -m sertrt.versions torch)"
+read -r -a OLDEST <<< "$(PYTHONPATH=. "$PYTHON" -m sertrt.core.versions torch)"
 quiet "${PIP[@]}" -e ".[train,export,dev]" "${OLDEST[@]}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 TESTS=(tests/test_versions.py tests/test_upstream.py tests/test_model.py tests/test_export.py tests/test_precision.py

@@ -9,12 +9,12 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from .errors import SertrtError
+from .core.errors import SertrtError
 
 app = typer.Typer(
     help="Multilingual speech emotion recognition (XLSR + HGFM): data, training, evaluation.",
@@ -24,6 +24,16 @@ data_app = typer.Typer(help="Make and split manifests.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+# Options several commands share, declared once (RunnerOptions' fields: how a bundle is run).
+Backend = Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle).")]
+Provider = Annotated[str, typer.Option(help="ort: cpu, cuda or tensorrt.")]
+Threads = Annotated[Optional[int], typer.Option(help="ort: intra-op threads (default: ONNX Runtime's).")]
+Spinning = Annotated[Optional[bool], typer.Option("--spinning/--no-spinning",
+                                                  help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on).")]
+Trust = Annotated[Optional[Path], typer.Option(help="ed25519 public key (PEM): refuse a bundle it did not sign.")]
+WindowSeconds = Annotated[Optional[float], typer.Option(help="Streaming window (default: the bundle's, 2.0).")]
+HopSeconds = Annotated[Optional[float], typer.Option(help="Streaming hop (default: the bundle's, 0.5).")]
 
 
 @data_app.command("synth")
@@ -75,7 +85,8 @@ def data_prepare(
         return parsed
 
     corpora = {name: Path(root) for name, root in pairs(corpus, "--corpus").items()}
-    opts = PrepareOptions(corpora, out, workers, ema_pattern, pairs(ema_label, "--ema-label") or None, allow_partial)
+    opts = PrepareOptions(corpora=corpora, out=out, workers=workers, ema_pattern=ema_pattern,
+                          ema_labels=pairs(ema_label, "--ema-label") or None, allow_partial=allow_partial)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("preparing", total=None)
         report = prepare(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -93,7 +104,8 @@ def data_split(
     """Write train_manifest.jsonl and test_manifest.jsonl."""
     from .data.split import SplitOptions, split_manifest
 
-    train, test = split_manifest(SplitOptions(manifest, test_fraction, seed, group_by, out_dir))
+    train, test = split_manifest(SplitOptions(manifest=manifest, test_fraction=test_fraction, seed=seed, group_by=group_by,
+                                              out_dir=out_dir))
     console.print(f"wrote {train} and {test}")
 
 
@@ -109,7 +121,8 @@ def data_protocol(
     """Save a reproducible evaluation protocol (test part and cross-validation folds)."""
     from .data.protocol import ProtocolOptions, write_protocol
 
-    path = write_protocol(ProtocolOptions(manifest, out, protocol, folds, test_fraction, seed))
+    path = write_protocol(ProtocolOptions(manifest=manifest, out=out, protocol=protocol, folds=folds,
+                                          test_fraction=test_fraction, seed=seed))
     sizes = json.loads(path.read_text())["fold_sizes"]
     console.print(f"wrote {path}: " + ", ".join(f"fold{k} {s['train']}/{s['valid']}/{s['test']}" for k, s in enumerate(sizes)))
 
@@ -138,8 +151,10 @@ def experiment(
 
     if tiny:
         xlsr, wav2vec2 = "tiny", "tiny-base"
-    opts = ExperimentOptions(table, protocol, out, xlsr, wav2vec2, transfer_manifest, epochs, batch_size, lr,
-                             max_seconds, max_folds, seed, device, config, list(_csv(layers, int)))
+    opts = ExperimentOptions(table=table, protocol=protocol, out=out, xlsr=xlsr, wav2vec2=wav2vec2,
+                             transfer_manifest=transfer_manifest, epochs=epochs, batch_size=batch_size, lr=lr,
+                             max_seconds=max_seconds, max_folds=max_folds, seed=seed, device=device, configs=config,
+                             layers=list(_csv(layers, int)))
     run_experiment(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
     console.print((out / table / "results.md").read_text(), markup=False, highlight=False)
 
@@ -175,7 +190,8 @@ def train(
 
     if devices > 1 and not under_torchrun():
         raise typer.Exit(launch_torchrun(devices, sys.argv[1:]))
-    from .training.train import TrainOptions, train as run_train
+    from .training.train import TrainOptions
+    from .training.train import train as run_train
 
     values = {k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__ and k != "given"}
     # Which options were typed rather than defaulted: --resume compares those with the run's own.
@@ -196,9 +212,10 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
 ) -> None:
     """WA, UA and macro-F1 of a checkpoint on a manifest."""
-    from .training.evaluate import EvaluateOptions, evaluate as run_evaluate
+    from .training.evaluate import EvaluateOptions
+    from .training.evaluate import evaluate as run_evaluate
 
-    report = run_evaluate(EvaluateOptions(run, manifest, out, batch_size, device))
+    report = run_evaluate(EvaluateOptions(run=run, manifest=manifest, out=out, batch_size=batch_size, device=device))
     if json_output:
         console.print_json(json.dumps(report))
         return
@@ -231,11 +248,17 @@ def export(
     from .export.exporter import ExportOptions, export_bundle
     from .export.spec import Profile
 
-    profile = Profile(min_batch, opt_batch, max_batch, min_samples, opt_samples, max_samples)
-    opts = ExportOptions(run, out, precision, calib_manifest, calib_utterances, test_manifest, profile, engine, overwrite,
-                         sign=sign)
-    manifest = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
-    console.print(f"wrote {out} ({manifest['precision']}, validation passed, {len(manifest['files'])} files)")
+    profile = Profile(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, min_samples=min_samples,
+                      opt_samples=opt_samples, max_samples=max_samples)
+    opts = ExportOptions(run=run, out=out, precision=precision, calib_manifest=calib_manifest,
+                         calib_utterances=calib_utterances, profile=profile, engine=engine, overwrite=overwrite, sign=sign)
+    score = None
+    if test_manifest is not None:  # the verify wing's comparison, handed to the export (which never imports verify)
+        from .verify.compare import manifest_scorer
+
+        score = manifest_scorer(run, test_manifest)
+    card = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=score)
+    console.print(f"wrote {out} ({card.precision}, validation passed, {len(card.files)} files)")
 
 
 @app.command("build-engine")
@@ -245,18 +268,17 @@ def build_engine_cmd(
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and written back."),
 ) -> None:
     """Build a TensorRT engine from a bundle's ONNX, on the device that will run it."""
-    from .bundle import add_file, load_bundle
+    from .core.bundle import ENGINE_FILE, add_file, load_bundle
+    from .core.engine import record_path
     from .export.spec import Profile
     from .export.tensorrt_engine import EngineOptions, build_engine
-    from .runtime.trt_runner import record_path
 
-    manifest = load_bundle(bundle)
-    p = manifest["spec"]["profile"]
-    record = build_engine(EngineOptions(onnx=bundle / manifest["model"], out=bundle / "model.plan",
-                                        precision=manifest["precision"], profile=Profile(**p),
-                                        workspace_mb=workspace_mb, timing_cache=timing_cache))
-    add_file(bundle, bundle / "model.plan", record_path(bundle / "model.plan"))  # hashed before any later load
-    console.print(f"wrote {bundle / 'model.plan'} (TensorRT {record.get('tensorrt')}, {record.get('gpu')})")
+    card = load_bundle(bundle)
+    engine = bundle / ENGINE_FILE
+    record = build_engine(EngineOptions(onnx=bundle / card.model, out=engine, precision=card.precision,
+                                        profile=Profile(**card.profile), workspace_mb=workspace_mb, timing_cache=timing_cache))
+    add_file(bundle, engine, record_path(engine))  # hashed before any later load
+    console.print(f"wrote {engine} (TensorRT {record.get('tensorrt')}, {record.get('gpu')})")
 
 
 @app.command()
@@ -267,22 +289,24 @@ def stream(
     format: str = typer.Option("s16le", help="stdin: s16le or f32le."),
     channels: int = typer.Option(1, help="stdin/--mic: channels (downmixed)."),
     mic: bool = typer.Option(False, "--mic", help="Read the default microphone (needs sounddevice)."),
-    backend: str = typer.Option("ort", help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle)."),
-    provider: str = typer.Option("cpu", help="ort: cpu, cuda or tensorrt."),
-    threads: Optional[int] = typer.Option(None, help="ort: intra-op threads."),
-    spinning: Optional[bool] = typer.Option(None, "--spinning/--no-spinning",
-                                            help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on)."),
-    window_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (2.0)."),
-    hop_seconds: Optional[float] = typer.Option(None, help="Default: the bundle's (0.5)."),
+    backend: Backend = "ort",
+    provider: Provider = "cpu",
+    threads: Threads = None,
+    spinning: Spinning = None,
+    window_seconds: WindowSeconds = None,
+    hop_seconds: HopSeconds = None,
     smoothing: str = typer.Option("none", help="none, ema or majority."),
     silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
-    trust: Optional[Path] = typer.Option(None, help="ed25519 public key (PEM): refuse a bundle it did not sign."),
+    trust: Trust = None,
 ) -> None:
     """Stream audio windows through a bundle; prints JSON Lines (one per window, then a summary)."""
+    from .runtime.runners import RunnerOptions
     from .runtime.sources import StreamOptions, run_stream
 
-    run_stream(StreamOptions(bundle, source, rate, format, channels, mic, backend, provider, threads, spinning,
-                             window_seconds, hop_seconds, smoothing, silence_dbfs, trust=trust))
+    runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
+    run_stream(StreamOptions(bundle=bundle, source=source, rate=rate, format=format, channels=channels, mic=mic,
+                             runner=runner, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                             smoothing=smoothing, silence_dbfs=silence_dbfs))
 
 
 @app.command()
@@ -290,23 +314,25 @@ def parity(
     bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
     run: Path = typer.Option(..., help="The run (or checkpoint) the bundle was exported from."),
     manifest: Path = typer.Option(..., help="Utterances to compare on."),
-    backend: str = typer.Option("ort"),
-    provider: str = typer.Option("cpu"),
-    threads: Optional[int] = typer.Option(None, help="ort: intra-op threads."),
-    spinning: Optional[bool] = typer.Option(None, "--spinning/--no-spinning",
-                                            help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on)."),
-    window_seconds: Optional[float] = typer.Option(None),
-    hop_seconds: Optional[float] = typer.Option(None),
+    backend: Backend = "ort",
+    provider: Provider = "cpu",
+    threads: Threads = None,
+    spinning: Spinning = None,
+    window_seconds: WindowSeconds = None,
+    hop_seconds: HopSeconds = None,
     min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 and int8-dynamic 0.98."),
     max_delta_ua: Optional[float] = typer.Option(None, help="Largest |UA difference| in points (default 1.0)."),
     json_output: bool = typer.Option(False, "--json"),
-    trust: Optional[Path] = typer.Option(None, help="ed25519 public key (PEM): refuse a bundle it did not sign."),
+    trust: Trust = None,
 ) -> None:
     """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 1 beyond thresholds."""
-    from .runtime.parity import ParityOptions, check, format_parity, run_parity
+    from .runtime.runners import RunnerOptions
+    from .verify.parity import ParityOptions, check, format_parity, run_parity
 
-    results = run_parity(ParityOptions(bundle, run, manifest, backend, provider, threads, spinning, window_seconds,
-                                       hop_seconds, min_agreement, max_delta_ua, trust=trust))
+    runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
+    results = run_parity(ParityOptions(bundle=bundle, run=run, manifest=manifest, runner=runner,
+                                       window_seconds=window_seconds, hop_seconds=hop_seconds,
+                                       min_agreement=min_agreement, max_delta_ua=max_delta_ua))
     console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
     check(results)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sertrt.audio import write_wav
-from sertrt.labels import LABELS
-from sertrt.manifest import Utterance, write_manifest
+from sertrt.core.audio import write_wav
+from sertrt.core.labels import LABELS
+from sertrt.core.manifest import Utterance, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 # Each label gets its own pitch, so even a tiny model separates them after an epoch or two.

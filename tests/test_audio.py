@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sertrt.audio import FRAME_STRIDE, RECEPTIVE_FIELD, SAMPLE_RATE, exact_div, load_audio, write_wav
-from sertrt.errors import SertrtError
+from sertrt.core.audio import (
+    FRAME_STRIDE,
+    RECEPTIVE_FIELD,
+    SAMPLE_RATE,
+    exact_div,
+    load_audio,
+    write_wav,
+)
+from sertrt.core.errors import SertrtError
 
 
 def sine(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:

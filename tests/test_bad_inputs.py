@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_tone_corpus, sertrt_env
 
 WAV = "tones/angry_0.wav"

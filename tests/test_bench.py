@@ -6,11 +6,11 @@ import pytest
 
 from sertrt.bench import BenchOptions, run_bench
 from sertrt.bench.artifacts import prepare_artifacts
-from sertrt.bench.flops import conv_lengths, model_flops
 from sertrt.bench.measure import latency_stats
-from sertrt.bundle import load_bundle
-from sertrt.errors import SertrtError
-from sertrt.upstream import WAV2VEC2_CONFIGS
+from sertrt.core.bundle import load_bundle
+from sertrt.core.errors import SertrtError
+from sertrt.model.flops import conv_lengths, model_flops
+from sertrt.model.upstream import WAV2VEC2_CONFIGS
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +59,9 @@ def test_quick_run_measures_the_exported_int8_dynamic_bundle(quick_run):
     """The CPU INT8 the bench times is the exporter's `--precision int8-dynamic` bundle, run by OrtRunner."""
     _, data, _ = quick_run
     info = data["variants"]["ort-int8-dynamic"]
-    manifest = load_bundle(info["bundle"])
-    assert manifest["precision"] == "int8-dynamic" and manifest["validation"]["passed"]
-    assert manifest["precision_report"]["target"].startswith("ONNX Runtime CPU")
+    card = load_bundle(info["bundle"])
+    assert card.precision == "int8-dynamic" and card.validation["passed"]
+    assert card.precision_report["target"].startswith("ONNX Runtime CPU")
     assert set(info["settings"]) == {"provider", "threads", "optimization", "spinning", "io_binding"}
     assert info["settings"]["threads"] == 2 and info["settings"]["optimization"] in ("all", "basic")
 
@@ -73,7 +73,7 @@ def test_cached_bundle_of_another_precision_is_rebuilt(tmp_path):
     (old / "manifest.json").write_text(json.dumps({"format": "sertrt-bundle", "precision": "int8"}))
     art = prepare_artifacts("tiny", ("int8-dynamic",), tmp_path)
     assert set(art.bundles) == {"int8-dynamic"} and art.export_seconds["int8-dynamic"] > 0
-    assert load_bundle(art.bundles["int8-dynamic"])["precision"] == "int8-dynamic"
+    assert load_bundle(art.bundles["int8-dynamic"]).precision == "int8-dynamic"
     again = prepare_artifacts("tiny", ("int8-dynamic",), tmp_path)
     assert again.export_seconds == {"int8-dynamic": 0.0} and again.bundles == art.bundles
 

@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
+from test_cli import assert_one_line_error, sertrt
 
 from sertrt.bench.gpu import BASELINE, GpuBenchOptions, run_gpu_bench
-from sertrt.errors import SertrtError
-from test_cli import assert_one_line_error, sertrt
+from sertrt.core.errors import SertrtError
 
 
 def test_cpu_run_measures_eager_variants_and_names_what_it_skipped(tmp_path):

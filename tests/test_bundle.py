@@ -8,19 +8,19 @@ import os
 
 import pytest
 
-from sertrt.bundle import (
+from sertrt.core.bundle import (
+    CARD,
     DIGEST,
     FORMAT_VERSION,
-    LOCAL_FILES,
-    MANIFEST,
     SIGNATURE,
+    BundleCard,
     add_file,
     canonical,
     load_bundle,
     staging_dir,
     write_bundle,
 )
-from sertrt.errors import SertrtError
+from sertrt.core.errors import SertrtError
 
 cryptography = pytest.importorskip("cryptography")
 
@@ -28,17 +28,17 @@ cryptography = pytest.importorskip("cryptography")
 def make_bundle(tmp_path, name="bundle", sign_key=None):
     staged = staging_dir(tmp_path / name)
     (staged / "model.onnx").write_bytes(b"not really onnx, but hashed like it")
-    manifest = {"precision": "fp32", "model": "model.onnx", "labels": ["neutral", "happy", "angry", "sad"],
-                "spec": {"window_seconds": 2.0, "hop_seconds": 0.5}}
-    return write_bundle(tmp_path / name, staged, manifest, sign_key=sign_key)
+    card = BundleCard(precision="fp32", model="model.onnx", labels=("neutral", "happy", "angry", "sad"), sample_rate=16000,
+                      spec={"window_seconds": 2.0, "hop_seconds": 0.5})
+    return write_bundle(tmp_path / name, staged, card, sign_key=sign_key)
 
 
 def rewrite(bundle, change, redigest=True):
     """Edit manifest.json as someone might; with `redigest`, also rewrite manifest.sha256 to match (an
     attacker who knows the format: only a signature stops that one)."""
-    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest = json.loads((bundle / CARD).read_text())
     change(manifest)
-    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    (bundle / CARD).write_text(json.dumps(manifest, indent=1))
     if redigest:
         (bundle / DIGEST).write_text(hashlib.sha256(canonical(manifest)).hexdigest() + "\n")
 
@@ -58,9 +58,9 @@ def keypair(tmp_path, name):
 
 def test_round_trip_writes_a_digest_beside_the_manifest(tmp_path):
     bundle = make_bundle(tmp_path)
-    manifest = load_bundle(bundle)
-    assert manifest["format_version"] == FORMAT_VERSION == 2 and set(manifest["files"]) == {"model.onnx"}
-    assert (bundle / DIGEST).read_text().strip() == hashlib.sha256(canonical(manifest)).hexdigest()
+    card = load_bundle(bundle)
+    assert card.format_version == FORMAT_VERSION == 2 and set(card.files) == {"model.onnx"}
+    assert (bundle / DIGEST).read_text().strip() == hashlib.sha256(canonical(card.to_dict())).hexdigest()
     assert not (bundle / SIGNATURE).exists()
 
 
@@ -68,7 +68,7 @@ def test_reordered_labels_are_refused(tmp_path):
     """Reordering labels once made `stream` say "sad" for "happy" while parity still passed."""
     bundle = make_bundle(tmp_path)
     rewrite(bundle, lambda m: m.__setitem__("labels", ["neutral", "sad", "angry", "happy"]), redigest=False)
-    with pytest.raises(SertrtError, match=f"{MANIFEST} does not match {DIGEST}"):
+    with pytest.raises(SertrtError, match=f"{CARD} does not match {DIGEST}"):
         load_bundle(bundle)
 
 
@@ -104,7 +104,7 @@ def test_signed_bundle_verifies_only_with_its_key(tmp_path):
     private, public = keypair(tmp_path, "vendor")
     _, other = keypair(tmp_path, "other")
     bundle = make_bundle(tmp_path, sign_key=private)
-    assert load_bundle(bundle, trust=public)["model"] == "model.onnx"
+    assert load_bundle(bundle, trust=public).model == "model.onnx"
     with pytest.raises(SertrtError, match="signature does not verify"):
         load_bundle(bundle, trust=other)
     rewrite(bundle, lambda m: m.__setitem__("labels", ["sad", "happy", "angry", "neutral"]))  # digest redone too
@@ -123,20 +123,20 @@ def test_an_engine_added_on_the_device_is_hashed_but_outside_the_signature(tmp_p
     bundle = make_bundle(tmp_path, sign_key=private)
     (bundle / "model.plan").write_bytes(b"engine built here")
     add_file(bundle, bundle / "model.plan")
-    manifest = load_bundle(bundle, trust=public)
-    assert manifest[LOCAL_FILES] == {"model.plan": hashlib.sha256(b"engine built here").hexdigest()}
+    card = load_bundle(bundle, trust=public)
+    assert card.local_files == {"model.plan": hashlib.sha256(b"engine built here").hexdigest()}
     (bundle / "model.plan").write_bytes(b"engine swapped later")
     with pytest.raises(SertrtError, match="model.plan does not match its sha256"):
         load_bundle(bundle)
 
 
 def test_an_unlisted_engine_is_never_deserialised(tmp_path):
-    from sertrt.runtime.runners import open_runner
+    from sertrt.runtime.runners import RunnerOptions, open_runner
 
     bundle = make_bundle(tmp_path)
     (bundle / "model.plan").write_bytes(b"dropped in by someone")
     with pytest.raises(SertrtError, match="model.plan is not listed in its manifest.json"):
-        open_runner(bundle, backend="trt")
+        open_runner(bundle, RunnerOptions(backend="trt"))
 
 
 def test_an_export_killed_between_its_renames_gets_its_old_bundle_back(tmp_path):

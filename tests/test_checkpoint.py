@@ -4,10 +4,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sertrt.checkpoint import FORMAT_VERSION, load_model, read_checkpoint, save_checkpoint
-from sertrt.errors import SertrtError
-from sertrt.labels import LABELS
-from sertrt.model import build_model
+from sertrt.core.checkpoint import FORMAT_VERSION
+from sertrt.core.errors import SertrtError
+from sertrt.core.labels import LABELS
+from sertrt.model.io import load_model, read_checkpoint, save_checkpoint
+from sertrt.model.ser import build_model
 
 
 def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
@@ -16,10 +17,10 @@ def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
     path = tmp_path / "best.safetensors"
     save_checkpoint(path, model, {"strategy": "semi", "metrics": {"ua": 0.5}})
     loaded, header = load_model(path)
-    assert header["dims"]["labels"] == list(LABELS)
-    assert header["strategy"] == "semi" and header["metrics"]["ua"] == 0.5
-    assert header["dims"]["head"]["kind"] == "cnn-sa-dnn"
-    assert json.loads((tmp_path / "best.json").read_text())["dims"] == header["dims"]
+    assert header.dims.labels == tuple(LABELS)
+    assert header.strategy == "semi" and header.metrics["ua"] == 0.5
+    assert header.dims.head.kind == "cnn-sa-dnn"
+    assert json.loads((tmp_path / "best.json").read_text())["dims"] == header.dims.to_dict()
     w, n = torch.randn(2, 9000), torch.tensor([9000, 5000])
     with torch.no_grad():
         torch.testing.assert_close(loaded(w, n), model(w, n), rtol=0, atol=0)
@@ -31,8 +32,8 @@ def test_round_trip_keeps_the_cut_upstream(tmp_path):
     path = tmp_path / "best.safetensors"
     save_checkpoint(path, model, {})
     loaded, header = load_model(path)  # no option: the dims say how many layers were kept
-    assert header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
-    assert header["dims"]["upstream"]["source_layers"] == 2
+    assert header.dims.upstream.config["num_hidden_layers"] == 1
+    assert header.dims.upstream.source_layers == 2
     assert len(loaded.upstream.model.encoder.layers) == 1 and loaded.dims.upstream.source_layers == 2
     w, n = torch.randn(2, 9000), torch.tensor([9000, 5000])
     with torch.no_grad():
@@ -43,6 +44,7 @@ def test_checkpoint_from_before_source_layers_still_loads(tmp_path):
     path = tmp_path / "old.safetensors"
     save_checkpoint(path, build_model("tiny"), {}, sidecar=False)
     header, tensors = read_checkpoint(path)
+    header = header.to_dict()
     del header["dims"]["upstream"]["source_layers"]
     header["format_version"] = 1  # written before source_layers existed: before digests too
     save_file(tensors, str(path), metadata={"sertrt": json.dumps(header)})
@@ -65,7 +67,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, model, {"epoch": 2})
     assert path.read_bytes() == before
-    assert read_checkpoint(path)[0]["epoch"] == 1
+    assert read_checkpoint(path)[0].epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "best.safetensors"]
 
 
@@ -105,7 +107,7 @@ def test_a_flipped_byte_is_refused_by_every_reader(tmp_path):
     path = tmp_path / "best.safetensors"
     save_checkpoint(path, build_model("tiny"), {"epoch": 0, "metrics": {}})
     header, tensors = read_checkpoint(path)
-    assert header["format_version"] == FORMAT_VERSION == 2
+    assert header.format_version == FORMAT_VERSION == 2
     flip_byte_in_tensor(path, "model.head.out.weight")
     with pytest.raises(SertrtError, match="does not match its sha256"):
         read_checkpoint(path)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, sertrt_env
 
 
@@ -99,7 +98,7 @@ def test_split_train_evaluate(tone_corpus, tmp_path):
 
 
 def test_train_upstream_layers(tone_corpus, tmp_path):
-    from sertrt.checkpoint import read_checkpoint
+    from sertrt.model.io import read_checkpoint
 
     def train(out, *extra):
         return sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", out,
@@ -113,7 +112,7 @@ def test_train_upstream_layers(tone_corpus, tmp_path):
     r = train(run, "--epochs", "2", "--resume")  # no option: the run keeps its 1 layer
     assert r.returncode == 0, r.stderr
     header, _ = read_checkpoint(run / "last.safetensors")
-    assert header["train_state"]["epoch"] == 1 and header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
+    assert header.train_state["epoch"] == 1 and header.dims.upstream.config["num_hidden_layers"] == 1
     r = sertrt("export", run, "--out", tmp_path / "bundle")  # the bundle says what it runs
     assert r.returncode == 0, r.stderr
     source = json.loads((tmp_path / "bundle" / "manifest.json").read_text())["source_checkpoint"]
@@ -141,8 +140,8 @@ def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path
     """The CPU INT8 artifact through the commands a user types, with stream's ONNX Runtime options."""
     import torch
 
-    from sertrt.checkpoint import save_checkpoint
-    from sertrt.model import build_model
+    from sertrt.model.io import save_checkpoint
+    from sertrt.model.ser import build_model
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})

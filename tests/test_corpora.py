@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sertrt.audio import write_wav
+from sertrt.core.audio import write_wav
+from sertrt.core.errors import SertrtError
+from sertrt.core.labels import LABELS
 from sertrt.data.corpora import ADAPTERS, get_adapter
 from sertrt.data.corpora.ema import make_adapter
-from sertrt.errors import SertrtError
-from sertrt.labels import LABELS
 
 RATES = (16000, 22050, 44100, 48000, 24414)
 
@@ -67,7 +67,7 @@ def make_iemocap(root: Path, sessions=(1, 2, 3, 4, 5)) -> Path:
         for i, (turn, code) in enumerate(turns.items()):
             name = f"{dialog}_{turn}"
             lines.append(f"[{i}.5000 - {i + 1}.2500]\t{name}\t{code}\t[2.5000, 2.5000, 2.5000]\n")
-            lines.append(f"C-E2:\tNeutral state;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n")
+            lines.append("C-E2:\tNeutral state;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n")
         evaluation = root / f"Session{n}/dialog/EmoEvaluation/{dialog}.txt"
         evaluation.parent.mkdir(parents=True, exist_ok=True)
         evaluation.write_text("".join(lines))

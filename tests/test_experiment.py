@@ -3,12 +3,17 @@
 import json
 
 import pytest
-
 from conftest import make_tone_corpus
+
+from sertrt.core.errors import SertrtError
+from sertrt.core.manifest import read_manifest, write_manifest
 from sertrt.data.protocol import ProtocolOptions, write_protocol
-from sertrt.errors import SertrtError
-from sertrt.manifest import read_manifest, write_manifest
-from sertrt.training.experiment import ExperimentOptions, default_layers, run_experiment, table_configs
+from sertrt.training.experiment import (
+    ExperimentOptions,
+    default_layers,
+    run_experiment,
+    table_configs,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,17 @@ import sys
 import textwrap
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
-
 from conftest import make_tone_corpus, sertrt_env
-from sertrt.bundle import load_bundle
-from sertrt.checkpoint import save_checkpoint
-from sertrt.errors import SertrtError
-from sertrt.export.exporter import ExportOptions, export_bundle
-from sertrt.model import build_model
 from test_precision import forbidden_ops
+
+from sertrt.core.bundle import load_bundle
+from sertrt.core.errors import SertrtError
+from sertrt.export.exporter import ExportOptions, export_bundle
+from sertrt.model.io import save_checkpoint
+from sertrt.model.ser import build_model
+from sertrt.verify.compare import manifest_scorer
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +34,22 @@ def checkpoint(tmp_path_factory):
 def test_fp32_bundle_contract_and_validation(checkpoint):
     root, manifest = checkpoint
     out = root / "b32"
-    m = export_bundle(ExportOptions(root / "run", out, "fp32", test_manifest=manifest), log=lambda s: None)
-    assert m["precision"] == "fp32" and m["validation"]["passed"]
+    m = export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None, score=manifest_scorer(root / "run", manifest))
+    assert m.precision == "fp32" and m.validation["passed"]
     assert forbidden_ops(out / "model.onnx") == {}
-    assert m["labels"] == ["neutral", "happy", "angry", "sad"] and m["sample_rate"] == 16000 and m["opset"] >= 17
-    names = [c["name"] for c in m["validation"]["checks"]]
+    assert m.labels == ("neutral", "happy", "angry", "sad") and m.sample_rate == 16000 and m.opset >= 17
+    names = [c["name"] for c in m.validation["checks"]]
     assert any("30 s" in n for n in names) and any("batch 8 vs one at a time" in n for n in names)
-    assert m["accuracy"]["top1_agreement"] == 1.0
-    assert set(m["files"]) == {"model.onnx"}
-    assert (m["source_checkpoint"]["upstream_layers"], m["source_checkpoint"]["upstream_source_layers"]) == (2, 2)
+    assert m.accuracy["agreement"] == 1.0
+    assert set(m.files) == {"model.onnx"}
+    assert (m.source_checkpoint["upstream_layers"], m.source_checkpoint["upstream_source_layers"]) == (2, 2)
     import onnx
 
     graph = onnx.load(str(out / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["waveform", "lengths"] and [o.name for o in graph.output] == ["logits"]
     dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "num_samples"]
-    assert load_bundle(out)["files"]["model.onnx"] == m["files"]["model.onnx"]
+    assert load_bundle(out).files["model.onnx"] == m.files["model.onnx"]
 
 
 def test_bare_onnxruntime_client_matches_sertrt_evaluate(checkpoint, tmp_path):
@@ -127,33 +127,34 @@ def test_bad_export_options(checkpoint, tmp_path):
 def test_reduced_precision_bundles_validate(checkpoint, precision):
     root, manifest = checkpoint
     out = root / f"b-{precision}"
-    m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16,
-                                    test_manifest=manifest), log=lambda s: None)
-    assert m["validation"]["passed"] and m["precision"] == precision
+    m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16),
+                      log=lambda s: None, score=manifest_scorer(root / "run", manifest))
+    assert m.validation["passed"] and m.precision == precision
     assert forbidden_ops(out / "model.onnx") == {}
-    assert m["accuracy"]["top1_agreement"] >= 0.9
+    assert m.accuracy["agreement"] >= 0.9
     if precision == "int8":
-        assert m["precision_report"]["max_abs_zero_point"] == 0
+        assert m.precision_report["max_abs_zero_point"] == 0
 
 
 def test_int8_dynamic_bundle_for_onnx_runtime_cpu(checkpoint):
     """No calibration manifest; validated against PyTorch like every precision; integer MatMuls, float head."""
     import onnx
 
-    from sertrt.export.spec import TOLERANCES
+    from sertrt.core.precisions import LIMITS
 
     root, manifest = checkpoint
     out = root / "b-int8-dynamic"
-    m = export_bundle(ExportOptions(root / "run", out, "int8-dynamic", test_manifest=manifest), log=lambda s: None)
-    assert m["precision"] == "int8-dynamic" and load_bundle(out)["precision"] == "int8-dynamic"
-    assert m["validation"]["passed"] and m["validation"]["precision"] == "int8-dynamic"
-    assert m["validation"]["tolerances"] == TOLERANCES["int8-dynamic"]
-    assert any("30 s" in c["name"] for c in m["validation"]["checks"])
-    assert min(c["agreement"] for c in m["validation"]["checks"]) == 1.0  # decisive logits: no top-1 flips
-    assert m["accuracy"]["top1_agreement"] == 1.0 and abs(m["accuracy"]["delta_points"]["ua"]) <= 1.0
-    report = m["precision_report"]
+    m = export_bundle(ExportOptions(root / "run", out, "int8-dynamic"), log=lambda s: None,
+                      score=manifest_scorer(root / "run", manifest))
+    assert m.precision == "int8-dynamic" and load_bundle(out).precision == "int8-dynamic"
+    assert m.validation["passed"] and m.validation["precision"] == "int8-dynamic"
+    assert m.validation["tolerances"] == LIMITS["int8-dynamic"].validation()
+    assert any("30 s" in c["name"] for c in m.validation["checks"])
+    assert min(c["agreement"] for c in m.validation["checks"]) == 1.0  # decisive logits: no top-1 flips
+    assert m.accuracy["agreement"] == 1.0 and abs(m.accuracy["delta_points"]["ua"]) <= 1.0
+    report = m.precision_report
     assert report["format"] == "dynamic" and report["target"].startswith("ONNX Runtime CPU")
-    assert set(m["files"]) == {"model.onnx"}
+    assert set(m.files) == {"model.onnx"}
 
     graph = onnx.load(str(out / "model.onnx")).graph
     ops = Counter(n.op_type for n in graph.node)

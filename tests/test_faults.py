@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, make_tone_corpus, sertrt_env
-from sertrt.bundle import load_bundle, staging_dir
-from sertrt.checkpoint import read_checkpoint
 from test_corpora import make_emodb
+
+from sertrt.core.bundle import load_bundle, staging_dir
+from sertrt.model.io import read_checkpoint
 
 KILLS = 2  # kill points per command
 RNG = np.random.default_rng(2026)
@@ -76,7 +76,7 @@ def test_killed_export_overwrite_keeps_the_bundle(corpus, tmp_path):
             (aside,) = tmp_path.glob(".bundle.old.*/bundle")
             assert snapshot(aside) == before
             staging_dir(bundle)  # what the next export does first: put it back
-        assert snapshot(bundle) == before or load_bundle(bundle)["format"] == "sertrt-bundle"  # old, or complete new
+        assert snapshot(bundle) == before or load_bundle(bundle).format_version == 2  # old, or complete new
         load_bundle(bundle)
     subprocess.run(argv, env=sertrt_env(), check=True, capture_output=True)
     assert leftovers(tmp_path, "bundle") == []  # the rerun removed the killed runs' staging folders
@@ -97,7 +97,7 @@ def test_killed_training_resumes_and_its_inputs_are_untouched(corpus, tmp_path):
     subprocess.run(argv + (["--resume"] if (out / "last.safetensors").exists() else []), env=sertrt_env(), check=True,
                    capture_output=True)
     header, _ = read_checkpoint(out / "last.safetensors")
-    assert header["train_state"]["epoch"] == 2 and snapshot(root / "tones") == inputs
+    assert header.train_state["epoch"] == 2 and snapshot(root / "tones") == inputs
     assert not list(out.glob(".*.tmp"))
 
 

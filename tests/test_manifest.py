@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from sertrt.errors import SertrtError
-from sertrt.manifest import read_manifest, write_manifest
+from sertrt.core.errors import SertrtError
+from sertrt.core.manifest import read_manifest, write_manifest
 
 
 def rows(manifest):

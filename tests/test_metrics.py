@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sertrt.metrics import classification_report, confusion_matrix, scores
+from sertrt.core.metrics import classification_report, confusion_matrix, scores
 
 
 def test_known_values():

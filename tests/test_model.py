@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from sertrt.errors import SertrtError
-from sertrt.heads import HEAD_NAMES, HeadDims, build_head
-from sertrt.model import apply_strategy, build_model, normalize_waveform
-from sertrt.upstream import MANUAL_UPSTREAMS, WAV2VEC2_CONFIGS
+from sertrt.core.errors import SertrtError
+from sertrt.model.heads import HEAD_NAMES, HeadDims, build_head
+from sertrt.model.ser import apply_strategy, build_model, normalize_waveform
+from sertrt.model.upstream import MANUAL_UPSTREAMS, WAV2VEC2_CONFIGS
 
 
 def padded(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,9 +8,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-
 from conftest import sertrt_env
-from sertrt.errors import SertrtError
+
+from sertrt.core.errors import SertrtError
 from sertrt.runtime.multistream import MultiStream
 from sertrt.runtime.stream import EmotionStream, StreamConfig
 
@@ -145,9 +145,9 @@ def test_batched_streams_match_each_stream_alone(max_batch):
 def onnx_runner(tmp_path_factory):
     """A tiny random model as an fp32 bundle, its head scaled so probabilities are far from uniform."""
     torch = pytest.importorskip("torch")
-    from sertrt.checkpoint import save_checkpoint
     from sertrt.export.exporter import ExportOptions, export_bundle
-    from sertrt.model import build_model
+    from sertrt.model.io import save_checkpoint
+    from sertrt.model.ser import build_model
     from sertrt.runtime.runners import open_runner
 
     root = tmp_path_factory.mktemp("multistream")
@@ -157,9 +157,9 @@ def onnx_runner(tmp_path_factory):
         model.head.out.weight.mul_(30.0)
     save_checkpoint(root / "run" / "best.safetensors", model, {"epoch": 0, "metrics": {}})
     export_bundle(ExportOptions(root / "run", root / "bundle", "fp32"), log=lambda s: None)
-    runner, manifest = open_runner(root / "bundle")
+    runner, card = open_runner(root / "bundle")
     with runner:
-        yield runner, manifest["labels"]
+        yield runner, card.labels
 
 
 def test_batched_streams_match_each_stream_alone_with_an_onnx_model(onnx_runner):

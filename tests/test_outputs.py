@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import make_tone_corpus
-from sertrt.checkpoint import save_checkpoint
-from sertrt.errors import SertrtError
-from sertrt.model import build_model
-from sertrt.outputs import MARKER, check_replaceable_bundle, claim_output_dir
 from test_cli import assert_one_line_error, sertrt
+
+from sertrt.core.errors import SertrtError
+from sertrt.core.outputs import MARKER, check_replaceable_bundle, claim_output_dir
+from sertrt.model.io import save_checkpoint
+from sertrt.model.ser import build_model
 
 
 def snapshot(root) -> dict[str, str]:
@@ -131,8 +131,8 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_and_nothing_else(tmp_p
     import subprocess
     import sys
 
-    from sertrt import atomic
-    from sertrt.bundle import staging_dir
+    from sertrt.core import atomic
+    from sertrt.core.bundle import staging_dir
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)  # a process that has exited

@@ -11,19 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_tone_corpus
-from sertrt.errors import SertrtError
+
+from sertrt.core.errors import SertrtError
+from sertrt.core.labels import LABELS
+from sertrt.core.precisions import LIMITS
 from sertrt.export.precision import (
-    _stratified_pick,
     manifest_calibration,
     to_fp16,
     to_int8,
     to_int8_dynamic,
     zero_points,
 )
-from sertrt.export.spec import DYNAMIC_AXES, TOLERANCES
-from sertrt.labels import LABELS
+from sertrt.export.precision.calibration import _stratified_pick
+from sertrt.export.spec import DYNAMIC_AXES
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -45,7 +46,7 @@ def fp32_onnx(tmp_path_factory) -> Path:
     scaled up so logits are O(1) and top-1 decisions are separated."""
     import torch
 
-    from sertrt.model import build_model
+    from sertrt.model.ser import build_model
 
     torch.manual_seed(0)
     model = build_model("tiny").eval()
@@ -190,7 +191,7 @@ def test_duplicate_casts_of_older_converters_are_merged():
     one name: the graph breaks SSA and onnx.checker rejects it (seen with 1.30.0 on our GRU head)."""
     from onnx import TensorProto, helper
 
-    from sertrt.export.precision import _merge_duplicate_casts
+    from sertrt.export.precision.surgery import _merge_duplicate_casts
 
     cast = dict(op_type="Cast", inputs=["x"], outputs=["x_cast_to_fp32"], to=TensorProto.FLOAT, name="x_cast_to_fp32_node")
     graph = helper.make_graph(
@@ -216,10 +217,10 @@ def test_fp16_matches_fp32_in_ort_cpu(fp32_onnx, fp16):
     a, b = logits_pairs(fp32_onnx, fp16[0])
     err, scale = float(np.abs(a - b).max()), float(np.abs(a).max())
     assert err <= FP16_REL_ERR * scale, f"FP16 logits max abs error {err:.2e} > {FP16_REL_ERR:.0e} x {scale:.2f}"
-    tol = TOLERANCES["fp16"]
-    np.testing.assert_allclose(b, a, atol=tol["atol"], rtol=tol["rtol"])
+    tol = LIMITS["fp16"]
+    np.testing.assert_allclose(b, a, atol=tol.atol, rtol=tol.rtol)
     agreement = float((a.argmax(1) == b.argmax(1)).mean())
-    assert agreement >= tol["min_agreement"], f"top-1 agreement {agreement:.3f}"
+    assert agreement >= tol.validation_agreement, f"top-1 agreement {agreement:.3f}"
     assert np.abs(a).max() > 0.5  # logits are not all near zero, so the comparison means something
 
 
@@ -287,7 +288,7 @@ def test_int8_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8):
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() >= INT8_MIN_COSINE, f"INT8 logits cosine {cosine.min():.4f} < {INT8_MIN_COSINE}"
     agreement = float((a.argmax(1) == b.argmax(1)).mean())
-    assert agreement >= TOLERANCES["int8"]["min_agreement"], f"top-1 agreement {agreement:.3f}"
+    assert agreement >= LIMITS["int8"].validation_agreement, f"top-1 agreement {agreement:.3f}"
 
 
 def test_int8_with_conv_keeps_first_conv_float(fp32_onnx, calib_manifest, tmp_path):
@@ -359,14 +360,14 @@ def test_int8_dynamic_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8_dyna
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() >= INT8_MIN_COSINE, f"INT8-dynamic logits cosine {cosine.min():.4f} < {INT8_MIN_COSINE}"
     agreement = float((a.argmax(1) == b.argmax(1)).mean())
-    assert agreement >= TOLERANCES["int8-dynamic"]["min_agreement"], f"top-1 agreement {agreement:.3f}"
+    assert agreement >= LIMITS["int8-dynamic"].validation_agreement, f"top-1 agreement {agreement:.3f}"
 
 
 # ---------------------------------------------------------------------------------------------- calibration
 
 
 def test_manifest_calibration_is_stratified_cropped_and_deterministic(calib_manifest):
-    from sertrt.manifest import read_manifest
+    from sertrt.core.manifest import read_manifest
 
     calib = manifest_calibration(calib_manifest, num=16, seconds=1.0, seed=0)
     assert len(calib) == 16

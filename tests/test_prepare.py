@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
-from sertrt.data.prepare import PrepareOptions, prepare
-from sertrt.errors import SertrtError
-from sertrt.manifest import read_manifest
 from test_corpora import (
     EMODB_KEPT,
+    EMODB_SPEAKERS,
     EMOVO_KEPT,
     IEMOCAP_KEPT,
-    EMODB_SPEAKERS,
     make_emodb,
     make_emovo,
     make_enterface,
@@ -28,6 +24,10 @@ from test_corpora import (
     make_tess,
     write_audio,
 )
+
+from sertrt.core.errors import SertrtError
+from sertrt.core.manifest import read_manifest
+from sertrt.data.prepare import PrepareOptions, prepare
 
 
 def run(corpora: dict[str, Path], out: Path, **kwargs):

@@ -3,9 +3,14 @@ from collections import Counter
 
 import pytest
 
-from sertrt.data.protocol import ProtocolOptions, make_folds, read_protocol, write_protocol
-from sertrt.errors import SertrtError
-from sertrt.manifest import Utterance
+from sertrt.core.errors import SertrtError
+from sertrt.core.manifest import Utterance
+from sertrt.data.protocol import (
+    ProtocolOptions,
+    make_folds,
+    read_protocol,
+    write_protocol,
+)
 
 
 def corpus(speakers=6, per=10, sessions=False):

@@ -5,10 +5,17 @@ import pytest
 import torch
 
 from sertrt.bench.artifacts import speech_like
-from sertrt.bench.flops import conv_lengths
-from sertrt.bench.reuse import (_ConvStackRunner, _export_conv_stack, conv_locality, frame_reuse_study,
-                                loudness_steps, reuse_deviation, reuse_geometry)
-from sertrt.model import build_model
+from sertrt.bench.reuse import (
+    _ConvStackRunner,
+    _export_conv_stack,
+    conv_locality,
+    frame_reuse_study,
+    loudness_steps,
+    reuse_deviation,
+    reuse_geometry,
+)
+from sertrt.model.flops import conv_lengths
+from sertrt.model.ser import build_model
 from sertrt.runtime.runners import OrtRunner
 
 KERNELS, STRIDES = [10, 3, 3, 3, 3, 2, 2], [5, 2, 2, 2, 2, 2, 2]

@@ -8,15 +8,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, make_tone_corpus, sertrt_env
-from sertrt.checkpoint import save_checkpoint
-from sertrt.errors import SertrtError
+
+from sertrt.core.errors import SertrtError
+from sertrt.core.manifest import read_manifest
+from sertrt.core.precisions import LIMITS
 from sertrt.export.exporter import ExportOptions, export_bundle
-from sertrt.manifest import read_manifest
-from sertrt.model import build_model
-from sertrt.runtime.parity import THRESHOLDS, ParityOptions, run_parity
-from sertrt.runtime.runners import OrtRunner, open_runner
+from sertrt.model.io import save_checkpoint
+from sertrt.model.ser import build_model
+from sertrt.runtime.runners import OrtRunner, RunnerOptions, open_runner
+from sertrt.verify.parity import ParityOptions, run_parity
 
 
 def test_runtime_imports_without_torch():
@@ -24,8 +25,8 @@ def test_runtime_imports_without_torch():
         "import sys\n"
         "for name in ('torch', 'transformers', 'tensorrt', 'onnx'):\n"
         "    sys.modules[name] = None  # any import of these now fails\n"
-        "import sertrt.runtime.runners, sertrt.runtime.stream, sertrt.runtime.parity, sertrt.runtime.sources\n"
-        "import sertrt.runtime.trt_runner, sertrt.bundle, sertrt.metrics, sertrt.audio\n"
+        "import sertrt.runtime.runners, sertrt.runtime.stream, sertrt.runtime.multistream, sertrt.runtime.sources\n"
+        "import sertrt.runtime.trt_runner, sertrt.core.bundle, sertrt.core.metrics, sertrt.core.audio, sertrt.core.engine\n"
         "assert not [m for m in sys.modules if m.startswith(('torch', 'transformers')) and sys.modules[m] is not None]\n"
     )
     subprocess.run([sys.executable, "-c", code], env=sertrt_env(), check=True)
@@ -48,9 +49,10 @@ def trained(tmp_path_factory):
 @pytest.mark.parametrize("precision", ["fp32", "int8", "int8-dynamic"])
 def test_parity_passes_for_exported_bundles(trained, precision):
     root, manifest = trained
-    results = run_parity(ParityOptions(root / f"bundle-{precision}", root / "run", manifest, threads=1, spinning=False))
+    results = run_parity(ParityOptions(root / f"bundle-{precision}", root / "run", manifest,
+                                       runner=RunnerOptions(threads=1, spinning=False)))
     assert results["passed"], results["failures"]
-    assert results["precision"] == precision and results["thresholds"] == THRESHOLDS[precision]
+    assert results["precision"] == precision and results["thresholds"] == LIMITS[precision].parity()
     assert set(results["modes"]) == {"utterance", "window"}
     assert results["modes"]["utterance"]["count"] == 32 and results["modes"]["window"]["count"] >= 32
     if precision == "fp32":
@@ -96,10 +98,10 @@ def test_ort_runner_settings_keep_the_logits(trained, precision):
     inputs = [feeds(1, 0), feeds(3, 1), feeds(1, 2)]  # the binding is re-bound per call, shapes change
     assert open_runner(bundle)[0].settings() == {"provider": "cpu", "threads": None, "optimization": "all",
                                                  "spinning": None, "io_binding": False}  # ONNX Runtime's defaults
-    runner, _ = open_runner(bundle, threads=1)  # same threads as below: only the binding differs
+    runner, _ = open_runner(bundle, RunnerOptions(threads=1))  # same threads as below: only the binding differs
     with runner:
         reference = [runner.infer(f)["logits"] for f in inputs]
-    bound, _ = open_runner(bundle, threads=1, io_binding=True, spinning=False)
+    bound, _ = open_runner(bundle, RunnerOptions(threads=1, io_binding=True, spinning=False))
     assert bound.settings() == {"provider": "cpu", "threads": 1, "optimization": "all", "spinning": False, "io_binding": True}
     with bound:
         options = bound.session.get_session_options()
@@ -126,7 +128,7 @@ def test_ort_runner_refuses_unknown_optimization_level(trained):
         OrtRunner(root / "bundle-fp32" / "model.onnx", optimization="max")
     assert "\n" not in str(e.value) and "'max'" in str(e.value) and "valid: basic, extended, all" in str(e.value)
     with pytest.raises(SertrtError, match="valid: basic, extended, all"):
-        open_runner(root / "bundle-fp32", optimization="O3")
+        open_runner(root / "bundle-fp32", RunnerOptions(optimization="O3"))
 
 
 def test_tampered_bundle_and_missing_engine_are_refused(trained, tmp_path):
@@ -136,7 +138,7 @@ def test_tampered_bundle_and_missing_engine_are_refused(trained, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(root / "bundle-fp32", copy)
     with pytest.raises(SertrtError, match="no TensorRT engine.*sertrt build-engine"):
-        open_runner(copy, backend="trt")
+        open_runner(copy, RunnerOptions(backend="trt"))
     from test_bundle import rewrite
 
     rewrite(copy, lambda m: m["files"].__setitem__("model.onnx", "0" * 64))  # digest redone: only the hash differs

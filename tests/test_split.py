@@ -2,9 +2,9 @@ from collections import Counter
 
 import pytest
 
+from sertrt.core.errors import SertrtError
+from sertrt.core.manifest import Utterance
 from sertrt.data.split import split_utterances
-from sertrt.errors import SertrtError
-from sertrt.manifest import Utterance
 
 
 def corpus(n_speakers=5, per=8):

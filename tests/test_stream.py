@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import sertrt_env
 
-from conftest import REPO, sertrt_env
-from sertrt.errors import SertrtError
+from sertrt.core.errors import SertrtError
 from sertrt.runtime.stream import EmotionStream, StreamConfig, window_starts
 
 LABELS = ["neutral", "happy", "angry", "sad"]
@@ -150,9 +150,9 @@ def test_memory_stays_flat_over_hours_of_audio():
 
 
 def test_stream_command_reads_files_and_stdin(tmp_path, tone_corpus):
-    from sertrt.checkpoint import save_checkpoint
     from sertrt.export.exporter import ExportOptions, export_bundle
-    from sertrt.model import build_model
+    from sertrt.model.io import save_checkpoint
+    from sertrt.model.ser import build_model
 
     save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
     export_bundle(ExportOptions(tmp_path / "run", tmp_path / "bundle", "fp32"), log=lambda s: None)

@@ -6,7 +6,7 @@ runs the same examples every time."""
 import numpy as np
 import pytest
 
-from sertrt.errors import SertrtError
+from sertrt.core.errors import SertrtError
 from sertrt.runtime.multistream import MultiStream
 from sertrt.runtime.stream import EmotionStream, StreamConfig, window_starts
 

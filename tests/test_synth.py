@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sertrt.audio import audio_info
+from sertrt.core.audio import audio_info
+from sertrt.core.errors import SertrtError
+from sertrt.core.labels import LABELS
+from sertrt.core.manifest import read_manifest
 from sertrt.data import synth
 from sertrt.data.synth import SynthOptions, synthesize
-from sertrt.errors import SertrtError
-from sertrt.labels import LABELS
-from sertrt.manifest import read_manifest
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

@@ -12,8 +12,10 @@ import types
 
 import numpy as np
 import pytest
+from conftest import REPO, sertrt_env
 
-from sertrt.errors import SertrtError
+from sertrt.core.engine import TRT_MISSING, record_path
+from sertrt.core.errors import SertrtError
 from sertrt.export.spec import Profile
 from sertrt.export.tensorrt_engine import (
     EngineOptions,
@@ -22,9 +24,7 @@ from sertrt.export.tensorrt_engine import (
     engine_record,
     trtexec_command,
 )
-from sertrt.runtime.trt_runner import TRT_MISSING, TrtRunner, record_path
-
-from conftest import REPO, sertrt_env
+from sertrt.runtime.trt_runner import TrtRunner
 
 PROFILE = Profile(min_batch=1, opt_batch=2, max_batch=4, min_samples=400, opt_samples=16000, max_samples=64000)
 GPU = ("NVIDIA Orin", 8, 7)
@@ -372,13 +372,14 @@ def test_int8_dynamic_refused_before_tensorrt(tmp_path, monkeypatch, calls):
 def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
     from dataclasses import asdict
 
-    from sertrt.bundle import write_bundle
+    from sertrt.core.bundle import BundleCard, write_bundle
 
     staged = tmp_path / "staged"
     staged.mkdir()
     (staged / "model.onnx").write_bytes(b"ONNX-BYTES")
-    bundle = write_bundle(tmp_path / "bundle", staged, {"precision": "int8-dynamic", "model": "model.onnx",
-                                                        "spec": {"profile": asdict(PROFILE)}})
+    card = BundleCard(precision="int8-dynamic", model="model.onnx", labels=("neutral", "happy", "angry", "sad"),
+                      sample_rate=16000, spec={"window_seconds": 2.0, "hop_seconds": 0.5, "profile": asdict(PROFILE)})
+    bundle = write_bundle(tmp_path / "bundle", staged, card)
     r = subprocess.run([sys.executable, "-m", "sertrt", "build-engine", str(bundle)], capture_output=True, text=True,
                        env=sertrt_env(), cwd=REPO, timeout=120)
     assert r.returncode == 1, (r.stdout, r.stderr)

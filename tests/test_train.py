@@ -10,11 +10,11 @@ import time
 
 import pytest
 import torch
+from conftest import make_tone_corpus, sertrt_env
 from safetensors.torch import load_file
 
-from conftest import make_tone_corpus, sertrt_env
+from sertrt.core.manifest import read_manifest, write_manifest
 from sertrt.data.split import split_utterances
-from sertrt.manifest import read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def _grad_worker(rank: int, world: int, port: int, result_path: str) -> None:
                       MASTER_PORT=str(port))
     import torch.distributed as dist
 
-    from sertrt.model import build_model
+    from sertrt.model.ser import build_model
     from sertrt.training.distributed import compute_cleanup, compute_init
 
     info = compute_init("cpu")

@@ -11,10 +11,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from sertrt.heads import HEAD_NAMES
-from sertrt.layers import lengths_to_mask
-from sertrt.model import build_model
-from sertrt.upstream import Wav2Vec2Upstream
+from sertrt.model.heads import HEAD_NAMES
+from sertrt.model.layers import lengths_to_mask
+from sertrt.model.ser import build_model
+from sertrt.model.upstream import Wav2Vec2Upstream
 
 WAV2VEC2 = ("tiny", "tiny-base")  # XLSR's layer-norm/pre-LN layout, and wav2vec2-base's group-norm/post-LN one
 # Ops that copy a device value to the host (.item(), .tolist(), bool(t), .all() in an `if`, boolean

@@ -3,15 +3,15 @@ package at import in one line, before onnx or onnxruntime can fail inside."""
 
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 
 import pytest
-
+import tomllib
 from conftest import REPO, sertrt_env
-from sertrt import versions
-from sertrt.errors import SertrtError
 from test_cli import assert_one_line_error
+
+from sertrt.core import versions
+from sertrt.core.errors import SertrtError
 
 
 def declared() -> dict[str, str]:

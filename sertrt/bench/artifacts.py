@@ -16,15 +16,17 @@ second benchmark run reuses the bundles (each bundle still checks its hashes on 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..errors import SertrtError
+from ..core.audio import SAMPLE_RATE
+from ..core.bundle import load_bundle
+from ..core.checkpoint import CheckpointHeader
+from ..core.dims import ModelDims
+from ..core.errors import SertrtError
 
 ARCHITECTURES = ("tiny", "xlsr-53")
 CALIB_UTTERANCES = 16  # the exporter's minimum
@@ -36,7 +38,18 @@ class Artifacts:
     checkpoint: Path | None  # None for a bundle whose checkpoint is not on this machine
     bundles: dict[str, Path] = field(default_factory=dict)  # precision -> bundle dir
     export_seconds: dict[str, float] = field(default_factory=dict)  # 0.0 when taken from the cache
-    upstream_config: dict[str, Any] | None = None  # Wav2Vec2Config dict, for the FLOP count
+    dims: ModelDims | None = None  # the checkpoint's, when it is on this machine
+
+    @property
+    def upstream_config(self) -> dict[str, Any] | None:
+        """Wav2Vec2Config dict, for the FLOP count (None: not a wav2vec2 upstream, or no checkpoint)."""
+        return self.dims.upstream.config if self.dims and self.dims.upstream.kind == "wav2vec2" else None
+
+
+def read_dims(checkpoint: Path) -> ModelDims | None:
+    """The dims from a checkpoint's JSON sidecar (no torch, no tensors read); None without a sidecar."""
+    sidecar = checkpoint.with_suffix(".json")
+    return CheckpointHeader.from_json(sidecar.read_text(), sidecar).dims if sidecar.is_file() else None
 
 
 def speech_like(seconds: float, rng: np.random.Generator, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -54,9 +67,9 @@ def speech_like(seconds: float, rng: np.random.Generator, rate: int = SAMPLE_RAT
 
 def write_calibration_manifest(root: Path, num: int = CALIB_UTTERANCES, seed: int = 0) -> Path:
     """root/calib_<i>.wav (1.5-3 s, speech-like) and root/calib_manifest.jsonl, labels round-robin."""
-    from ..audio import write_wav
-    from ..labels import LABELS
-    from ..manifest import Utterance, write_manifest
+    from ..core.audio import write_wav
+    from ..core.labels import LABELS
+    from ..core.manifest import Utterance, write_manifest
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -75,7 +88,6 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
                       progress: Callable[[str], None] = lambda _: None, layers: int | None = None) -> Artifacts:
     """Bundles for every precision in `precisions` ("fp32", "int8", "int8-dynamic"), built or cached.
     `layers=K`: the architecture with only its first K transformer layers (`--upstream-layers`)."""
-    from ..bundle import load_bundle
 
     if Path(target).is_dir():
         return _from_bundle(Path(target), precisions)
@@ -88,8 +100,8 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
     if not ckpt.is_file():
         import torch
 
-        from ..checkpoint import save_checkpoint
-        from ..model import build_model
+        from ..model.io import save_checkpoint
+        from ..model.ser import build_model
 
         progress(f"building {name}{'' if layers is None else f' with its first {layers} layers'} with random weights (seed 0)")
         torch.manual_seed(0)
@@ -99,9 +111,9 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
     bundles = {}
     for precision in [p for p in ("fp32", "int8", "int8-dynamic") if p in precisions]:  # fp32 first: the bench tunes it first
         out = root / f"bundle-{precision}"
-        cached = out / "manifest.json"
-        # an older cache held an int8-dynamic bundle made outside the exporter (precision "int8"): rebuild it
-        if cached.is_file() and json.loads(cached.read_text())["precision"] == precision:
+        # an older cache held an int8-dynamic bundle made outside the exporter (precision "int8"), or a bundle
+        # of an older format: rebuild it
+        if _cached_precision(out) == precision:
             times[precision] = 0.0
         else:
             import time
@@ -116,24 +128,23 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
             times[precision] = time.perf_counter() - t0
         load_bundle(out, verify=False)
         bundles[precision] = out
-    header = json.loads(ckpt.with_suffix(".json").read_text())
-    upstream = header["dims"]["upstream"]
-    return Artifacts(name=name, checkpoint=ckpt, bundles=bundles, export_seconds=times,
-                     upstream_config=upstream["config"] if upstream["kind"] == "wav2vec2" else None)
+    return Artifacts(name=name, checkpoint=ckpt, bundles=bundles, export_seconds=times, dims=read_dims(ckpt))
+
+
+def _cached_precision(bundle: Path) -> str | None:
+    try:
+        return load_bundle(bundle, verify=False).precision
+    except SertrtError:
+        return None
 
 
 def _from_bundle(bundle: Path, precisions: tuple[str, ...]) -> Artifacts:
     """A bundle as the target: it is measured as its own precision; the PyTorch baseline needs its
     source checkpoint on this machine."""
-    from ..bundle import load_bundle
 
-    manifest = load_bundle(bundle, verify=False)
-    ckpt = Path(manifest["source_checkpoint"]["path"])
-    config = None
-    if ckpt.is_file():
-        header = json.loads(ckpt.with_suffix(".json").read_text()) if ckpt.with_suffix(".json").is_file() else None
-        if header and header["dims"]["upstream"]["kind"] == "wav2vec2":
-            config = header["dims"]["upstream"]["config"]
-    precision = manifest["precision"]
-    return Artifacts(name=manifest["source_checkpoint"].get("upstream", bundle.name),
-                     checkpoint=ckpt if ckpt.is_file() else None, bundles={precision: bundle}, upstream_config=config)
+    card = load_bundle(bundle, verify=False)
+    ckpt = Path(card.source_checkpoint.get("path", ""))
+    precision = card.precision
+    return Artifacts(name=card.source_checkpoint.get("upstream", bundle.name),
+                     checkpoint=ckpt if ckpt.is_file() else None, bundles={precision: bundle},
+                     dims=read_dims(ckpt) if ckpt.is_file() else None)

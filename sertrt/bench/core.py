@@ -21,18 +21,24 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import SertrtError
-from ..outputs import claim_output_dir
-from ..runtime.runners import OrtRunner
+from ..core.audio import seconds_to_samples
+from ..core.bundle import load_bundle
+from ..core.errors import SertrtError
+from ..core.labels import LABELS
+from ..core.outputs import claim_output_dir
+from ..core.runner import Runner
+from ..model.flops import model_flops
+from ..runtime.runners import OrtRunner, RunnerOptions
+from ..verify.torch_runner import TorchRunner
 from . import measure, workers
 from .artifacts import prepare_artifacts
-from .flops import model_flops
 
 BACKENDS = ("torch", "ort")  # torch: the PyTorch eager FP32 baseline; ort: ONNX Runtime CPU
 PRECISIONS = ("fp32", "int8", "int8-dynamic")
@@ -127,66 +133,75 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
 
 
 def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str], None], cache: Path) -> None:
-    import json
-
-    header = json.loads(art.checkpoint.with_suffix(".json").read_text()) if art.checkpoint else None
-    head = header["dims"]["head"] if header else None
-    labels = list(header["dims"]["labels"]) if header else ["neutral", "happy", "angry", "sad"]
+    """Tuning, then the sweep, then the studies, with every runner open; then the fresh-process measurements."""
     ref_window = 2.0 if 2.0 in o.windows else o.windows[0]
     ref_feeds = measure.make_feeds(ref_window, 1)
+    with ExitStack() as stack:
+        runners, variants = _open_runners(o, art, stack, ref_feeds, ref_window, data, progress)
+        best_int8 = _sweep(o, art, runners, stack, ref_feeds, ref_window, data, progress)
+        _studies(o, art, runners, variants, best_int8, ref_feeds, ref_window, data, cache, progress)
+    _fresh_processes(o, art, variants, ref_window, data, progress)
 
-    # -- runners ---------------------------------------------------------------------------------
-    runners: dict[str, Any] = {}
+
+def _ort_runner(onnx_path: Path, threads: int, settings: dict[str, Any]) -> OrtRunner:
+    return OrtRunner.from_options(onnx_path, RunnerOptions(threads=threads, **settings))
+
+
+def _open_runners(o: BenchOptions, art, stack: ExitStack, ref_feeds: dict[str, np.ndarray], ref_window: float,
+                  data: dict[str, Any], progress: Callable[[str], None]) -> tuple[dict[str, Runner], dict[str, dict[str, Any]]]:
+    """The baseline and one ONNX Runtime runner per precision, entered into `stack`. With `o.tune`, each ORT
+    knob is decided at the reference cell first (optimisation level per artifact; spinning and IO binding
+    on fp32, then kept for the others)."""
+    runners: dict[str, Runner] = {}
     variants: dict[str, dict[str, Any]] = {}
     if "torch" in o.backends and art.checkpoint is not None:
         import torch
 
-        from ..runtime.runners import TorchRunner
-
         torch.set_num_threads(o.threads)
         progress(f"loading the PyTorch eager FP32 baseline ({art.checkpoint})")
-        runners[BASELINE] = TorchRunner(art.checkpoint).__enter__()
+        runners[BASELINE] = stack.enter_context(TorchRunner(art.checkpoint))
         variants[BASELINE] = {"backend": "torch", "precision": "fp32", "description": "PyTorch eager FP32, no_grad, eval (the baseline)",
                               "settings": {"threads": o.threads}}
     ort_bundles = {p: b for p, b in art.bundles.items()} if "ort" in o.backends else {}
     tuning: list[dict[str, Any]] = []
     quick_tune = dict(repeats=min(o.repeats, 5), warmup=o.warmup, cell_seconds=min(o.cell_seconds, 6.0))
     for precision, bundle in ort_bundles.items():
-        from ..bundle import load_bundle
-
         name = _variant_name("ort", precision)
-        onnx_path = bundle / load_bundle(bundle, verify=False)["model"]
+        onnx_path = bundle / load_bundle(bundle, verify=False).model
         settings: dict[str, Any] = {"optimization": "all", "spinning": True, "io_binding": False}
         # thread spinning and IO binding are decided once, on fp32; the level per artifact
         settings.update({t["knob"]: t["kept"] == "True" for t in tuning if t["variant"] == "ort-fp32" and t["knob"] != "optimization"})
-        runner = None  # the session with the current settings, kept from one knob to the next
         if o.tune:
             knobs = [("optimization", ["all", "basic"])]
             if precision == "fp32":
                 knobs += [("spinning", [True, False]), ("io_binding", [False, True])]
             for knob, values in knobs:
                 progress(f"tuning {name}: {knob} {values} at {ref_window:g} s, batch 1")
-                cands = {str(v): runner if runner is not None and v == settings[knob]
-                         else OrtRunner(onnx_path, "cpu", o.threads, **{**settings, knob: v}).__enter__() for v in values}
-                best, medians = measure.choose(cands, ref_feeds, **quick_tune)
+                with ExitStack() as trial:
+                    cands = {str(v): trial.enter_context(_ort_runner(onnx_path, o.threads, {**settings, knob: v})) for v in values}
+                    best, medians = measure.choose(cands, ref_feeds, **quick_tune)
                 settings[knob] = values[[str(v) for v in values].index(best)]
                 tuning.append({"variant": name, "knob": knob, "median_ms": medians, "kept": best})
-                runner = cands.pop(best)
-                for other in cands.values():
-                    other.__exit__(None, None, None)
-        runners[name] = runner or OrtRunner(onnx_path, "cpu", o.threads, **settings).__enter__()
+        runners[name] = stack.enter_context(_ort_runner(onnx_path, o.threads, settings))
         variants[name] = {"backend": "ort", "precision": precision, "bundle": str(bundle), "settings": runners[name].settings(),
                           "description": {"fp32": "ONNX Runtime FP32", "int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
                                           "int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}[precision]}
     if not runners:
         raise SertrtError("nothing to benchmark: no backend/precision left (the torch baseline needs the bundle's checkpoint)")
     data["variants"], data["tuning"] = variants, tuning
+    return runners, variants
 
-    # -- the sweep -------------------------------------------------------------------------------
+
+def _sweep(o: BenchOptions, art, runners: dict[str, Runner], stack: ExitStack, ref_feeds: dict[str, np.ndarray],
+           ref_window: float, data: dict[str, Any], progress: Callable[[str], None]) -> str | None:
+    """Latency over windows x batches, every variant interleaved with the baseline and the matmul peak
+    probes; the reference cell comes first and picks the fastest INT8, the only one measured past it.
+    Returns that INT8 variant (None without one)."""
+    head = art.dims.head if art.dims else None
     probes = {"peak-torch": measure.MatmulProbe("torch", o.threads)} if BASELINE in runners else {}
     probes["peak-ort"] = measure.MatmulProbe("ort", o.threads)
     for p in probes.values():
-        p.__enter__()
+        stack.enter_context(p)
     int8s = [v for v in ("ort-int8", "ort-int8-dynamic") if v in runners]
     best_int8 = None
     cells = [(w, b) for b in o.batches for w in o.windows if b == 1 or o.batched_windows is None or w in o.batched_windows]
@@ -202,7 +217,7 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
                                     caps={k: 5 for k in probes})
         peak = {k: measure.MatmulProbe.flops / np.median(times[k]) / 1e9 for k in probes}
         peaks.append({"window_s": window, "batch": batch, **{f"{k}_gflops": v for k, v in peak.items()}})
-        flops = model_flops(art.upstream_config, head, int(window * 16000), batch)["total"] if art.upstream_config else None
+        flops = model_flops(art.upstream_config, head, seconds_to_samples(window), batch)["total"] if art.upstream_config else None
         cell = []
         for name in active:
             row = {"variant": name, "window_s": window, "batch": batch, **measure.latency_stats(times[name], window, batch)}
@@ -223,24 +238,30 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
     data["peak"] = {"gflops": float(np.median(peak_all)), "per_cell": peaks, "matrix": measure.PEAK_N,
                     "note": "median over cells of the best of torch and ONNX Runtime on a 2048x2048 fp32 matmul, same threads"}
     if art.upstream_config:
-        fl = model_flops(art.upstream_config, head, int(ref_window * 16000), 1)
+        fl = model_flops(art.upstream_config, head, seconds_to_samples(ref_window), 1)
         data["flops"] = {"reference_gflop": fl["total"] / 1e9, "parts_gflop": {k: v / 1e9 for k, v in fl["parts"].items()},
                          "num_frames": fl["num_frames"]}
+    return best_int8
 
-    # -- INT8 agreement, streaming ---------------------------------------------------------------
+
+def _studies(o: BenchOptions, art, runners: dict[str, Runner], variants: dict[str, dict[str, Any]], best_int8: str | None,
+             ref_feeds: dict[str, np.ndarray], ref_window: float, data: dict[str, Any], cache: Path,
+             progress: Callable[[str], None]) -> None:
+    """INT8 logits vs FP32; streaming, one stream and several batched; the CNN-frame reuse study; the
+    target cut to fewer transformer layers."""
+    labels = list(art.dims.labels) if art.dims else list(LABELS)
+    int8s = [v for v in ("ort-int8", "ort-int8-dynamic") if v in runners]
     if "ort-fp32" in runners and int8s:
         progress("INT8 logits vs FP32 (cosine)")
         data["agreement"] = measure.agreement(runners["ort-fp32"], {k: runners[k] for k in int8s})
     data["streaming"] = {}
     stream_variants = ([best_int8] if best_int8 else [])
-    ref = {r["variant"]: r["p50_ms"] for r in results if (r["window_s"], r["batch"]) == (ref_window, 1)}
+    ref = {r["variant"]: r["p50_ms"] for r in data["results"] if (r["window_s"], r["batch"]) == (ref_window, 1)}
     if "ort-fp32" in runners and (not stream_variants or ref["ort-fp32"] < 100.0):
         stream_variants.insert(0, "ort-fp32")
     for name in stream_variants:
         progress(f"streaming {o.stream_seconds:g} s through {name} (2 s window, 1 s hop)")
         data["streaming"][name] = measure.stream_run(runners[name], labels, o.stream_seconds).as_dict()
-
-    # -- ideas: batching streams, CNN-frame reuse, fewer transformer layers ----------------------
     data["multistream"] = {}
     for name in stream_variants:
         progress(f"{o.streams} streams through {name}: one call per window vs one batched call per tick")
@@ -252,12 +273,13 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
         data["frame_reuse"] = frame_reuse_study(runners[BASELINE].model, {v: runners[v] for v in stream_variants}, 32000, 16000,
                                                 o.threads, min(o.repeats, 10), o.cell_seconds, min(o.stream_seconds, 20.0))
     if o.layers and art.upstream_config:
-        data["layers"] = _measure_layers(o, art, runners, variants, best_int8, ref_feeds, ref_window, head, cache, progress)
-    for r in runners.values():
-        r.__exit__(None, None, None)
-    runners.clear()
+        data["layers"] = _measure_layers(o, art, runners, variants, best_int8, ref_feeds, ref_window, cache, progress)
 
-    # -- fresh processes: cold start + peak RSS, training ----------------------------------------
+
+def _fresh_processes(o: BenchOptions, art, variants: dict[str, dict[str, Any]], ref_window: float, data: dict[str, Any],
+                     progress: Callable[[str], None]) -> None:
+    """Cold start + peak RSS per variant, the baseline under OpenMP's default wait policy, training
+    throughput: each in fresh processes, after every runner of this one is closed."""
     data["cold_start"] = {}
     for name, info in variants.items():
         repeats = 3 if name != BASELINE and _size_mb(art.bundles.get(info["precision"])) < 100 else 1
@@ -274,7 +296,7 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
         data["baseline_default_omp"] = {**child, "vs_passive_baseline": child["p50_ms"] / base["p50_ms"]}
     data["training"] = {}
     if o.train and art.upstream_config is not None and "torch" in o.backends:
-        from ..upstream import UPSTREAM_NAMES
+        from ..model.upstream import UPSTREAM_NAMES
 
         if art.name in UPSTREAM_NAMES:
             steps = o.train_steps if art.name == "tiny" else min(o.train_steps, 2)  # an xlsr-53 step is ~30 s here
@@ -282,42 +304,39 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
             data["training"][art.name] = workers.train_throughput(art.name, 4, 2.0, steps, 1, o.threads)
 
 
-def _measure_layers(o: BenchOptions, art, runners: dict[str, Any], variants: dict[str, dict[str, Any]], best_int8: str | None,
-                    feeds: dict[str, np.ndarray], window: float, head: dict[str, Any] | None, cache: Path,
+def _measure_layers(o: BenchOptions, art, runners: dict[str, Runner], variants: dict[str, dict[str, Any]], best_int8: str | None,
+                    feeds: dict[str, np.ndarray], window: float, cache: Path,
                     progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """The target cut to its first K transformer layers, for each K in `o.layers`: the baseline, ORT
     FP32 and the fastest INT8 at the reference cell, interleaved with the full-depth ones (same
     settings), so both ratios come from one run. The accuracy side is `sertrt experiment layers`."""
-    from ..bundle import load_bundle
-    from ..runtime.runners import TorchRunner
-
+    head = art.dims.head if art.dims else None
     full = [v for v in (BASELINE, "ort-fp32", best_int8) if v in runners]
     full_layers = art.upstream_config["num_hidden_layers"]
     rows = []
     for k in o.layers:
         precisions = tuple(variants[v]["precision"] for v in full if v != BASELINE)
         cut = prepare_artifacts(o.target, precisions, cache, progress, layers=k)
-        cut_runners: dict[str, Any] = {}
-        for v in full:
-            if v == BASELINE:
-                cut_runners[f"{v}@{k}"] = TorchRunner(cut.checkpoint).__enter__()
-            else:
-                bundle = cut.bundles[variants[v]["precision"]]
-                settings = {key: variants[v]["settings"][key] for key in ("optimization", "spinning", "io_binding")}
-                cut_runners[f"{v}@{k}"] = OrtRunner(bundle / load_bundle(bundle, verify=False)["model"], "cpu", o.threads,
-                                                    **settings).__enter__()
-        progress(f"{k} of {full_layers} layers: {', '.join(full)} at {window:g} s, batch 1, next to the full depth")
-        times = measure.interleaved({**{v: runners[v] for v in full}, **cut_runners}, feeds, o.repeats, o.warmup, o.cell_seconds)
+        with ExitStack() as stack:
+            cut_runners: dict[str, Runner] = {}
+            for v in full:
+                if v == BASELINE:
+                    cut_runners[f"{v}@{k}"] = stack.enter_context(TorchRunner(cut.checkpoint))
+                else:
+                    bundle = cut.bundles[variants[v]["precision"]]
+                    settings = {key: variants[v]["settings"][key] for key in ("optimization", "spinning", "io_binding")}
+                    cut_runners[f"{v}@{k}"] = stack.enter_context(
+                        _ort_runner(bundle / load_bundle(bundle, verify=False).model, o.threads, settings))
+            progress(f"{k} of {full_layers} layers: {', '.join(full)} at {window:g} s, batch 1, next to the full depth")
+            times = measure.interleaved({**{v: runners[v] for v in full}, **cut_runners}, feeds, o.repeats, o.warmup, o.cell_seconds)
         p50 = {name: float(np.median(t)) * 1000.0 for name, t in times.items()}
-        gflop = {n: model_flops(a.upstream_config, head, int(window * 16000), 1)["total"] / 1e9
+        gflop = {n: model_flops(a.upstream_config, head, seconds_to_samples(window), 1)["total"] / 1e9
                  for n, a in ((full_layers, art), (k, cut))}
         for v in full:
             rows.append({"layers": k, "of_layers": full_layers, "variant": v, "p50_ms": p50[f"{v}@{k}"],
                          "full_depth_p50_ms": p50[v], "vs_full_depth": p50[v] / p50[f"{v}@{k}"],
                          "ratio_vs_baseline": p50[BASELINE] / p50[f"{v}@{k}"] if BASELINE in p50 else None,
                          "gflop": gflop[k], "full_depth_gflop": gflop[full_layers]})
-        for r in cut_runners.values():
-            r.__exit__(None, None, None)
     return rows
 
 

@@ -38,8 +38,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import SertrtError
-from ..outputs import claim_output_dir
+from ..core.errors import SertrtError
+from ..core.outputs import claim_output_dir
 from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share
 
 VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16")
@@ -204,7 +204,7 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     import torch._dynamo
 
     from .. import __version__
-    from ..model import build_model
+    from ..model.ser import build_model
     from . import report
 
     o = opts.resolved()
@@ -322,7 +322,7 @@ def markdown(data: dict[str, Any]) -> str:
 def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
     import json
 
-    from .. import atomic
+    from ..core import atomic
 
     out = claim_output_dir(out, "bench")
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}

@@ -9,8 +9,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
-from ..outputs import claim_output_dir
+from ..core import atomic
+from ..core.outputs import claim_output_dir
 
 # The targets: (key, what, applies to architecture (None: any), "min"/"max", threshold).
 TARGETS = (
@@ -206,7 +206,7 @@ def markdown(data: dict[str, Any]) -> str:
             [[k, v["import_s"], v["open_runner_s"], v["session_s"], v["cold_start_s"], v["first_inference_s"], v["process_wall_s"],
               f"{v['peak_rss_mb']:.0f}", None if v.get("bundle_mb") is None else f"{v['bundle_mb']:.1f}", v["torch_imported_by_runtime"]]
              for k, v in data["cold_start"].items()]), "",
-               "cold start = import sertrt.runtime.runners + open_runner (manifest, sha256 of every file) + session creation; "
+               "cold start = import the runner (sertrt.runtime.runners; the baseline: sertrt.verify.torch_runner) + open (bundle card, sha256 of every file) + session creation; "
                "the median of the runs, with a warm page cache. Peak RSS: the child's VmHWM after one inference at the reference window.", ""]
     if data.get("training"):
         md += ["## Training throughput (full fine-tuning, AdamW, batch 4 x 2 s, CPU)", "", _table(

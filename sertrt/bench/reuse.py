@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
 from .artifacts import speech_like
 from .measure import cosine, interleaved
 

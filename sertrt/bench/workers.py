@@ -17,25 +17,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import SertrtError
+from ..core.errors import SertrtError
 
+# How the child opens each backend: the runtime's open_runner for the engines (bundle checked, sha256 of
+# every file), the verify wing's TorchRunner for the PyTorch baseline (checkpoint digest checked).
+_OPEN = {
+    "ort": ("from sertrt.runtime.runners import RunnerOptions, open_runner",
+            "runner, card = open_runner({bundle!r}, RunnerOptions(backend='ort', threads={threads})); rate = card.sample_rate"),
+    "trt": ("from sertrt.runtime.runners import RunnerOptions, open_runner",
+            "runner, card = open_runner({bundle!r}, RunnerOptions(backend='trt')); rate = card.sample_rate"),
+    "torch": ("from sertrt.verify.torch_runner import TorchRunner",
+              "runner = TorchRunner({checkpoint!r}); rate = 16000"),
+}
 _COLD_START = r"""
 import time
 t0 = time.perf_counter()
-import sertrt.runtime.runners as runners
+{import_line}
 t1 = time.perf_counter()
-runner, manifest = runners.open_runner({bundle!r}, backend={backend!r}, threads={threads}, checkpoint={checkpoint!r})
+{open_line}
 t2 = time.perf_counter()
-runner.__enter__()
-t3 = time.perf_counter()
-import sys
-torch_loaded = "torch" in sys.modules
-import numpy as np
-n = int({seconds} * manifest["sample_rate"])
-wave = (0.1 * np.sin(np.arange(n, dtype=np.float32) * 0.05))[None].astype(np.float32)
-t4 = time.perf_counter()
-runner.infer({{"waveform": wave, "lengths": np.array([n], dtype=np.int64)}})
-t5 = time.perf_counter()
+with runner:
+    t3 = time.perf_counter()
+    import sys
+    torch_loaded = "torch" in sys.modules
+    import numpy as np
+    n = int({seconds} * rate)
+    wave = (0.1 * np.sin(np.arange(n, dtype=np.float32) * 0.05))[None].astype(np.float32)
+    t4 = time.perf_counter()
+    runner.infer({{"waveform": wave, "lengths": np.array([n], dtype=np.int64)}})
+    t5 = time.perf_counter()
 import json
 from sertrt.bench.workers import peak_rss_mb
 print("BENCH-JSON " + json.dumps({{
@@ -84,8 +94,9 @@ def cold_start(bundle: Path, backend: str = "ort", threads: int = 2, checkpoint:
                seconds: float = 2.0, timeout: float = 600.0) -> dict[str, Any]:
     """One fresh interpreter: import the runtime, open the bundle (hashes checked), start the
     session, run one `seconds` window. cold_start_s = import + open + session (ready to infer)."""
-    code = _COLD_START.format(bundle=str(bundle), backend=backend, threads=threads,
-                              checkpoint=None if checkpoint is None else str(checkpoint), seconds=seconds)
+    import_line, open_line = _OPEN[backend]
+    open_line = open_line.format(bundle=str(bundle), threads=threads, checkpoint=None if checkpoint is None else str(checkpoint))
+    code = _COLD_START.format(import_line=import_line, open_line=open_line, seconds=seconds)
     out, wall = _run_child(["-c", code], threads, timeout)
     out["cold_start_s"] = out["import_s"] + out["open_runner_s"] + out["session_s"]
     out["process_wall_s"] = wall  # with interpreter start-up and exit
@@ -111,7 +122,7 @@ def eager_latency(checkpoint: Path, seconds: float, batch: int, repeats: int, th
 def _eager(checkpoint: str, seconds: float, batch: int, repeats: int, threads: int) -> dict[str, Any]:
     import torch
 
-    from ..runtime.runners import TorchRunner
+    from ..verify.torch_runner import TorchRunner
     from .measure import latency_stats, make_feeds
 
     torch.set_num_threads(threads)
@@ -132,7 +143,7 @@ def _train(upstream: str, batch: int, seconds: float, steps: int, warmup: int, t
     import torch
     import torch.nn.functional as F
 
-    from ..model import apply_strategy, build_model
+    from ..model.ser import apply_strategy, build_model
     from .artifacts import speech_like
 
     torch.set_num_threads(threads)

@@ -32,12 +32,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .. import atomic
-from ..audio import SAMPLE_RATE, load_audio, write_wav
-from ..errors import SertrtError
-from ..labels import LABELS
-from ..manifest import Utterance, write_manifest
-from ..outputs import claim_output_dir
+from ..core import atomic
+from ..core.audio import SAMPLE_RATE, load_audio, write_wav
+from ..core.errors import SertrtError
+from ..core.labels import LABELS
+from ..core.manifest import Utterance, write_manifest
+from ..core.outputs import claim_output_dir
 from .corpora import ADAPTERS, Adapter, Item, Scan, get_adapter
 from .corpora.base import is_avi
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
-from ..errors import SertrtError
-from ..manifest import Utterance, read_manifest, write_manifest
+from ..core import atomic
+from ..core.errors import SertrtError
+from ..core.manifest import Utterance, read_manifest, write_manifest
 from .split import split_utterances
 
 PROTOCOLS = ("random", "speaker", "session")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SertrtError
-from ..manifest import Utterance, read_manifest, write_manifest
+from ..core.errors import SertrtError
+from ..core.manifest import Utterance, read_manifest, write_manifest
 
 GROUPINGS = ("none", "speaker")
 

@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
-from ..audio import check_finite, write_wav
-from ..errors import SertrtError
-from ..labels import LABELS
-from ..manifest import Utterance, write_manifest
-from ..outputs import claim_output_dir
+from ..core import atomic
+from ..core.audio import check_finite, write_wav
+from ..core.errors import SertrtError
+from ..core.labels import LABELS
+from ..core.manifest import Utterance, write_manifest
+from ..core.outputs import claim_output_dir
 
 INSTALL_HINT = (
     "espeak-ng not found: install it with `apt-get install espeak-ng` (Debian/Ubuntu) "

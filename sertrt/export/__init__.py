@@ -1,5 +1,5 @@
 """Export stage: checkpoint -> ONNX (fp32/fp16/int8) -> TensorRT engine, packed as a bundle."""
 
-from ..versions import require
+from ..core.versions import require
 
 require("export")

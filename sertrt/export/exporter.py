@@ -5,28 +5,36 @@
     3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest (TensorRT's);
        int8-dynamic: MatMul-only dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
     4. validate against PyTorch at untraced shapes (fails loudly with a per-output table)
-    5. with --test-manifest: WA/UA of the bundle vs PyTorch FP32 on real utterances
-    6. manifest.json with every file's sha256; the bundle appears at once, complete, or not at all
+    5. with `score` (export --test-manifest: sertrt.verify's comparison, wired in by the CLI): WA/UA of the
+       bundle vs PyTorch FP32 on real utterances, recorded as the card's `accuracy`
+    6. the bundle card (manifest.json) with every file's sha256; the bundle appears at once, complete, or
+       not at all
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from .. import __version__
-from ..bundle import sha256_file, staging_dir, write_bundle
-from ..checkpoint import load_model
-from ..errors import SertrtError
-from ..outputs import check_replaceable_bundle
+from ..core.bundle import (
+    ENGINE_FILE,
+    BundleCard,
+    load_bundle,
+    sha256_file,
+    staging_dir,
+    write_bundle,
+)
+from ..core.checkpoint import resolve_checkpoint
+from ..core.errors import SertrtError
+from ..core.outputs import check_replaceable_bundle
+from ..core.precisions import PRECISIONS
+from ..model.io import load_model
 from .onnx_export import export_onnx
-from .spec import PRECISIONS, ExportSpec, Profile
+from .spec import ExportSpec, Profile
 from .validate import validate_onnx
 
 MODEL_FILE = "model.onnx"
@@ -39,11 +47,10 @@ class ExportOptions:
     precision: str = "fp32"
     calib_manifest: Path | None = None
     calib_utterances: int = 64
-    test_manifest: Path | None = None
     profile: Profile = field(default_factory=Profile)
     engine: bool = False  # also build a TensorRT engine (needs TensorRT and a GPU)
     overwrite: bool = False
-    sign: Path | None = None  # an ed25519 private key (PEM): sign the bundle's manifest
+    sign: Path | None = None  # an ed25519 private key (PEM): sign the bundle's card
 
 
 def _versions() -> dict[str, str]:
@@ -55,44 +62,12 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
-def _upstream_layers(upstream: dict[str, Any]) -> dict[str, Any]:
-    """Transformer layers the bundle runs, and how many the upstream had before `--upstream-layers`."""
-    if upstream["kind"] != "wav2vec2":
-        return {}
-    layers = upstream["config"]["num_hidden_layers"]
-    return {"upstream_layers": layers, "upstream_source_layers": upstream.get("source_layers") or layers}
+# `export --test-manifest`: (ONNX path, labels) -> the comparison the card records as `accuracy`
+# (sertrt.verify.compare.manifest_scorer; the export stage itself never imports the verify wing).
+Scorer = Callable[[Path, tuple[str, ...]], dict[str, Any]]
 
 
-def score_bundle_vs_torch(model, onnx_path: Path, manifest: Path, labels) -> dict[str, Any]:
-    """WA/UA/F1 of PyTorch FP32 and of the ONNX on a manifest, and their difference (points)."""
-    import onnxruntime as ort
-
-    from ..manifest import read_manifest
-    from ..metrics import classification_report
-    from ..training.data import AudioSet
-    from ..training.evaluate import predict_logits
-
-    data = AudioSet(read_manifest(manifest))
-    ref = predict_logits(model, data)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = np.zeros_like(ref)
-    for indices in data.batches(8, shuffle=False):
-        waveform, lengths, _ = data.collate(indices, min_samples=400)
-        out[indices] = session.run(["logits"], {"waveform": waveform.numpy(), "lengths": lengths.numpy()})[0]
-    torch_report = classification_report(data.labels, ref.argmax(1), labels)
-    onnx_report = classification_report(data.labels, out.argmax(1), labels)
-    return {
-        "manifest": str(manifest), "utterances": len(data),
-        "torch": {k: torch_report[k] for k in ("wa", "ua", "macro_f1")},
-        "onnx": {k: onnx_report[k] for k in ("wa", "ua", "macro_f1")},
-        "delta_points": {k: 100 * (onnx_report[k] - torch_report[k]) for k in ("wa", "ua", "macro_f1")},
-        "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
-    }
-
-
-def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from ..training.evaluate import resolve_checkpoint
-
+def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score: Scorer | None = None) -> BundleCard:
     if opts.precision not in PRECISIONS:
         raise SertrtError(f"unknown precision {opts.precision!r} (valid: {', '.join(PRECISIONS)})")
     if opts.precision == "int8" and opts.calib_manifest is None:
@@ -109,7 +84,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
     opts.profile.check()
     ckpt = resolve_checkpoint(Path(opts.run))
     model, header = load_model(ckpt)
-    spec = ExportSpec(labels=tuple(header["dims"]["labels"]), sample_rate=header["dims"]["sample_rate"], profile=opts.profile)
+    dims = header.dims
+    spec = ExportSpec(labels=tuple(dims.labels), sample_rate=dims.sample_rate, profile=opts.profile)
 
     staged = staging_dir(opts.out)
     try:
@@ -138,27 +114,27 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> di
         if not validation["passed"]:
             raise SertrtError(f"{opts.precision} ONNX does not match PyTorch within tolerance (table above); no bundle written")
         accuracy = None
-        if opts.test_manifest is not None:
-            accuracy = score_bundle_vs_torch(model, target, opts.test_manifest, spec.labels)
+        if score is not None:
+            accuracy = score(target, spec.labels)
             d = accuracy["delta_points"]
-            log(f"{opts.test_manifest}: UA torch {accuracy['torch']['ua']:.1%} -> {opts.precision} "
-                f"{accuracy['onnx']['ua']:.1%} ({d['ua']:+.1f} points), top-1 agreement {accuracy['top1_agreement']:.1%}")
-        manifest = {
-            "precision": opts.precision, "model": MODEL_FILE, "spec": spec.to_dict(),
-            "labels": list(spec.labels), "sample_rate": spec.sample_rate, "opset": spec.opset,
-            "source_checkpoint": {"path": str(ckpt), "sha256": sha256_file(ckpt), "epoch": header.get("epoch"),
-                                  "metrics": {k: header.get("metrics", {}).get(k) for k in ("wa", "ua", "macro_f1")},
-                                  "upstream": header["dims"]["upstream"]["name"], "head": header["dims"]["head"]["kind"],
-                                  **_upstream_layers(header["dims"]["upstream"])},
-            "versions": _versions(), "precision_report": precision_report,
-            "validation": {k: v for k, v in validation.items() if k != "table"}, "accuracy": accuracy,
-        }
+            log(f"{accuracy['manifest']}: UA torch {accuracy['torch']['ua']:.1%} -> {opts.precision} "
+                f"{accuracy['engine']['ua']:.1%} ({d['ua']:+.1f} points), top-1 agreement {accuracy['agreement']:.1%}")
+        engine = None
         if opts.engine:
             from .tensorrt_engine import EngineOptions, build_engine
 
-            manifest["engine"] = build_engine(EngineOptions(onnx=target, out=staged / "model.plan",
-                                                            precision=opts.precision, profile=opts.profile))
-        write_bundle(opts.out, staged, manifest, overwrite=opts.overwrite, sign_key=opts.sign)
+            engine = build_engine(EngineOptions(onnx=target, out=staged / ENGINE_FILE, precision=opts.precision,
+                                                profile=opts.profile))
+        card = BundleCard(
+            precision=opts.precision, model=MODEL_FILE, labels=spec.labels, sample_rate=spec.sample_rate,
+            spec=spec.to_dict(), opset=spec.opset,
+            source_checkpoint={"path": str(ckpt), "sha256": sha256_file(ckpt), "epoch": header.epoch,
+                               "metrics": {k: header.metrics.get(k) for k in ("wa", "ua", "macro_f1")},
+                               "upstream": dims.upstream.name, "head": dims.head.kind, **dims.upstream.layers},
+            versions=_versions(), precision_report=precision_report,
+            validation={k: v for k, v in validation.items() if k != "table"}, accuracy=accuracy, engine=engine,
+        )
+        write_bundle(opts.out, staged, card, overwrite=opts.overwrite, sign_key=opts.sign)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    return json.loads((Path(opts.out) / "manifest.json").read_text())
+    return load_bundle(opts.out, verify=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..model import SERModel
+from ..model.ser import SERModel
 from .spec import DYNAMIC_AXES, INPUTS, OUTPUTS, ExportSpec
 
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..audio import HOP_SECONDS, RECEPTIVE_FIELD, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
+from ..core.audio import (
+    HOP_SECONDS,
+    RECEPTIVE_FIELD,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    WINDOW_SECONDS,
+)
 
-# int8: explicit QDQ, TensorRT's input; int8-dynamic: MatMul-only dynamic INT8, ONNX Runtime CPU's.
-PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 OPSET = 17  # LayerNormalization is one op from 17; TensorRT 10.3 parses it
 
 
@@ -34,14 +38,6 @@ DYNAMIC_AXES = {
     "waveform": {0: "batch", 1: "num_samples"},
     "lengths": {0: "batch"},
     "logits": {0: "batch"},
-}
-
-# Per precision: logits tolerances against PyTorch FP32, and the top-1 agreement that must hold.
-TOLERANCES = {
-    "fp32": {"atol": 1e-4, "rtol": 1e-3, "min_agreement": 1.0},
-    "fp16": {"atol": 5e-2, "rtol": 5e-2, "min_agreement": 0.99},
-    "int8": {"atol": 0.5, "rtol": 0.5, "min_agreement": 0.90},
-    "int8-dynamic": {"atol": 0.5, "rtol": 0.5, "min_agreement": 0.90},
 }
 
 # Validation runs at shapes the export never traced: 0.5 s to 30 s, batches of 1, 3 and 8.
@@ -70,7 +66,7 @@ class Profile:
         }
 
     def check(self) -> None:
-        from ..errors import SertrtError
+        from ..core.errors import SertrtError
 
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
             raise SertrtError(f"profile batch must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}")

@@ -28,10 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..atomic import atomic_path, write_text
-from ..errors import SertrtError
-from ..runtime.trt_runner import check_engine_compatible, environment, import_tensorrt, record_path
-from .spec import INPUTS, PRECISIONS, Profile
+from ..core.atomic import atomic_path, write_text
+from ..core.engine import (
+    check_engine_compatible,
+    environment,
+    import_tensorrt,
+    record_path,
+)
+from ..core.errors import SertrtError
+from ..core.precisions import PRECISIONS
+from .spec import INPUTS, Profile
 
 __all__ = ["EngineOptions", "build_engine", "engine_record", "check_engine_compatible", "trtexec_command"]
 
@@ -89,7 +95,7 @@ def _parser_errors(parser: Any) -> str:
 def build_engine(opts: EngineOptions) -> dict[str, Any]:
     """Parse the ONNX, build a strongly typed engine over `opts.profile`, write the plan atomically
     and its record beside it; returns the record. A failed build leaves an existing plan untouched."""
-    from ..bundle import sha256_file
+    from ..core.bundle import sha256_file
 
     _check_precision(opts.precision)
     if not 0 <= opts.optimization_level <= 5:

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .spec import TOLERANCES, VALIDATION_SECONDS
+from ..core.audio import pad_batch
+from ..core.precisions import LIMITS
+from .spec import VALIDATION_SECONDS
 
 
 def validation_batches(sample_rate: int, seed: int = 0) -> list[list[np.ndarray]]:
@@ -36,14 +38,6 @@ def validation_batches(sample_rate: int, seed: int = 0) -> list[list[np.ndarray]
         [signal(s) for s in (0.5, 7.7, 2.0)],
         [signal(s) for s in np.linspace(0.5, 4.0, 8)],
     ]
-
-
-def pad_batch(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(c) for c in clips], dtype=np.int64)
-    waveform = np.zeros((len(clips), int(lengths.max())), dtype=np.float32)
-    for i, c in enumerate(clips):
-        waveform[i, : len(c)] = c
-    return waveform, lengths
 
 
 @dataclass
@@ -85,7 +79,8 @@ def validate_onnx(model, onnx_path: Path, precision: str, sample_rate: int, thre
     import onnxruntime as ort
     import torch
 
-    tol = TOLERANCES[precision]
+    limits = LIMITS[precision]
+    tol = limits.validation()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -97,15 +92,15 @@ def validate_onnx(model, onnx_path: Path, precision: str, sample_rate: int, thre
             ref = model(torch.from_numpy(waveform), torch.from_numpy(lengths)).numpy()
         out = session.run(["logits"], {"waveform": waveform, "lengths": lengths})[0]
         seconds = "/".join(f"{len(c) / sample_rate:g}" for c in clips)
-        rows.append(compare(f"batch {len(clips)} ({seconds} s) vs torch", ref, out, tol["atol"], tol["rtol"], tol["min_agreement"]))
+        rows.append(compare(f"batch {len(clips)} ({seconds} s) vs torch", ref, out, limits.atol, limits.rtol, limits.validation_agreement))
         if len(clips) > 1:
             alone = np.concatenate([session.run(["logits"], {"waveform": c[None], "lengths": np.array([len(c)])})[0] for c in clips])
             # Batched vs one at a time in the same runtime: only padding can make these differ, except
             # with dynamic INT8, whose activation scales are taken per call over the whole batch.
-            rows.append(compare(f"batch {len(clips)} vs one at a time", alone, out, 1e-3 if precision == "fp32" else tol["atol"],
-                                1e-3 if precision == "fp32" else tol["rtol"],
-                                tol["min_agreement"] if precision == "int8-dynamic" else 1.0))
+            rows.append(compare(f"batch {len(clips)} vs one at a time", alone, out, 1e-3 if precision == "fp32" else limits.atol,
+                                1e-3 if precision == "fp32" else limits.rtol,
+                                limits.validation_agreement if precision == "int8-dynamic" else 1.0))
     return {
         "precision": precision, "tolerances": tol, "passed": all(r.passed for r in rows),
-        "checks": [r.as_dict() for r in rows], "table": format_table(rows, tol["atol"], tol["rtol"]),
+        "checks": [r.as_dict() for r in rows], "table": format_table(rows, limits.atol, limits.rtol),
     }

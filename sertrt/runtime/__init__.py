@@ -1,5 +1,5 @@
 """Runtime stage: torch-free inference on exported bundles (numpy at import; TensorRT and CUDA imported lazily)."""
 
-from ..versions import require
+from ..core.versions import require
 
 require("runtime")

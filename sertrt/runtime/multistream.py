@@ -34,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import RECEPTIVE_FIELD
-from ..errors import SertrtError
+from ..core.audio import RECEPTIVE_FIELD
+from ..core.errors import SertrtError
+from ..core.runner import Runner
 from .stream import EmotionStream, StreamConfig, WindowResult
 
 
 class MultiStream:
-    def __init__(self, runner, labels: list[str] | tuple[str, ...], config: StreamConfig | None = None,
+    def __init__(self, runner: Runner, labels: list[str] | tuple[str, ...], config: StreamConfig | None = None,
                  max_batch: int = 8, stream_ids: Iterable[Hashable] = ()):
         """config is the default for `add` and fixes the window and hop of every stream."""
         if not isinstance(max_batch, int) or max_batch < 1:

@@ -1,45 +1,58 @@
-"""Backends as runners with one interface (Polygraphy's): names in, names out, numpy arrays.
+"""Engine backends as runners (`sertrt.core.runner.Runner`): names in, names out, numpy arrays.
 
-    with open_runner("bundle", backend="ort") as runner:
+    runner, card = open_runner("bundle", RunnerOptions(backend="ort", threads=2))
+    with runner:
         logits = runner.infer({"waveform": wav, "lengths": lengths})["logits"]
 
     ort      ONNX Runtime; providers "cpu", "cuda" or "tensorrt" (onnxruntime-gpu)
     trt      TensorRT native, from the bundle's model.plan (sertrt.runtime.trt_runner)
-    torch    the PyTorch reference, from a checkpoint (full install only)
 
-Streaming, parity and benchmarks never branch on the backend. Importing this module costs numpy.
+The PyTorch reference runner lives in `sertrt.verify` (it needs torch and the checkpoint); the runtime
+never imports it. Importing this module costs numpy.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..bundle import load_bundle
-from ..errors import SertrtError
+from ..core.bundle import ENGINE_FILE, BundleCard, load_bundle
+from ..core.errors import SertrtError
+from ..core.runner import Runner
 
-BACKENDS = ("ort", "trt", "torch")
+BACKENDS = ("ort", "trt")
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 ORT_OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
-class Runner:
-    input_names: list[str] = ["waveform", "lengths"]
-    output_names: list[str] = ["logits"]
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How to run a bundle; shared by `stream`, `parity` and `bench` (and their CLI options)."""
 
-    def __enter__(self) -> Runner:
-        return self
+    backend: str = "ort"  # ort | trt
+    provider: str = "cpu"  # ort: cpu | cuda | tensorrt
+    threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
+    spinning: bool | None = None  # ort: intra-op threads spin between calls (None: ONNX Runtime's default, on)
+    optimization: str = "all"  # ort: graph optimisation level, basic | extended | all
+    io_binding: bool = False  # ort: feed and fetch through an IOBinding
+    trust: Path | None = None  # an ed25519 public key (PEM): refuse a bundle it did not sign
 
-    def __exit__(self, *exc: Any) -> None:
-        pass
+    def check(self) -> None:
+        if self.backend not in BACKENDS:
+            raise SertrtError(f"unknown backend {self.backend!r} (valid: {', '.join(BACKENDS)})")
+        if self.provider not in ORT_PROVIDERS:
+            raise SertrtError(f"unknown ONNX Runtime provider {self.provider!r} (valid: {', '.join(ORT_PROVIDERS)})")
+        if self.optimization not in ORT_OPTIMIZATION_LEVELS:
+            raise SertrtError(f"unknown ONNX Runtime optimization level {self.optimization!r} "
+                              f"(valid: {', '.join(ORT_OPTIMIZATION_LEVELS)})")
+        if self.threads is not None and self.threads < 1:
+            raise SertrtError(f"--threads {self.threads}: must be >= 1 (or left out for ONNX Runtime's default)")
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
 
-
-class OrtRunner(Runner):
+class OrtRunner:
     """ONNX Runtime. `optimization`: graph optimisation level ("basic", "extended", "all");
     `spinning`: session.intra_op.allow_spinning (None: ONNX Runtime's default, which spins; False frees
     the cores between calls, which a machine shared with other work wants); `io_binding`: feed and
@@ -47,15 +60,18 @@ class OrtRunner(Runner):
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
                  optimization: str = "all", spinning: bool | None = None, io_binding: bool = False):
-        if provider not in ORT_PROVIDERS:
-            raise SertrtError(f"unknown ONNX Runtime provider {provider!r} (valid: {', '.join(ORT_PROVIDERS)})")
-        if optimization not in ORT_OPTIMIZATION_LEVELS:
-            raise SertrtError(f"unknown ONNX Runtime optimization level {optimization!r} "
-                              f"(valid: {', '.join(ORT_OPTIMIZATION_LEVELS)})")
+        RunnerOptions(provider=provider, threads=threads, optimization=optimization).check()
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
         self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
+        self.input_names: list[str] = []
+        self.output_names: list[str] = []
         self.session = None
         self._binding = None
+
+    @classmethod
+    def from_options(cls, onnx_path: str | Path, options: RunnerOptions) -> OrtRunner:
+        return cls(onnx_path, options.provider, options.threads, optimization=options.optimization,
+                   spinning=options.spinning, io_binding=options.io_binding)
 
     def settings(self) -> dict[str, Any]:
         """What was asked for (None: ONNX Runtime's default)."""
@@ -97,60 +113,24 @@ class OrtRunner(Runner):
         return dict(zip(self.output_names, b.copy_outputs_to_cpu()))
 
 
-class TorchRunner(Runner):
-    """The PyTorch FP32 reference (needs the `train` extra); same interface as the engines."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu"):
-        self.checkpoint, self.device, self.model = Path(checkpoint), device, None
-
-    def __enter__(self) -> TorchRunner:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise SertrtError("the PyTorch reference runner needs the full install: pip install 'sertrt[train]'") from None
-        from ..checkpoint import load_model
-        from ..training.evaluate import resolve_checkpoint
-
-        self.resolved = resolve_checkpoint(self.checkpoint)  # the checkpoint file a run directory names
-        self.model, _ = load_model(self.resolved)
-        self.model.to(self.device)
-        return self
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        with torch.no_grad():
-            logits = self.model(torch.from_numpy(feeds["waveform"]).to(self.device),
-                                torch.from_numpy(feeds["lengths"]).to(self.device))
-        return {"logits": logits.float().cpu().numpy()}
-
-
-def open_runner(bundle: str | Path, backend: str = "ort", provider: str = "cpu", threads: int | None = None,
-                checkpoint: str | Path | None = None, *, optimization: str = "all", spinning: bool | None = None,
-                io_binding: bool = False, trust: str | Path | None = None) -> tuple[Runner, dict[str, Any]]:
-    """(runner, bundle manifest). The bundle's digest and hashes are checked first (and with `trust`, an
-    ed25519 public key, its signature); a tampered bundle is refused before any model file is read.
-    `threads`, `optimization`, `spinning` and `io_binding` are ONNX Runtime's (see OrtRunner)."""
-    if backend not in BACKENDS:
-        raise SertrtError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
-    if threads is not None and threads < 1:
-        raise SertrtError(f"--threads {threads}: must be >= 1 (or left out for ONNX Runtime's default)")
-    manifest = load_bundle(bundle, trust=trust)
+def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tuple[Runner, BundleCard]:
+    """(runner, bundle card), the runner not yet entered. The bundle's digest and hashes are checked first
+    (and with `options.trust`, an ed25519 public key, its signature); a tampered bundle is refused before
+    any model file is read."""
+    options = options or RunnerOptions()
+    options.check()
+    card = load_bundle(bundle, trust=options.trust)
     bundle = Path(bundle)
-    if backend == "ort":
-        return OrtRunner(bundle / manifest["model"], provider, threads, optimization=optimization, spinning=spinning,
-                         io_binding=io_binding), manifest
-    if backend == "trt":
-        from .trt_runner import TrtRunner
+    if options.backend == "ort":
+        return OrtRunner.from_options(bundle / card.model, options), card
+    from .trt_runner import TrtRunner
 
-        engine = bundle / "model.plan"
-        if not engine.is_file():
-            raise SertrtError(f"{bundle}: no TensorRT engine (model.plan); build one on the device with `sertrt build-engine {bundle}`")
-        if "model.plan" not in {**manifest["files"], **(manifest.get("local_files") or {})}:
-            # load_bundle hashed every listed file; an unlisted plan was never checked and is never deserialised
-            raise SertrtError(f"{bundle}: model.plan is not listed in its manifest.json, so it was not checked; "
-                              f"build it with `sertrt build-engine {bundle}`")
-        return TrtRunner(engine, manifest.get("engine")), manifest
-    if checkpoint is None:
-        checkpoint = manifest["source_checkpoint"]["path"]
-    return TorchRunner(checkpoint), manifest
+    engine = bundle / ENGINE_FILE
+    if not engine.is_file():
+        raise SertrtError(f"{bundle}: no TensorRT engine ({ENGINE_FILE}); build one on the device with `sertrt build-engine {bundle}`")
+    if ENGINE_FILE not in card.all_files:
+        # load_bundle hashed every listed file; an unlisted plan was never checked and is never deserialised
+        raise SertrtError(f"{bundle}: {ENGINE_FILE} is not listed in its manifest.json, so it was not checked; "
+                          f"build it with `sertrt build-engine {bundle}`")
+    return TrtRunner(engine, card.engine), card

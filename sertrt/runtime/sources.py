@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..audio import open_audio
-from ..errors import SertrtError
-from .runners import open_runner
+from ..core.audio import open_audio
+from ..core.errors import SertrtError
+from .runners import RunnerOptions, open_runner
 from .stream import EmotionStream, StreamConfig
 
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -78,15 +78,11 @@ class StreamOptions:
     format: str = "s16le"
     channels: int = 1
     mic: bool = False
-    backend: str = "ort"
-    provider: str = "cpu"
-    threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
-    spinning: bool | None = None  # ort: intra-op thread spinning (None: ONNX Runtime's default, on)
+    runner: RunnerOptions = field(default_factory=RunnerOptions)
     window_seconds: float | None = None  # default: the bundle's
     hop_seconds: float | None = None
     smoothing: str = "none"
     silence_dbfs: float | None = -50.0
-    trust: Path | None = None  # an ed25519 public key (PEM): refuse a bundle it did not sign
 
 
 def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -94,8 +90,7 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     write = write or (lambda d: print(json.dumps(d), flush=True))
     if opts.channels < 1:
         raise SertrtError(f"--channels {opts.channels}: must be >= 1")
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
-                                   trust=opts.trust)
+    runner, card = open_runner(opts.bundle, opts.runner)
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")
@@ -106,12 +101,12 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     else:
         rate, chunks = file_chunks(Path(opts.source))  # a missing file is refused there, as by load_audio
     config = StreamConfig(
-        window_seconds=manifest["spec"]["window_seconds"] if opts.window_seconds is None else opts.window_seconds,
-        hop_seconds=manifest["spec"]["hop_seconds"] if opts.hop_seconds is None else opts.hop_seconds,
+        window_seconds=card.window_seconds if opts.window_seconds is None else opts.window_seconds,
+        hop_seconds=card.hop_seconds if opts.hop_seconds is None else opts.hop_seconds,
         input_rate=rate, smoothing=opts.smoothing, silence_dbfs=opts.silence_dbfs,
     )
     with runner:
-        stream = EmotionStream(runner, manifest["labels"], config)
+        stream = EmotionStream(runner, card.labels, config)
         try:
             for chunk in chunks:
                 for result in stream.push(chunk):

@@ -16,13 +16,15 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
-from ..errors import SertrtError
+from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE, seconds_to_samples
+from ..core.errors import SertrtError
+from ..core.metrics import softmax
+from ..core.runner import Runner
 
 SMOOTHING = ("none", "ema", "majority")
 MAX_WINDOW_SECONDS = 3600.0  # one hour of 16 kHz float32 is 230 MB per buffer: beyond that is a typo
@@ -41,11 +43,11 @@ class StreamConfig:
     @property
     def window_samples(self) -> int:
         """The window in 16 kHz samples: the one rounding every stream, MultiStream and parity use."""
-        return int(round(self.window_seconds * SAMPLE_RATE))
+        return seconds_to_samples(self.window_seconds)
 
     @property
     def hop_samples(self) -> int:
-        return int(round(self.hop_seconds * SAMPLE_RATE))
+        return seconds_to_samples(self.hop_seconds)
 
     def check(self) -> None:
         if self.smoothing not in SMOOTHING:
@@ -103,13 +105,8 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[tuple[int, in
     return spans
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 class EmotionStream:
-    def __init__(self, runner, labels: list[str] | tuple[str, ...], config: StreamConfig | None = None):
+    def __init__(self, runner: Runner | None, labels: list[str] | tuple[str, ...], config: StreamConfig | None = None):
         self.runner, self.labels = runner, list(labels)
         self.config = config or StreamConfig()
         self.config.check()

@@ -9,9 +9,6 @@ a runner is entered, never torch. An engine is bound to one GPU model and one Te
 engine record written beside the plan (`model.plan.json`, see `sertrt.export.tensorrt_engine`) is
 checked first and a mismatch is refused with one line instead of a TensorRT crash.
 
-This module also holds what both stages need to know about "this machine" (TensorRT version, GPU
-name, compute capability) so the runtime never imports the export package.
-
 NOT RUN AGAINST A REAL TENSORRT OR GPU: no TensorRT or GPU was available where this was written.
 It follows the documented TensorRT 10/11 Python API (name-based tensor API, `execute_async_v3`) and
 cuda-python's runtime bindings, and is tested only with fake `tensorrt` and `cudart` modules.
@@ -20,46 +17,22 @@ cuda-python's runtime bindings, and is tested only with fake `tensorrt` and `cud
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import SertrtError
-
-TRT_MISSING = (
-    "TensorRT Python bindings not found: on Jetson they ship with JetPack (python3-libnvinfer; a "
-    "virtualenv needs --system-site-packages); elsewhere `pip install tensorrt` (11.x; `tensorrt<11` for 10.x)"
+from ..core.engine import (
+    check_engine_compatible,
+    import_cudart,
+    import_tensorrt,
+    record_path,
 )
-CUDA_MISSING = (
-    "cuda-python not found (device memory and streams for TensorRT): `pip install cuda-python` "
-    "with the major version of your CUDA (e.g. `cuda-python==12.*` on JetPack 6)"
-)
+from ..core.errors import SertrtError
 
 # trt.DataType member name -> numpy; our own table because trt.nptype lacks INT64 in some 10.x releases.
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
                 "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise SertrtError(TRT_MISSING) from None
-    return trt
-
-
-def import_cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python layout
-        except ImportError:
-            raise SertrtError(CUDA_MISSING) from None
-    return cudart
 
 
 def cuda_call(cudart, name: str, result: Any) -> Any:
@@ -68,71 +41,6 @@ def cuda_call(cudart, name: str, result: Any) -> Any:
     if err != cudart.cudaError_t.cudaSuccess:
         raise SertrtError(f"CUDA call {name} failed: {getattr(err, 'name', err)}")
     return values[0] if len(values) == 1 else tuple(values)
-
-
-def record_path(engine: str | Path) -> Path:
-    """The engine record lives beside the plan: model.plan -> model.plan.json."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
-def gpu_identity() -> tuple[str | None, str | None]:
-    """(GPU name, compute capability "major.minor") of the current device, via cuda-python, else
-    nvidia-smi, else (None, None): JetPack 6 has no nvidia-smi, so install cuda-python there."""
-    try:
-        cudart = import_cudart()
-    except SertrtError:
-        cudart = None
-    if cudart is not None:
-        err, device = cudart.cudaGetDevice()
-        if err == cudart.cudaError_t.cudaSuccess:
-            err, prop = cudart.cudaGetDeviceProperties(device)
-            if err == cudart.cudaError_t.cudaSuccess:
-                name = prop.name
-                if isinstance(name, bytes):
-                    name = name.split(b"\0", 1)[0].decode(errors="replace")
-                return name.strip(), f"{prop.major}.{prop.minor}"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-    index = visible if visible.isdigit() else "0"  # nvidia-smi ignores CUDA_VISIBLE_DEVICES
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "-i", index],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    fields = [f.strip() for f in out.strip().splitlines()[0].rsplit(",", 1)] if out.strip() else []
-    if len(fields) != 2:
-        return None, None
-    return fields[0], fields[1]
-
-
-def environment() -> dict[str, Any]:
-    """What an engine depends on, for this machine: TensorRT version, GPU name, compute capability."""
-    trt = import_tensorrt()
-    name, cc = gpu_identity()
-    return {"tensorrt_version": str(trt.__version__), "gpu_name": name, "compute_capability": cc}
-
-
-def check_engine_compatible(record: dict[str, Any]) -> None:
-    """SertrtError (one line) if this machine's TensorRT version, GPU model or compute capability
-    differs from the engine record's. A GPU field unknown on either side is not compared (TensorRT
-    still refuses a foreign plan when deserializing, with a less helpful message)."""
-    from packaging.version import InvalidVersion, Version
-
-    here = environment()
-    built_trt, here_trt = record.get("tensorrt_version"), here["tensorrt_version"]
-    try:
-        same_trt = built_trt is not None and Version(str(built_trt)) == Version(here_trt)
-    except InvalidVersion:
-        same_trt = str(built_trt) == here_trt
-    mismatches = [] if same_trt else [f"TensorRT {built_trt} (here {here_trt})"]
-    for key, label in (("gpu_name", "GPU"), ("compute_capability", "compute capability")):
-        if record.get(key) and here.get(key) and str(record[key]) != str(here[key]):
-            mismatches.append(f"{label} {record[key]} (here {here[key]})")
-    if mismatches:
-        raise SertrtError(
-            f"engine was built for {', '.join(mismatches)}: a TensorRT engine only runs on the GPU model and "
-            "TensorRT version that built it; rebuild it on this machine from the bundle's ONNX"
-        )
 
 
 class TrtRunner:

@@ -1,5 +1,5 @@
 """Training stage: manifests in, checkpoints out (needs the `train` extra: torch, transformers, ...)."""
 
-from ..versions import require
+from ..core.versions import require
 
 require("train")

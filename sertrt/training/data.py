@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio
-from ..labels import label_index
-from ..manifest import Utterance
+from ..core.audio import SAMPLE_RATE, load_audio, pad_batch
+from ..core.labels import label_index
+from ..core.manifest import Utterance
 
 
 class AudioSet:
@@ -66,8 +66,5 @@ class AudioSet:
                 start = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
                 a = a[start : start + max_samples]
             clips.append(a)
-        lengths = np.array([len(c) for c in clips], dtype=np.int64)
-        waveform = np.zeros((len(clips), max(int(lengths.max()), min_samples)), dtype=np.float32)
-        for row, clip in enumerate(clips):
-            waveform[row, : len(clip)] = clip
+        waveform, lengths = pad_batch(clips, min_samples)
         return torch.from_numpy(waveform), torch.from_numpy(lengths), torch.from_numpy(self.labels[list(indices)])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import SertrtError
+from ..core.errors import SertrtError
 
 
 @dataclass

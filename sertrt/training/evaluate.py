@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import atomic
-from ..checkpoint import load_model
-from ..errors import SertrtError
-from ..manifest import read_manifest
-from ..metrics import classification_report
-from ..model import SERModel
+from ..core import atomic
+from ..core.checkpoint import resolve_checkpoint
+from ..core.errors import SertrtError
+from ..core.manifest import read_manifest
+from ..core.metrics import classification_report, softmax
+from ..model.io import load_model
+from ..model.ser import SERModel
 from .data import AudioSet
 
 
@@ -61,16 +62,6 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) ->
     plt.close(fig)
 
 
-def resolve_checkpoint(run: Path) -> Path:
-    """RUN directory -> RUN/best.safetensors; a checkpoint file is taken as is."""
-    if run.is_dir():
-        ckpt = run / "best.safetensors"
-        if not ckpt.is_file():
-            raise SertrtError(f"{run}: no best.safetensors in this run directory (has training finished an epoch?)")
-        return ckpt
-    return run
-
-
 @dataclass
 class EvaluateOptions:
     run: Path
@@ -88,14 +79,13 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     model.to(opts.device)
     data = AudioSet(read_manifest(opts.manifest))
     logits = predict_logits(model, data, opts.batch_size, opts.device)
-    labels = list(header["dims"]["labels"])
+    labels = list(header.dims.labels)
     report = classification_report(data.labels, logits.argmax(1), labels)
-    report.update(checkpoint=str(ckpt), manifest=str(opts.manifest), epoch=header.get("epoch"))
+    report.update(checkpoint=str(ckpt), manifest=str(opts.manifest), epoch=header.epoch)
     out_dir = opts.out or (ckpt.parent / "eval")
     stem = Path(opts.manifest).name.removesuffix(".jsonl")
     atomic.write_text(out_dir / f"{stem}.metrics.json", json.dumps(report, indent=1) + "\n")
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = softmax(logits)
     atomic.write_text(out_dir / f"{stem}.predictions.jsonl", "".join(
         json.dumps({"path": u.path, "label": u.label, "predicted": labels[int(p.argmax())],
                     "probabilities": [round(float(x), 6) for x in p]}) + "\n"

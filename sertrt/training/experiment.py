@@ -23,16 +23,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import atomic
-from ..audio import WINDOW_SAMPLES, WINDOW_SECONDS
-from ..checkpoint import load_model
-from ..errors import SertrtError
-from ..labels import LABELS
-from ..manifest import read_manifest
-from ..metrics import classification_report
-from ..model import SERModel, count_parameters
+from ..core import atomic
+from ..core.audio import WINDOW_SAMPLES, WINDOW_SECONDS
+from ..core.dims import ModelDims
+from ..core.errors import SertrtError
+from ..core.labels import LABELS
+from ..core.manifest import read_manifest
+from ..core.metrics import classification_report
 from ..data.protocol import read_protocol
-from ..upstream import check_layers, num_layers
+from ..model.io import load_model
+from ..model.ser import SERModel, count_parameters
+from ..model.upstream import check_layers, num_layers
 from .data import AudioSet
 from .evaluate import plot_confusion, predict_logits
 from .train import TrainOptions, train
@@ -132,23 +133,22 @@ def _score(
     remap = {full: i for i, full in enumerate(keep)}
     targets = np.array([remap[t] for t in test.labels])
     report = classification_report(targets, logits[:, keep].argmax(1), labels)
-    report["best_epoch"] = header["epoch"] + 1
-    return report, _cost(model, header)
+    report["best_epoch"] = header.epoch + 1
+    return report, _cost(model, header.dims)
 
 
-def _cost(model: SERModel, header: dict[str, Any]) -> dict[str, Any]:
+def _cost(model: SERModel, dims: ModelDims) -> dict[str, Any]:
     """Parameters, and analytic GFLOP of one window (wav2vec2 upstreams only), cut and uncut."""
-    from ..bench.flops import model_flops
+    from ..model.flops import model_flops
 
-    up, head = header["dims"]["upstream"], header["dims"]["head"]
+    up, head = dims.upstream, dims.head
     cost: dict[str, Any] = {"parameters": count_parameters(model), "layers": None, "source_layers": None,
                             "gflops_window": None, "gflops_window_all_layers": None, "window_seconds": WINDOW_SECONDS}
-    if up["kind"] == "wav2vec2":
-        layers = up["config"]["num_hidden_layers"]
-        source = up.get("source_layers") or layers
-        uncut = {**up["config"], "num_hidden_layers": source}
+    if up.layers:
+        layers, source = up.layers["upstream_layers"], up.layers["upstream_source_layers"]
+        uncut = {**up.config, "num_hidden_layers": source}
         cost.update(layers=layers, source_layers=source,
-                    gflops_window=model_flops(up["config"], head, WINDOW_SAMPLES)["total"] / 1e9,
+                    gflops_window=model_flops(up.config, head, WINDOW_SAMPLES)["total"] / 1e9,
                     gflops_window_all_layers=model_flops(uncut, head, WINDOW_SAMPLES)["total"] / 1e9)
     return cost
 

@@ -24,14 +24,19 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .. import atomic
-from ..audio import RECEPTIVE_FIELD, SAMPLE_RATE
-from ..checkpoint import flatten_optimizer, read_checkpoint, save_checkpoint, unflatten_optimizer
-from ..errors import SertrtError
-from ..manifest import read_manifest
-from ..metrics import classification_report
-from ..model import ModelDims, SERModel, apply_strategy, build_model, count_parameters
-from ..outputs import claim_output_dir
+from ..core import atomic
+from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..core.errors import SertrtError
+from ..core.manifest import read_manifest
+from ..core.metrics import classification_report
+from ..core.outputs import claim_output_dir
+from ..model.io import (
+    flatten_optimizer,
+    read_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer,
+)
+from ..model.ser import SERModel, apply_strategy, build_model, count_parameters
 from .data import AudioSet
 from .distributed import DistInfo, compute_cleanup, compute_init
 from .evaluate import predict_logits
@@ -168,8 +173,11 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
     optim_state = None
     if opts.resume:
         header, tensors = read_checkpoint(last_path)
-        opts = _resumed_options(opts, out, header["train_state"]["epoch"] + 1)
-        dims = ModelDims.from_dict(header["dims"])
+        state = header.train_state or {}
+        if "epoch" not in state or header.optimizer is None:
+            raise SertrtError(f"{last_path}: holds no training state to resume from (a best.safetensors copied over it?)")
+        opts = _resumed_options(opts, out, state["epoch"] + 1)
+        dims = header.dims
         kept = dims.upstream.config.get("num_hidden_layers") if dims.upstream.kind == "wav2vec2" else None
         if opts.upstream_layers is not None and opts.upstream_layers != kept:
             what = f"{kept} upstream layers" if kept is not None else f"a {dims.upstream.kind} upstream"
@@ -177,10 +185,9 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                               "a resumed run keeps its model (drop the option or choose another --out)")
         model = SERModel(dims)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        optim_state = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, header["optimizer"])
-        state = header["train_state"]
+        optim_state = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, header.optimizer)
         start_epoch, best_ua, history = state["epoch"] + 1, state["best_ua"], state["history"]
-        strategy = header["strategy"]
+        strategy = header.strategy
         _print0(info, opts.quiet, f"resuming {out} after epoch {state['epoch'] + 1}")
     else:
         model = build_model(opts.upstream, opts.head, opts.proj_size, opts.hidden_size, dropout=opts.dropout,
@@ -189,7 +196,13 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
     apply_strategy(model, strategy)
     model.to(info.device)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

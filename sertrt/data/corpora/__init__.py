@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ...errors import SertrtError
+from ...core.errors import SertrtError
 from . import ema, emodb, emovo, enterface, iemocap, savee, tess
 from .base import Adapter, Item, Scan
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import SertrtError
-from ...labels import LABELS
+from ...core.errors import SertrtError
+from ...core.labels import LABELS
 
 EXAMPLES = 5  # how many file names a warning quotes
 

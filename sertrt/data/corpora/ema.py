@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ...errors import SertrtError
-from ...labels import LABELS
+from ...core.errors import SertrtError
+from ...core.labels import LABELS
 from .base import Adapter, Item, Scan, finish, rel_path, walk_files
 
 LABEL_MAP: dict[str, str | None] = {

@@ -14,26 +14,13 @@ and F is mean-pooled over valid frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 
+from ..core.dims import HeadDims
 from .layers import MaskedBiRNN, last_valid, lengths_to_mask, masked_mean
 
 HEAD_NAMES = ("hgfm", "fcn", "cnn-sa-dnn")
-
-
-@dataclass
-class HeadDims:
-    kind: str = "hgfm"
-    input_size: int = 1024  # H: the upstream's hidden_size
-    proj_size: int = 256  # L
-    hidden_size: int = 128  # h1 (HGFM), channels (FCN, CNN-SA-DNN)
-    attention_size: int = 128  # perceptron attention width
-    num_heads: int = 4  # CNN-SA-DNN self-attention heads
-    num_labels: int = 4
-    dropout: float = 0.1
 
 
 class PerceptronAttention(nn.Module):

@@ -8,75 +8,35 @@ thresholds (per precision, configurable) the command exits non-zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..audio import RECEPTIVE_FIELD, load_audio
-from ..bundle import sha256_file
-from ..errors import SertrtError
-from ..labels import label_index
-from ..manifest import read_manifest
-from ..metrics import classification_report
-from .runners import Runner, TorchRunner, open_runner
-from .stream import StreamConfig, window_starts
-
-# Minimum top-1 agreement and maximum |delta UA| (points) per precision.
-THRESHOLDS = {
-    "fp32": {"agreement": 0.999, "delta_ua": 1.0},
-    "fp16": {"agreement": 0.995, "delta_ua": 1.0},
-    "int8": {"agreement": 0.98, "delta_ua": 1.0},
-    "int8-dynamic": {"agreement": 0.98, "delta_ua": 1.0},
-}
+from ..core.audio import load_audio
+from ..core.bundle import sha256_file
+from ..core.errors import SertrtError
+from ..core.labels import label_index
+from ..core.manifest import read_manifest
+from ..core.precisions import LIMITS
+from ..runtime.runners import RunnerOptions, open_runner
+from ..runtime.stream import StreamConfig, window_starts
+from .compare import compare, run_batches
+from .torch_runner import TorchRunner
 
 
 @dataclass
 class ParityOptions:
     bundle: Path
     run: Path
-    manifest: Path
-    backend: str = "ort"
-    provider: str = "cpu"
-    threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
-    spinning: bool | None = None  # ort: intra-op thread spinning (None: ONNX Runtime's default, on)
+    manifest: Path  # the data manifest: utterances to compare on
+    runner: RunnerOptions = field(default_factory=RunnerOptions)
     window_seconds: float | None = None  # default: the bundle's
     hop_seconds: float | None = None
-    min_agreement: float | None = None  # default: THRESHOLDS[precision]
-    max_delta_ua: float | None = None
+    min_agreement: float | None = None  # default: LIMITS[precision].parity_agreement
+    max_delta_ua: float | None = None  # default: LIMITS[precision].max_delta_ua
     batch_size: int = 8
-    trust: Path | None = None  # an ed25519 public key (PEM): refuse a bundle it did not sign
-
-
-def _run_batches(runner: Runner, clips: list[np.ndarray], batch_size: int) -> np.ndarray:
-    order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths together: less padding
-    logits = [None] * len(clips)
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        lengths = np.array([max(len(clips[j]), RECEPTIVE_FIELD) for j in idx], dtype=np.int64)
-        waveform = np.zeros((len(idx), int(lengths.max())), dtype=np.float32)
-        for row, j in enumerate(idx):
-            waveform[row, : len(clips[j])] = clips[j]
-        result = runner.infer({"waveform": waveform, "lengths": lengths})["logits"]
-        for row, j in enumerate(idx):
-            logits[j] = result[row]
-    return np.stack(logits).astype(np.float32)
-
-
-def _compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    r_ref = classification_report(targets, ref.argmax(1), labels)
-    r_out = classification_report(targets, out.argmax(1), labels)
-    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
-    return {
-        "count": int(len(targets)),
-        "agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
-        "torch": {k: r_ref[k] for k in ("wa", "ua", "macro_f1")},
-        "engine": {k: r_out[k] for k in ("wa", "ua", "macro_f1")},
-        "delta_points": {k: 100 * (r_out[k] - r_ref[k]) for k in ("wa", "ua", "macro_f1")},
-        "logits_max_abs": float(diff.max()),
-        "logits_max_rel": float((diff / np.maximum(np.abs(ref), 1e-6)).max()),
-    }
 
 
 def run_parity(opts: ParityOptions) -> dict[str, Any]:
@@ -86,19 +46,16 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
         raise SertrtError(f"--max-delta-ua {opts.max_delta_ua}: must be >= 0 points")
     if opts.batch_size < 1:
         raise SertrtError(f"batch size {opts.batch_size}: must be >= 1")
-    runner, manifest = open_runner(opts.bundle, opts.backend, opts.provider, opts.threads, spinning=opts.spinning,
-                                   trust=opts.trust)
-    precision = manifest["precision"]
-    limits = {**THRESHOLDS[precision]}
+    runner, card = open_runner(opts.bundle, opts.runner)
+    limits = LIMITS[card.precision].parity()
     if opts.min_agreement is not None:
         limits["agreement"] = opts.min_agreement
     if opts.max_delta_ua is not None:
         limits["delta_ua"] = opts.max_delta_ua
-    labels = manifest["labels"]
     # The stream's own config: the same checks (a hop under one sample never advances) and rounding.
     config = StreamConfig(
-        window_seconds=manifest["spec"]["window_seconds"] if opts.window_seconds is None else opts.window_seconds,
-        hop_seconds=manifest["spec"]["hop_seconds"] if opts.hop_seconds is None else opts.hop_seconds,
+        window_seconds=card.window_seconds if opts.window_seconds is None else opts.window_seconds,
+        hop_seconds=card.hop_seconds if opts.hop_seconds is None else opts.hop_seconds,
     )
     config.check()
     window, hop = config.window_samples, config.hop_samples
@@ -113,15 +70,15 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
             window_targets.append(t)
     window_targets = np.array(window_targets)
 
-    results: dict[str, Any] = {"bundle": str(opts.bundle), "precision": precision, "backend": opts.backend,
+    results: dict[str, Any] = {"bundle": str(opts.bundle), "precision": card.precision, "backend": opts.runner.backend,
                                "manifest": str(opts.manifest), "thresholds": limits, "modes": {}}
     with TorchRunner(opts.run) as ref_runner, runner:
         for mode, clips, tgt in (("utterance", audio, targets), ("window", windows, window_targets)):
-            ref = _run_batches(ref_runner, clips, opts.batch_size)
-            out = _run_batches(runner, clips, opts.batch_size)
-            results["modes"][mode] = _compare(ref, out, tgt, labels)
+            ref = run_batches(ref_runner, clips, opts.batch_size)
+            out = run_batches(runner, clips, opts.batch_size)
+            results["modes"][mode] = compare(ref, out, tgt, card.labels)
     # Is the run the bundle's own source? A bundle records its checkpoint's sha256 when it is exported.
-    expected = (manifest.get("source_checkpoint") or {}).get("sha256")
+    expected = card.source_checkpoint.get("sha256")
     found = sha256_file(ref_runner.resolved)
     results["source_checkpoint"] = {"path": str(ref_runner.resolved), "sha256": found, "bundle_records": expected,
                                     "matches": found == expected}

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.dims import HeadDims
+
 
 def conv_lengths(num_samples: int, kernels: list[int], strides: list[int]) -> list[int]:
     """Output length of each conv layer (no padding), e.g. 32000 -> [6399, 3199, ..., 99]."""
@@ -48,18 +50,18 @@ def wav2vec2_flops(config: dict[str, Any], num_samples: int) -> dict[str, float]
     return parts
 
 
-def head_flops(head: dict[str, Any], num_frames: int) -> dict[str, float]:
+def head_flops(head: HeadDims, num_frames: int) -> dict[str, float]:
     """Rough FLOPs of the HGFM head (other heads: the projection term alone)."""
-    t, h, p = num_frames, head["input_size"], head["proj_size"]
-    h1, a = head["hidden_size"], head["attention_size"]
+    t, h, p = num_frames, head.input_size, head.proj_size
+    h1, a = head.hidden_size, head.attention_size
     flops = 2.0 * t * h * p  # FC H -> L
-    if head.get("kind", "hgfm") == "hgfm":
+    if head.kind == "hgfm":
         flops += 2 * 3 * 2.0 * t * h1 * (p + h1)  # BiGRU: 3 gates, input and recurrent products, 2 directions
         flops += 2 * 2.0 * t * h1 * a  # perceptron attention U k_i on each half
     return {"head": flops}
 
 
-def model_flops(config: dict[str, Any], head: dict[str, Any] | None, num_samples: int, batch: int = 1) -> dict[str, Any]:
+def model_flops(config: dict[str, Any], head: HeadDims | None, num_samples: int, batch: int = 1) -> dict[str, Any]:
     """{"total": FLOPs for `batch` utterances of `num_samples`, "parts": per part, "num_frames"}."""
     parts = wav2vec2_flops(config, num_samples)
     num_frames = conv_lengths(num_samples, config["conv_kernel"], config["conv_stride"])[-1]

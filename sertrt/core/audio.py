@@ -30,9 +30,27 @@ FBANK_FFT = 512
 
 WINDOW_SECONDS = 2.0  # streaming defaults (runtime): 2 s windows every 0.5 s
 HOP_SECONDS = 0.5
-WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 32000
-HOP_SAMPLES = int(HOP_SECONDS * SAMPLE_RATE)  # 8000
+
+
+def seconds_to_samples(seconds: float, rate: int = SAMPLE_RATE) -> int:
+    """The one rounding from seconds to samples (nearest): streams, parity and bundle cards all use it."""
+    return int(round(seconds * rate))
+
+
+WINDOW_SAMPLES = seconds_to_samples(WINDOW_SECONDS)  # 32000
+HOP_SAMPLES = seconds_to_samples(HOP_SECONDS)  # 8000
 assert exact_div(WINDOW_SAMPLES, HOP_SAMPLES) == 4
+
+
+def pad_batch(clips: list[np.ndarray], min_samples: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clips `(n_i,)` -> waveform (B, num_samples) float32 zero-padded to the longest clip (and to at least
+    `min_samples`), lengths (B,) int64: the valid samples of each row. The one batch builder of every
+    stage (training, validation, calibration, parity)."""
+    lengths = np.array([len(c) for c in clips], dtype=np.int64)
+    waveform = np.zeros((len(clips), max(int(lengths.max()), min_samples)), dtype=np.float32)
+    for row, clip in enumerate(clips):
+        waveform[row, : len(clip)] = clip
+    return waveform, lengths
 
 
 def resample(audio: np.ndarray, orig_rate: int, rate: int = SAMPLE_RATE) -> np.ndarray:

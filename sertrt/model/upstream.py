@@ -20,15 +20,21 @@ import logging
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
 
-from .audio import FBANK_FFT, FBANK_HOP, FBANK_WINDOW, RECEPTIVE_FIELD, SAMPLE_RATE
-from .errors import SertrtError
+from ..core.audio import (
+    FBANK_FFT,
+    FBANK_HOP,
+    FBANK_WINDOW,
+    RECEPTIVE_FIELD,
+    SAMPLE_RATE,
+)
+from ..core.dims import UpstreamSpec
+from ..core.errors import SertrtError
 from .layers import MaskedBiRNN, lengths_to_mask
 
 # The published architectures (shared/reference/corpora-configs-hgfm.md §2.1). xlsr-53 and
@@ -71,18 +77,6 @@ MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm")
 # Attention back-ends whose mask format Wav2Vec2Upstream builds: boolean (sdpa) or additive (eager).
 _ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 UPSTREAM_NAMES = (*WAV2VEC2_CONFIGS, *MANUAL_UPSTREAMS)
-
-
-@dataclass
-class UpstreamSpec:
-    """What a checkpoint stores to rebuild its upstream without the hub or the original files."""
-
-    name: str  # a name in UPSTREAM_NAMES, or the path / hub id the weights came from
-    kind: str  # "wav2vec2" | "fbank" | "mfcc" | "cnn-lstm"
-    config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config.to_dict() or baseline sizes
-    # Transformer layers of the upstream that `layers=K` cut down to config["num_hidden_layers"];
-    # None: nothing was cut (and every checkpoint written before the option existed).
-    source_layers: int | None = None
 
 
 def check_layers(name: str, layers: int, total: int) -> None:

@@ -11,6 +11,12 @@ from typing import Any
 import numpy as np
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis, computed stably."""
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
     """(num_classes, num_classes) counts; rows are true labels, columns predictions."""
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -1,6 +1,7 @@
-"""Checkpoints: one safetensors file whose metadata is the JSON that describes it.
+"""Checkpoint weights: one safetensors file whose metadata is the JSON that describes it (the header,
+typed in `sertrt.core.checkpoint`).
 
-    RUN/best.safetensors   tensors "model.*" (+ "optim.*", "rng.*" in last.safetensors for --resume)
+    RUN/best.safetensors   tensors "model.*" (+ "optim.*" in last.safetensors for --resume)
                            metadata {"sertrt": JSON: format, dims, labels, strategy, metrics, versions}
     RUN/best.json          the same JSON, for people and tools that do not read safetensors
 
@@ -21,14 +22,11 @@ from typing import Any
 
 import torch
 
-from . import __version__, atomic
-from .errors import SertrtError
-from .model import ModelDims, SERModel
-
-FORMAT = "sertrt-checkpoint"
-FORMAT_VERSION = 2  # 2: sertrt_sha256 over the header and every tensor
-READS = (1, 2)  # version 1 (no digest) is still read, with a warning that it cannot be checked
-DIGEST_KEY = "sertrt_sha256"
+from .. import __version__
+from ..core import atomic
+from ..core.checkpoint import DIGEST_KEY, CheckpointHeader
+from ..core.errors import SertrtError
+from .ser import SERModel
 
 
 def tensors_digest(header_text: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -86,26 +84,23 @@ def save_checkpoint(
     extra_tensors: dict[str, torch.Tensor] | None = None,
     sidecar: bool = True,
 ) -> None:
+    """`meta`: the header's other keys (strategy, epoch, metrics, train_state, optimizer, ...)."""
     from safetensors.torch import save_file
 
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "code": code_version(),
-        "dims": model.dims.to_dict(),
-        **meta,
-    }
+    header = CheckpointHeader(dims=model.dims, code=code_version())
+    header = CheckpointHeader.from_dict({**header.to_dict(), **meta}, path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update(extra_tensors or {})
-    text = json.dumps(header, indent=1)
+    text = json.dumps(header.to_dict(), indent=1)
     with atomic.atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"sertrt": text, DIGEST_KEY: tensors_digest(text, tensors)})
     if sidecar:
         atomic.write_text(Path(path).with_suffix(".json"), text + "\n")
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(header, all tensors); SertrtError if it is not a sertrt checkpoint this version reads."""
+def read_checkpoint(path: str | Path) -> tuple[CheckpointHeader, dict[str, torch.Tensor]]:
+    """(header, all tensors); SertrtError if it is not a sertrt checkpoint this version reads, or its
+    tensors do not match their digest."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -120,19 +115,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise SertrtError(f"{path}: not a readable safetensors checkpoint ({e})") from None
     if "sertrt" not in metadata:
         raise SertrtError(f"{path}: safetensors file without sertrt metadata (not a sertrt checkpoint)")
-    try:
-        header = json.loads(metadata["sertrt"])
-    except json.JSONDecodeError as e:
-        raise SertrtError(f"{path}: checkpoint metadata is not valid JSON ({e.msg}): corrupt") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise SertrtError(f"{path}: format {header.get('format') if isinstance(header, dict) else None!r} is not {FORMAT!r}")
-    if header.get("format_version") not in READS:
-        raise SertrtError(
-            f"{path}: checkpoint format version {header.get('format_version')} (written by sertrt "
-            f"{header.get('code', {}).get('sertrt', '?')}); this sertrt {__version__} reads versions "
-            f"{', '.join(map(str, READS))}"
-        )
-    if header["format_version"] >= 2:
+    header = CheckpointHeader.from_json(metadata["sertrt"], path)
+    if header.format_version >= 2:
         if metadata.get(DIGEST_KEY) != tensors_digest(metadata["sertrt"], tensors):
             raise SertrtError(f"{path}: checkpoint does not match its sha256 (corrupt or modified); "
                               "use another checkpoint (last.safetensors / best.safetensors) or retrain")
@@ -141,10 +125,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     return header, tensors
 
 
-def load_model(path: str | Path) -> tuple[SERModel, dict[str, Any]]:
+def load_model(path: str | Path) -> tuple[SERModel, CheckpointHeader]:
     """Rebuild the model from the checkpoint alone (no hub, no config file) and load its weights."""
     header, tensors = read_checkpoint(path)
-    model = SERModel(ModelDims.from_dict(header["dims"]))
+    model = SERModel(header.dims)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)

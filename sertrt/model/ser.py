@@ -8,43 +8,15 @@ wav2vec2 feature extractor does) lives inside the model, so the exported graph t
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 import torch.nn as nn
 
-from .audio import SAMPLE_RATE
-from .errors import SertrtError
-from .heads import HEAD_NAMES, HeadDims, build_head
-from .labels import LABELS
+from ..core.dims import STRATEGIES, HeadDims, ModelDims
+from ..core.errors import SertrtError
+from ..core.labels import LABELS
+from .heads import HEAD_NAMES, build_head
 from .layers import lengths_to_mask
-from .upstream import UpstreamSpec, build_upstream, resolve_upstream
-
-STRATEGIES = ("frozen", "semi", "full")
-
-
-@dataclass
-class ModelDims:
-    """Everything needed to rebuild the model; stored in every checkpoint."""
-
-    upstream: UpstreamSpec
-    head: HeadDims
-    labels: tuple[str, ...] = LABELS
-    sample_rate: int = SAMPLE_RATE
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelDims:
-        return cls(
-            upstream=UpstreamSpec(**d["upstream"]),
-            head=HeadDims(**d["head"]),
-            labels=tuple(d["labels"]),
-            sample_rate=int(d["sample_rate"]),
-        )
+from .upstream import build_upstream, resolve_upstream
 
 
 def normalize_waveform(waveform: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:

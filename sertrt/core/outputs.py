@@ -87,7 +87,7 @@ def claim_output_dir(path: str | Path, kind: str, option: str = "--out", create:
 def check_replaceable_bundle(path: str | Path) -> None:
     """`export --overwrite` replaces a sertrt bundle and nothing else: not a file, not a folder without a
     sertrt manifest.json, not a bundle holding files its manifest does not list (they would go with it)."""
-    from .bundle import DESCRIPTION, FORMAT, LOCAL_FILES, MANIFEST
+    from .bundle import CARD, DESCRIPTION, FORMAT, LOCAL_FILES
 
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -95,14 +95,14 @@ def check_replaceable_bundle(path: str | Path) -> None:
     if path.is_symlink() or not path.is_dir():
         raise SertrtError(f"{path}: is a file, not a sertrt bundle; --overwrite replaces only a bundle, so it is left as it is")
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-        ours = isinstance(manifest, dict) and manifest.get("format") == FORMAT
+        description = json.loads((path / CARD).read_text(encoding="utf-8"))
+        ours = isinstance(description, dict) and description.get("format") == FORMAT
     except (OSError, ValueError):
         ours = False
     if not ours:
-        raise SertrtError(f"{path}: not a sertrt bundle (no sertrt {MANIFEST}); --overwrite replaces only a bundle, "
+        raise SertrtError(f"{path}: not a sertrt bundle (no sertrt {CARD}); --overwrite replaces only a bundle, "
                           "so it is left as it is")
-    listed = set(manifest.get("files") or {}) | set(manifest.get(LOCAL_FILES) or {}) | set(DESCRIPTION)
+    listed = set(description.get("files") or {}) | set(description.get(LOCAL_FILES) or {}) | set(DESCRIPTION)
     foreign = sorted(p.name for p in path.iterdir() if p.name not in listed)
     if foreign:
         raise SertrtError(f"{path}: holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the bundle "

@@ -1,0 +1,350 @@
+"""Deployment bundles: a directory with the ONNX file(s), an optional TensorRT engine and the bundle's
+card, manifest.json (labels, sample rate, window defaults, I/O spec, precision, opset, source checkpoint
+sha256, tool versions, validation results, and the sha256 of every file), checked on load.
+
+    card = load_bundle("bundle")       a BundleCard: typed, checked, with window_samples / hop_samples
+    card.model, card.labels, card.precision, card.window_samples, card.files
+
+What loading checks (`load_bundle`): manifest.json against manifest.sha256 (a digest of its canonical
+form, so labels, window, model name cannot be edited unnoticed); every listed name is a plain file in
+the bundle (no folders, no `..`, no links out); the list is not empty and holds the model; every file
+against its sha256; every field's type; with `trust=PUBKEY`, manifest.sig, an ed25519 signature over
+the canonical card (which holds every file's hash). A digest protects against corruption and careless
+edits, not against someone who rewrites both files: that is what the signature is for. Files a device
+adds itself (a TensorRT engine built there) go under `local_files`: hashed and digested, not signed.
+
+("manifest" in sertrt means a data manifest, the JSON Lines list of utterances; the bundle's
+description is its card. The file keeps its name, manifest.json, so bundles stay readable.)
+
+numpy-free and torch-free: the runtime reads bundles on devices without either training stack.
+Writing goes to a temp folder beside the target; a failed or interrupted export never leaves a
+half-written bundle and never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .audio import seconds_to_samples
+from .errors import SertrtError
+
+FORMAT = "sertrt-bundle"
+FORMAT_VERSION = 2  # 2: manifest.json covered by manifest.sha256; paths checked; optional ed25519 signature
+CARD = "manifest.json"  # the bundle card
+DIGEST = "manifest.sha256"  # sha256 of the card's canonical form: the description itself is covered
+SIGNATURE = "manifest.sig"  # optional: ed25519 over the canonical card without `local_files`
+LOCAL_FILES = "local_files"  # files a device added itself (a TensorRT engine): hashed, never signed
+DESCRIPTION = (CARD, DIGEST, SIGNATURE)
+ENGINE_FILE = "model.plan"  # a TensorRT engine, when the bundle has one (its record: model.plan.json)
+
+
+@dataclass(frozen=True)
+class BundleCard:
+    """A bundle's card (manifest.json), typed. Written by `sertrt export`, read by every consumer."""
+
+    precision: str  # fp32 | fp16 | int8 | int8-dynamic
+    model: str  # the ONNX file in the bundle
+    labels: tuple[str, ...]  # logits order
+    sample_rate: int
+    spec: dict[str, Any]  # the export spec as written: window_seconds, hop_seconds, profile, inputs, outputs
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256 (filled in by write_bundle)
+    opset: int | None = None
+    source_checkpoint: dict[str, Any] = field(default_factory=dict)  # path, sha256, epoch, metrics, upstream, head
+    versions: dict[str, str] = field(default_factory=dict)
+    precision_report: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] | None = None  # export --test-manifest: sertrt.verify's comparison
+    engine: dict[str, Any] | None = None  # the record of an engine built at export
+    local_files: dict[str, str] = field(default_factory=dict)  # added on the device: hashed, not signed
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this sertrt does not know, kept as written
+
+    @property
+    def window_seconds(self) -> float:
+        return float(self.spec["window_seconds"])
+
+    @property
+    def hop_seconds(self) -> float:
+        return float(self.spec["hop_seconds"])
+
+    @property
+    def window_samples(self) -> int:
+        """The default streaming window in samples at the bundle's rate (the one rounding everyone uses)."""
+        return seconds_to_samples(self.window_seconds, self.sample_rate)
+
+    @property
+    def hop_samples(self) -> int:
+        return seconds_to_samples(self.hop_seconds, self.sample_rate)
+
+    @property
+    def profile(self) -> dict[str, int]:
+        """The TensorRT optimization profile the export recorded (min/opt/max batch and samples)."""
+        return dict(self.spec.get("profile") or {})
+
+    @property
+    def all_files(self) -> dict[str, str]:
+        """Every hashed file: the exported ones and those a device added."""
+        return {**self.files, **self.local_files}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"format": FORMAT, "format_version": self.format_version, "precision": self.precision, "model": self.model,
+             "spec": self.spec, "labels": list(self.labels), "sample_rate": self.sample_rate, "opset": self.opset,
+             "source_checkpoint": self.source_checkpoint, "versions": self.versions,
+             "precision_report": self.precision_report, "validation": self.validation, "accuracy": self.accuracy,
+             **self.extra, "files": self.files}
+        if self.engine is not None:
+            d["engine"] = self.engine
+        if self.local_files:
+            d[LOCAL_FILES] = self.local_files
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str | Path) -> BundleCard:
+        """Every field checked for its type: SertrtError naming `where` and the field otherwise."""
+        def need(key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+            value = d.get(key)
+            if value is None and optional:
+                return None
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+                raise SertrtError(f"{where}: field {key!r} must be {names}, got {value!r:.60}")
+            return value
+
+        labels = need("labels", list)
+        if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+            raise SertrtError(f"{where}: field 'labels' must be distinct label names, got {labels!r:.80}")
+        spec = need("spec", dict)
+        for key in ("window_seconds", "hop_seconds"):
+            value = spec.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise SertrtError(f"{where}: spec field {key!r} must be a positive number of seconds, got {value!r:.60}")
+        files, local = need("files", dict, optional=True) or {}, need(LOCAL_FILES, dict, optional=True) or {}
+        for name, digest in {**files, **local}.items():
+            if not isinstance(digest, str):
+                raise SertrtError(f"{where}: the sha256 of {name!r} must be a string, got {digest!r:.60}")
+        known = {f.name for f in dataclasses.fields(cls)} | {"format", LOCAL_FILES}
+        card = cls(
+            precision=need("precision", str), model=need("model", str), labels=tuple(labels),
+            sample_rate=need("sample_rate", int), spec=spec, files=files, opset=need("opset", int, optional=True),
+            source_checkpoint=need("source_checkpoint", dict, optional=True) or {},
+            versions=need("versions", dict, optional=True) or {},
+            precision_report=need("precision_report", dict, optional=True) or {},
+            validation=need("validation", dict, optional=True) or {}, accuracy=need("accuracy", dict, optional=True),
+            engine=need("engine", dict, optional=True), local_files=local,
+            format_version=need("format_version", int), extra={k: v for k, v in d.items() if k not in known})
+        if card.sample_rate <= 0:
+            raise SertrtError(f"{where}: field 'sample_rate' must be positive, got {card.sample_rate}")
+        return card
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def canonical(description: dict[str, Any], signed_part: bool = False) -> bytes:
+    """The bytes the digest (all of it) and the signature (without `local_files`) cover: sorted keys,
+    no whitespace, UTF-8; independent of how manifest.json happens to be indented."""
+    body = {k: v for k, v in description.items() if not (signed_part and k == LOCAL_FILES)}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _write_description(folder: Path, description: dict[str, Any], signature: bytes | None = None) -> None:
+    """manifest.json, then manifest.sha256 (and manifest.sig), each written to a temp file and renamed."""
+    from . import atomic
+
+    atomic.write_text(folder / CARD, json.dumps(description, indent=1) + "\n")
+    atomic.write_text(folder / DIGEST, hashlib.sha256(canonical(description)).hexdigest() + "\n")
+    if signature is not None:
+        atomic.write_text(folder / SIGNATURE, signature.hex() + "\n")
+
+
+def write_bundle(target: str | Path, staged: str | Path, card: BundleCard, overwrite: bool = False,
+                 sign_key: str | Path | None = None) -> Path:
+    """Hash every file in `staged` into `card`, write it (manifest.json) and its digest (and, with
+    `sign_key`, an ed25519 signature), then move the folder into place as `target`.
+
+    An existing bundle is replaced only with `overwrite`, and only once the new one is complete.
+    """
+    from .outputs import check_replaceable_bundle
+
+    target, staged = Path(target), Path(staged)
+    if target.exists() and not overwrite:
+        raise SertrtError(f"{target}: already exists; pass --overwrite to replace it")
+    check_replaceable_bundle(target)  # checked again now: the folder may have changed during the export
+    files = sorted(p for p in staged.iterdir() if p.is_file() and p.name not in DESCRIPTION)
+    description = dataclasses.replace(card, files={p.name: sha256_file(p) for p in files}, local_files={},
+                                      format_version=FORMAT_VERSION).to_dict()
+    signature = sign(canonical(description, signed_part=True), sign_key) if sign_key is not None else None
+    _write_description(staged, description, signature)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old.{os.getpid()}."))
+        os.replace(target, old / target.name)
+    os.replace(staged, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def staging_dir(target: str | Path) -> Path:
+    """A fresh temp folder beside `target` (same file system, so the final rename is cheap)."""
+    from .atomic import remove_stale
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _restore_interrupted_swap(target)
+    for kind in ("staging", "old"):  # what a killed export left beside this target
+        remove_stale(target.parent, re.escape(f".{target.name}.{kind}."))
+    staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging.{os.getpid()}."))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staged, 0o777 & ~mask)  # mkdtemp makes 0700; the bundle should be readable like any folder
+    return staged
+
+
+def _restore_interrupted_swap(target: Path) -> None:
+    """An export killed between its two renames (old bundle aside, new one not yet in place) left the
+    previous bundle in `.<name>.old.<pid>.*/<name>` and nothing at `target`: put it back."""
+    from .atomic import dead_writer
+
+    if target.exists() or target.is_symlink():
+        return
+    for old in sorted(target.parent.glob(f".{target.name}.old.*/{target.name}")):
+        if dead_writer(old.parent.name, re.escape(f".{target.name}.old.")):  # a live export: leave it be
+            os.replace(old, target)
+            return
+
+
+def add_file(bundle: str | Path, *paths: str | Path) -> None:
+    """Record files a device added to a verified bundle (an engine built there) under `local_files`:
+    hashed and covered by the digest like every file, outside what a signature covers."""
+    bundle = Path(bundle)
+    card = load_bundle(bundle)
+    local = dict(card.local_files)
+    for path in map(Path, paths):
+        if path.parent.resolve() != bundle.resolve():
+            raise SertrtError(f"{path}: not inside the bundle {bundle}")
+        local[path.name] = sha256_file(path)
+    # the description as written (not re-serialised from the card): the signed part stays byte-identical
+    _write_description(bundle, {**_read_description(bundle), LOCAL_FILES: local})
+
+
+def _safe_name(bundle: Path, name: Any) -> Path:
+    """A file the card lists must be a plain name inside the bundle (no folders, no .., no link out)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or name in DESCRIPTION:
+        raise SertrtError(f"{bundle}: {CARD} lists {name!r}, which is not a file name inside the bundle")
+    f = bundle / name
+    if f.is_symlink() or (f.exists() and f.resolve().parent != bundle.resolve()):
+        raise SertrtError(f"{bundle}: {name} is a link; bundle files must be real files inside the bundle")
+    return f
+
+
+def _read_description(path: Path) -> dict[str, Any]:
+    """manifest.json as written, once its format and version are ours."""
+    cpath = path / CARD
+    if not cpath.is_file():
+        raise SertrtError(f"{path}: not a sertrt bundle (no {CARD})")
+    try:
+        description = json.loads(cpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SertrtError(f"{cpath}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(description, dict) or description.get("format") != FORMAT:
+        raise SertrtError(f"{cpath}: format {description.get('format') if isinstance(description, dict) else None!r} is not {FORMAT!r}")
+    version = description.get("format_version")
+    if version != FORMAT_VERSION:
+        hint = "; export it again with this sertrt" if isinstance(version, int) and version < FORMAT_VERSION else ""
+        raise SertrtError(f"{cpath}: bundle format version {version}; this sertrt reads {FORMAT_VERSION}{hint}")
+    return description
+
+
+def load_bundle(path: str | Path, verify: bool = True, trust: str | Path | None = None) -> BundleCard:
+    """The bundle's card, after checking its format, its fields' types and (with `verify`) its digest,
+    every path and every file's sha256; with `trust` (an ed25519 public key, PEM) also its signature."""
+    path = Path(path)
+    description = _read_description(path)
+    if not verify and trust is None:
+        return BundleCard.from_dict(description, path / CARD)
+    digest = path / DIGEST
+    if not digest.is_file():
+        raise SertrtError(f"{path}: {DIGEST} is missing: {CARD} cannot be checked")
+    if digest.read_text(encoding="utf-8", errors="replace").strip() != hashlib.sha256(canonical(description)).hexdigest():
+        raise SertrtError(f"{path}: {CARD} does not match {DIGEST} (modified or corrupt)")
+    files, local = description.get("files"), description.get(LOCAL_FILES) or {}
+    if not isinstance(files, dict) or not files or not isinstance(local, dict):
+        raise SertrtError(f"{path}: {CARD} lists no files to check")
+    if description.get("model") not in files:
+        raise SertrtError(f"{path}: {CARD} names model {description.get('model')!r}, which is not one of its files")
+    for name, expected in {**files, **local}.items():
+        f = _safe_name(path, name)
+        if not f.is_file():
+            raise SertrtError(f"{path}: bundle file {name} is missing")
+        if sha256_file(f) != expected:
+            raise SertrtError(f"{path}: {name} does not match its sha256 in {CARD} (modified or corrupt)")
+    if trust is not None:
+        sig = path / SIGNATURE
+        if not sig.is_file():
+            raise SertrtError(f"{path}: not signed ({SIGNATURE} is missing), and --trust requires a signature")
+        try:
+            signature = bytes.fromhex(sig.read_text(encoding="utf-8", errors="replace").strip())
+        except ValueError:
+            raise SertrtError(f"{path}: {SIGNATURE} is not a hex signature") from None
+        verify_signature(canonical(description, signed_part=True), signature, trust, path)
+    return BundleCard.from_dict(description, path / CARD)
+
+
+# ---------------------------------------------------------------------------------------------
+# ed25519 signing (optional: `pip install 'sertrt[sign]'`, the cryptography package)
+
+
+def _crypto():
+    from .versions import require
+
+    require("sign")  # one line naming the package when it is missing or too old
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return serialization, ed25519, InvalidSignature
+
+
+def _read_key(path: str | Path, private: bool):
+    serialization, ed25519, _ = _crypto()
+    kind = "private" if private else "public"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SertrtError(f"{path}: cannot read the {kind} key ({e.strerror})") from None
+    try:
+        key = (serialization.load_pem_private_key(data, password=None) if private
+               else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError) as e:
+        raise SertrtError(f"{path}: not an unencrypted PEM {kind} key ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    wanted = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
+    if not isinstance(key, wanted):
+        raise SertrtError(f"{path}: not an ed25519 {kind} key (make one: openssl genpkey -algorithm ed25519 -out key.pem)")
+    return key
+
+
+def sign(data: bytes, key_path: str | Path) -> bytes:
+    return _read_key(key_path, private=True).sign(data)
+
+
+def verify_signature(data: bytes, signature: bytes, public_key_path: str | Path, bundle: Path) -> None:
+    _, _, invalid = _crypto()
+    try:
+        _read_key(public_key_path, private=False).verify(signature, data)
+    except (invalid, ValueError):
+        raise SertrtError(f"{bundle}: signature does not verify with {public_key_path} (modified, or signed by another key)") from None

@@ -1,0 +1,113 @@
+"""The engine record: what a TensorRT engine depends on, and whether this machine has it.
+
+    record_path("bundle/model.plan")   -> bundle/model.plan.json (written by the export, read by the runtime)
+    environment()                       TensorRT version, GPU name, compute capability of this machine
+    check_engine_compatible(record)     one line refusing an engine built for another GPU or TensorRT
+
+An engine is bound to one GPU model and one TensorRT version. Both the export (which builds engines)
+and the runtime (which runs them) need these facts, so they live here, below both. `tensorrt` and
+cuda-python are imported lazily, when an engine is built, checked or run; never torch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .errors import SertrtError
+
+TRT_MISSING = (
+    "TensorRT Python bindings not found: on Jetson they ship with JetPack (python3-libnvinfer; a "
+    "virtualenv needs --system-site-packages); elsewhere `pip install tensorrt` (11.x; `tensorrt<11` for 10.x)"
+)
+CUDA_MISSING = (
+    "cuda-python not found (device memory and streams for TensorRT): `pip install cuda-python` "
+    "with the major version of your CUDA (e.g. `cuda-python==12.*` on JetPack 6)"
+)
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise SertrtError(TRT_MISSING) from None
+    return trt
+
+
+def import_cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python layout
+        except ImportError:
+            raise SertrtError(CUDA_MISSING) from None
+    return cudart
+
+
+def record_path(engine: str | Path) -> Path:
+    """The engine record lives beside the plan: model.plan -> model.plan.json."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def gpu_identity() -> tuple[str | None, str | None]:
+    """(GPU name, compute capability "major.minor") of the current device, via cuda-python, else
+    nvidia-smi, else (None, None): JetPack 6 has no nvidia-smi, so install cuda-python there."""
+    try:
+        cudart = import_cudart()
+    except SertrtError:
+        cudart = None
+    if cudart is not None:
+        err, device = cudart.cudaGetDevice()
+        if err == cudart.cudaError_t.cudaSuccess:
+            err, prop = cudart.cudaGetDeviceProperties(device)
+            if err == cudart.cudaError_t.cudaSuccess:
+                name = prop.name
+                if isinstance(name, bytes):
+                    name = name.split(b"\0", 1)[0].decode(errors="replace")
+                return name.strip(), f"{prop.major}.{prop.minor}"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    index = visible if visible.isdigit() else "0"  # nvidia-smi ignores CUDA_VISIBLE_DEVICES
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "-i", index],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    fields = [f.strip() for f in out.strip().splitlines()[0].rsplit(",", 1)] if out.strip() else []
+    if len(fields) != 2:
+        return None, None
+    return fields[0], fields[1]
+
+
+def environment() -> dict[str, Any]:
+    """What an engine depends on, for this machine: TensorRT version, GPU name, compute capability."""
+    trt = import_tensorrt()
+    name, cc = gpu_identity()
+    return {"tensorrt_version": str(trt.__version__), "gpu_name": name, "compute_capability": cc}
+
+
+def check_engine_compatible(record: dict[str, Any]) -> None:
+    """SertrtError (one line) if this machine's TensorRT version, GPU model or compute capability
+    differs from the engine record's. A GPU field unknown on either side is not compared (TensorRT
+    still refuses a foreign plan when deserializing, with a less helpful message)."""
+    from packaging.version import InvalidVersion, Version
+
+    here = environment()
+    built_trt, here_trt = record.get("tensorrt_version"), here["tensorrt_version"]
+    try:
+        same_trt = built_trt is not None and Version(str(built_trt)) == Version(here_trt)
+    except InvalidVersion:
+        same_trt = str(built_trt) == here_trt
+    mismatches = [] if same_trt else [f"TensorRT {built_trt} (here {here_trt})"]
+    for key, label in (("gpu_name", "GPU"), ("compute_capability", "compute capability")):
+        if record.get(key) and here.get(key) and str(record[key]) != str(here[key]):
+            mismatches.append(f"{label} {record[key]} (here {here[key]})")
+    if mismatches:
+        raise SertrtError(
+            f"engine was built for {', '.join(mismatches)}: a TensorRT engine only runs on the GPU model and "
+            "TensorRT version that built it; rebuild it on this machine from the bundle's ONNX"
+        )
+
+

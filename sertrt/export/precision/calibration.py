@@ -1,0 +1,69 @@
+"""INT8 calibration data: feeds read from a manifest, and the adapter onnxruntime's quantize_static takes.
+
+Each feed is one utterance at the streaming window's shape ({"waveform": (1, num_samples) float32,
+"lengths": (1,) int64}), picked round-robin over labels so that a few dozen utterances still cover
+every class's activation ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ...core.audio import SAMPLE_RATE
+from ...core.errors import SertrtError
+
+
+class _FeedReader:
+    """An iterable of feeds as onnxruntime's CalibrationDataReader (get_next -> dict or None)."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]]):
+        self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def manifest_calibration(
+    manifest: Path, num: int = 64, seconds: float = 2.0, seed: int = 0, min_utterances: int = 16
+) -> list[dict[str, np.ndarray]]:
+    """Up to `num` utterances, stratified over labels (round-robin, shuffled per seed), each centre-
+    cropped or zero-padded to `seconds` (the streaming window):
+    [{"waveform": (1, num_samples) float32, "lengths": (1,) int64}], lengths = valid samples."""
+    from ...core.audio import load_audio, pad_batch, seconds_to_samples
+    from ...core.manifest import read_manifest
+
+    if num < min_utterances:
+        raise SertrtError(f"calibration num={num} is below the minimum of {min_utterances} utterances")
+    utterances = read_manifest(manifest, check_audio=False)  # load_audio names any bad file it meets
+    if len(utterances) < min_utterances:
+        raise SertrtError(
+            f"{manifest}: {len(utterances)} utterance(s), INT8 calibration needs at least {min_utterances}"
+        )
+    n = seconds_to_samples(seconds)
+    feeds = []
+    for i in _stratified_pick([u.label for u in utterances], num, seed):
+        audio = load_audio(utterances[i].path, SAMPLE_RATE)
+        if len(audio) > n:
+            start = (len(audio) - n) // 2
+            audio = audio[start : start + n]
+        waveform, lengths = pad_batch([audio], min_samples=n)  # every calibration feed has the window's shape
+        feeds.append({"waveform": waveform, "lengths": lengths})
+    return feeds
+
+
+def _stratified_pick(labels: list[str], num: int, seed: int) -> list[int]:
+    """Up to `num` indices, one label at a time in turn, each label's order shuffled by `seed`."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    queues = [[int(i) for i in rng.permutation(idx)] for _, idx in sorted(by_label.items())]
+    chosen: list[int] = []
+    while len(chosen) < num and any(queues):
+        for q in queues:
+            if q and len(chosen) < num:
+                chosen.append(q.pop(0))
+    return chosen

@@ -1,0 +1,75 @@
+"""PyTorch FP32 against an engine on labelled audio: the one comparison `sertrt parity` and
+`sertrt export --test-manifest` both report.
+
+    compare(ref_logits, engine_logits, targets, labels) -> {"count", "agreement", "torch", "engine",
+                                                            "delta_points", "logits_max_abs", "logits_max_rel"}
+    score_engine(TorchRunner(run), OrtRunner(onnx), data_manifest, labels)   the same, on a data manifest
+    manifest_scorer(run, data_manifest)   export --test-manifest's score of the exported ONNX
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..core.audio import RECEPTIVE_FIELD, load_audio, pad_batch
+from ..core.labels import label_index
+from ..core.manifest import read_manifest
+from ..core.metrics import classification_report
+from ..core.runner import Runner
+
+METRICS = ("wa", "ua", "macro_f1")
+
+
+def run_batches(runner: Runner, clips: list[np.ndarray], batch_size: int = 8) -> np.ndarray:
+    """Logits (len(clips), num_labels) float32 in clip order; clips of similar length batched together."""
+    order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths together: less padding
+    logits: list[np.ndarray | None] = [None] * len(clips)
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        waveform, lengths = pad_batch([clips[j] for j in idx], min_samples=RECEPTIVE_FIELD)
+        result = runner.infer({"waveform": waveform, "lengths": np.maximum(lengths, RECEPTIVE_FIELD)})["logits"]
+        for row, j in enumerate(idx):
+            logits[j] = result[row]
+    return np.stack(logits).astype(np.float32)
+
+
+def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Reference (PyTorch) vs engine logits (N, num_labels) on N utterances with true `targets` (N,)."""
+    r_ref = classification_report(targets, ref.argmax(1), list(labels))
+    r_out = classification_report(targets, out.argmax(1), list(labels))
+    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
+    return {
+        "count": int(len(targets)),
+        "agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
+        "torch": {k: r_ref[k] for k in METRICS},
+        "engine": {k: r_out[k] for k in METRICS},
+        "delta_points": {k: 100 * (r_out[k] - r_ref[k]) for k in METRICS},
+        "logits_max_abs": float(diff.max()),
+        "logits_max_rel": float((diff / np.maximum(np.abs(ref), 1e-6)).max()),
+    }
+
+
+def score_engine(reference: Runner, engine: Runner, data_manifest: Path, labels: list[str] | tuple[str, ...],
+                 batch_size: int = 8) -> dict[str, Any]:
+    """compare() on every utterance of a data manifest, whole; both runners entered here."""
+    utterances = read_manifest(data_manifest)
+    clips = [load_audio(u.path) for u in utterances]
+    targets = np.array([label_index(u.label, u.path) for u in utterances])
+    with reference, engine:
+        result = compare(run_batches(reference, clips, batch_size), run_batches(engine, clips, batch_size), targets, labels)
+    return {"manifest": str(data_manifest), **result}
+
+
+def manifest_scorer(run: Path, data_manifest: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...]], dict[str, Any]]:
+    """For `export_bundle(..., score=...)` (`export --test-manifest`): scores the exported ONNX (ONNX Runtime
+    CPU) against the run's checkpoint on `data_manifest`; the bundle card records it as `accuracy`."""
+    from ..runtime.runners import OrtRunner
+    from .torch_runner import TorchRunner
+
+    def score(onnx_path: Path, labels: tuple[str, ...]) -> dict[str, Any]:
+        return score_engine(TorchRunner(run), OrtRunner(onnx_path), data_manifest, labels, batch_size)
+
+    return score
