@@ -266,14 +266,24 @@ def build_engine_cmd(
     bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
     workspace_mb: int = typer.Option(2048),
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and written back."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the Polygraphy and trtexec lines to build, compare and "
+                                                           "time the engine on the device, and build nothing."),
 ) -> None:
     """Build a TensorRT engine from a bundle's ONNX, on the device that will run it."""
     from .core.bundle import ENGINE_FILE, add_file, load_bundle
     from .core.engine import record_path
     from .export.spec import Profile
-    from .export.tensorrt_engine import EngineOptions, build_engine
+    from .export.tensorrt_engine import EngineOptions, build_engine, device_commands
 
     card = load_bundle(bundle)
+    if dry_run:
+        audit = card.tensorrt_audit
+        console.print(f"# {bundle}: {card.precision}; TensorRT audit at export: "
+                      + ("clean" if audit and audit["clean"] else "NOT clean, see manifest.json" if audit else "none")
+                      + ". Not run here: run these on the device, in the bundle folder.", markup=False, highlight=False)
+        for what, line in device_commands(bundle, card.precision, Profile(**card.profile), card.sample_rate, card.window_seconds):
+            console.print(f"# {what}\n{line}", markup=False, highlight=False, soft_wrap=True)
+        return
     engine = bundle / ENGINE_FILE
     record = build_engine(EngineOptions(onnx=bundle / card.model, out=engine, precision=card.precision,
                                         profile=Profile(**card.profile), workspace_mb=workspace_mb, timing_cache=timing_cache))

@@ -64,6 +64,8 @@ class BundleCard:
     validation: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None  # export --test-manifest: sertrt.verify's comparison
     engine: dict[str, Any] | None = None  # the record of an engine built at export
+    graph: dict[str, Any] = field(default_factory=dict)  # how the exported graph was simplified
+    tensorrt_audit: dict[str, Any] | None = None  # sertrt.export.tensorrt_audit's report (None: int8-dynamic)
     local_files: dict[str, str] = field(default_factory=dict)  # added on the device: hashed, not signed
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this sertrt does not know, kept as written
@@ -103,6 +105,10 @@ class BundleCard:
              **self.extra, "files": self.files}
         if self.engine is not None:
             d["engine"] = self.engine
+        if self.graph:
+            d["graph"] = self.graph
+        if self.tensorrt_audit is not None:
+            d["tensorrt_audit"] = self.tensorrt_audit
         if self.local_files:
             d[LOCAL_FILES] = self.local_files
         return d
@@ -139,7 +145,8 @@ class BundleCard:
             versions=need("versions", dict, optional=True) or {},
             precision_report=need("precision_report", dict, optional=True) or {},
             validation=need("validation", dict, optional=True) or {}, accuracy=need("accuracy", dict, optional=True),
-            engine=need("engine", dict, optional=True), local_files=local,
+            engine=need("engine", dict, optional=True), local_files=local, graph=need("graph", dict, optional=True) or {},
+            tensorrt_audit=need("tensorrt_audit", dict, optional=True),
             format_version=need("format_version", int), extra={k: v for k, v in d.items() if k not in known})
         if card.sample_rate <= 0:
             raise SertrtError(f"{where}: field 'sample_rate' must be positive, got {card.sample_rate}")

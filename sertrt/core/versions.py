@@ -1,7 +1,7 @@
 """The package versions each stage is tested with, declared once (pyproject.toml says the same; a test
 holds them together), and the check each stage runs when it is imported.
 
-    require("export")   onnxruntime, onnx, onnxscript, torch, transformers
+    require("export")   onnxruntime, onnx, onnxscript, onnxslim, torch, transformers
     require("train")    torch, transformers
     require("runtime")  onnxruntime, when it is installed (a TensorRT-only runtime needs none)
     require("sign")     cryptography (only when a bundle is signed or checked against a key)
@@ -23,12 +23,13 @@ SUPPORTED = {
     "onnxruntime": ">=1.20",
     "onnx": ">=1.17",
     "onnxscript": ">=0.7.1",
+    "onnxslim": ">=0.1.98",
     "torch": ">=2.11",
     "transformers": ">=5.17",
     "cryptography": ">=42",
 }
 STAGES = {
-    "export": ("onnxruntime", "onnx", "onnxscript", "torch", "transformers"),
+    "export": ("onnxruntime", "onnx", "onnxscript", "onnxslim", "torch", "transformers"),
     "train": ("torch", "transformers"),
     "runtime": ("onnxruntime",),
     "sign": ("cryptography",),  # bundle signatures: export --sign, stream/parity --trust

@@ -1,10 +1,11 @@
 """`sertrt export RUN --precision {fp32,fp16,int8,int8-dynamic} --out BUNDLE`: checkpoint -> validated bundle.
 
     1. rebuild the model from its checkpoint (no hub, no config file)
-    2. export FP32 ONNX (spec: names, dynamic axes, opset)
+    2. export FP32 ONNX (spec: names, dynamic axes, opset), simplified with onnxslim
     3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest (TensorRT's);
        int8-dynamic: MatMul-only dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
-    4. validate against PyTorch at untraced shapes (fails loudly with a per-output table)
+    4. validate against PyTorch at untraced shapes (fails loudly with a per-output table); audit the graph
+       for TensorRT (printed, and recorded in the card; int8-dynamic is ONNX Runtime's, not audited)
     5. with `score` (export --test-manifest: sertrt.verify's comparison, wired in by the CLI): WA/UA of the
        bundle vs PyTorch FP32 on real utterances, recorded as the card's `accuracy`
     6. the bundle card (manifest.json) with every file's sha256; the bundle appears at once, complete, or
@@ -33,8 +34,9 @@ from ..core.errors import SertrtError
 from ..core.outputs import check_replaceable_bundle
 from ..core.precisions import PRECISIONS
 from ..model.io import load_model
-from .onnx_export import export_onnx
+from .onnx_export import export_onnx, simplify_onnx
 from .spec import ExportSpec, Profile
+from .tensorrt_audit import audit_onnx, format_audit
 from .validate import validate_onnx
 
 MODEL_FILE = "model.onnx"
@@ -91,6 +93,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
     try:
         log(f"exporting {ckpt} to ONNX (opset {spec.opset})")
         fp32 = export_onnx(model, staged / "model.fp32.onnx", spec)
+        graph = simplify_onnx(fp32)
+        log(f"simplified with {graph['tool']}: {graph['nodes_before']} -> {graph['nodes_after']} nodes")
         precision_report: dict[str, Any] = {}
         target = staged / MODEL_FILE
         if opts.precision == "fp32":
@@ -113,6 +117,10 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
         log(validation["table"])
         if not validation["passed"]:
             raise SertrtError(f"{opts.precision} ONNX does not match PyTorch within tolerance (table above); no bundle written")
+        audit = None
+        if opts.precision != "int8-dynamic":  # ONNX Runtime CPU's artifact: never given to TensorRT
+            audit = audit_onnx(target, opts.precision)
+            log(format_audit(audit))
         accuracy = None
         if score is not None:
             accuracy = score(target, spec.labels)
@@ -133,6 +141,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
                                "upstream": dims.upstream.name, "head": dims.head.kind, **dims.upstream.layers},
             versions=_versions(), precision_report=precision_report,
             validation={k: v for k, v in validation.items() if k != "table"}, accuracy=accuracy, engine=engine,
+            graph=graph, tensorrt_audit=audit,
         )
         write_bundle(opts.out, staged, card, overwrite=opts.overwrite, sign_key=opts.sign)
     finally:

@@ -179,3 +179,43 @@ def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, prec
     if trt_major == 10:
         args.append("--stronglyTyped")
     return " ".join(["trtexec", *(shlex.quote(a) for a in args)])
+
+
+def device_commands(bundle: str | Path, precision: str, profile: Profile, sample_rate: int = 16000,
+                    window_seconds: float = 2.0) -> list[tuple[str, str]]:
+    """[(what, command line)]: build the engine with Polygraphy or trtexec, compare it with ONNX Runtime,
+    time it; run from inside the bundle on the device (`sertrt build-engine BUNDLE --dry-run` prints
+    them). Precision is in the ONNX: no --fp16/--int8 anywhere. NOT RUN HERE: no TensorRT."""
+    from ..core.audio import seconds_to_samples
+    from ..core.precisions import LIMITS
+
+    _check_precision(precision)
+    shapes = profile.shapes()
+    n = seconds_to_samples(window_seconds, sample_rate)
+
+    def poly(i: int) -> str:
+        return " ".join(f"{name}:[{','.join(str(d) for d in s[i])}]" for name, s in shapes.items())
+
+    limits = LIMITS[precision]
+    tol = max(limits.atol, 1e-3)  # fp32 engines run TF32 (TensorRT's default): 1e-4 would fail on rounding alone
+    build = ["polygraphy", "convert", "model.onnx", "--convert-to", "trt", "-o", "model.plan", "--strongly-typed",
+             "--trt-min-shapes", poly(0), "--trt-opt-shapes", poly(1), "--trt-max-shapes", poly(2),
+             "--pool-limit", "workspace:2G", "--builder-optimization-level", "3"]
+    compare = ["polygraphy", "run", "model.onnx", "--trt", "--onnxrt", "--strongly-typed",
+               "--input-shapes", f"waveform:[1,{n}]", "lengths:[1]", "--val-range", "waveform:[-0.5,0.5]", f"lengths:[{n},{n}]",
+               "--atol", f"{tol:g}", "--rtol", f"{max(limits.rtol, 1e-3):g}", "--check-error-stat", "mean"]
+    timing = ["trtexec", "--loadEngine=model.plan", f"--shapes=waveform:1x{n},lengths:1", "--loadInputs=lengths:lengths.bin",
+              "--useCudaGraph", "--noDataTransfers", "--iterations=500"]
+    def line(args: list[str]) -> str:
+        return " ".join(shlex.quote(a) for a in args)
+
+    return [
+        ("build the engine the runtime loads (the same build, then hashed into the bundle card; "
+         "a plan built by hand is refused until recorded this way)", f"sertrt build-engine {shlex.quote(str(bundle))}"),
+        ("or build it with Polygraphy (to inspect or debug the build)", line(build)),
+        ("or with trtexec (JetPack: /usr/src/tensorrt/bin/trtexec)", trtexec_command("model.onnx", "model.plan", profile,
+                                                                                      precision, 10)),
+        ("compare TensorRT with ONNX Runtime on one window", line(compare)),
+        ("the lengths input trtexec reads", line(["python3", "-c", f"import numpy as np; np.array([{n}], np.int64).tofile(\"lengths.bin\")"])),
+        ("time the engine (one window, batch 1, CUDA graph)", line(timing)),
+    ]

@@ -26,7 +26,9 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 def last_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """x[b, lengths[b] - 1]: (B, T, D) -> (B, D)."""
-    index = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, x.shape[2])
+    # maximum, not clamp: clamp on int64 exports as Clip, which TensorRT takes on floats only
+    # (and relu on int64 has no ONNX Runtime CPU kernel)
+    index = torch.maximum(lengths - 1, torch.zeros_like(lengths)).view(-1, 1, 1).expand(-1, 1, x.shape[2])
     return torch.gather(x, 1, index)[:, 0]  # not .squeeze(1): that exports as a runtime If (rank 2 or 3)
 
 

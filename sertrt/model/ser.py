@@ -41,7 +41,8 @@ class SERModel(nn.Module):
         min_samples = self.upstream.min_samples
         if waveform.shape[1] < min_samples:  # shorter than one frame: zero-pad to one frame
             waveform = nn.functional.pad(waveform, (0, min_samples - waveform.shape[1]))
-        lengths = lengths.clamp(min=min_samples)
+        # maximum, not clamp: clamp on int64 exports as Clip, which TensorRT takes on floats only
+        lengths = torch.maximum(lengths, torch.full_like(lengths, min_samples))
         waveform = normalize_waveform(waveform, lengths)
         if self.training and self.frozen_upstream:
             with torch.no_grad():

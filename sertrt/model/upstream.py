@@ -188,6 +188,20 @@ class Wav2Vec2Upstream(nn.Module):
             raise SertrtError(f"attention implementation {cfg._attn_implementation!r} is not supported "
                               f"(valid: {', '.join(_ATTENTION_IMPLEMENTATIONS)})")
 
+    @contextlib.contextmanager
+    def attention_implementation(self, name: str) -> Iterator[None]:
+        """Run with another of transformers' attention back-ends for a while: the export uses "eager", a
+        plain masked softmax, where torch's ONNX export of SDPA with a boolean mask adds IsNaN + Where
+        after every Softmax (which keeps TensorRT from fusing attention). Same numbers either way."""
+        if name not in _ATTENTION_IMPLEMENTATIONS:
+            raise SertrtError(f"attention implementation {name!r} is not supported (valid: {', '.join(_ATTENTION_IMPLEMENTATIONS)})")
+        before = self.model.config._attn_implementation
+        self.model.set_attn_implementation(name)
+        try:
+            yield
+        finally:
+            self.model.set_attn_implementation(before)
+
     def config_dict(self) -> dict[str, Any]:
         d = self.model.config.to_dict()
         for k in ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype"):

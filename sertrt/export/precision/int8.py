@@ -1,10 +1,22 @@
-"""Static INT8 for TensorRT: explicit Q/DQ, symmetric INT8, zero-points 0, calibrated on feeds.
+"""Static INT8 for TensorRT: explicit Q/DQ, symmetric INT8, zero-points 0, calibrated on feeds, on an
+FP16 graph (what NVIDIA's ModelOpt makes with `high_precision_dtype="fp16"`).
 
 INT8 quantises the encoder's MatMul/Gemm (and Conv if asked) with per-channel weights, on their inputs
 only (TensorRT's Q/DQ placement advice; ORT would also fake-quantise their outputs). The head (no INT8
 GRU in TensorRT), the feature projection, the first Conv (raw waveform in), LayerNorm and Softmax stay
 float, and Q/DQ feed only the quantised ops: ORT hands the dequantised copy to every reader of a
 quantised tensor (Shape, Reshape, ...), so those get the float tensor back (.surgery._qdq_only_into).
+
+Everything not quantised runs in FP16, as in the fp16 bundle (.fp16 decides what stays FP32): a
+strongly typed TensorRT network runs each op in its graph type, so an INT8 engine whose float part is
+FP32 would be slower than the FP16 engine. The Q/DQ scales are FP16 too (DequantizeLinear then feeds the
+FP16 MatMul directly, the pattern TensorRT fuses), which needs opset 19: the INT8 graph is converted to
+opset 19 first (TensorRT 10.3 parses up to 20).
+
+Why not ModelOpt itself: nvidia-modelopt[onnx] 0.47 pins onnx~=1.21 and, on x86-64 Linux,
+onnxruntime-gpu~=1.24.2 and cupy-cuda12x, which would replace the onnxruntime every other stage uses
+(and its CUDA 12 wheels) in the export environment; its core also needs torch. The steps here are the
+same ones (ORT's calibrator, symmetric per-channel Q/DQ on MatMul, FP16 elsewhere), on our own graph.
 
 ONNX Runtime CPU runs the QDQ model (the post-export check uses it), but slower than FP32: time the
 built engine on the GPU.
@@ -38,6 +50,8 @@ INT8_OP_TYPES = ("MatMul", "Gemm")
 # logits error of any other MatMul, for 0.2% of XLSR's MatMul FLOPs.
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+HIGH_PRECISIONS = ("fp16", "fp32")  # what the non-quantised part of the INT8 graph runs in
+QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear/DequantizeLinear take FP16 scales and data
 
 
 def to_int8(
@@ -51,6 +65,7 @@ def to_int8(
     exclude: tuple[str, ...] = INT8_EXCLUDE,
     method: str = "minmax",
     preprocess: bool = False,
+    high_precision: str = "fp16",
 ) -> dict[str, Any]:
     """FP32 ONNX -> QDQ INT8 ONNX for TensorRT: symmetric QInt8 activations and weights (zero-points 0),
     per-channel weights, statically calibrated on `calibration` (an iterable of feeds
@@ -58,7 +73,8 @@ def to_int8(
 
     Ops whose node name contains a scope in `exclude` stay float. `preprocess` runs onnxruntime's
     quant_pre_process first (ONNX shape inference + ORT basic optimisation; its symbolic shape
-    inference fails on our graph, so that part is skipped).
+    inference fails on our graph, so that part is skipped). `high_precision`: what the rest runs in,
+    "fp16" (TensorRT's INT8 artifact) or "fp32".
     """
     import onnx
     from onnxruntime.quantization import (
@@ -72,6 +88,8 @@ def to_int8(
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
         raise SertrtError(f"unknown calibration method {method!r} (valid: {', '.join(CALIBRATION_METHODS)})")
+    if high_precision not in HIGH_PRECISIONS:
+        raise SertrtError(f"unknown high precision {high_precision!r} (valid: {', '.join(HIGH_PRECISIONS)})")
     reader = calibration if hasattr(calibration, "get_next") else _FeedReader(calibration)
 
     with atomic_path(dst) as tmp, tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".int8-") as scratch:
@@ -87,11 +105,12 @@ def to_int8(
         if exclude_first_conv and first_conv is not None and "Conv" in op_types:
             excluded.append(first_conv.name)
         quantised = {n.name for n in graph.node if n.op_type in op_types and n.name not in excluded}
+        qdq = Path(scratch) / "qdq.onnx"
         with _quiet_preprocess_advice():
             # A path, not a ModelProto: onnxruntime 1.20 saves a ModelProto with its weights as
             # external data in a temp folder and then fails to read them back.
             quantize_static(
-                str(model_in), str(tmp), reader,
+                str(model_in), str(qdq), reader,
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=per_channel,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                 calibrate_method=methods[method],
@@ -102,11 +121,20 @@ def to_int8(
                     "OpTypesToExcludeOutputQuantization": list(op_types),
                 },
             )
-        model = onnx.load(str(tmp))
+        model = onnx.load(str(qdq))
         rewired = _qdq_only_into(model.graph, quantised)
         _prune(model.graph)
         _topological_sort(model.graph)
         onnx.checker.check_model(model)
+        fp16_report = None
+        if high_precision == "fp16":
+            from onnx import version_converter
+
+            from .fp16 import to_fp16
+
+            onnx.save(version_converter.convert_version(model, QDQ_FP16_OPSET), str(qdq))
+            fp16_report = to_fp16(qdq, tmp)
+            model = onnx.load(str(tmp))
         zps = zero_points(model)
         if any(zps):  # a bug, not a user error: the options above must make them all 0
             raise AssertionError(f"{dst}: non-zero Q/DQ zero-points {sorted(set(zps))}: TensorRT rejects them")
@@ -127,6 +155,8 @@ def to_int8(
         "excluded_nodes": sorted(excluded),
         "float_consumers_rewired": rewired,
         "max_abs_zero_point": max((abs(z) for z in zps), default=0),
+        "high_precision": high_precision,
+        "float_part": {k: fp16_report[k] for k in ("kept_fp32", "kept_fp32_nodes", "fp16_nodes")} if fp16_report else None,
         "opset": _opset(model),
     }
 
