@@ -33,6 +33,7 @@ CORE_THIRD_PARTY = {
     "packaging",  # versions.py, engine.py: version comparison (never string comparison)
     "cryptography",  # bundle.py: ed25519 signatures, only with export --sign / --trust
     "tensorrt", "cuda",  # engine.py: the machine's TensorRT version and GPU, only when an engine is built or run
+    "polygraphy",  # engine.py: NVIDIA's TensorRT loaders and runner, for both the export and the runtime
 }
 
 

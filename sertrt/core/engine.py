@@ -22,10 +22,9 @@ TRT_MISSING = (
     "TensorRT Python bindings not found: on Jetson they ship with JetPack (python3-libnvinfer; a "
     "virtualenv needs --system-site-packages); elsewhere `pip install tensorrt` (11.x; `tensorrt<11` for 10.x)"
 )
-CUDA_MISSING = (
-    "cuda-python not found (device memory and streams for TensorRT): `pip install cuda-python` "
-    "with the major version of your CUDA (e.g. `cuda-python==12.*` on JetPack 6)"
-)
+POLYGRAPHY_MISSING = "Polygraphy not found (sertrt builds and runs TensorRT engines through it): `pip install polygraphy`"
+
+
 
 def import_tensorrt():
     try:
@@ -35,14 +34,28 @@ def import_tensorrt():
     return trt
 
 
-def import_cudart():
+def import_polygraphy_trt() -> tuple[Any, type[Exception]]:
+    """(polygraphy.backend.trt, PolygraphyException): NVIDIA's TensorRT loaders and runner, imported when an
+    engine is built or run. Polygraphy is pure Python and imports `tensorrt` itself, lazily."""
+    from importlib import import_module
+
+    try:
+        poly = import_module("polygraphy.backend.trt")
+        from polygraphy.exception import PolygraphyException
+    except ImportError:
+        raise SertrtError(POLYGRAPHY_MISSING) from None
+    return poly, PolygraphyException
+
+
+def _import_cudart() -> Any:
+    """cuda-python's runtime bindings, or None: only to name this machine's GPU (Polygraphy runs engines)."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
             from cuda import cudart  # older cuda-python layout
         except ImportError:
-            raise SertrtError(CUDA_MISSING) from None
+            return None
     return cudart
 
 
@@ -55,10 +68,7 @@ def record_path(engine: str | Path) -> Path:
 def gpu_identity() -> tuple[str | None, str | None]:
     """(GPU name, compute capability "major.minor") of the current device, via cuda-python, else
     nvidia-smi, else (None, None): JetPack 6 has no nvidia-smi, so install cuda-python there."""
-    try:
-        cudart = import_cudart()
-    except SertrtError:
-        cudart = None
+    cudart = _import_cudart()
     if cudart is not None:
         err, device = cudart.cudaGetDevice()
         if err == cudart.cudaError_t.cudaSuccess:

@@ -118,7 +118,7 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
 
     inferred, shape_error = _infer_shapes(model)
     types: dict[str, int] = {}
-    shapes: dict[str, list] = {}
+    shapes: dict[str, list | None] = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         t = vi.type.tensor_type
         types[vi.name] = t.elem_type

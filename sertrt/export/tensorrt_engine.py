@@ -3,20 +3,22 @@
     build_engine(EngineOptions(onnx=Path("bundle/model.onnx"), out=Path("bundle/model.plan"),
                                precision="fp16", profile=Profile()))
 
-Precision is carried by the ONNX itself (FP32, FP16 from AutoCast/float16 conversion, INT8 as Q/DQ
-nodes), so the network is strongly typed and no precision builder flag is ever set:
-  - TensorRT 11 removed BuilderFlag.FP16/INT8 and weak typing; strong typing is always on and the
-    STRONGLY_TYPED creation flag is deprecated and ignored, so we pass no flag at all.
-  - TensorRT 10.x (JetPack 6 = 10.3, JetPack 7.2 = 10.16): we opt in with STRONGLY_TYPED. The
-    FP16/INT8 flags would make TensorRT pick precisions itself (the graph then no longer says what
-    runs), they are deprecated since 10.12, and they are not allowed together with strong typing.
+The build is NVIDIA's Polygraphy (`NetworkFromOnnxPath(strongly_typed=True)`, `CreateConfig(profiles=...)`,
+`EngineBytesFromNetwork`); around it we keep our checks (precision, profile, input names), the atomic
+write of the plan and the engine record. Precision is carried by the ONNX itself (FP32, FP16, INT8 as
+Q/DQ on the FP16 graph), so the network is strongly typed and no precision builder flag is ever set:
+  - TensorRT 10.x (JetPack 6 = 10.3, JetPack 7.2 = 10.16): STRONGLY_TYPED opts in. The FP16/INT8 flags
+    would make TensorRT pick precisions itself, are deprecated since 10.12 and are not allowed with
+    strong typing. On 10.3 strong typing exists with fewer type rules and fusions than 10.12+.
+  - TensorRT 11.x removed BuilderFlag.FP16/INT8 and weak typing; strong typing is always on and the
+    STRONGLY_TYPED flag Polygraphy passes is accepted and ignored.
     One ONNX therefore gives the same precision on every TensorRT version we support.
 An engine only runs on the GPU model and TensorRT version that built it: the record stores both
 and `check_engine_compatible` refuses a mismatch. Build on the target (the Jetson itself).
 
-NOT RUN AGAINST A REAL TENSORRT: TensorRT was not installable where this was written. The calls
-follow TensorRT's documented Python API (10.3, 10.16 and 11.x docstrings) and are tested only
-against a fake `tensorrt` module that records the call sequence.
+NOT RUN AGAINST A REAL TENSORRT: TensorRT was not installable where this was written. Tests drive it
+with stand-ins for Polygraphy's loaders and a fake `tensorrt` whose names all exist in TensorRT 10.13's
+bindings.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..core.atomic import atomic_path, write_text
 from ..core.engine import (
     check_engine_compatible,
     environment,
+    import_polygraphy_trt,
     import_tensorrt,
     record_path,
 )
@@ -41,7 +44,6 @@ from .spec import INPUTS, Profile
 
 __all__ = ["EngineOptions", "build_engine", "engine_record", "check_engine_compatible", "trtexec_command"]
 
-MAX_PARSER_ERRORS = 3  # the first errors explain the rest
 INT8_DYNAMIC_REFUSED = ("an int8-dynamic bundle is ONNX Runtime CPU's artifact: TensorRT takes the `int8` (QDQ) bundle "
                         "(DynamicQuantizeLinear/MatMulInteger are not TensorRT's INT8 format); "
                         "export one with --precision int8 --calib-manifest M")
@@ -86,15 +88,10 @@ def _check_precision(precision: str) -> None:
         raise SertrtError(f"unknown precision {precision!r}; choose from {', '.join(valid)}")
 
 
-def _parser_errors(parser: Any) -> str:
-    errors = [" ".join(str(parser.get_error(i)).split()) for i in range(min(parser.num_errors, MAX_PARSER_ERRORS))]
-    more = parser.num_errors - len(errors)
-    return "; ".join(errors) + (f"; ... {more} more" if more > 0 else "")
-
-
 def build_engine(opts: EngineOptions) -> dict[str, Any]:
-    """Parse the ONNX, build a strongly typed engine over `opts.profile`, write the plan atomically
-    and its record beside it; returns the record. A failed build leaves an existing plan untouched."""
+    """Parse the ONNX, build a strongly typed engine over `opts.profile` (Polygraphy's loaders), write the
+    plan atomically and its record beside it; returns the record. A failed build leaves an existing plan
+    untouched."""
     from ..core.bundle import sha256_file
 
     _check_precision(opts.precision)
@@ -108,46 +105,37 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
         raise SertrtError(f"ONNX file not found: {onnx}")
     trt = import_tensorrt()
     major = trt_major(trt)
+    poly, failure = import_polygraphy_trt()
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if major == 10 else 0
-    network = builder.create_network(strongly_typed)
-    parser = trt.OnnxParser(network, logger)
-    # path= lets the parser find external weights (model.onnx.data) written beside large exports.
-    if not parser.parse(onnx.read_bytes(), path=str(onnx)):
-        raise SertrtError(f"TensorRT {trt.__version__} could not parse {onnx}: {_parser_errors(parser)}")
-    names = {network.get_input(i).name for i in range(network.num_inputs)}
-    expected = [t.name for t in INPUTS]
-    if names != set(expected):
-        raise SertrtError(f"{onnx} has inputs {sorted(names)}; sertrt engines expect {expected}")
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
-    config.builder_optimization_level = opts.optimization_level
-    profile = builder.create_optimization_profile()
+    profile = poly.Profile()
     for name, (lo, opt, hi) in opts.profile.shapes().items():
-        profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    cache_file = Path(opts.timing_cache) if opts.timing_cache is not None else None
-    cache = config.create_timing_cache(cache_file.read_bytes() if cache_file and cache_file.is_file() else b"")
-    if config.set_timing_cache(cache, ignore_mismatch=False) is False:
-        raise SertrtError(f"timing cache {cache_file} was made on another GPU or TensorRT version; "
-                          "delete it or pass another path")
-
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise SertrtError(f"TensorRT {trt.__version__} failed to build an engine from {onnx} "
-                          "(see the TensorRT messages above)")
+        profile.add(name, min=lo, opt=opt, max=hi)
+    cache = Path(opts.timing_cache) if opts.timing_cache is not None else None
+    config = poly.CreateConfig(
+        profiles=[profile], memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts.workspace_mb << 20},
+        builder_optimization_level=opts.optimization_level,
+        load_timing_cache=str(cache) if cache is not None and cache.is_file() else None,
+    )
+    try:
+        # Strongly typed: 10.x by the creation flag, 11.x always (the flag is accepted there and ignored).
+        # Parsed from the path, so the parser finds external weights (model.onnx.data) beside the file.
+        builder, network, parser = poly.NetworkFromOnnxPath(str(onnx), strongly_typed=True)()
+        names = {network.get_input(i).name for i in range(network.num_inputs)}
+        expected = [t.name for t in INPUTS]
+        if names != set(expected):
+            raise SertrtError(f"{onnx} has inputs {sorted(names)}; sertrt engines expect {expected}")
+        plan = poly.EngineBytesFromNetwork((builder, network, parser), config=config,
+                                           save_timing_cache=str(cache) if cache is not None else None)()
+    except failure as e:
+        raise SertrtError(f"TensorRT {trt.__version__} could not build an engine from {onnx}: "
+                          f"{str(e).splitlines()[0] if str(e) else 'see the messages above'}") from None
     with atomic_path(out) as tmp:
-        tmp.write_bytes(memoryview(plan))
-    if cache_file is not None:
-        with atomic_path(cache_file) as tmp:
-            tmp.write_bytes(memoryview(cache.serialize()))
+        tmp.write_bytes(bytes(plan))
 
     record = engine_record(opts.precision, opts.profile)
     record.update({
         "strongly_typed": True,  # 10.x by flag, 11.x always
+        "built_with": "polygraphy",
         "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
         "engine": out.name, "engine_sha256": sha256_file(out),
         "workspace_mb": opts.workspace_mb, "optimization_level": opts.optimization_level,
