@@ -163,8 +163,13 @@ def experiment(
 def train(
     ctx: typer.Context,
     train_manifest: Path = typer.Option(..., help="Training manifest (JSON Lines)."),
-    test_manifest: Path = typer.Option(..., help="Evaluated after every epoch; the best UA is kept."),
     out: Path = typer.Option(..., help="Run directory."),
+    test_manifest: Optional[Path] = typer.Option(None, help="Scored once, after training, with the best epoch's weights "
+                                                               "(recorded as test_metrics in best.json); never chooses anything."),
+    valid_manifest: Optional[Path] = typer.Option(None, help="Chooses the best epoch (its UA). Default: --valid-fraction of "
+                                                                 "the training manifest, whole speakers where a corpus has 4 or more."),
+    valid_fraction: float = typer.Option(0.1, help="Share of the training manifest held out for validation when no "
+                                                   "--valid-manifest is given."),
     upstream: str = typer.Option("tiny", help="xlsr-53, xls-r-300m, wav2vec2-base, tiny, fbank, mfcc, cnn-lstm, or a pretrained directory / hub id."),
     upstream_layers: Optional[int] = typer.Option(None, help="Keep only the first K transformer layers of a wav2vec2 upstream (0 to its layer count; default all): a smaller, faster model."),
     head: str = typer.Option("hgfm", help="hgfm, fcn or cnn-sa-dnn."),
@@ -199,7 +204,8 @@ def train(
     given = frozenset(k for k, source in sources.items() if source is not None and source.name != "DEFAULT")
     summary = run_train(TrainOptions(**values, given=given))
     if summary.get("last"):
-        console.print(f"best UA {summary['best_ua']:.1%} -> {out / 'best.safetensors'}")
+        test = f"; test UA {summary['test']['ua']:.1%} (scored once)" if summary.get("test") else ""
+        console.print(f"best valid UA {summary['best_ua']:.1%}{test} -> {out / 'best.safetensors'}")
 
 
 @app.command()
@@ -410,7 +416,8 @@ def bench_gpu(
     warmup: int = typer.Option(3, help="Untimed calls per variant and cell (the first compiles or captures)."),
     name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-<device name>)."),
     time_box: Optional[float] = typer.Option(None, help="Seconds each variant may take per cell (compile and capture included); "
-                                                        "one past it is reported as such and the others still run."),
+                                                        "one past it is reported as such and the others still run "
+                                                        "(the eager FP32 baseline is never cut: every ratio needs it)."),
 ) -> None:
     """PyTorch eager FP32 vs FP16 vs torch.compile vs CUDA graphs on a GPU, in one run."""
     from rich.progress import Progress

@@ -92,7 +92,10 @@ def test_split_train_evaluate(tone_corpus, tmp_path):
     saved = json.loads((tmp_path / "run" / "eval" / "test_manifest.metrics.json").read_text())
     assert saved["confusion_matrix"] == report["confusion_matrix"]
     best = json.loads((tmp_path / "run" / "best.json").read_text())
-    assert saved["wa"] == pytest.approx(best["metrics"]["wa"])  # evaluate reproduces training's own score
+    assert saved["wa"] == pytest.approx(best["test_metrics"]["wa"])  # evaluate reproduces training's own test score
+    # the epoch was chosen on a share of the training manifest, never on the test manifest
+    assert best["test_metrics"]["count"] == 8 and 0 < best["metrics"]["count"] < 16
+    assert best["valid_split"]["fraction"] == 0.1 and best["valid_split"]["of"] == str(train)
     png = (tmp_path / "run" / "eval" / "test_manifest.confusion.png").read_bytes()
     assert png.startswith(b"\x89PNG")
 

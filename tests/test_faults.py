@@ -94,8 +94,11 @@ def test_killed_training_resumes_and_its_inputs_are_untouched(corpus, tmp_path):
         killed(argv + (["--resume"] if (out / "last.safetensors").exists() else []), after)
         if (out / "last.safetensors").exists():
             read_checkpoint(out / "last.safetensors")  # whole, digest checked
-    subprocess.run(argv + (["--resume"] if (out / "last.safetensors").exists() else []), env=sertrt_env(), check=True,
-                   capture_output=True)
+    # A kill point can come after a run already finished (a loaded machine runs slower, then faster, than
+    # the timed run): resume only what is left, as a user would (a finished run refuses the same --epochs).
+    done = read_checkpoint(out / "last.safetensors")[0].train_state["epoch"] + 1 if (out / "last.safetensors").exists() else 0
+    if done < 3:
+        subprocess.run(argv + (["--resume"] if done else []), env=sertrt_env(), check=True, capture_output=True)
     header, _ = read_checkpoint(out / "last.safetensors")
     assert header.train_state["epoch"] == 2 and snapshot(root / "tones") == inputs
     assert not list(out.glob(".*.tmp"))

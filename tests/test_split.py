@@ -41,3 +41,27 @@ def test_bad_options():
         split_utterances(corpus(), 0.2, 0, group_by="session")
     with pytest.raises(SertrtError, match="one speaker"):
         split_utterances(corpus(n_speakers=1), 0.2, 0, group_by="speaker")
+
+
+def test_validation_holds_out_whole_speakers_where_a_corpus_has_enough():
+    from sertrt.data.split import carve_validation
+
+    utts = corpus(n_speakers=6) + [Utterance(f"/x/t-{s}-{label}-{i}.wav", label, "tess", "en", f"t{s}", 1.0, 16000)
+                                   for s in range(2) for label in ("neutral", "happy", "angry", "sad") for i in range(10)]
+    train, valid, how = carve_validation(utts, 0.1, seed=0)
+    assert how == {"a": "speaker-disjoint", "b": "speaker-disjoint", "tess": "speaker-dependent"}
+    assert len(train) + len(valid) == len(utts) and not set(train) & set(valid)
+    spk = lambda us, c: {u.speaker for u in us if u.corpus == c}  # noqa: E731
+    assert spk(valid, "a") and not spk(train, "a") & spk(valid, "a")  # whole speakers
+    assert spk(train, "tess") == spk(valid, "tess") == {"t0", "t1"}  # two speakers: stratified instead
+    assert carve_validation(utts, 0.1, seed=0) == (train, valid, how)
+
+
+def test_validation_of_a_tiny_manifest_still_holds_something_out():
+    from sertrt.data.split import carve_validation
+
+    utts = corpus(n_speakers=1, per=1)[:4]  # one utterance per label
+    train, valid, how = carve_validation(utts, 0.1, seed=0)
+    assert len(valid) == 1 and len(train) == 3 and "random" in how["a"]
+    with pytest.raises(SertrtError, match="--valid-fraction 0"):
+        carve_validation(utts, 0.0, seed=0)

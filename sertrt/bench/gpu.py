@@ -58,7 +58,8 @@ class GpuBenchOptions:
     warmup: int = 3  # untimed calls per variant and cell (the first compiles or captures)
     name: str | None = None  # output file stem (default "<target>-<device name>")
     # Seconds a variant may spend on its warm-up (compile, capture) and timed calls in one cell; past it the
-    # variant is reported as over its time box and dropped from later cells. None: no box.
+    # variant is reported as over its time box and dropped from later cells (never the eager FP32 baseline:
+    # every ratio is against it). None: no box.
     time_box_s: float | None = None
 
     def resolved(self) -> GpuBenchOptions:
@@ -235,8 +236,11 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                 if v in errors:
                     continue
                 progress(f"[{i + 1}/{len(cells)}] {window:g} s x batch {batch}: {v} (warm-up{', compile' if 'compile' in v else ''})")
+                # The baseline is never time-boxed: it compiles nothing, and every ratio is against it (a
+                # loaded machine once cut it out of a cell, and the cell lost its ratios).
+                box = None if v == BASELINE else o.time_box_s
                 try:
-                    with time_box(o.time_box_s):
+                    with time_box(box):
                         if cuda:
                             torch.cuda.reset_peak_memory_stats()
                         t0 = time.perf_counter()
@@ -265,7 +269,7 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                 for v, call in list(active.items()):
                     share = round_share(o.repeats, r, ROUNDS)
                     try:
-                        with time_box(None if o.time_box_s is None else max(o.time_box_s - spent[v], 1e-3)):
+                        with time_box(None if o.time_box_s is None or v == BASELINE else max(o.time_box_s - spent[v], 1e-3)):
                             t0 = time.perf_counter()
                             times[v] += [timed(lambda: call(wave, lengths)) for _ in range(share)]
                             spent[v] += time.perf_counter() - t0

@@ -61,6 +61,45 @@ def split_utterances(
     return train, test
 
 
+MIN_SPEAKERS_FOR_DISJOINT = 4  # fewer, and holding out whole speakers would take a quarter or more of a corpus
+
+
+def carve_validation(utterances: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance], dict[str, str]]:
+    """(train, valid, how per corpus): about `fraction` of each corpus held out to choose the best epoch
+    on. Whole speakers where a corpus has MIN_SPEAKERS_FOR_DISJOINT or more ("speaker-disjoint"), else
+    stratified by label ("speaker-dependent": a TESS-like corpus has two speakers, and one is half of it)."""
+    if not 0.0 < fraction < 1.0:
+        raise SertrtError(f"--valid-fraction {fraction}: must be between 0 and 1")
+    if len(utterances) < 2:  # nothing can be held out: validate on the training data (the run records it)
+        return list(utterances), list(utterances), {u.corpus: "none held out: validated on the training data"
+                                                    for u in utterances}
+    by_corpus: dict[str, list[Utterance]] = defaultdict(list)
+    for u in utterances:
+        by_corpus[u.corpus].append(u)
+    train: list[Utterance] = []
+    valid: list[Utterance] = []
+    how: dict[str, str] = {}
+    rng = np.random.default_rng([seed, 7])
+    for k, corpus in enumerate(sorted(by_corpus)):
+        utts = by_corpus[corpus]
+        speakers = {u.speaker for u in utts if u.speaker}
+        disjoint = len(speakers) >= MIN_SPEAKERS_FOR_DISJOINT and all(u.speaker for u in utts)
+        try:
+            part_train, part_valid = split_utterances(utts, fraction, seed + k, "speaker" if disjoint else "none")
+            how[corpus] = "speaker-disjoint" if disjoint else "speaker-dependent"
+        except SertrtError:  # too few utterances per label to hold any out: this corpus only trains
+            part_train, part_valid = utts, []
+            how[corpus] = "none held out (too few utterances)"
+        train += part_train
+        valid += part_valid
+    if not valid:  # a tiny manifest: hold out ceil(fraction * N) utterances at random, at least one
+        picked = set(rng.permutation(len(train))[: max(1, int(np.ceil(fraction * len(train))))].tolist())
+        valid = [u for i, u in enumerate(train) if i in picked]
+        train = [u for i, u in enumerate(train) if i not in picked]
+        how = {corpus: "speaker-dependent (random: too few utterances per label)" for corpus in how}
+    return train, valid, how
+
+
 def split_manifest(opts: SplitOptions) -> tuple[Path, Path]:
     """Write train_manifest.jsonl and test_manifest.jsonl; returns their paths."""
     utterances = read_manifest(opts.manifest, check_audio=False)

@@ -254,7 +254,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
             if not done:
                 log(f"{opts.table}: {config.name} fold {k + 1}/{len(folds)}")
                 train(TrainOptions(
-                    train_manifest=fold["train"], test_manifest=fold["valid"], out=run_dir, upstream=config.upstream,
+                    train_manifest=fold["train"], valid_manifest=fold["valid"], out=run_dir, upstream=config.upstream,
                     upstream_layers=config.upstream_layers, head=config.head, strategy=config.strategy,
                     epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=opts.device,
                     resume=(run_dir / "last.safetensors").exists(), quiet=True,

@@ -30,8 +30,10 @@ from ..core.errors import SertrtError
 from ..core.manifest import read_manifest
 from ..core.metrics import classification_report
 from ..core.outputs import claim_output_dir
+from ..data.split import carve_validation
 from ..model.io import (
     flatten_optimizer,
+    load_model,
     read_checkpoint,
     save_checkpoint,
     unflatten_optimizer,
@@ -45,8 +47,13 @@ from .evaluate import predict_logits
 @dataclass
 class TrainOptions:
     train_manifest: Path
-    test_manifest: Path
     out: Path
+    # The test set is scored once, at the end, with the best epoch's weights; it never chooses anything.
+    test_manifest: Path | None = None
+    # The best epoch is chosen on validation: this manifest, or `valid_fraction` of the training manifest
+    # held out (whole speakers where a corpus has enough of them; sertrt.data.split.carve_validation).
+    valid_manifest: Path | None = None
+    valid_fraction: float = 0.1
     upstream: str = "tiny"  # named config, or a pretrained directory / hub id
     upstream_layers: int | None = None  # keep the first K transformer layers (wav2vec2 upstreams); None: all
     head: str = "hgfm"
@@ -73,7 +80,7 @@ class TrainOptions:
 
 # What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
 RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
-                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp")
+                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction")
 
 
 def _options_record(opts: TrainOptions) -> dict[str, Any]:
@@ -89,7 +96,8 @@ def _check_options(opts: TrainOptions) -> None:
               ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1"),
               ("proj_size", opts.proj_size is None or opts.proj_size >= 1, ">= 1"),
               ("hidden_size", opts.hidden_size is None or opts.hidden_size >= 1, ">= 1"),
-              ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0")]
+              ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0"),
+              ("valid_fraction", 0 < opts.valid_fraction < 1, "in (0, 1)")]
     for name, ok, valid in checks:
         if not ok:  # NaN fails every comparison, so it lands here too
             raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
@@ -209,10 +217,17 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         TextColumn("{task.fields[status]}"), disable=not info.is_main or opts.quiet, transient=True,
     )
     with progress:
-        train_utts, test_utts = read_manifest(opts.train_manifest), read_manifest(opts.test_manifest)
-        task = progress.add_task("loading audio", total=len(train_utts) + len(test_utts), status="")
+        train_utts = read_manifest(opts.train_manifest)
+        if opts.valid_manifest is not None:
+            valid_utts, valid_split = read_manifest(opts.valid_manifest), {"manifest": str(opts.valid_manifest)}
+        else:
+            train_utts, valid_utts, how = carve_validation(train_utts, opts.valid_fraction, opts.seed)
+            valid_split = {"fraction": opts.valid_fraction, "of": str(opts.train_manifest), "per_corpus": how}
+        test_utts = read_manifest(opts.test_manifest) if opts.test_manifest is not None else []
+        task = progress.add_task("loading audio", total=len(train_utts) + len(valid_utts) + len(test_utts), status="")
         advance = lambda n: progress.advance(task, n)  # noqa: E731
-        train_set, test_set = AudioSet(train_utts, advance), AudioSet(test_utts, advance)
+        train_set, valid_set = AudioSet(train_utts, advance), AudioSet(valid_utts, advance)
+        test_set = AudioSet(test_utts, advance) if test_utts else None
         progress.remove_task(task)
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -243,8 +258,13 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             f"[bold]{model.dims.upstream.name}+{model.dims.head.kind}[/] strategy={strategy} "
             + (f"upstream_layers={model.dims.upstream.config['num_hidden_layers']}/{cut} " if cut is not None else "")
             + f"params={count_parameters(model) / 1e6:.2f}M trainable={count_parameters(model, True) / 1e6:.2f}M "
-            f"train={len(train_set)} test={len(test_set)} world={info.world_size} device={info.device}",
+            f"train={len(train_set)} valid={len(valid_set)} test={len(test_set) if test_set else 0} "
+            f"world={info.world_size} device={info.device}",
         )
+        _print0(info, opts.quiet, "validation (chooses the best epoch): " + (
+            str(opts.valid_manifest) if opts.valid_manifest is not None else
+            f"{opts.valid_fraction:g} of the training manifest, "
+            + ", ".join(f"{corpus} {kind}" for corpus, kind in valid_split["per_corpus"].items())))
 
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
         min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
@@ -294,8 +314,8 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 raise RuntimeError(f"DDP ranks diverged after epoch {epoch + 1} (parameter checksum spread {drift})")
 
             if info.is_main:
-                logits = predict_logits(model, test_set, opts.batch_size, info.device)
-                report = classification_report(test_set.labels, logits.argmax(1), model.dims.labels)
+                logits = predict_logits(model, valid_set, opts.batch_size, info.device)
+                report = classification_report(valid_set.labels, logits.argmax(1), model.dims.labels)
                 row = {
                     "epoch": epoch + 1, "train_loss": loss_sum / seen, "wa": report["wa"], "ua": report["ua"],
                     "macro_f1": report["macro_f1"], "confusion_matrix": report["confusion_matrix"],
@@ -306,7 +326,9 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 history.append(row)
                 improved = report["ua"] > best_ua
                 best_ua = max(best_ua, report["ua"])
-                meta = {"strategy": strategy, "epoch": epoch, "metrics": report, "world_size": info.world_size}
+                # metrics: the validation scores that chose this epoch (the test set is scored after training)
+                meta = {"strategy": strategy, "epoch": epoch, "metrics": report, "valid_split": valid_split,
+                        "world_size": info.world_size}
                 if improved:
                     save_checkpoint(best_path, model, meta)
                 optim_tensors, optim_rest = flatten_optimizer(optimizer.state_dict())
@@ -317,11 +339,11 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 )
                 atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 for key in ("train_loss", "wa", "ua", "macro_f1", "samples_per_s"):
-                    writer.add_scalar(f"{'train' if key in ('train_loss', 'samples_per_s') else 'test'}/{key}", row[key], epoch + 1)
+                    writer.add_scalar(f"{'train' if key in ('train_loss', 'samples_per_s') else 'valid'}/{key}", row[key], epoch + 1)
                 writer.flush()
                 _print0(
                     info, opts.quiet,
-                    f"epoch {epoch + 1:>3}/{opts.epochs}  loss {row['train_loss']:.3f}  WA {row['wa']:.1%}  "
+                    f"epoch {epoch + 1:>3}/{opts.epochs}  loss {row['train_loss']:.3f}  valid WA {row['wa']:.1%}  "
                     f"UA {row['ua']:.1%}  F1 {row['macro_f1']:.1%}  {row['samples_per_s']:.1f} samples/s"
                     + ("  [green]best[/]" if improved else ""),
                 )
@@ -331,4 +353,23 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             writer.close()
     if not info.is_main:
         return {}
-    return {"out": str(out), "best_ua": best_ua, "epochs": len(history), "last": history[-1] if history else None}
+    test = _score_test(best_path, test_set, opts, info) if test_set is not None and best_path.is_file() else None
+    return {"out": str(out), "best_ua": best_ua, "epochs": len(history), "last": history[-1] if history else None,
+            "test": test}
+
+
+def _score_test(best_path: Path, test_set: AudioSet, opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
+    """The test manifest, scored once with the best epoch's weights, recorded in best.safetensors/best.json
+    as `test_metrics` beside the validation `metrics` that chose that epoch."""
+    best, header = load_model(best_path)
+    best.to(info.device)
+    logits = predict_logits(best, test_set, opts.batch_size, info.device)
+    report = classification_report(test_set.labels, logits.argmax(1), best.dims.labels)
+    report["manifest"] = str(opts.test_manifest)
+    meta = {**header.to_dict(), "test_metrics": report}
+    for key in ("format", "format_version", "code", "dims"):
+        meta.pop(key)
+    save_checkpoint(best_path, best, meta)
+    _print0(info, opts.quiet, f"best epoch {header.epoch + 1} (valid UA {header.metrics['ua']:.1%}); "
+                              f"test, scored once: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}")
+    return report
