@@ -168,3 +168,19 @@ def test_build_engine_dry_run_prints_device_commands_whose_onnxrt_half_runs_here
     run = subprocess.run(compare, cwd=bundle, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "onnxrt-runner" in run.stdout + run.stderr
+
+
+def test_a_graph_shape_inference_cannot_follow_is_reported_and_nothing_is_left_in_the_working_folder(tmp_path, monkeypatch):
+    """ONNX Runtime's symbolic shape inference saves its partial model into the working folder when it fails."""
+    work, models = tmp_path / "work", tmp_path / "models"
+    work.mkdir()
+    models.mkdir()
+    monkeypatch.chdir(work)
+    node = helper.make_node("Mystery", ["x"], ["y"], domain="vendor.custom")
+    graph = helper.make_graph([node], "g", [vi("x", F, ["batch", "num_samples"])], [vi("y", F, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("vendor.custom", 1)])
+    model.ir_version = 8
+    onnx.save(model, str(models / "m.onnx"))
+    report = audit_onnx(models / "m.onnx")
+    assert {"op-support", "shapes"} <= rules(report), format_audit(report)
+    assert list(work.iterdir()) == [] and [p.name for p in models.iterdir()] == ["m.onnx"]

@@ -86,14 +86,24 @@ def _nodes(graph) -> list:
 def _infer_shapes(model):
     """(model with value_info, error or None): ONNX Runtime's symbolic shape inference, which names every
     dimension by an expression of the inputs' symbols."""
+    import os
+    import tempfile
+
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    try:
-        # auto_merge: the conv arithmetic gives Max(0, e) and e for one frame count; they agree for every
-        # input the profile allows (num_samples >= one frame), so they are merged
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False), None
-    except Exception as e:  # noqa: BLE001 - the inference raises bare Exceptions on what it cannot follow
-        return model, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="sertrt-audit-") as scratch:
+        # On a failure ONNX Runtime saves its partial model (sym_shape_infer_temp.onnx and external data)
+        # into the working directory: let that be a folder of ours, removed afterwards.
+        os.chdir(scratch)
+        try:
+            # auto_merge: the conv arithmetic gives Max(0, e) and e for one frame count; they agree for
+            # every input the profile allows (num_samples >= one frame), so they are merged
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False), None
+        except Exception as e:  # noqa: BLE001 - the inference raises bare Exceptions on what it cannot follow
+            return model, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        finally:
+            os.chdir(here)
 
 
 def _free_symbols(dim_param: str) -> set[str]:
