@@ -170,7 +170,8 @@ def train(
                                                                  "the training manifest, whole speakers where a corpus has 4 or more."),
     valid_fraction: float = typer.Option(0.1, help="Share of the training manifest held out for validation when no "
                                                    "--valid-manifest is given."),
-    upstream: str = typer.Option("tiny", help="xlsr-53, xls-r-300m, wav2vec2-base, tiny, fbank, mfcc, cnn-lstm, or a pretrained directory / hub id."),
+    upstream: str = typer.Option("tiny", help="xlsr-53, xls-r-300m, wav2vec2-base, tiny, fbank, mfcc, cnn-lstm, stats-lr (the classical floor: "
+                                           "utterance MFCC/energy statistics + logistic regression), or a pretrained directory / hub id."),
     upstream_layers: Optional[int] = typer.Option(None, help="Keep only the first K transformer layers of a wav2vec2 upstream (0 to its layer count; default all): a smaller, faster model."),
     head: str = typer.Option("hgfm", help="hgfm, fcn or cnn-sa-dnn."),
     strategy: str = typer.Option("full", help="frozen, semi (CNN encoder frozen) or full fine-tuning."),

@@ -35,14 +35,20 @@ def opts(protocol, table, **kw):
 def test_heads_table_over_two_folds(protocol):
     results = run_experiment(opts(protocol, "heads"), log=lambda m: None)
     names = [c["name"] for c in results["configs"]]
-    assert names == ["xlsr+fcn", "xlsr+cnn-sa-dnn", "xlsr+hgfm"]
+    assert names == ["xlsr+fcn", "xlsr+cnn-sa-dnn", "xlsr+hgfm", "stats-lr floor"]  # the floor is in every table
     for c in results["configs"]:
         assert c["folds"] == 2 and len(c["per_fold"]) == 2
         assert c["wa"]["mean"] == pytest.approx(sum(f["wa"] for f in c["per_fold"]) / 2)
         assert sum(map(sum, c["confusion_matrix"])) == 2 * c["per_fold"][0]["count"]
     out = protocol / "out" / "heads"
     md = (out / "results.md").read_text()
-    assert "| xlsr+hgfm | `tiny` | frozen |" in md and "68.8 / 69.7 / 69.2" in md
+    assert "68.8 / 69.7 / 69.2" in md and "| stats-lr floor | `stats-lr` | full |" in md
+    floor = next(c["ua"]["mean"] for c in results["configs"] if c["name"] == "stats-lr floor")
+    hgfm = next(c["ua"]["mean"] for c in results["configs"] if c["name"] == "xlsr+hgfm")
+    # a configuration that does not beat the floor is marked as such, one that does is not
+    assert ("| xlsr+hgfm **(not above the floor)** | `tiny` | frozen |" in md) == (hgfm <= floor)
+    assert ("| xlsr+hgfm | `tiny` | frozen |" in md) == (hgfm > floor)
+    assert f"UA {100 * floor:.1f}. A configuration whose mean UA does not exceed it is marked." in md
     for png in ("curves.png", "confusion_xlsr_hgfm.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     # A finished experiment is not trained again.
@@ -52,8 +58,8 @@ def test_heads_table_over_two_folds(protocol):
 
 
 @pytest.mark.parametrize("table, expected", [
-    ("upstreams", ["fbank+hgfm", "mfcc+hgfm", "cnn-lstm+hgfm", "wav2vec2+hgfm", "xlsr+hgfm"]),
-    ("finetune", ["xlsr+hgfm frozen", "xlsr+hgfm semi", "xlsr+hgfm full"]),
+    ("upstreams", ["fbank+hgfm", "mfcc+hgfm", "cnn-lstm+hgfm", "wav2vec2+hgfm", "xlsr+hgfm", "stats-lr floor"]),
+    ("finetune", ["xlsr+hgfm frozen", "xlsr+hgfm semi", "xlsr+hgfm full", "stats-lr floor"]),
 ])
 def test_other_tables_run(protocol, table, expected):
     results = run_experiment(opts(protocol, table, max_folds=1), log=lambda m: None)

@@ -206,3 +206,19 @@ def test_bad_upstream_layers_are_one_line_errors(upstream, layers, message):
     with pytest.raises(SertrtError, match=message) as e:
         build_model(upstream, upstream_layers=layers)
     assert "\n" not in str(e.value)
+
+
+def test_stats_lr_is_logistic_regression_on_utterance_statistics():
+    """The classical floor: 13 MFCCs + log energy, mean and std over valid frames (28 numbers), standardised,
+    one linear layer; `--upstream stats-lr` brings its own head."""
+    torch.manual_seed(0)
+    model = build_model("stats-lr")
+    assert model.dims.head.kind == "lr" and model.upstream.hidden_size == 28
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 28 * 4 + 4
+    wav = 0.1 * torch.randn(2, 16000)
+    hidden, frames = model.upstream(wav, torch.tensor([16000, 8000]))
+    assert hidden.shape == (2, 1, 28) and frames.tolist() == [1, 1]
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(wav[:1], torch.tensor([16000])), torch.tensor([2]))
+    loss.backward()  # one utterance in a training batch: the running statistics stand in for the batch's
+    assert model.head.out.weight.grad is not None

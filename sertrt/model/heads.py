@@ -20,7 +20,7 @@ import torch.nn as nn
 from ..core.dims import HeadDims
 from .layers import MaskedBiRNN, last_valid, lengths_to_mask, masked_mean
 
-HEAD_NAMES = ("hgfm", "fcn", "cnn-sa-dnn")
+HEAD_NAMES = ("hgfm", "fcn", "cnn-sa-dnn", "lr")
 
 
 class PerceptronAttention(nn.Module):
@@ -108,6 +108,25 @@ class CNNSelfAttentionDNNHead(nn.Module):
         return self.dnn(masked_mean(x, mask))
 
 
+class LinearHead(nn.Module):
+    """Logistic regression: frames mean-pooled over valid frames, standardised (BatchNorm's running
+    statistics, no affine), one linear layer. With the stats-lr upstream: the classical floor."""
+
+    def __init__(self, dims: HeadDims):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dims.input_size, affine=False)
+        self.out = nn.Linear(dims.input_size, dims.num_labels)
+
+    def forward(self, hidden: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        mask = lengths_to_mask(frame_lengths, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
+        pooled = masked_mean(hidden, mask)  # (B, D)
+        if self.training and pooled.shape[0] == 1:  # one utterance has no batch statistics: use the running ones
+            pooled = nn.functional.batch_norm(pooled, self.norm.running_mean, self.norm.running_var, training=False)
+        else:
+            pooled = self.norm(pooled)
+        return self.out(pooled)
+
+
 def build_head(dims: HeadDims) -> nn.Module:
-    heads = {"hgfm": HGFMHead, "fcn": FCNHead, "cnn-sa-dnn": CNNSelfAttentionDNNHead}
+    heads = {"hgfm": HGFMHead, "fcn": FCNHead, "cnn-sa-dnn": CNNSelfAttentionDNNHead, "lr": LinearHead}
     return heads[dims.kind](dims)

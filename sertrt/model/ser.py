@@ -64,6 +64,8 @@ def build_model(
     """A fresh model: `upstream` is a named config (random init) or a pretrained directory / hub id;
     `upstream_layers=K` keeps its first K transformer layers (stored in the dims, so `load_model`
     rebuilds the cut model with no option)."""
+    if upstream == "stats-lr":
+        head = "lr"  # the classical floor is one model: utterance statistics + logistic regression
     if head not in HEAD_NAMES:
         raise SertrtError(f"unknown head {head!r} (valid: {', '.join(HEAD_NAMES)})")
     spec, up = resolve_upstream(upstream, upstream_layers)

@@ -73,7 +73,7 @@ WAV2VEC2_CONFIGS: dict[str, dict[str, Any]] = {
 WAV2VEC2_CONFIGS["tiny-base"] = {
     **WAV2VEC2_CONFIGS["tiny"], "conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False,
 }
-MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm")
+MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm", "stats-lr")  # stats-lr: the classical floor (with the lr head)
 # Attention back-ends whose mask format Wav2Vec2Upstream builds: boolean (sdpa) or additive (eager).
 _ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 UPSTREAM_NAMES = (*WAV2VEC2_CONFIGS, *MANUAL_UPSTREAMS)
@@ -305,16 +305,43 @@ class FbankUpstream(nn.Module):
         self.downsample_rate = FBANK_HOP
         self.min_samples = FBANK_WINDOW
 
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(feats (B, T, hidden_size) before mean normalisation, log frame energy (B, T), frame_lengths (B,))."""
         frames = waveform.unfold(1, FBANK_WINDOW, FBANK_HOP) * self.window  # (B, T, 400)
         power = torch.fft.rfft(frames, n=FBANK_FFT).abs().pow(2)  # (B, T, 257)
         feats = torch.log(power @ self.mel + 1e-6)  # (B, T, n_mels)
         if self.kind == "mfcc":
             feats = feats @ self.dct
         frame_lengths = torch.div(lengths - FBANK_WINDOW, FBANK_HOP, rounding_mode="floor") + 1
+        return feats, torch.log(power.sum(-1) + 1e-6), frame_lengths
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, _, frame_lengths = self.features(waveform, lengths)
         mask = lengths_to_mask(frame_lengths, feats.shape[1]).unsqueeze(-1)
         mean = (feats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
         return (feats - mean) * mask, frame_lengths
+
+
+class StatsUpstream(nn.Module):
+    """The classical floor's features: 13 MFCCs and log energy per 25 ms frame, their mean and standard
+    deviation over the utterance's valid frames: one (B, 1, 28) "frame" per utterance. With the `lr` head
+    this is logistic regression on utterance statistics (`--upstream stats-lr`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mfcc = FbankUpstream("mfcc")
+        self.hidden_size = 2 * (self.mfcc.hidden_size + 1)
+        self.downsample_rate = FBANK_HOP
+        self.min_samples = FBANK_WINDOW
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, energy, frame_lengths = self.mfcc.features(waveform, lengths)
+        x = torch.cat([feats, energy.unsqueeze(-1)], dim=-1)  # (B, T, 14)
+        mask = lengths_to_mask(frame_lengths, x.shape[1]).unsqueeze(-1)
+        count = mask.sum(1).clamp(min=1.0)
+        mean = (x * mask).sum(1) / count
+        std = torch.sqrt(((x - mean.unsqueeze(1)) ** 2 * mask).sum(1) / count + 1e-6)
+        return torch.cat([mean, std], dim=-1).unsqueeze(1), torch.ones_like(frame_lengths)
 
 
 class CnnLstmUpstream(nn.Module):
@@ -347,6 +374,8 @@ def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Modu
         return FbankUpstream(spec.kind)
     if spec.kind == "cnn-lstm":
         return CnnLstmUpstream(**spec.config)
+    if spec.kind == "stats-lr":
+        return StatsUpstream()
     raise SertrtError(f"unknown upstream kind {spec.kind!r} (valid: wav2vec2, {', '.join(MANUAL_UPSTREAMS)})")
 
 

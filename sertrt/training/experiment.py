@@ -9,7 +9,8 @@
                one row per K, with parameters and analytic GFLOP per 2 s window (the speed side)
 
 For every configuration and fold: train on the fold's train part, keep the epoch with the best UA
-on its valid part, score that checkpoint on the test part. OUT/<table>/ gets results.md (WA/UA/F1,
+on its valid part, score that checkpoint on the test part. Every paper table also trains the classical
+floor (`stats-lr`: utterance statistics + logistic regression) and marks a configuration that does not beat it. OUT/<table>/ gets results.md (WA/UA/F1,
 mean and std over folds), results.json, curves.png and a confusion-matrix PNG per configuration.
 A finished fold is not trained again, so an interrupted experiment continues where it stopped.
 """
@@ -58,6 +59,12 @@ class Config:
     head: str = "hgfm"
     strategy: str = "frozen"
     upstream_layers: int | None = None
+    lr: float | None = None  # None: the experiment's --lr
+
+
+# The classical floor, a row of every paper table: utterance statistics + logistic regression. Its own
+# learning rate: a linear model on standardised statistics, not a network fine-tuned at 2e-4.
+FLOOR = Config("stats-lr floor", "stats-lr", "lr", strategy="full", lr=1e-2)
 
 
 @dataclass
@@ -113,11 +120,13 @@ def table_configs(opts: ExperimentOptions) -> list[Config]:
         raise SertrtError(f"unknown table {opts.table!r} (valid: {', '.join(TABLES)})")
     configs = tables[opts.table]
     if opts.configs:
-        unknown = set(opts.configs) - {c.name for c in configs}
+        unknown = set(opts.configs) - {c.name for c in configs} - {FLOOR.name}
         if unknown:
             raise SertrtError(f"unknown configuration(s) {', '.join(sorted(unknown))} for table {opts.table} "
                               f"(valid: {', '.join(c.name for c in configs)})")
         configs = [c for c in configs if c.name in opts.configs]
+    if opts.table != "layers" and FLOOR not in configs:
+        configs = [*configs, FLOOR]  # every paper table is read against the classical floor
     return configs
 
 
@@ -214,15 +223,20 @@ def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) ->
         "| configuration | upstream | strategy | WA | UA | macro-F1 | paper WA / UA / F1 |",
         "|---|---|---|---|---|---|---|",
     ]
+    floor = next((r["ua"]["mean"] for r in rows if r["name"] == FLOOR.name), None)
     for r in rows:
         paper = PAPER.get(r["name"])
         cells = [f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}" for m in ("wa", "ua", "macro_f1")]
+        below = floor is not None and r["name"] != FLOOR.name and r["ua"]["mean"] <= floor
         lines.append(
-            f"| {r['name']} | `{r['upstream']}` | {r['strategy']} | {' | '.join(cells)} | "
-            + (" / ".join(f"{v:.1f}" for v in paper) if paper else "–") + " |"
+            f"| {r['name']}{' **(not above the floor)**' if below else ''} | `{r['upstream']}` | {r['strategy']} | "
+            f"{' | '.join(cells)} | " + (" / ".join(f"{v:.1f}" for v in paper) if paper else "–") + " |"
         )
     lines += ["", "Paper numbers: Zhang et al., real corpora and pretrained upstreams; ours: whatever data and "
               "upstreams this run was given (see results.json)."]
+    if floor is not None:
+        lines += ["", f"The floor: 13 MFCCs and log energy, mean and std per utterance, logistic regression (`--upstream "
+                      f"stats-lr`), UA {100 * floor:.1f}. A configuration whose mean UA does not exceed it is marked."]
     return "\n".join(lines) + "\n"
 
 
@@ -256,7 +270,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                 train(TrainOptions(
                     train_manifest=fold["train"], valid_manifest=fold["valid"], out=run_dir, upstream=config.upstream,
                     upstream_layers=config.upstream_layers, head=config.head, strategy=config.strategy,
-                    epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=opts.device,
+                    epochs=opts.epochs, batch_size=opts.batch_size, lr=config.lr or opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=opts.device,
                     resume=(run_dir / "last.safetensors").exists(), quiet=True,
                 ))
             if opts.table == "transfer":
