@@ -21,7 +21,7 @@ class UpstreamSpec:
     """What a checkpoint stores to rebuild its upstream without the hub or the original files."""
 
     name: str  # a name in UPSTREAM_NAMES, or the path / hub id the weights came from
-    kind: str  # "wav2vec2" | "fbank" | "mfcc" | "cnn-lstm"
+    kind: str  # "wav2vec2" | "fbank" | "mfcc" | "cnn-lstm" | "stats-lr"
     config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config.to_dict() or baseline sizes
     # Transformer layers of the upstream that `layers=K` cut down to config["num_hidden_layers"];
     # None: nothing was cut (and every checkpoint written before the option existed).

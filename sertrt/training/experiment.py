@@ -10,8 +10,9 @@
 
 For every configuration and fold: train on the fold's train part, keep the epoch with the best UA
 on its valid part, score that checkpoint on the test part. Every paper table also trains the classical
-floor (`stats-lr`: utterance statistics + logistic regression) and marks a configuration that does not beat it. OUT/<table>/ gets results.md (WA/UA/F1,
-mean and std over folds), results.json, curves.png and a confusion-matrix PNG per configuration.
+floor (`stats-lr`: utterance statistics + logistic regression) and marks a configuration that does not
+beat it. OUT/<table>/ gets results.md (WA/UA/F1, mean and std over folds), results.json, curves.png
+and a confusion-matrix PNG per configuration.
 A finished fold is not trained again, so an interrupted experiment continues where it stopped.
 """
 
