@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .precision.surgery import constant_tensors
+
 TABLE_FILE = Path(__file__).with_name("tensorrt_ops.json")
 SYMBOLS = {"batch", "num_samples"}  # the only symbolic dimensions the export declares
 
@@ -115,7 +117,6 @@ def _free_symbols(dim_param: str) -> set[str]:
 def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]:
     """Audit the ONNX at `path` (see the module docstring); `precision` only labels the report."""
     import onnx
-    from onnx import numpy_helper
 
     model = onnx.load(str(path))
     table = load_table()
@@ -133,17 +134,14 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
         t = vi.type.tensor_type
         types[vi.name] = t.elem_type
         shapes[vi.name] = [d.dim_param or d.dim_value for d in t.shape.dim] if t.HasField("shape") else None
-    initializers = {i.name: i for i in model.graph.initializer}
-    for name, init in initializers.items():
-        types[name] = init.data_type
-    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    for init in model.graph.initializer:
+        types[init.name] = init.data_type
 
     nodes = _nodes(model.graph)
     consumers: dict[str, list] = {}
     for n in nodes:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    producers = {o: n for n in nodes for o in n.output}
 
     for n in nodes:
         name = n.name or f"<{n.op_type}>"
@@ -174,7 +172,7 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
             direction = attrs["direction"].s.decode() if "direction" in attrs else "forward"
             if direction == "bidirectional" and acts and acts[:2] != acts[2:]:
                 findings.append(Finding("gru", name, f"bidirectional GRU with different activations {acts}"))
-    findings += _qdq_findings(nodes, consumers, producers, initializers, constants, numpy_helper)
+    findings += _qdq_findings(nodes, consumers, constant_tensors(model.graph))
 
     # shapes: every tensor a rank, every dimension a constant or an expression of batch/num_samples
     unresolved: list[str] = []
@@ -208,13 +206,12 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
     }
 
 
-def _qdq_findings(nodes, consumers, producers, initializers, constants, numpy_helper) -> list[Finding]:
+def _qdq_findings(nodes, consumers, tensors) -> list[Finding]:
+    """`tensors`: name -> TensorProto of the graph's constant values (initializers and Constant nodes)."""
+    from onnx import numpy_helper
+
     def value(name):
-        if name in initializers:
-            return numpy_helper.to_array(initializers[name])
-        if name in constants:
-            return numpy_helper.to_array(constants[name].attribute[0].t)
-        return None
+        return numpy_helper.to_array(tensors[name]) if name in tensors else None
 
     out = []
     for n in nodes:
@@ -228,13 +225,13 @@ def _qdq_findings(nodes, consumers, producers, initializers, constants, numpy_he
             continue
         axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
         scale = value(n.input[1])
-        weight = n.input[0] in initializers or n.input[0] in constants
+        weight = n.input[0] in tensors
         for c in consumers.get(n.output[0], []):
             if c.op_type not in QDQ_CONSUMERS:
                 out.append(Finding("qdq", name, f"DequantizeLinear feeds {c.op_type} ({c.name}), which TensorRT does not fuse Q/DQ into"))
             elif weight and scale is not None and scale.size > 1:
                 expected = {"Conv": 0, "ConvTranspose": 1, "MatMul": -1, "Gemm": -1}.get(c.op_type)
-                rank = value(n.input[0]).ndim
+                rank = len(tensors[n.input[0]].dims)
                 if expected is not None and axis % rank != expected % rank:
                     out.append(Finding("qdq", name, f"weight of {c.op_type} quantised along axis {axis}, not its output "
                                                     f"channels (axis {expected % rank})"))

@@ -24,7 +24,7 @@ import torch
 
 from .. import __version__
 from ..core import atomic
-from ..core.checkpoint import DIGEST_KEY, CheckpointHeader
+from ..core.checkpoint import DIGEST_KEY, FORMAT, FORMAT_VERSION, CheckpointHeader
 from ..core.errors import SertrtError
 from .ser import SERModel
 
@@ -87,8 +87,8 @@ def save_checkpoint(
     """`meta`: the header's other keys (strategy, epoch, metrics, train_state, optimizer, ...)."""
     from safetensors.torch import save_file
 
-    header = CheckpointHeader(dims=model.dims, code=code_version())
-    header = CheckpointHeader.from_dict({**header.to_dict(), **meta}, path)
+    header = CheckpointHeader.from_dict({"format": FORMAT, "format_version": FORMAT_VERSION, "code": code_version(),
+                                         "dims": model.dims.to_dict(), **meta}, path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors.update(extra_tensors or {})
     text = json.dumps(header.to_dict(), indent=1)

@@ -305,18 +305,20 @@ class FbankUpstream(nn.Module):
         self.downsample_rate = FBANK_HOP
         self.min_samples = FBANK_WINDOW
 
-    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(feats (B, T, hidden_size) before mean normalisation, log frame energy (B, T), frame_lengths (B,))."""
+    def power_spectrum(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(power (B, T, 257) of the Hamming-windowed frames, frame_lengths (B,))."""
         frames = waveform.unfold(1, FBANK_WINDOW, FBANK_HOP) * self.window  # (B, T, 400)
         power = torch.fft.rfft(frames, n=FBANK_FFT).abs().pow(2)  # (B, T, 257)
-        feats = torch.log(power @ self.mel + 1e-6)  # (B, T, n_mels)
-        if self.kind == "mfcc":
-            feats = feats @ self.dct
-        frame_lengths = torch.div(lengths - FBANK_WINDOW, FBANK_HOP, rounding_mode="floor") + 1
-        return feats, torch.log(power.sum(-1) + 1e-6), frame_lengths
+        return power, torch.div(lengths - FBANK_WINDOW, FBANK_HOP, rounding_mode="floor") + 1
+
+    def log_features(self, power: torch.Tensor) -> torch.Tensor:
+        """Power (B, T, 257) -> log-mel (B, T, n_mels), or MFCC (B, T, n_mfcc); before mean normalisation."""
+        feats = torch.log(power @ self.mel + 1e-6)
+        return feats @ self.dct if self.kind == "mfcc" else feats
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, _, frame_lengths = self.features(waveform, lengths)
+        power, frame_lengths = self.power_spectrum(waveform, lengths)
+        feats = self.log_features(power)
         mask = lengths_to_mask(frame_lengths, feats.shape[1]).unsqueeze(-1)
         mean = (feats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
         return (feats - mean) * mask, frame_lengths
@@ -335,8 +337,9 @@ class StatsUpstream(nn.Module):
         self.min_samples = FBANK_WINDOW
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, energy, frame_lengths = self.mfcc.features(waveform, lengths)
-        x = torch.cat([feats, energy.unsqueeze(-1)], dim=-1)  # (B, T, 14)
+        power, frame_lengths = self.mfcc.power_spectrum(waveform, lengths)
+        energy = torch.log(power.sum(-1, keepdim=True) + 1e-6)  # (B, T, 1)
+        x = torch.cat([self.mfcc.log_features(power), energy], dim=-1)  # (B, T, 14)
         mask = lengths_to_mask(frame_lengths, x.shape[1]).unsqueeze(-1)
         count = mask.sum(1).clamp(min=1.0)
         mean = (x * mask).sum(1) / count

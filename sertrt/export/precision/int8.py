@@ -37,7 +37,7 @@ import numpy as np
 from ...core.atomic import atomic_path
 from ...core.errors import SertrtError
 from .calibration import _FeedReader
-from .surgery import _opset, _prune, _qdq_only_into, _topological_sort
+from .surgery import _opset, _prune, _qdq_only_into, _topological_sort, constant_tensors
 
 if TYPE_CHECKING:
     import onnx
@@ -186,12 +186,7 @@ def zero_points(model: str | Path | onnx.ModelProto) -> list[int]:
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model), load_external_data=False)
-    tensors = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    tensors[node.output[0]] = a.t
+    tensors = constant_tensors(model.graph)
     values: list[int] = []
     for node in model.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):

@@ -98,6 +98,18 @@ def _qdq_only_into(graph, quantised: set[str]) -> int:
     return rewired
 
 
+def constant_tensors(graph) -> dict[str, Any]:
+    """name -> TensorProto of every tensor whose value is in the graph: initializers and the `value` of
+    Constant nodes."""
+    tensors = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    tensors[node.output[0]] = a.t
+    return tensors
+
+
 def _attr(node, name: str) -> Any:
     from onnx import helper
 
