@@ -40,8 +40,8 @@ HopSeconds = Annotated[Optional[float], typer.Option(help="Streaming hop (defaul
 def data_synth(
     out: Path = typer.Argument(..., help="Folder for the synthetic corpus (corpus-like layouts + manifest.jsonl)."),
     seed: int = typer.Option(0, help="Same seed, same bytes."),
-    scale: float = typer.Option(1.0, help="Share of the full corpus to speak, in (0, 1] (1.0: about 1,050 utterances + 120 transfer)."),
-    languages: str = typer.Option("en,de,it,fr", help="Comma-separated: en (TESS-like), de (EmoDB-like), it (EMOVO-like), fr (eNTERFACE-like held-out transfer set)."),
+    scale: float = typer.Option(1.0, help="Share of the full corpus to speak, in (0, 1] (1.0: 1,216 utterances + 120 transfer)."),
+    languages: str = typer.Option("en,de,it,fr", help="Comma-separated: en (TESS- and SAVEE-like), de (EmoDB-like), it (EMOVO-like), fr (eNTERFACE-like held-out transfer set)."),
     noise_snr_db: Optional[float] = typer.Option(30.0, help="Additive noise SNR in dB."),
     no_noise: bool = typer.Option(False, "--no-noise", help="Clean audio."),
     workers: int = typer.Option(2, help="espeak-ng processes in parallel."),
@@ -98,15 +98,15 @@ def data_split(
     manifest: Path = typer.Argument(..., help="Manifest to split."),
     test_fraction: float = typer.Option(0.2, help="Share held out for testing (the paper's 4:1)."),
     seed: int = typer.Option(0),
-    group_by: str = typer.Option("none", help="none: stratified by corpus and label; speaker: speaker-independent."),
+    group_by: str = typer.Option("auto", help="speaker: whole speakers per language (speaker-independent); none: the paper's random split, stratified by corpus and label (speaker-dependent); auto: speaker where every row names one."),
     out_dir: Optional[Path] = typer.Option(None, help="Default: beside the manifest."),
 ) -> None:
     """Write train_manifest.jsonl and test_manifest.jsonl."""
     from .data.split import SplitOptions, split_manifest
 
-    train, test = split_manifest(SplitOptions(manifest=manifest, test_fraction=test_fraction, seed=seed, group_by=group_by,
-                                              out_dir=out_dir))
-    console.print(f"wrote {train} and {test}")
+    train, test, kind = split_manifest(SplitOptions(manifest=manifest, test_fraction=test_fraction, seed=seed,
+                                                    group_by=group_by, out_dir=out_dir))
+    console.print(f"wrote {train} and {test} ({kind})")
 
 
 @data_app.command("protocol")
@@ -184,6 +184,13 @@ def train(
     proj_size: Optional[int] = typer.Option(None, help="HGFM L (default 64 for small upstreams, else 256)."),
     hidden_size: Optional[int] = typer.Option(None, help="HGFM h1 (default 64 for small upstreams, else 128)."),
     dropout: float = typer.Option(0.1),
+    augment: str = typer.Option("none", help="Waveform augmentation, comma-separated: speed (0.9/1.0/1.1), noise "
+                                             "(5-30 dB SNR), gain, reverb; or none."),
+    layer_weights: bool = typer.Option(False, help="A learnable weighted sum over every upstream layer (wav2vec2), "
+                                                    "stored in the checkpoint and exported."),
+    balanced: bool = typer.Option(False, help="Class-balanced sampling."),
+    label_smoothing: float = typer.Option(0.0),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better validation UA."),
     seed: int = typer.Option(0),
     devices: int = typer.Option(1, help="Processes (GPUs, or CPU gloo processes); >1 starts torch.distributed.run."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -191,7 +198,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue the run in --out after its last finished epoch."),
     quiet: bool = typer.Option(False),
 ) -> None:
-    """Train an SER model and keep the checkpoint with the best test UA."""
+    """Train an SER model: the best epoch on validation is kept, the test manifest is scored once at the end."""
     from .training.distributed import launch_torchrun, under_torchrun
 
     if devices > 1 and not under_torchrun():
@@ -199,13 +206,16 @@ def train(
     from .training.train import TrainOptions
     from .training.train import train as run_train
 
+    from .training.augment import parse_augment
+
     values = {k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__ and k != "given"}
+    values["augment"] = parse_augment(augment)
     # Which options were typed rather than defaulted: --resume compares those with the run's own.
     sources = {k: ctx.get_parameter_source(k) for k in values}
     given = frozenset(k for k, source in sources.items() if source is not None and source.name != "DEFAULT")
     summary = run_train(TrainOptions(**values, given=given))
     if summary.get("last"):
-        test = f"; test UA {summary['test']['ua']:.1%} (scored once)" if summary.get("test") else ""
+        test = f"; test UA {summary['test']['ua']:.1%} ({summary['test']['split']}, scored once)" if summary.get("test") else ""
         console.print(f"best valid UA {summary['best_ua']:.1%}{test} -> {out / 'best.safetensors'}")
 
 

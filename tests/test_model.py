@@ -209,15 +209,21 @@ def test_bad_upstream_layers_are_one_line_errors(upstream, layers, message):
 
 
 def test_stats_lr_is_logistic_regression_on_utterance_statistics():
-    """The classical floor: 13 MFCCs + log energy, mean and std over valid frames (28 numbers), standardised,
-    one linear layer; `--upstream stats-lr` brings its own head."""
+    """The classical floor: 13 MFCCs + log energy per frame; their mean, std, delta std and range over valid frames,
+    the active share and log duration (58 numbers), standardised, one linear layer; `--upstream stats-lr` brings
+    its own head."""
     torch.manual_seed(0)
     model = build_model("stats-lr")
-    assert model.dims.head.kind == "lr" and model.upstream.hidden_size == 28
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 28 * 4 + 4
+    assert model.dims.head.kind == "lr" and model.upstream.hidden_size == 58
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 58 * 4 + 4
     wav = 0.1 * torch.randn(2, 16000)
+    wav[1, 3000:5000] *= 0.001  # a pause: fewer active frames
     hidden, frames = model.upstream(wav, torch.tensor([16000, 8000]))
-    assert hidden.shape == (2, 1, 28) and frames.tolist() == [1, 1]
+    assert hidden.shape == (2, 1, 58) and frames.tolist() == [1, 1]
+    alone, _ = model.upstream(wav[1:, :8000], torch.tensor([8000]))
+    assert torch.allclose(hidden[1], alone[0], atol=1e-4)  # padding changes none of the statistics
+    active, duration = hidden[:, 0, -2], hidden[:, 0, -1]
+    assert active[1] < active[0] <= 1.0 and torch.allclose(duration, torch.log(torch.tensor([1.0, 0.5])))
     model.train()
     loss = torch.nn.functional.cross_entropy(model(wav[:1], torch.tensor([16000])), torch.tensor([2]))
     loss.backward()  # one utterance in a training batch: the running statistics stand in for the batch's

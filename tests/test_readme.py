@@ -30,7 +30,8 @@ def test_main_job_runs_end_to_end_small(tmp_path):
     assert "streaming" in first.stdout and "int8-dynamic" in first.stdout
     assert '"summary": true' in first.stdout  # the stream's last line
     # the classical floor, trained on the same split, reported beside the model's test UA
-    assert re.search(r"test UA \(scored once\): tiny XLSR \+ HGFM \d+\.\d%, stats-lr floor \d+\.\d%", first.stdout), first.stdout
+    assert re.search(r"test UA \(speaker-independent, scored once\): tiny XLSR \+ HGFM \d+\.\d%, stats-lr floor \d+\.\d%",
+                     first.stdout), first.stdout
     floor = (tmp_path / "demo" / "floor" / "best.safetensors").read_bytes()
     best = (run / "best.safetensors").read_bytes()
     # A second run reuses the corpus and resumes the finished run: nothing is overwritten.

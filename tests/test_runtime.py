@@ -211,3 +211,120 @@ def test_numeric_runtime_options_are_range_checked(trained, command, extra, mess
     root, manifest = trained
     args = [read_manifest(manifest)[0].path] if command == "stream" else ["--run", root / "run", "--manifest", manifest]
     assert_one_line_error(sertrt(command, root / "bundle-fp32", *args, *extra), message)
+
+
+# A client that knows ONNX Runtime and nothing else: no sertrt, no torch (and it checks).
+PLAIN_CLIENT = """
+import json, sys
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+meta = session.get_modelmeta().custom_metadata_map
+labels, rate = json.loads(meta["labels"]), int(meta["sample_rate"])
+names = [t["name"] for t in json.loads(meta["inputs"])]
+t = np.arange(int(float(meta["window_seconds"]) * rate)) / rate
+wav = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)[None]
+logits = session.run(None, {names[0]: wav, names[1]: np.array([wav.shape[1]], dtype=np.int64)})[0][0]
+assert "torch" not in sys.modules and not [m for m in sys.modules if m.startswith("sertrt")]
+print(json.dumps({"labels": labels, "rate": rate, "precision": meta["precision"], "label": labels[int(np.argmax(logits))],
+                  "logits": logits.tolist(), "hop": float(meta["hop_seconds"]), "card": meta["sertrt.card_version"]}))
+"""
+
+
+def test_model_onnx_describes_itself_to_a_plain_onnxruntime_client(trained):
+    from sertrt.core.bundle import FORMAT_VERSION, load_bundle
+
+    root, _ = trained
+    env = {k: v for k, v in sertrt_env().items() if k != "PYTHONPATH"}
+    for precision in ("fp32", "int8", "int8-dynamic"):
+        bundle = root / f"bundle-{precision}"
+        card = load_bundle(bundle)
+        out = subprocess.run([sys.executable, "-c", PLAIN_CLIENT, str(bundle / card.model)], cwd=root, env=env,
+                             capture_output=True, text=True, check=True)
+        got = json.loads(out.stdout)
+        assert (got["labels"], got["rate"], got["precision"]) == (list(card.labels), card.sample_rate, precision)
+        assert got["hop"] == card.hop_seconds and got["card"] == str(FORMAT_VERSION)
+        t = np.arange(card.window_samples) / card.sample_rate
+        wav = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)[None]
+        runner, _ = open_runner(bundle)
+        with runner:
+            ref = runner.infer({"waveform": wav, "lengths": np.array([wav.shape[1]], dtype=np.int64)})["logits"][0]
+        np.testing.assert_allclose(got["logits"], ref, rtol=1e-5, atol=1e-5)
+        assert got["label"] == card.labels[int(np.argmax(ref))]
+
+
+def test_a_model_whose_metadata_disagrees_with_its_card_is_refused(trained, tmp_path):
+    import dataclasses
+    import shutil
+
+    from sertrt.core.bundle import (
+        check_onnx_metadata,
+        load_bundle,
+        onnx_metadata,
+        write_bundle,
+    )
+
+    root, _ = trained
+    card = load_bundle(root / "bundle-fp32")
+    props = onnx_metadata(card.precision, card.labels, card.sample_rate, card.spec)
+    check_onnx_metadata(card, props, "m.onnx")
+    check_onnx_metadata(card, {}, "m.onnx")  # exported before the metadata existed: the file hash covers it
+    with pytest.raises(SertrtError, match=r"m.onnx: metadata 'precision' of the ONNX model is 'fp16', but the bundle card"):
+        check_onnx_metadata(card, {**props, "precision": "fp16"}, "m.onnx")
+    # a bundle whose card (hashes intact) claims other labels than its model carries
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    shutil.copy(root / "bundle-fp32" / card.model, staged / card.model)
+    swapped = dataclasses.replace(card, labels=tuple(reversed(card.labels)), files={})
+    write_bundle(tmp_path / "swapped", staged, swapped)
+    runner, _ = open_runner(tmp_path / "swapped")
+    with pytest.raises(SertrtError, match=r"metadata 'labels' of the ONNX model is '\[\"neutral\""):
+        with runner:
+            pass
+
+
+def test_one_call_api_equals_the_stream_and_handles_rates_channels_and_batches(trained, tmp_path):
+    import soundfile as sf
+
+    from sertrt.core.audio import load_audio, resample
+    from sertrt.runtime import load
+    from sertrt.runtime.stream import EmotionStream, StreamConfig
+
+    root, manifest = trained
+    paths = [u.path for u in read_manifest(manifest)[:6]]
+    with load(root / "bundle-fp32", threads=1, batch_size=4) as rec:
+        assert rec.labels == ("neutral", "happy", "angry", "sad") and rec.sample_rate == 16000
+        # one utterance exactly one window long: the stream's single window, same probabilities
+        audio = load_audio(paths[0])
+        window = np.resize(audio, rec.card.window_samples).astype(np.float32)
+        one = rec(window, 16000)
+        runner, card = open_runner(root / "bundle-fp32", RunnerOptions(threads=1))
+        with runner:
+            stream = EmotionStream(runner, card.labels, StreamConfig(silence_dbfs=None))
+            windows = stream.push(window) + stream.flush()
+        assert len(windows) == 1 and windows[0].raw_label == one.label
+        np.testing.assert_allclose(list(one.probabilities.values()), windows[0].probabilities, atol=1e-6)
+        assert abs(sum(one.probabilities.values()) - 1) < 1e-6
+        # a batch of different lengths gives what each utterance alone gives; files equal arrays
+        clips = [load_audio(p) for p in paths]
+        batch = rec(clips, 16000)
+        alone = [rec(c, 16000) for c in clips]
+        for b, a in zip(batch, alone):
+            assert b.label == a.label and np.allclose(b.logits, a.logits, atol=1e-5)
+        from_files = rec.files(paths)
+        assert [p.path for p in from_files] == paths
+        assert all(np.allclose(f.logits, a.logits, atol=1e-5) for f, a in zip(from_files, alone))
+        # 44.1 kHz stereo int16 is downmixed, scaled and resampled like a file at that rate
+        stereo = np.stack([audio, audio], axis=1)
+        pcm = (resample(stereo.mean(axis=1), 16000, 44100) * 32767).astype(np.int16)
+        sf.write(tmp_path / "s.wav", np.stack([pcm, pcm], axis=1), 44100, subtype="PCM_16")
+        got = rec(np.stack([pcm, pcm], axis=1), 44100)
+        assert np.allclose(got.logits, rec.files([tmp_path / "s.wav"])[0].logits, atol=1e-4)
+        assert rec([], 16000) == []
+        with pytest.raises(SertrtError, match="utterance 1: .*NaN/Inf"):
+            rec([audio, np.full(800, np.nan, dtype=np.float32)], 16000)
+        with pytest.raises(SertrtError, match="sample rate must be a positive integer"):
+            rec(audio, 0)
+        s = rec.stream(smoothing="ema")
+        assert s.config.window_seconds == card.window_seconds and s.config.smoothing == "ema"
+    with pytest.raises(SertrtError, match="closed"):
+        rec(audio, 16000)

@@ -34,6 +34,7 @@ PATTERNS = {
         r"tess/(?P<spk>OAF|YAF)_(?P<folder>angry|happy|neutral|sad|Sad)/"
         r"(?P=spk)_(?P<text>[a-z]+)_(?P<emo>angry|happy|neutral|sad)\.wav"
     ),
+    "savee": re.compile(r"savee/AudioData/(?P<spk>DC|JE|JK|KL)/(?P<emo>n|h|a|sa)(?P<text>\d\d)\.wav"),
     # eNTERFACE'05 with WAV for AVI; the stem's subject part is checked apart (the `s_3_` glitch).
     "enterface": re.compile(
         r"enterface/subject (?P<spk>[1-8])/(?P<folder>anger|happiness|sadness)/sentence (?P<text>[1-5])/"
@@ -44,9 +45,10 @@ CODE_TO_LABEL = {
     "emodb": {"W": "angry", "F": "happy", "T": "sad", "N": "neutral"},
     "emovo": {"rab": "angry", "gio": "happy", "tri": "sad", "neu": "neutral"},
     "tess": {e: e for e in LABELS},
+    "savee": {"a": "angry", "h": "happy", "sa": "sad", "n": "neutral"},
     "enterface": {"an": "angry", "ha": "happy", "sa": "sad"},
 }
-LANGUAGE = {"emodb": "de", "emovo": "it", "tess": "en", "enterface": "fr"}
+LANGUAGE = {"emodb": "de", "emovo": "it", "tess": "en", "savee": "en", "enterface": "fr"}
 ENTERFACE_FOLDERS = {"an": "anger", "ha": "happiness", "sa": "sadness"}
 TRANSFER_LABELS = {"happy", "angry", "sad"}
 TESS_FOLDERS = {"OAF_angry", "OAF_happy", "OAF_neutral", "OAF_Sad", "YAF_angry", "YAF_happy", "YAF_neutral", "YAF_sad"}
@@ -106,14 +108,27 @@ def test_layout_and_labels_match_real_corpora(corpus):
     assert {u.speaker for u in utts if u.corpus == "emodb"} == emodb_speakers
     assert {u.speaker for u in utts if u.corpus == "emovo"} == {"f1", "f2", "f3", "m1", "m2", "m3"}
     assert {Path(u.path).parent.name for u in utts if u.corpus == "tess"} == TESS_FOLDERS
+    assert {u.speaker for u in utts if u.corpus == "savee"} == {"DC", "JE", "JK", "KL"}
     assert {u.speaker for u in utts if u.corpus == "enterface"} == {str(n) for n in range(1, 9)}
     assert any(Path(u.path).name.startswith("s_3_") for u in utts)
+
+
+def test_every_training_language_has_six_distinct_voices():
+    """Enough voices for a speaker-independent split to mean something: six or more per language, no two alike in
+    espeak voice+variant (each variant has its own formants), base pitch and rate."""
+    from sertrt.data import synth
+
+    for language, corpora in synth.CORPORA_BY_LANGUAGE.items():
+        speakers = [spk for corpus in corpora for spk in corpus.speakers]
+        assert len(speakers) >= 6, language
+        assert len({spk.voice for spk in speakers}) == len(speakers), language
+        assert len({(spk.pitch, spk.wpm) for spk in speakers}) == len(speakers), language
 
 
 @needs_espeak
 def test_transfer_manifest_is_separate_and_disjoint(corpus):
     out, train, transfer = corpus
-    assert {u.corpus for u in train} == {"emodb", "emovo", "tess"}
+    assert {u.corpus for u in train} == {"emodb", "emovo", "tess", "savee"}
     assert {u.corpus for u in transfer} == {"enterface"} and {u.language for u in transfer} == {"fr"}
     assert {u.label for u in transfer} == TRANSFER_LABELS
     assert not {u.path for u in train} & {u.path for u in transfer}
@@ -204,7 +219,7 @@ def test_missing_espeak_names_the_install_command(tmp_path, monkeypatch):
 def test_espeak_failure_names_voice_and_leaves_no_manifest(tmp_path, monkeypatch):
     # espeak ignores an unknown variant, but not an unknown voice.
     broken = dataclasses.replace(synth.EMOVO, speakers=(synth.Speaker("f1", "nosuchvoice", 50, 170),))
-    monkeypatch.setitem(synth.CORPORA, "it", broken)
+    monkeypatch.setitem(synth.CORPORA_BY_LANGUAGE, "it", (broken,))
     with pytest.raises(SertrtError, match=r"emovo/f1/.*, voice nosuchvoice\).*does not exist"):
         synthesize(SynthOptions(out=tmp_path, languages=("it",), scale=0.1))
     assert not (tmp_path / "manifest.jsonl").exists()

@@ -62,6 +62,16 @@ def resample(audio: np.ndarray, orig_rate: int, rate: int = SAMPLE_RATE) -> np.n
     return soxr.resample(audio, orig_rate, rate, quality="HQ").astype(np.float32, copy=False)
 
 
+def colored_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
+    """Unit-power mix of white and 1/f noise: `(num_samples,)` float64. Pink alone sounds like rumble."""
+    white = rng.standard_normal(num_samples)
+    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    pink = np.fft.irfft(spectrum, num_samples)
+    pink /= pink.std() + 1e-12
+    return (white + pink) / np.sqrt(2)
+
+
 def downmix(audio: np.ndarray) -> np.ndarray:
     """`(num_samples, channels)` -> `(num_samples,)` by averaging channels."""
     return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio

@@ -153,6 +153,34 @@ class BundleCard:
         return card
 
 
+def onnx_metadata(precision: str, labels: tuple[str, ...] | list[str], sample_rate: int, spec: dict[str, Any]) -> dict[str, str]:
+    """What model.onnx carries of its card in `metadata_props`, so a plain ONNX Runtime client (no sertrt) can use
+    it: `session.get_modelmeta().custom_metadata_map`. Strings only (ONNX's rule); lists and tables as JSON."""
+    io = {key: [{"name": t["name"], "dtype": t["dtype"], "axes": list(t["axes"])} for t in spec.get(key, [])]
+          for key in ("inputs", "outputs")}
+    return {
+        "sertrt.card_format": FORMAT, "sertrt.card_version": str(FORMAT_VERSION),
+        "labels": json.dumps(list(labels)), "sample_rate": str(sample_rate), "precision": precision,
+        "window_seconds": repr(float(spec["window_seconds"])), "hop_seconds": repr(float(spec["hop_seconds"])),
+        "min_samples": str(spec.get("min_samples", 0)),
+        "inputs": json.dumps(io["inputs"]), "outputs": json.dumps(io["outputs"]),
+        "usage": "waveform: mono float32 audio at sample_rate in [-1, 1], zero-padded per row; lengths: valid samples "
+                 "per row; logits: one row per input row, in the order of labels (softmax for probabilities)",
+    }
+
+
+def check_onnx_metadata(card: BundleCard, props: dict[str, str], where: str | Path) -> None:
+    """The model's metadata_props agree with its card: SertrtError naming the first key that differs. A model with
+    none of them (exported before sertrt wrote them) passes; its card's file hash still covers it."""
+    expected = onnx_metadata(card.precision, card.labels, card.sample_rate, card.spec)
+    if not set(expected) & set(props):
+        return
+    for key, value in expected.items():
+        if props.get(key) != value:
+            raise SertrtError(f"{where}: metadata {key!r} of the ONNX model is {props.get(key)!r:.80}, "
+                              f"but the bundle card says {value!r:.80}")
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -26,6 +26,8 @@ class UpstreamSpec:
     # Transformer layers of the upstream that `layers=K` cut down to config["num_hidden_layers"];
     # None: nothing was cut (and every checkpoint written before the option existed).
     source_layers: int | None = None
+    # A learnable softmax-weighted sum over every hidden layer (wav2vec2; `--layer-weights`) instead of the last.
+    layer_weights: bool = False
 
     @property
     def layers(self) -> dict[str, int]:

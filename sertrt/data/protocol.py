@@ -80,7 +80,7 @@ def make_folds(utterances: list[Utterance], opts: ProtocolOptions) -> list[dict[
         folds = []
         for k, session in enumerate(sessions):
             rest = [u for u in utterances if u.session != session]
-            train, valid = split_utterances(rest, 0.2, opts.seed + k)
+            train, valid = split_utterances(rest, 0.2, opts.seed + k, "none")
             folds.append({"train": train, "valid": valid, "test": [u for u in utterances if u.session == session]})
         return folds
     by_speaker = opts.protocol == "speaker"

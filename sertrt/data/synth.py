@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
-from ..core.audio import check_finite, write_wav
+from ..core.audio import check_finite, colored_noise, write_wav
 from ..core.errors import SertrtError
 from ..core.labels import LABELS
 from ..core.manifest import Utterance, write_manifest
@@ -179,6 +179,31 @@ TESS = Corpus(
     ),
 )
 
+# Four male voices of British English, as in the real corpus (DC, JE, JK, KL); with TESS's two, English has six.
+# The real corpus speaks TIMIT sentences; these are our own, each spoken in every emotion (take NN).
+SAVEE = Corpus(
+    name="savee",
+    language="en",
+    speakers=(
+        Speaker("DC", "en-gb-x-rp+m1", 38, 168), Speaker("JE", "en-gb-scotland+m3", 46, 176),
+        Speaker("JK", "en-gb+m7", 33, 158), Speaker("KL", "en-gb-x-gbclan+m4", 52, 184),
+    ),
+    texts={
+        "01": "The kettle was left | on the back of the stove.",
+        "02": "She hung the wet coat | behind the kitchen door.",
+        "03": "A small boat drifted | past the harbour wall.",
+        "04": "We counted the boxes | twice before lunch.",
+        "05": "The map was folded | into the glove box.",
+        "06": "His brother moved | to a flat near the station | last winter.",
+        "07": "Every Tuesday | the market opens | an hour later.",
+        "08": "The printer on the second floor | has run out of paper again.",
+        "09": "They painted the fence | a pale shade of green.",
+        "10": "Put the letters | on the desk by the window.",
+    },
+    emotions={"neutral": "n", "happy": "h", "angry": "a", "sad": "sa"},
+    path=lambda spk, take, emo: f"savee/AudioData/{spk.code}/{emo}{take}.wav",
+)
+
 # Sentence K of each emotion; eNTERFACE's disgust, fear and surprise are not spoken (the paper
 # drops them, and there is no neutral).
 ENTERFACE_SENTENCES = {
@@ -231,7 +256,9 @@ ENTERFACE = Corpus(
     held_out=True,
 )
 
-CORPORA = {"de": EMODB, "it": EMOVO, "en": TESS, "fr": ENTERFACE}
+# language -> its corpora; English is TESS-like and SAVEE-like, so every training language has six voices or more
+CORPORA_BY_LANGUAGE = {"de": (EMODB,), "it": (EMOVO,), "en": (TESS, SAVEE), "fr": (ENTERFACE,)}
+CORPORA = {c.name: c for corpora in CORPORA_BY_LANGUAGE.values() for c in corpora}
 assert set(STYLES) == set(LABELS)
 assert all(set(c.emotions) == set(LABELS) for c in CORPORA.values() if not c.held_out)
 assert all(
@@ -284,16 +311,6 @@ def _ssml(text: str, style: Style, rng: np.random.Generator) -> str:
     return "<speak>" + "".join(parts) + "</speak>"
 
 
-def _noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
-    """Unit-power mix of white and 1/f noise: `(num_samples,)`. Pink alone sounds like rumble."""
-    white = rng.standard_normal(num_samples)
-    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
-    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
-    pink = np.fft.irfft(spectrum, num_samples)
-    pink /= pink.std() + 1e-12
-    return (white + pink) / np.sqrt(2)
-
-
 def _espeak(espeak: str, ssml: str, speaker: Speaker, where: str) -> tuple[np.ndarray, int]:
     """Run espeak-ng once: `(num_samples,)` float32 audio and its sample rate.
 
@@ -326,7 +343,7 @@ def _render(job: Job, out: Path, seed: int, noise_snr_db: float | None, espeak: 
     if noise_snr_db is not None:
         snr_db = noise_snr_db + rng.uniform(-5.0, 5.0)
         power = float(np.mean(audio.astype(np.float64) ** 2))
-        audio = audio + _noise(rng, audio.shape[0]) * np.sqrt(power / 10 ** (snr_db / 10))
+        audio = audio + colored_noise(rng, audio.shape[0]) * np.sqrt(power / 10 ** (snr_db / 10))
     peak = float(np.abs(audio).max())
     if peak > PEAK:
         audio = audio * (PEAK / peak)
@@ -346,10 +363,10 @@ def _render(job: Job, out: Path, seed: int, noise_snr_db: float | None, espeak: 
 
 def _check(opts: SynthOptions) -> None:
     for lang in opts.languages:
-        if lang not in CORPORA:
-            raise SertrtError(f"unknown language {lang!r} (valid: {', '.join(CORPORA)})")
+        if lang not in CORPORA_BY_LANGUAGE:
+            raise SertrtError(f"unknown language {lang!r} (valid: {', '.join(CORPORA_BY_LANGUAGE)})")
     if not opts.languages:
-        raise SertrtError(f"no languages chosen (valid: {', '.join(CORPORA)})")
+        raise SertrtError(f"no languages chosen (valid: {', '.join(CORPORA_BY_LANGUAGE)})")
     if opts.seed < 0:
         raise SertrtError(f"seed must be a non-negative integer, got {opts.seed}")  # numpy SeedSequence
     if not 0.0 < opts.scale <= 1.0:
@@ -361,13 +378,14 @@ def _check(opts: SynthOptions) -> None:
 def _readme(opts: SynthOptions, espeak: str, utterances: list[Utterance]) -> str:
     version = subprocess.run([espeak, "--version"], capture_output=True, text=True, check=False)
     version_text = version.stdout.split("Data at")[0].strip() or "espeak-ng (unknown version)"
-    held_out = [u for u in utterances if CORPORA[u.language].held_out]
+    held_out = [u for u in utterances if CORPORA[u.corpus].held_out]
     lines = [
         "Synthetic emotional speech: NOT real recordings.",
         f"Generated by sertrt.data.synth with espeak-ng ({version_text}).",
         "Emotions (neutral, happy, angry, sad) are acted through SSML pitch, pitch range, rate,",
         "volume and pauses, with per-utterance jitter. Laid out like EmoDB (emodb/, German),",
-        "EMOVO (emovo/, Italian) and TESS (tess/, English) so the corpus adapters read it as is.",
+        "EMOVO (emovo/, Italian), TESS (tess/, English) and SAVEE (savee/, English) so the corpus adapters",
+        "read it as is.",
         f"seed={opts.seed} scale={opts.scale} noise_snr_db={opts.noise_snr_db}",
         f"{len(utterances) - len(held_out)} utterances, 16-bit mono WAV at espeak's own rate; list: manifest.jsonl",
     ]
@@ -403,7 +421,7 @@ def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None =
     _check(opts)
     out = claim_output_dir(Path(opts.out).resolve(), "synth", option="OUT")
     languages = dict.fromkeys(opts.languages)  # ordered and without repeats
-    jobs = [job for lang in languages for job in _jobs(CORPORA[lang], opts.seed, opts.scale)]
+    jobs = [job for lang in languages for corpus in CORPORA_BY_LANGUAGE[lang] for job in _jobs(corpus, opts.seed, opts.scale)]
     render = partial(_render, out=out, seed=opts.seed, noise_snr_db=opts.noise_snr_db, espeak=espeak)
     utterances = []
     pool = ThreadPoolExecutor(max_workers=opts.workers)
@@ -418,8 +436,8 @@ def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None =
     utterances.sort(key=lambda u: u.path)
     atomic.write_text(out / "README.txt", _readme(opts, espeak, utterances))
     manifests = {
-        out / "manifest.jsonl": [u for u in utterances if not CORPORA[u.language].held_out],
-        out / "transfer_manifest.jsonl": [u for u in utterances if CORPORA[u.language].held_out],
+        out / "manifest.jsonl": [u for u in utterances if not CORPORA[u.corpus].held_out],
+        out / "transfer_manifest.jsonl": [u for u in utterances if CORPORA[u.corpus].held_out],
     }
     for path, rows in manifests.items():
         if rows:

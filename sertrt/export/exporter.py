@@ -25,6 +25,7 @@ from ..core.bundle import (
     ENGINE_FILE,
     BundleCard,
     load_bundle,
+    onnx_metadata,
     sha256_file,
     staging_dir,
     write_bundle,
@@ -34,7 +35,7 @@ from ..core.errors import SertrtError
 from ..core.outputs import check_replaceable_bundle
 from ..core.precisions import PRECISIONS
 from ..model.io import load_model
-from .onnx_export import export_onnx, simplify_onnx
+from .onnx_export import export_onnx, simplify_onnx, stamp_metadata
 from .spec import ExportSpec, Profile
 from .tensorrt_audit import audit_onnx, format_audit
 from .validate import validate_onnx
@@ -112,6 +113,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
                 log(f"calibrating INT8 on {len(calib)} utterances from {opts.calib_manifest}")
                 precision_report = prec.to_int8(fp32, target, calib)
             fp32.unlink()
+        # self-describing: labels, rate, window, precision and I/O ride in the model itself (validated as shipped)
+        stamp_metadata(target, onnx_metadata(opts.precision, spec.labels, spec.sample_rate, spec.to_dict()))
         log(f"validating {opts.precision} ONNX against PyTorch at untraced shapes")
         validation = validate_onnx(model, target, opts.precision, spec.sample_rate)
         log(validation["table"])

@@ -2,6 +2,7 @@
 
     export_onnx(model, path, spec)   torch.onnx.export, attention as a plain masked softmax
     simplify_onnx(path)              onnxslim: constants folded, shape arithmetic simplified, in place
+    stamp_metadata(path, props)      the card's contract into metadata_props, in place
 
 The TorchScript exporter (`dynamo=False`) is used on purpose: with torch 2.13 the dynamo exporter
 fails on our GRU head once the frame axis is derived from num_samples (the GRU decomposition
@@ -66,3 +67,18 @@ def simplify_onnx(path: Path) -> dict[str, Any]:
     with atomic_path(path) as tmp:
         onnx.save(slim, str(tmp))
     return {"tool": f"onnxslim {onnxslim.__version__}", "nodes_before": before, "nodes_after": len(slim.graph.node)}
+
+
+def stamp_metadata(path: Path, props: dict[str, str]) -> None:
+    """Write `props` into the model's metadata_props (replacing those keys, keeping any others), in place. Weights in
+    external data files stay where they are: the graph is loaded without them and saved pointing at them."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    for key, value in [*kept, *props.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))

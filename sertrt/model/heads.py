@@ -116,11 +116,19 @@ class LinearHead(nn.Module):
         super().__init__()
         self.norm = nn.BatchNorm1d(dims.input_size, affine=False)
         self.out = nn.Linear(dims.input_size, dims.num_labels)
+        self.fixed_statistics = False  # set by standardise(): training uses them too, never batch statistics
+
+    def standardise(self, pooled: torch.Tensor) -> None:
+        """Standardise with the mean and variance of these pooled features, (N, D), from now on. Training batches
+        are grouped by length, so their own statistics are biased (duration is one of the floor's features)."""
+        self.norm.running_mean.copy_(pooled.mean(0))
+        self.norm.running_var.copy_(pooled.var(0))
+        self.fixed_statistics = True
 
     def forward(self, hidden: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(frame_lengths, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
         pooled = masked_mean(hidden, mask)  # (B, D)
-        if self.training and pooled.shape[0] == 1:  # one utterance has no batch statistics: use the running ones
+        if self.training and (pooled.shape[0] == 1 or self.fixed_statistics):  # the running statistics, not the batch's
             pooled = nn.functional.batch_norm(pooled, self.norm.running_mean, self.norm.running_var, training=False)
         else:
             pooled = self.norm(pooled)

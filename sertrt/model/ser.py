@@ -37,18 +37,21 @@ class SERModel(nn.Module):
         self.head = build_head(dims.head)
         self.frozen_upstream = False  # set by apply_strategy("frozen"): no upstream graph in training
 
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The upstream's frames for raw audio: (B, num_frames, H), frame lengths (B,)."""
         min_samples = self.upstream.min_samples
         if waveform.shape[1] < min_samples:  # shorter than one frame: zero-pad to one frame
             waveform = nn.functional.pad(waveform, (0, min_samples - waveform.shape[1]))
         # maximum, not clamp: clamp on int64 exports as Clip, which TensorRT takes on floats only
         lengths = torch.maximum(lengths, torch.full_like(lengths, min_samples))
-        waveform = normalize_waveform(waveform, lengths)
+        return self.upstream(normalize_waveform(waveform, lengths), lengths)
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.training and self.frozen_upstream:
             with torch.no_grad():
-                hidden, frame_lengths = self.upstream(waveform, lengths)
+                hidden, frame_lengths = self.features(waveform, lengths)
         else:
-            hidden, frame_lengths = self.upstream(waveform, lengths)
+            hidden, frame_lengths = self.features(waveform, lengths)
         return self.head(hidden, frame_lengths)
 
 
@@ -60,6 +63,7 @@ def build_model(
     attention_size: int | None = None,
     dropout: float = 0.1,
     upstream_layers: int | None = None,
+    layer_weights: bool = False,
 ) -> SERModel:
     """A fresh model: `upstream` is a named config (random init) or a pretrained directory / hub id;
     `upstream_layers=K` keeps its first K transformer layers (stored in the dims, so `load_model`
@@ -68,7 +72,7 @@ def build_model(
         head = "lr"  # the classical floor is one model: utterance statistics + logistic regression
     if head not in HEAD_NAMES:
         raise SertrtError(f"unknown head {head!r} (valid: {', '.join(HEAD_NAMES)})")
-    spec, up = resolve_upstream(upstream, upstream_layers)
+    spec, up = resolve_upstream(upstream, upstream_layers, layer_weights)
     small = up.hidden_size <= 128  # tiny and the manual baselines get a small head by default
     dims = HeadDims(
         kind=head,

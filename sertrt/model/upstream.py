@@ -169,7 +169,8 @@ def _load_pretrained(name: str, layers: int | None):
 class Wav2Vec2Upstream(nn.Module):
     """transformers' Wav2Vec2Model behind the upstream contract; last hidden layer out."""
 
-    def __init__(self, config: dict[str, Any], pretrained: str | None = None, layers: int | None = None):
+    def __init__(self, config: dict[str, Any], pretrained: str | None = None, layers: int | None = None,
+                 layer_weights: bool = False):
         super().__init__()
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -184,6 +185,9 @@ class Wav2Vec2Upstream(nn.Module):
         # Group-norm feature encoders (wav2vec2-base) were trained without an attention mask
         # (transformers' Wav2Vec2FeatureExtractor docs); layer-norm ones (XLSR) need it.
         self.use_attention_mask = cfg.feat_extract_norm == "layer"
+        # SUPERB's featurizer: softmax(w)-weighted sum of every layer's states, each layer-normalised (no affine);
+        # zeros start as the plain mean. The weights are parameters, so checkpoints and exports carry them.
+        self.layer_weights = nn.Parameter(torch.zeros(cfg.num_hidden_layers + 1)) if layer_weights else None
         if cfg._attn_implementation not in _ATTENTION_IMPLEMENTATIONS:
             raise SertrtError(f"attention implementation {cfg._attn_implementation!r} is not supported "
                               f"(valid: {', '.join(_ATTENTION_IMPLEMENTATIONS)})")
@@ -253,14 +257,20 @@ class Wav2Vec2Upstream(nn.Module):
         if not cfg.do_stable_layer_norm:  # post-LN layout (wav2vec2-base): norm before the layers
             hidden = encoder.layer_norm(hidden)
         hidden = encoder.dropout(hidden)
+        states = [hidden]
         for layer in encoder.layers:
-            if self.training and cfg.layerdrop > 0.0 and torch.rand([]) < cfg.layerdrop:
-                continue  # LayerDrop, as transformers does it (training only)
-            out = layer(hidden, attention_mask=attention_mask)
-            hidden = out[0] if isinstance(out, tuple) else out
+            if not (self.training and cfg.layerdrop > 0.0 and torch.rand([]) < cfg.layerdrop):  # LayerDrop (training only)
+                out = layer(hidden, attention_mask=attention_mask)
+                hidden = out[0] if isinstance(out, tuple) else out
+            states.append(hidden)
         if cfg.do_stable_layer_norm:
             hidden = encoder.layer_norm(hidden)
-        return hidden
+        if self.layer_weights is None:
+            return hidden
+        states[-1] = hidden
+        weights = torch.softmax(self.layer_weights, dim=0)
+        width = (hidden.shape[-1],)
+        return sum(w * nn.functional.layer_norm(h, width) for w, h in zip(weights, states))
 
     def freeze_feature_encoder(self) -> None:
         self.model.freeze_feature_encoder()
@@ -325,14 +335,17 @@ class FbankUpstream(nn.Module):
 
 
 class StatsUpstream(nn.Module):
-    """The classical floor's features: 13 MFCCs and log energy per 25 ms frame, their mean and standard
-    deviation over the utterance's valid frames: one (B, 1, 28) "frame" per utterance. With the `lr` head
-    this is logistic regression on utterance statistics (`--upstream stats-lr`)."""
+    """The classical floor's features: per 25 ms frame, 13 MFCCs and log energy (14); over the utterance's valid
+    frames, their mean, standard deviation, the standard deviation of their deltas (x[t+1] - x[t-1]) and their range
+    (max - min), plus the share of active frames (log energy within 4 nats, about 17 dB, of the loudest) and the log
+    duration: one (B, 1, 58) "frame" per utterance. With the `lr` head this is logistic regression on utterance
+    statistics (`--upstream stats-lr`), the openSMILE-style functionals a classical SER baseline uses."""
 
     def __init__(self):
         super().__init__()
         self.mfcc = FbankUpstream("mfcc")
-        self.hidden_size = 2 * (self.mfcc.hidden_size + 1)
+        width = self.mfcc.hidden_size + 1
+        self.hidden_size = 4 * width + 2
         self.downsample_rate = FBANK_HOP
         self.min_samples = FBANK_WINDOW
 
@@ -344,7 +357,17 @@ class StatsUpstream(nn.Module):
         count = mask.sum(1).clamp(min=1.0)
         mean = (x * mask).sum(1) / count
         std = torch.sqrt(((x - mean.unsqueeze(1)) ** 2 * mask).sum(1) / count + 1e-6)
-        return torch.cat([mean, std], dim=-1).unsqueeze(1), torch.ones_like(frame_lengths)
+        delta, delta_mask = x[:, 2:] - x[:, :-2], mask[:, 2:]  # a delta is valid where its right frame is
+        delta_count = delta_mask.sum(1).clamp(min=1.0)
+        delta_mean = (delta * delta_mask).sum(1) / delta_count
+        delta_std = torch.sqrt(((delta - delta_mean.unsqueeze(1)) ** 2 * delta_mask).sum(1) / delta_count + 1e-6)
+        far = 1e4 * (1.0 - mask)  # pushes padded frames out of max and min
+        spread = (x - far).amax(1) - (x + far).amin(1)
+        loudest = (energy - far[..., :1]).amax(1, keepdim=True)  # (B, 1, 1)
+        active = ((energy > loudest - 4.0).to(x.dtype) * mask).sum(1) / count  # (B, 1)
+        duration = torch.log(lengths.to(x.dtype) / SAMPLE_RATE).unsqueeze(1)  # (B, 1)
+        stats = torch.cat([mean, std, delta_std, spread, active, duration], dim=-1)
+        return stats.unsqueeze(1), torch.ones_like(frame_lengths)
 
 
 class CnnLstmUpstream(nn.Module):
@@ -372,7 +395,7 @@ class CnnLstmUpstream(nn.Module):
 
 def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Module:
     if spec.kind == "wav2vec2":
-        return Wav2Vec2Upstream(spec.config, pretrained=pretrained)
+        return Wav2Vec2Upstream(spec.config, pretrained=pretrained, layer_weights=spec.layer_weights)
     if spec.kind in ("fbank", "mfcc"):
         return FbankUpstream(spec.kind)
     if spec.kind == "cnn-lstm":
@@ -382,9 +405,11 @@ def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Modu
     raise SertrtError(f"unknown upstream kind {spec.kind!r} (valid: wav2vec2, {', '.join(MANUAL_UPSTREAMS)})")
 
 
-def resolve_upstream(name: str, layers: int | None = None) -> tuple[UpstreamSpec, nn.Module]:
+def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool = False) -> tuple[UpstreamSpec, nn.Module]:
     """A name in UPSTREAM_NAMES (random init) or a local directory / hub id (pretrained weights);
-    `layers=K` keeps the first K transformer layers of a wav2vec2 upstream."""
+    `layers=K` keeps the first K transformer layers of a wav2vec2 upstream; `layer_weights` sums all of its layers."""
+    if layer_weights and name in MANUAL_UPSTREAMS:
+        raise SertrtError(f"--layer-weights needs a wav2vec2 upstream (layers to weigh), not {name!r}")
     source_layers = None
     if layers is not None:
         source_layers = num_layers(name)  # a config read, no weights; rejects the manual upstreams
@@ -393,7 +418,7 @@ def resolve_upstream(name: str, layers: int | None = None) -> tuple[UpstreamSpec
         config = copy.deepcopy(WAV2VEC2_CONFIGS[name])
         if layers is not None:
             config["num_hidden_layers"] = layers
-        spec = UpstreamSpec(name, "wav2vec2", config, source_layers)
+        spec = UpstreamSpec(name, "wav2vec2", config, source_layers, layer_weights)
         up = build_upstream(spec)
         spec.config = up.config_dict()
         return spec, up
@@ -401,5 +426,5 @@ def resolve_upstream(name: str, layers: int | None = None) -> tuple[UpstreamSpec
         spec = UpstreamSpec(name, name, {})
         return spec, build_upstream(spec)
     check_pretrained_name(name)
-    up = Wav2Vec2Upstream({}, pretrained=name, layers=layers)
-    return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers), up
+    up = Wav2Vec2Upstream({}, pretrained=name, layers=layers, layer_weights=layer_weights)
+    return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers, layer_weights), up

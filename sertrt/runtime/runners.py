@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.bundle import ENGINE_FILE, BundleCard, load_bundle
+from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle
 from ..core.errors import SertrtError
 from ..core.runner import Runner
 
@@ -59,19 +59,21 @@ class OrtRunner:
     fetch through an IOBinding instead of session.run."""
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
-                 optimization: str = "all", spinning: bool | None = None, io_binding: bool = False):
+                 optimization: str = "all", spinning: bool | None = None, io_binding: bool = False,
+                 card: BundleCard | None = None):
         RunnerOptions(provider=provider, threads=threads, optimization=optimization).check()
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
         self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
+        self.card = card  # the bundle's card: the model's metadata_props must agree with it
         self.input_names: list[str] = []
         self.output_names: list[str] = []
         self.session = None
         self._binding = None
 
     @classmethod
-    def from_options(cls, onnx_path: str | Path, options: RunnerOptions) -> OrtRunner:
+    def from_options(cls, onnx_path: str | Path, options: RunnerOptions, card: BundleCard | None = None) -> OrtRunner:
         return cls(onnx_path, options.provider, options.threads, optimization=options.optimization,
-                   spinning=options.spinning, io_binding=options.io_binding)
+                   spinning=options.spinning, io_binding=options.io_binding, card=card)
 
     def settings(self) -> dict[str, Any]:
         """What was asked for (None: ONNX Runtime's default)."""
@@ -93,6 +95,8 @@ class OrtRunner:
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         providers = [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
+        if self.card is not None:
+            check_onnx_metadata(self.card, dict(self.session.get_modelmeta().custom_metadata_map), self.onnx_path)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._binding = self.session.io_binding() if self.io_binding else None
@@ -123,7 +127,7 @@ def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tup
     card = load_bundle(bundle, trust=options.trust)
     bundle = Path(bundle)
     if options.backend == "ort":
-        return OrtRunner.from_options(bundle / card.model, options), card
+        return OrtRunner.from_options(bundle / card.model, options, card=card), card
     from .trt_runner import TrtRunner
 
     engine = bundle / ENGINE_FILE

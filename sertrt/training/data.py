@@ -16,6 +16,7 @@ import torch
 from ..core.audio import SAMPLE_RATE, load_audio, pad_batch
 from ..core.labels import label_index
 from ..core.manifest import Utterance
+from .augment import augment as augment_clip
 
 
 class AudioSet:
@@ -32,13 +33,19 @@ class AudioSet:
     def __len__(self) -> int:
         return len(self.audio)
 
-    def batches(self, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0) -> list[list[int]]:
-        """Index lists of similar-length utterances; shuffled per (seed, epoch) when `shuffle`."""
+    def batches(self, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0, balanced: bool = False) -> list[list[int]]:
+        """Index lists of similar-length utterances; shuffled per (seed, epoch) when `shuffle`. `balanced`: an
+        epoch of as many utterances drawn with replacement, each label equally likely (class-balanced sampling)."""
         if not shuffle:
             order = np.argsort(self.lengths, kind="stable")
             return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
         rng = np.random.default_rng([seed, epoch])
-        perm = rng.permutation(len(self))
+        if balanced:
+            counts = np.bincount(self.labels)
+            weights = 1.0 / counts[self.labels]
+            perm = rng.choice(len(self), size=len(self), replace=True, p=weights / weights.sum())
+        else:
+            perm = rng.permutation(len(self))
         # Sort within chunks of 32 batches: similar lengths together, order still random.
         chunk = 32 * batch_size
         batches = []
@@ -51,16 +58,19 @@ class AudioSet:
 
     def collate(
         self, indices: Sequence[int], max_samples: int | None = None, rng: np.random.Generator | None = None,
-        min_samples: int = 0,
+        min_samples: int = 0, augment: tuple[str, ...] = (),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> waveform (B, num_samples) zero-padded, lengths (B,), labels (B,).
 
-        Utterances longer than `max_samples` are cropped (randomly with `rng`, else centred).
+        `augment` (training only, needs `rng`) passes each whole utterance through sertrt.training.augment first.
+        Utterances longer than `max_samples` are then cropped (randomly with `rng`, else centred).
         `min_samples` pads the batch tensor (not the lengths) to at least that many samples.
         """
+        if augment and rng is None:
+            raise ValueError("augmentation needs a generator")
         clips = []
         for i in indices:
-            a = self.audio[i]
+            a = augment_clip(self.audio[i], augment, rng) if augment else self.audio[i]
             if max_samples is not None and len(a) > max_samples:
                 extra = len(a) - max_samples
                 start = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2

@@ -40,6 +40,9 @@ from .data import AudioSet
 from .evaluate import plot_confusion, predict_logits
 from .train import TrainOptions, train
 
+# What each saved protocol (sertrt data protocol) holds out: the paper's random split repeats voices.
+SPLIT_KIND = {"random": "speaker-dependent", "speaker": "speaker-independent",
+              "session": "speaker-independent (IEMOCAP sessions)"}
 TABLES = ("upstreams", "heads", "finetune", "transfer", "layers")
 TRANSFER_LABELS = ("happy", "angry", "sad")  # eNTERFACE has no neutral (the paper's Table III)
 
@@ -194,7 +197,8 @@ def _layers_markdown(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "# sertrt experiment layers",
         "",
         f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
-        f"{rows[0]['folds'] if rows else 0} fold(s); `{rows[0]['upstream'] if rows else ''}` + hgfm fully fine-tuned "
+        f"{rows[0]['folds'] if rows else 0} fold(s), {SPLIT_KIND.get(record.get('protocol', ''), 'split unknown')}; "
+        f"`{rows[0]['upstream'] if rows else ''}` + hgfm fully fine-tuned "
         f"with only its first K of {source} transformer layers; best epoch by valid UA, scored on the test part.",
         "",
         f"| layers kept | WA | UA | macro-F1 | parameters | GFLOP per {WINDOW_SECONDS:g} s window | vs all {source} layers |",
@@ -218,7 +222,8 @@ def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) ->
         f"# sertrt experiment {table}",
         "",
         f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
-        f"{rows[0]['folds'] if rows else 0} fold(s); best epoch by valid UA, scored on the test part"
+        f"{rows[0]['folds'] if rows else 0} fold(s), {SPLIT_KIND.get(record.get('protocol', ''), 'split unknown')}; "
+        "best epoch by valid UA, scored on the test part"
         + (" (transfer set, happy/angry/sad only)." if table == "transfer" else "."),
         "",
         "| configuration | upstream | strategy | WA | UA | macro-F1 | paper WA / UA / F1 |",
@@ -236,8 +241,9 @@ def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) ->
     lines += ["", "Paper numbers: Zhang et al., real corpora and pretrained upstreams; ours: whatever data and "
               "upstreams this run was given (see results.json)."]
     if floor is not None:
-        lines += ["", f"The floor: 13 MFCCs and log energy, mean and std per utterance, logistic regression (`--upstream "
-                      f"stats-lr`), UA {100 * floor:.1f}. A configuration whose mean UA does not exceed it is marked."]
+        lines += ["", f"The floor: 13 MFCCs and log energy per frame, their mean, std, delta std and range per utterance, "
+                      f"the active share and log duration, logistic regression (`--upstream stats-lr`), UA {100 * floor:.1f}. "
+                      "A configuration whose mean UA does not exceed it is marked."]
     return "\n".join(lines) + "\n"
 
 

@@ -30,7 +30,7 @@ from ..core.errors import SertrtError
 from ..core.manifest import read_manifest
 from ..core.metrics import classification_report
 from ..core.outputs import claim_output_dir
-from ..data.split import carve_validation
+from ..data.split import carve_validation, split_kind
 from ..model.io import (
     flatten_optimizer,
     load_model,
@@ -67,6 +67,12 @@ class TrainOptions:
     proj_size: int | None = None
     hidden_size: int | None = None
     dropout: float = 0.1
+    # The recipe (sertrt/training/augment.py; benchmarks/results/recipe.md measures each on unseen speakers)
+    augment: tuple[str, ...] = ()  # of AUGMENTATIONS: speed, noise, gain, reverb
+    layer_weights: bool = False  # a learnable softmax-weighted sum over every upstream layer (wav2vec2), as SUPERB
+    balanced: bool = False  # class-balanced sampling: every label equally likely in each batch
+    label_smoothing: float = 0.0
+    patience: int | None = None  # stop after this many epochs without a better validation UA
     seed: int = 0
     devices: int = 1
     device: str = "auto"
@@ -80,11 +86,13 @@ class TrainOptions:
 
 # What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
 RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
-                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction")
+                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction",
+                "augment", "layer_weights", "balanced", "label_smoothing", "patience")
 
 
 def _options_record(opts: TrainOptions) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(opts).items() if k != "given"}
+    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(opts).items() if k != "given"}
 
 
 def _check_options(opts: TrainOptions) -> None:
@@ -97,7 +105,9 @@ def _check_options(opts: TrainOptions) -> None:
               ("proj_size", opts.proj_size is None or opts.proj_size >= 1, ">= 1"),
               ("hidden_size", opts.hidden_size is None or opts.hidden_size >= 1, ">= 1"),
               ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0"),
-              ("valid_fraction", 0 < opts.valid_fraction < 1, "in (0, 1)")]
+              ("valid_fraction", 0 < opts.valid_fraction < 1, "in (0, 1)"),
+              ("label_smoothing", 0 <= opts.label_smoothing < 1, "in [0, 1)"),
+              ("patience", opts.patience is None or opts.patience >= 1, ">= 1")]
     for name, ok, valid in checks:
         if not ok:  # NaN fails every comparison, so it lands here too
             raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
@@ -117,7 +127,7 @@ def _resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> Tra
         if name in given:
             raise SertrtError(f"--{name.replace('_', '-')} {current[name]}: {out} was trained with {stored[name]}, and a "
                               "resumed run keeps it (drop the option, or train a new run in another --out)")
-        kept[name] = stored[name]
+        kept[name] = tuple(stored[name]) if name == "augment" else stored[name]  # JSON holds a list
     if opts.epochs <= finished_epochs:
         raise SertrtError(f"--epochs {opts.epochs}: {out} has finished {finished_epochs} epochs already; "
                           f"give more to continue it (nothing was changed)")
@@ -199,7 +209,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         _print0(info, opts.quiet, f"resuming {out} after epoch {state['epoch'] + 1}")
     else:
         model = build_model(opts.upstream, opts.head, opts.proj_size, opts.hidden_size, dropout=opts.dropout,
-                            upstream_layers=opts.upstream_layers)
+                            upstream_layers=opts.upstream_layers, layer_weights=opts.layer_weights)
         strategy = opts.strategy
     apply_strategy(model, strategy)
     model.to(info.device)
@@ -222,8 +232,10 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             valid_utts, valid_split = read_manifest(opts.valid_manifest), {"manifest": str(opts.valid_manifest)}
         else:
             train_utts, valid_utts, how = carve_validation(train_utts, opts.valid_fraction, opts.seed)
-            valid_split = {"fraction": opts.valid_fraction, "of": str(opts.train_manifest), "per_corpus": how}
+            valid_split = {"fraction": opts.valid_fraction, "of": str(opts.train_manifest), "per_language": how}
         test_utts = read_manifest(opts.test_manifest) if opts.test_manifest is not None else []
+        # whether the test speakers were heard in training or validation: said wherever the test score is
+        test_split = split_kind([*train_utts, *valid_utts], test_utts)
         task = progress.add_task("loading audio", total=len(train_utts) + len(valid_utts) + len(test_utts), status="")
         advance = lambda n: progress.advance(task, n)  # noqa: E731
         train_set, valid_set = AudioSet(train_utts, advance), AudioSet(valid_utts, advance)
@@ -264,17 +276,28 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         _print0(info, opts.quiet, "validation (chooses the best epoch): " + (
             str(opts.valid_manifest) if opts.valid_manifest is not None else
             f"{opts.valid_fraction:g} of the training manifest, "
-            + ", ".join(f"{corpus} {kind}" for corpus, kind in valid_split["per_corpus"].items())))
+            + ", ".join(f"{language} {kind}" for language, kind in valid_split["per_language"].items())))
 
+        # The classical floor's features are fixed statistics of whole utterances: computed once, not every epoch.
+        fixed = valid_fixed = None
+        if model.dims.upstream.kind == "stats-lr":
+            fixed, valid_fixed = (_fixed_features(model, d, opts.batch_size, info.device) for d in (train_set, valid_set))
+            if start_epoch == 0:  # a resumed floor has its statistics in the checkpoint's running mean and variance
+                model.head.standardise(fixed[:, 0])
+            model.head.fixed_statistics = True
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
         min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
         global_step = start_epoch * math.ceil(len(train_set) / opts.batch_size / info.world_size)
         for epoch in range(start_epoch, opts.epochs):
+            # checked before each epoch, so a resumed run that had stopped early stays stopped
+            if opts.patience is not None and _early_stop(history, opts.patience, info):
+                _print0(info, opts.quiet, f"early stop after epoch {epoch}: no better validation UA for {opts.patience} epochs")
+                break
             _seed_epoch(opts.seed, epoch, info.rank)
             net.train()
             if strategy == "frozen":
                 model.upstream.eval()  # a frozen upstream is a fixed feature extractor: no dropout
-            batches = train_set.batches(opts.batch_size, shuffle=True, seed=opts.seed, epoch=epoch)
+            batches = train_set.batches(opts.batch_size, shuffle=True, seed=opts.seed, epoch=epoch, balanced=opts.balanced)
             per_rank = len(batches) // info.world_size or 1  # equal step counts keep DDP in lockstep
             batches = [batches[(info.rank + i * info.world_size) % len(batches)] for i in range(per_rank)]
             crop_rng = np.random.default_rng([opts.seed, epoch, info.rank])
@@ -283,11 +306,16 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 torch.cuda.reset_peak_memory_stats(info.device)
             t0, loss_sum, seen = time.perf_counter(), 0.0, 0
             for indices in batches:
-                waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples)
-                waveform, lengths, labels = (t.to(info.device) for t in (waveform, lengths, labels))
-                with _autocast(info, opts.amp):
-                    logits = net(waveform, lengths)
-                loss = F.cross_entropy(logits.float(), labels)
+                if fixed is not None:
+                    labels = torch.from_numpy(train_set.labels[indices]).to(info.device)
+                    logits = model.head(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
+                else:
+                    waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples,
+                                                                  augment=opts.augment)
+                    waveform, lengths, labels = (t.to(info.device) for t in (waveform, lengths, labels))
+                    with _autocast(info, opts.amp):
+                        logits = net(waveform, lengths)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=opts.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -314,7 +342,12 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 raise RuntimeError(f"DDP ranks diverged after epoch {epoch + 1} (parameter checksum spread {drift})")
 
             if info.is_main:
-                logits = predict_logits(model, valid_set, opts.batch_size, info.device)
+                if valid_fixed is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        logits = model.head(valid_fixed, torch.ones(len(valid_set), dtype=torch.long, device=info.device)).cpu().numpy()
+                else:
+                    logits = predict_logits(model, valid_set, opts.batch_size, info.device)
                 report = classification_report(valid_set.labels, logits.argmax(1), model.dims.labels)
                 row = {
                     "epoch": epoch + 1, "train_loss": loss_sum / seen, "wa": report["wa"], "ua": report["ua"],
@@ -353,23 +386,52 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             writer.close()
     if not info.is_main:
         return {}
-    test = _score_test(best_path, test_set, opts, info) if test_set is not None and best_path.is_file() else None
+    test = _score_test(best_path, test_set, test_split, opts, info) if test_set is not None and best_path.is_file() else None
     return {"out": str(out), "best_ua": best_ua, "epochs": len(history), "last": history[-1] if history else None,
             "test": test}
 
 
-def _score_test(best_path: Path, test_set: AudioSet, opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
+def _stale_epochs(history: list[dict[str, Any]]) -> int:
+    """Epochs since the best validation UA (0 when the last epoch was the best)."""
+    uas = [row["ua"] for row in history]
+    return len(uas) - 1 - int(np.argmax(uas)) if uas else 0
+
+
+def _early_stop(history: list[dict[str, Any]], patience: int, info: DistInfo) -> bool:
+    """Rank 0 validates, so rank 0 decides; under DDP every rank gets its decision, and they stop together."""
+    stop = info.is_main and _stale_epochs(history) >= patience
+    if info.distributed:
+        flag = torch.tensor([float(stop)], device=info.device)
+        dist.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
+
+
+@torch.no_grad()
+def _fixed_features(model: SERModel, data: AudioSet, batch_size: int, device: torch.device) -> torch.Tensor:
+    """The upstream's output for every whole utterance, (N, 1, D): for an upstream without parameters or
+    randomness (the stats-lr floor's statistics), which then trains only its head."""
+    out = torch.zeros(len(data), 1, model.upstream.hidden_size, device=device)
+    for indices in data.batches(batch_size, shuffle=False):
+        waveform, lengths, _ = data.collate(indices)
+        out[indices] = model.features(waveform.to(device), lengths.to(device))[0]
+    return out
+
+
+def _score_test(best_path: Path, test_set: AudioSet, split: str, opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
     """The test manifest, scored once with the best epoch's weights, recorded in best.safetensors/best.json
-    as `test_metrics` beside the validation `metrics` that chose that epoch."""
+    as `test_metrics` beside the validation `metrics` that chose that epoch; `split` says whether its speakers
+    were unseen (sertrt.data.split.split_kind)."""
     best, header = load_model(best_path)
     best.to(info.device)
     logits = predict_logits(best, test_set, opts.batch_size, info.device)
     report = classification_report(test_set.labels, logits.argmax(1), best.dims.labels)
     report["manifest"] = str(opts.test_manifest)
+    report["split"] = split
     meta = {**header.to_dict(), "test_metrics": report}
     for key in ("format", "format_version", "code", "dims"):
         meta.pop(key)
     save_checkpoint(best_path, best, meta)
     _print0(info, opts.quiet, f"best epoch {header.epoch + 1} (valid UA {header.metrics['ua']:.1%}); "
-                              f"test, scored once: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}")
+                              f"test ({split}), scored once: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}")
     return report
