@@ -149,3 +149,22 @@ def test_same_seed_same_machine_same_run(tone_split, tmp_path):
     weights = [load_file(str(tmp_path / name / "best.safetensors")) for name in "ab"]
     assert weights[0].keys() == weights[1].keys()
     assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_layer_weights_export_validate_and_pass_the_tensorrt_audit(tmp_path):
+    """The weights are parameters: the ONNX graph carries them, matches PyTorch and stays TensorRT-clean."""
+    from sertrt.core.bundle import load_bundle
+    from sertrt.export.exporter import ExportOptions, export_bundle
+    from sertrt.export.tensorrt_audit import format_audit
+    from sertrt.model.io import save_checkpoint
+    from sertrt.model.ser import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", "hgfm", layer_weights=True)
+    with torch.no_grad():
+        model.upstream.layer_weights.copy_(torch.tensor([1.5, -0.5, 0.3]))
+    save_checkpoint(tmp_path / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    for precision in ("fp32", "fp16"):
+        card = export_bundle(ExportOptions(tmp_path / "run", tmp_path / precision, precision), log=lambda s: None)
+        assert card.validation["passed"] and card.tensorrt_audit["clean"], format_audit(card.tensorrt_audit)
+    assert load_bundle(tmp_path / "fp32").source_checkpoint["upstream"] == "tiny"

@@ -269,8 +269,8 @@ class Wav2Vec2Upstream(nn.Module):
             return hidden
         states[-1] = hidden
         weights = torch.softmax(self.layer_weights, dim=0)
-        width = (hidden.shape[-1],)
-        return sum(w * nn.functional.layer_norm(h, width) for w, h in zip(weights, states))
+        stacked = torch.stack([nn.functional.layer_norm(h, (self.hidden_size,)) for h in states])  # (L + 1, B, T, D)
+        return (weights.view(-1, 1, 1, 1) * stacked).sum(0)
 
     def freeze_feature_encoder(self) -> None:
         self.model.freeze_feature_encoder()
