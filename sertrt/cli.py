@@ -260,6 +260,8 @@ def export(
     engine: bool = typer.Option(False, "--engine", help="Also build a TensorRT engine (needs TensorRT and an NVIDIA GPU)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle (only a bundle) once the new one is complete."),
     sign: Optional[Path] = typer.Option(None, help="ed25519 private key (PEM) to sign the bundle with; devices check it with --trust."),
+    triton: Optional[Path] = typer.Option(None, help="Also write the bundle into this Triton model repository (as `sertrt triton`)."),
+    triton_name: str = typer.Option("sertrt", help="--triton: the model's name (its folder) in the repository."),
 ) -> None:
     """Export a checkpoint to a validated ONNX bundle (and optionally a TensorRT engine)."""
     from .export.exporter import ExportOptions, export_bundle
@@ -276,6 +278,28 @@ def export(
         score = manifest_scorer(run, test_manifest)
     card = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=score)
     console.print(f"wrote {out} ({card.precision}, validation passed, {len(card.files)} files)")
+    if triton is not None:
+        from .export.triton import TritonOptions, write_triton_repository
+
+        console.print(f"wrote {write_triton_repository(TritonOptions(bundle=out, repo=triton, name=triton_name))}")
+
+
+@app.command("triton")
+def triton_cmd(
+    bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
+    repo: Path = typer.Argument(..., help="Triton model repository (created if missing); the model goes in REPO/NAME."),
+    name: str = typer.Option("sertrt", help="The model's name in the repository."),
+    kind: str = typer.Option("auto", help="Instance kind: auto (GPU for a TensorRT plan, else CPU), cpu or gpu."),
+    instances: int = typer.Option(1, help="Model instances (instance_group count)."),
+    queue_delay_us: int = typer.Option(100, help="Dynamic batching: how long a request may wait for others."),
+    engine: bool = typer.Option(True, help="Serve the bundle's TensorRT plan when it has one (--no-engine: the ONNX)."),
+) -> None:
+    """Write a bundle as a Triton Inference Server model (config.pbtxt, labels, the ONNX or TensorRT plan)."""
+    from .export.triton import TritonOptions, write_triton_repository
+
+    target = write_triton_repository(TritonOptions(bundle=bundle, repo=repo, name=name, kind=kind, instances=instances,
+                                                   queue_delay_us=queue_delay_us, engine=engine))
+    console.print(f"wrote {target}")
 
 
 @app.command("build-engine")

@@ -1,0 +1,113 @@
+"""A bundle as a Triton Inference Server model repository entry (`sertrt triton BUNDLE REPO`, `export --triton`).
+
+    REPO/<name>/config.pbtxt     platform, inputs and outputs, max_batch_size, dynamic batching, instance group
+    REPO/<name>/labels.txt       one label per line, in logits order (Triton's label_filename: classification output)
+    REPO/<name>/1/model.onnx     the bundle's ONNX (platform onnxruntime_onnx), or
+    REPO/<name>/1/model.plan     its TensorRT engine when the bundle has one (platform tensorrt_plan)
+
+Triton adds the batch dimension itself when max_batch_size > 0, so the config lists the per-request shapes:
+`waveform` [-1] (any length), `lengths` [1] reshaped to a scalar (the model takes (batch,)), `logits`
+[num_labels]. Dynamic batching joins requests of the same length into one call, up to the profile's max batch:
+streaming windows all have the bundle's window length, so they batch. The entry is written to a temp folder
+beside it and renamed: it appears complete or not at all, and an existing entry is never replaced.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.bundle import ENGINE_FILE, load_bundle
+from ..core.errors import SertrtError
+
+KINDS = ("auto", "cpu", "gpu")
+DTYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
+
+
+@dataclass
+class TritonOptions:
+    bundle: Path
+    repo: Path
+    name: str = "sertrt"
+    kind: str = "auto"  # instance kind: auto = GPU for a TensorRT plan, else CPU
+    instances: int = 1
+    queue_delay_us: int = 100  # how long a request may wait for others to batch with
+    engine: bool = True  # use the bundle's TensorRT plan when it has one
+
+
+def _preferred(max_batch: int) -> list[int]:
+    return sorted({b for b in (max_batch // 2, max_batch) if b >= 2})
+
+
+def config_pbtxt(name: str, platform: str, max_batch: int, inputs: list[dict], outputs: list[dict], kind: str,
+                 instances: int, queue_delay_us: int, parameters: dict[str, str]) -> str:
+    """Triton's model configuration in protobuf text format (the ModelConfig message)."""
+    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}", "input ["]
+    for i, t in enumerate(inputs):
+        per_request = t["axes"][1:]  # Triton owns the batch axis
+        dims = "[ -1 ]" if per_request else "[ 1 ]"
+        reshape = "" if per_request else " reshape: { shape: [ ] }"  # (batch,) in the model: a scalar per request
+        lines.append(f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: {dims}{reshape} }}'
+                     + ("," if i < len(inputs) - 1 else ""))
+    lines += ["]", "output ["]
+    for i, t in enumerate(outputs):
+        lines.append(f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: [ {t["size"]} ] '
+                     f'label_filename: "labels.txt" }}' + ("," if i < len(outputs) - 1 else ""))
+    lines += ["]", "dynamic_batching {"]
+    lines += [f"  preferred_batch_size: [ {', '.join(str(b) for b in _preferred(max_batch))} ]"] if _preferred(max_batch) else []
+    lines += [f"  max_queue_delay_microseconds: {queue_delay_us}", "}",
+              f"instance_group [ {{ count: {instances} kind: KIND_{kind.upper()} }} ]"]
+    for key, value in parameters.items():
+        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
+    return "\n".join(lines) + "\n"
+
+
+def write_triton_repository(opts: TritonOptions) -> Path:
+    """Write REPO/<name> from a bundle (its hashes checked first); returns that folder."""
+    if opts.kind not in KINDS:
+        raise SertrtError(f"unknown instance kind {opts.kind!r} (valid: {', '.join(KINDS)})")
+    if opts.instances < 1 or opts.queue_delay_us < 0:
+        raise SertrtError("--instances must be >= 1 and --queue-delay-us >= 0")
+    if not opts.name or "/" in opts.name or opts.name.startswith("."):
+        raise SertrtError(f"model name {opts.name!r}: must be a plain folder name")
+    card = load_bundle(opts.bundle)
+    bundle, repo = Path(opts.bundle), Path(opts.repo)
+    target = repo / opts.name
+    if target.exists():
+        raise SertrtError(f"{target}: already exists; Triton entries are never replaced (remove it, or choose --name)")
+    if repo.exists() and not repo.is_dir():
+        raise SertrtError(f"{repo}: not a folder")
+    plan = opts.engine and ENGINE_FILE in card.all_files
+    if plan:
+        platform, model_file, source = "tensorrt_plan", "model.plan", bundle / ENGINE_FILE
+    else:
+        platform, model_file, source = "onnxruntime_onnx", "model.onnx", bundle / card.model
+    kind = opts.kind if opts.kind != "auto" else ("gpu" if plan else "cpu")
+    if plan and kind == "cpu":
+        raise SertrtError(f"{bundle}: a TensorRT plan runs on a GPU instance only (use --kind gpu or auto)")
+    if card.precision == "int8-dynamic" and kind == "gpu":
+        raise SertrtError(f"{bundle}: an int8-dynamic bundle is ONNX Runtime CPU's artifact (use --kind cpu or auto)")
+    max_batch = int(card.profile["max_batch"])
+    outputs = [{**t, "size": len(card.labels)} for t in card.spec["outputs"]]
+    parameters = {"sample_rate": str(card.sample_rate), "window_seconds": repr(card.window_seconds),
+                  "hop_seconds": repr(card.hop_seconds), "precision": card.precision}
+    text = config_pbtxt(opts.name, platform, max_batch, card.spec["inputs"], outputs, kind, opts.instances,
+                        opts.queue_delay_us, parameters)
+    repo.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", dir=repo))
+    try:
+        (staged / "1").mkdir()
+        shutil.copy2(source, staged / "1" / model_file)
+        if not plan:  # weights in external data files (model.onnx.data) sit beside the graph, as in the bundle
+            for name in card.all_files:
+                if name.startswith(f"{card.model}.") and (bundle / name).is_file():
+                    shutil.copy2(bundle / name, staged / "1" / name.replace(card.model, model_file, 1))
+        (staged / "config.pbtxt").write_text(text, encoding="utf-8")
+        (staged / "labels.txt").write_text("\n".join(card.labels) + "\n", encoding="utf-8")
+        staged.rename(target)  # fails, leaving the target untouched, if something appeared there meanwhile
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return target
