@@ -348,6 +348,9 @@ def stream(
     hop_seconds: HopSeconds = None,
     smoothing: str = typer.Option("none", help="none, ema or majority."),
     silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
+    vad: Optional[str] = typer.Option(None, help="Voice-activity gate: webrtc (sertrt[vad]), silero[:MODEL.onnx] or "
+                                                   "energy[:DBFS]; windows with less than --min-speech speech skip inference."),
+    min_speech: float = typer.Option(0.3, help="--vad: share of a window's frames that must be speech."),
     trust: Trust = None,
 ) -> None:
     """Stream audio windows through a bundle; prints JSON Lines (one per window, then a summary)."""
@@ -357,7 +360,7 @@ def stream(
     runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
     run_stream(StreamOptions(bundle=bundle, source=source, rate=rate, format=format, channels=channels, mic=mic,
                              runner=runner, window_seconds=window_seconds, hop_seconds=hop_seconds,
-                             smoothing=smoothing, silence_dbfs=silence_dbfs))
+                             smoothing=smoothing, silence_dbfs=silence_dbfs, vad=vad, min_speech=min_speech))
 
 
 @app.command()

@@ -83,6 +83,8 @@ class StreamOptions:
     hop_seconds: float | None = None
     smoothing: str = "none"
     silence_dbfs: float | None = -50.0
+    vad: str | None = None
+    min_speech: float = 0.3
 
 
 def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     config = StreamConfig(
         window_seconds=card.window_seconds if opts.window_seconds is None else opts.window_seconds,
         hop_seconds=card.hop_seconds if opts.hop_seconds is None else opts.hop_seconds,
-        input_rate=rate, smoothing=opts.smoothing, silence_dbfs=opts.silence_dbfs,
+        input_rate=rate, smoothing=opts.smoothing, silence_dbfs=opts.silence_dbfs, vad=opts.vad, min_speech=opts.min_speech,
     )
     with runner:
         stream = EmotionStream(runner, card.labels, config)

@@ -8,7 +8,8 @@
 
 Input at another rate is resampled (soxr, streaming), stereo `(n, channels)` is downmixed, and a
 chunk with NaN/Inf is rejected before it touches the stream's state. Windows quieter than
-`silence_dbfs` skip inference and say so. State is fixed-size: memory stays flat over hours.
+`silence_dbfs`, or (with `vad`) with less than `min_speech` of their frames speech, skip inference
+and say so. State is fixed-size: memory stays flat over hours.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class StreamConfig:
     smoothing: str = "none"
     ema_alpha: float = 0.5  # weight of the newest window
     majority_k: int = 5
-    silence_dbfs: float | None = -50.0  # None: never gate
+    silence_dbfs: float | None = -50.0  # None: never gate on level
+    vad: str | None = None  # a voice-activity detector (sertrt.runtime.vad.make_vad): "webrtc", "silero", ...
+    min_speech: float = 0.3  # with `vad`: a window is scored only when this share of its frames is speech
 
     @property
     def window_samples(self) -> int:
@@ -65,6 +68,8 @@ class StreamConfig:
             raise SertrtError(f"input rate must be positive, got {self.input_rate}")
         if self.silence_dbfs is not None and not -200 <= self.silence_dbfs <= 0:  # NaN too
             raise SertrtError(f"silence threshold {self.silence_dbfs} dBFS: must be in [-200, 0] (or none to never gate)")
+        if not 0 <= self.min_speech <= 1:
+            raise SertrtError(f"--min-speech {self.min_speech}: must be in [0, 1]")
         if not 0 < self.ema_alpha <= 1 or self.majority_k < 1:
             raise SertrtError("ema_alpha must be in (0, 1] and majority_k >= 1")
 
@@ -113,6 +118,11 @@ class EmotionStream:
         self.window, self.hop = self.config.window_samples, self.config.hop_samples
         self._ring = np.zeros(self.window, dtype=np.float32)
         self._feed = {"waveform": np.zeros((1, self.window), dtype=np.float32), "lengths": np.zeros(1, dtype=np.int64)}
+        self._vad = None
+        if self.config.vad:
+            from .vad import make_vad
+
+            self._vad = make_vad(self.config.vad)
         self._resampler = None
         if self.config.input_rate != SAMPLE_RATE:
             import soxr
@@ -220,7 +230,10 @@ class EmotionStream:
         rms = float(np.sqrt(np.dot(samples, samples) / max(n, 1) + 1e-20))  # float32 dot: ~7x cheaper than float64
         dbfs = float(20.0 * np.log10(rms))
         self._last_end = self._total
-        return dbfs, bool(self.config.silence_dbfs is not None and dbfs < self.config.silence_dbfs)
+        silent = self.config.silence_dbfs is not None and dbfs < self.config.silence_dbfs
+        if not silent and self._vad is not None:  # loud enough: is enough of it speech?
+            silent = self._vad.speech_share(samples) < self.config.min_speech
+        return dbfs, bool(silent)
 
     def _finish(self, start: int, n: int, dbfs: float, silent: bool, logits: np.ndarray | None,
                 latency_ms: float, overhead_ms: float) -> WindowResult:
