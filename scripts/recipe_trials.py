@@ -1,6 +1,6 @@
 """The recipe trials of benchmarks/results/recipe.md: each part of the training recipe, measured on unseen speakers.
 
-    .venv/bin/python scripts/recipe_trials.py CORPUS [--out DIR] [--seeds 0,1,2] [--workers 2] [--only NAME,...]
+    .venv/bin/python scripts/recipe_trials.py CORPUS [--out DIR] [--seeds 0,1,2] [--workers 2] [--only 'NAME|NAME']
 
 CORPUS holds train_manifest.jsonl and test_manifest.jsonl from `sertrt data split` (speaker-independent: refused
 otherwise). Every trial is `sertrt train` with the demo's base options plus its own, once per seed; the best epoch
@@ -45,6 +45,8 @@ TRIALS: dict[str, list[str]] = {
     "+ label smoothing 0.1": [*BASE, *LONG, "--label-smoothing", "0.1"],
     # longer crops: 37% of the training utterances are longer than 3 s, sad ones most, and cropping hides that
     "+ 5 s crops": [*BASE, *LONG, "--max-seconds", "5"],
+    # augmented runs found their best epoch at 10-11 of 12: do they gain from more? (beyond the demo's 10 minutes)
+    "+ augment speed, noise, 16 epochs": [*BASE, "--epochs", "16", "--patience", "4", "--augment", "speed,noise"],
 }
 
 
@@ -116,7 +118,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("recipe-trials"))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--only", default="", help="comma-separated trial names (default: all)")
+    parser.add_argument("--only", default="", help="trial names separated by | (default: all; the floor always runs)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (default: cores / workers)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     train = read_manifest(args.corpus / "train_manifest.jsonl", check_audio=False)
@@ -125,8 +128,8 @@ def main() -> None:
     if kind != SPEAKER_INDEPENDENT:
         sys.exit(f"error: {args.corpus}: the split is {kind}; the trials measure unseen speakers (sertrt data split)")
     seeds = [int(s) for s in args.seeds.split(",")]
-    names = [n for n in TRIALS if not args.only or n in args.only.split(",") or n == FLOOR]
-    threads = max(1, (os.cpu_count() or 2) // args.workers)
+    names = [n for n in TRIALS if not args.only or n in args.only.split("|") or n == FLOOR]
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.workers)
     jobs = [(name, seed) for name in names for seed in seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         runs = list(pool.map(lambda job: run_one(args.corpus, args.out, job[0], job[1], threads), jobs))
