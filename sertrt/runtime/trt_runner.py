@@ -32,7 +32,8 @@ from ..core.engine import (
 )
 from ..core.errors import SertrtError
 
-# trt.DataType member name -> numpy; our own table because trt.nptype lacks INT64 in some 10.x releases.
+# trt.DataType member name -> numpy: our own explicit table (trt.nptype has INT64 in every 10.x and 11.x release, but
+# names checked here are what the fakes and the 10.13 name list test).
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
                 "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}
 
