@@ -78,8 +78,12 @@ def test_nan_audio_stops_training_naming_the_file(tone_corpus, tmp_path):
 
 
 def test_split_train_evaluate(tone_corpus, tmp_path):
-    r = sertrt("data", "split", tone_corpus, "--out-dir", tmp_path, "--test-fraction", "0.25")
-    assert r.returncode == 0, r.stderr
+    # the default holds whole speakers out: the tone corpus has two, so one of them
+    r = sertrt("data", "split", tone_corpus, "--out-dir", tmp_path / "by-speaker", "--test-fraction", "0.25")
+    assert r.returncode == 0 and "(speaker-independent)" in r.stdout, r.stderr
+    assert len((tmp_path / "by-speaker" / "test_manifest.jsonl").read_text().splitlines()) == 12
+    r = sertrt("data", "split", tone_corpus, "--out-dir", tmp_path, "--test-fraction", "0.25", "--group-by", "none")
+    assert r.returncode == 0 and "(speaker-dependent)" in r.stdout, r.stderr
     train, test = tmp_path / "train_manifest.jsonl", tmp_path / "test_manifest.jsonl"
     assert len(train.read_text().splitlines()) == 16 and len(test.read_text().splitlines()) == 8
     r = sertrt("train", "--train-manifest", train, "--test-manifest", test, "--out", tmp_path / "run",
@@ -95,6 +99,7 @@ def test_split_train_evaluate(tone_corpus, tmp_path):
     assert saved["wa"] == pytest.approx(best["test_metrics"]["wa"])  # evaluate reproduces training's own test score
     # the epoch was chosen on a share of the training manifest, never on the test manifest
     assert best["test_metrics"]["count"] == 8 and 0 < best["metrics"]["count"] < 16
+    assert best["test_metrics"]["split"] == "speaker-dependent"  # said wherever the test score is
     assert best["valid_split"]["fraction"] == 0.1 and best["valid_split"]["of"] == str(train)
     png = (tmp_path / "run" / "eval" / "test_manifest.confusion.png").read_bytes()
     assert png.startswith(b"\x89PNG")
