@@ -15,7 +15,7 @@ OUT="${SERTRT_DEMO_DIR:-demo}"
 SCALE="${SERTRT_DEMO_SCALE:-1.0}"
 EPOCHS="${SERTRT_DEMO_EPOCHS:-12}"
 # The recipe: the trial with the best mean validation UA in benchmarks/results/recipe.md (scripts/recipe_trials.py).
-RECIPE=(--patience 4)
+RECIPE=(--patience 4 --augment speed,noise)
 echo "deterministic for its seed on one machine; across machines see README (espeak-ng $(espeak-ng --version | awk '{print $4}'), OMP_NUM_THREADS=$OMP_NUM_THREADS)"
 
 [ -f "$OUT/corpus/manifest.jsonl" ] || $SERTRT data synth "$OUT/corpus" --seed 0 --scale "$SCALE"

@@ -153,7 +153,7 @@ def main() -> None:
     chosen = max(affordable, key=lambda n: trials[n]["valid_ua_mean"])
     result = {
         "command": "python scripts/recipe_trials.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.workers} runs at a time",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "split": kind, "train": len(train), "test": len(test), "seeds": seeds,
         "test_speakers": sorted({f"{u.corpus}/{u.speaker}" for u in test}),
         "trials": trials, "chosen": chosen,
