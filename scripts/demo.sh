@@ -39,9 +39,10 @@ from sertrt.core.manifest import read_manifest
 from sertrt.data.split import split_kind
 kind = split_kind(*(read_manifest(p, check_audio=False) for p in sys.argv[1:3]))
 model, floor = (json.load(open(p))["test_metrics"]["ua"] for p in sys.argv[3:])
-verdict = "beats the floor" if model > floor else "DOES NOT BEAT the classical floor"
+points = round(100 * (model - floor), 1) + 0.0  # (+ 0.0: no "-0.0") the same count of utterances right is a tie, not a win
+verdict = "beats the floor" if points > 0 else "ties with the classical floor" if points == 0 else "DOES NOT BEAT the classical floor"
 print(f"test UA ({kind}, scored once): tiny XLSR + HGFM {model:.1%}, stats-lr floor {floor:.1%} "
-      f"({100 * (model - floor):+.1f} points): {verdict}")
+      f"({points:+.1f} points): {verdict}")
 PY
 for PRECISION in fp32 int8 int8-dynamic; do
     [ -f "$OUT/bundle-$PRECISION/manifest.json" ] && continue
