@@ -348,8 +348,10 @@ def stream(
     hop_seconds: HopSeconds = None,
     smoothing: str = typer.Option("none", help="none, ema or majority."),
     silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
-    vad: Optional[str] = typer.Option(None, help="Voice-activity gate: webrtc (sertrt[vad]), silero[:MODEL.onnx] or "
-                                                   "energy[:DBFS]; windows with less than --min-speech speech skip inference."),
+    vad: bool = typer.Option(False, "--vad", help="Score only windows with at least --min-speech of speech, by a trained "
+                                                   "voice-activity detector (--vad-model; benchmarks/results/vad.md)."),
+    vad_model: str = typer.Option("silero", help="--vad: silero[:MODEL.onnx] (Silero's ONNX model; pip install --no-deps "
+                                                 "silero-vad), webrtc[:0-3] (sertrt[vad]) or energy[:DBFS]."),
     min_speech: float = typer.Option(0.3, help="--vad: share of a window's frames that must be speech."),
     trust: Trust = None,
 ) -> None:
@@ -360,7 +362,8 @@ def stream(
     runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
     run_stream(StreamOptions(bundle=bundle, source=source, rate=rate, format=format, channels=channels, mic=mic,
                              runner=runner, window_seconds=window_seconds, hop_seconds=hop_seconds,
-                             smoothing=smoothing, silence_dbfs=silence_dbfs, vad=vad, min_speech=min_speech))
+                             smoothing=smoothing, silence_dbfs=silence_dbfs, vad=vad_model if vad else None,
+                             min_speech=min_speech))
 
 
 @app.command()

@@ -328,3 +328,17 @@ def test_one_call_api_equals_the_stream_and_handles_rates_channels_and_batches(t
         assert s.config.window_seconds == card.window_seconds and s.config.smoothing == "ema"
     with pytest.raises(SertrtError, match="closed"):
         rec(audio, 16000)
+
+
+def test_stream_command_with_vad_skips_windows_without_speech(trained):
+    """Tones are not speech: with --vad every window of a tone file skips inference, without it none does."""
+    pytest.importorskip("silero_vad", reason="Silero's model file comes with silero-vad")
+    root, manifest = trained
+    wav = max((u for u in read_manifest(manifest)), key=lambda u: u.duration).path
+    summaries = {}
+    for extra in ([], ["--vad"]):
+        result = subprocess.run([sys.executable, "-m", "sertrt", "stream", str(root / "bundle-fp32"), wav, "--hop-seconds", "0.25",
+                                 *extra], env=sertrt_env(), capture_output=True, text=True, check=True)
+        summaries[bool(extra)] = json.loads(result.stdout.splitlines()[-1])
+    assert summaries[False]["voiced_windows"] > 0 and summaries[False]["silent_windows"] == 0
+    assert summaries[True]["voiced_windows"] == 0 and summaries[True]["silent_windows"] == summaries[False]["voiced_windows"]
