@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,22 @@ def colored_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
 def downmix(audio: np.ndarray) -> np.ndarray:
     """`(num_samples, channels)` -> `(num_samples,)` by averaging channels."""
     return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
+
+
+def as_mono(audio: Any, where: str) -> np.ndarray:
+    """An array of audio as float32 mono `(num_samples,)`: `(n,)` or `(n, channels)` (averaged), float or int16 (scaled
+    to [-1, 1) before the downmix). SertrtError naming `where` for another shape or NaN/Inf samples. What the stream
+    accepts as a chunk and the one-call API as an utterance."""
+    x = np.asarray(audio)
+    if x.ndim not in (1, 2):
+        raise SertrtError(f"{where}: audio must be (n,) or (n, channels), got shape {x.shape}")
+    if x.dtype == np.int16:  # before the downmix: a mean of int16 is float64 still at int16 scale
+        x = x.astype(np.float32) / 32768.0
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    x = x.astype(np.float32, copy=False)
+    check_finite(x, where)
+    return x
 
 
 def check_finite(audio: np.ndarray, where: str, rate: int | None = None) -> None:

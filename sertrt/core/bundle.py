@@ -156,14 +156,12 @@ class BundleCard:
 def onnx_metadata(precision: str, labels: tuple[str, ...] | list[str], sample_rate: int, spec: dict[str, Any]) -> dict[str, str]:
     """What model.onnx carries of its card in `metadata_props`, so a plain ONNX Runtime client (no sertrt) can use
     it: `session.get_modelmeta().custom_metadata_map`. Strings only (ONNX's rule); lists and tables as JSON."""
-    io = {key: [{"name": t["name"], "dtype": t["dtype"], "axes": list(t["axes"])} for t in spec.get(key, [])]
-          for key in ("inputs", "outputs")}
     return {
         "sertrt.card_format": FORMAT, "sertrt.card_version": str(FORMAT_VERSION),
         "labels": json.dumps(list(labels)), "sample_rate": str(sample_rate), "precision": precision,
         "window_seconds": repr(float(spec["window_seconds"])), "hop_seconds": repr(float(spec["hop_seconds"])),
         "min_samples": str(spec.get("min_samples", 0)),
-        "inputs": json.dumps(io["inputs"]), "outputs": json.dumps(io["outputs"]),
+        "inputs": json.dumps(spec.get("inputs", [])), "outputs": json.dumps(spec.get("outputs", [])),  # name, dtype, axes
         "usage": "waveform: mono float32 audio at sample_rate in [-1, 1], zero-padded per row; lengths: valid samples "
                  "per row; logits: one row per input row, in the order of labels (softmax for probabilities)",
     }

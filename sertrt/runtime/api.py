@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.audio import check_finite, downmix, load_audio, pad_batch, resample
+from ..core.audio import as_mono, load_audio, pad_batch, resample
 from ..core.bundle import BundleCard
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
@@ -76,13 +76,7 @@ class Recognizer:
         self.close()
 
     def _prepare(self, signal: Any, rate: int, where: str) -> np.ndarray:
-        x = np.asarray(signal)
-        if x.ndim not in (1, 2):
-            raise SertrtError(f"{where}: audio must be (n,) or (n, channels), got shape {x.shape}")
-        if x.dtype == np.int16:  # before the downmix, as the stream does
-            x = x.astype(np.float32) / 32768.0
-        x = downmix(x).astype(np.float32, copy=False)
-        check_finite(x, where, rate)
+        x = as_mono(signal, where)  # what the stream accepts as a chunk, the same way
         if x.shape[0] == 0:
             raise SertrtError(f"{where}: empty audio")
         return resample(x, rate, self.sample_rate)

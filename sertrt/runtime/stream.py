@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE, seconds_to_samples
+from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE, as_mono, seconds_to_samples
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
 from ..core.runner import Runner
@@ -148,17 +148,10 @@ class EmotionStream:
     @staticmethod
     def _check(chunk: np.ndarray) -> np.ndarray:
         """Any accepted chunk -> float32 mono `(n,)`; touches no state, so a rejected chunk changes nothing."""
-        chunk = np.asarray(chunk)
-        if chunk.ndim not in (1, 2):
-            raise SertrtError(f"audio chunk must be (n,) or (n, channels), got shape {chunk.shape}")
-        if chunk.dtype == np.int16:  # before the downmix: a mean of int16 is float64 still at int16 scale
-            chunk = chunk.astype(np.float32) / 32768.0
-        if chunk.ndim == 2:
-            chunk = chunk.mean(axis=1)
-        chunk = chunk.astype(np.float32, copy=False)
-        if not np.isfinite(chunk).all():
-            raise SertrtError(f"audio chunk has {int((~np.isfinite(chunk)).sum())} NaN/Inf samples; chunk rejected, stream unchanged")
-        return chunk
+        try:
+            return as_mono(chunk, "audio chunk")
+        except SertrtError as e:
+            raise SertrtError(f"{e}; chunk rejected, stream unchanged") from None
 
     def _resample(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
         return self._resampler.resample_chunk(chunk, last=last) if self._resampler is not None else chunk

@@ -282,9 +282,10 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         fixed = valid_fixed = None
         if model.dims.upstream.kind == "stats-lr":
             fixed, valid_fixed = (_fixed_features(model, d, opts.batch_size, info.device) for d in (train_set, valid_set))
-            if start_epoch == 0:  # a resumed floor has its statistics in the checkpoint's running mean and variance
+            if start_epoch == 0:
                 model.head.standardise(fixed[:, 0])
-            model.head.fixed_statistics = True
+            else:  # a resumed floor has its statistics in the checkpoint's running mean and variance
+                model.head.fixed_statistics = True
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
         min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
         global_step = start_epoch * math.ceil(len(train_set) / opts.batch_size / info.world_size)
