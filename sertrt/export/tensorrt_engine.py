@@ -16,9 +16,12 @@ Q/DQ on the FP16 graph), so the network is strongly typed and no precision build
 An engine only runs on the GPU model and TensorRT version that built it: the record stores both
 and `check_engine_compatible` refuses a mismatch. Build on the target (the Jetson itself).
 
+TensorRT 11 needs Polygraphy >= 0.50.3 (`check_polygraphy`): JetPack ships its own Polygraphy, which
+the `trt` extra's pin does not reach.
+
 NOT RUN AGAINST A REAL TENSORRT: TensorRT was not installable where this was written. Tests drive it
-with stand-ins for Polygraphy's loaders and a fake `tensorrt` whose names all exist in TensorRT 10.13's
-bindings.
+with stand-ins for Polygraphy's loaders and fake `tensorrt` modules shaped like 10.3, 10.13 and 11.x,
+each exposing only names its version's bindings have (docs/tensorrt-api-versions.md, section F).
 """
 
 from __future__ import annotations
@@ -69,6 +72,24 @@ def trt_major(trt: Any) -> int:
     return major
 
 
+# Up to 0.49.x Polygraphy's CreateConfig reads ILayer.precision_is_set unguarded; TensorRT 11 removed it, so
+# the build dies mid-way on an AttributeError (no PolygraphyException). 0.50.3 is the oldest release seen
+# catching it (0.50.0-0.50.2 were not checked).
+POLYGRAPHY_FOR_TRT11 = "0.50.3"
+
+
+def check_polygraphy(trt_version: str, major: int) -> None:
+    """Refuse, before building, a Polygraphy too old for TensorRT `major` (one line, SertrtError)."""
+    import polygraphy
+    from packaging.version import Version
+
+    found = polygraphy.__version__
+    if major >= 11 and Version(found) < Version(POLYGRAPHY_FOR_TRT11):
+        raise SertrtError(f"TensorRT {trt_version} needs polygraphy >= {POLYGRAPHY_FOR_TRT11}, found {found} (older "
+                          "ones read layer precisions TensorRT 11 removed and fail mid-build): "
+                          "pip install -U 'polygraphy>=0.53'")
+
+
 def engine_record(precision: str | None = None, profile: Profile | None = None) -> dict[str, Any]:
     """What builds (or would build) an engine here: TensorRT version, GPU name, compute capability,
     sertrt version, and the precision and profile shapes when given."""
@@ -106,6 +127,7 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
     trt = import_tensorrt()
     major = trt_major(trt)
     poly, failure = import_polygraphy_trt()
+    check_polygraphy(trt.__version__, major)
 
     profile = poly.Profile()
     for name, (lo, opt, hi) in opts.profile.shapes().items():

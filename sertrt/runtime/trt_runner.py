@@ -12,8 +12,9 @@ TensorRT sees it. Import cost is numpy only: Polygraphy imports `tensorrt` lazil
 entered; never torch.
 
 NOT RUN AGAINST A REAL TENSORRT OR GPU: no TensorRT or GPU was available where this was written. Tests
-drive it with a stand-in for Polygraphy's TrtRunner and a fake `tensorrt` whose names all exist in
-TensorRT 10.13's bindings (tests/test_tensorrt_engine.py).
+drive it with a stand-in for Polygraphy's TrtRunner and fake `tensorrt` modules shaped like 10.3, 10.13
+and 11.x, each exposing only names its version's bindings have (tests/test_tensorrt_engine.py). Nothing
+here differs between those versions (docs/tensorrt-api-versions.md), so the runner does not branch.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ..core.engine import (
 from ..core.errors import SertrtError
 
 # trt.DataType member name -> numpy: our own explicit table (trt.nptype has INT64 in every 10.x and 11.x release, but
-# names checked here are what the fakes and the 10.13 name list test).
+# names checked here are what the fakes and the 10.3, 10.13 and 11 name lists test).
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
                 "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}
 
