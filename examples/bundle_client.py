@@ -25,6 +25,8 @@ def main(bundle: Path, wavs: list[str]) -> None:
     card = json.loads((bundle / "manifest.json").read_text())
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # the same arithmetic on every machine: no split of reductions across threads
+    if card["precision"] == "int8":  # run the Q/DQ graph as written (sertrt.core.precisions: LIMITS["int8"].ort_config)
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     session = ort.InferenceSession(str(bundle / card["model"]), options, providers=["CPUExecutionProvider"])
     for wav in wavs:
         audio, rate = sf.read(wav, dtype="float32", always_2d=True)

@@ -230,6 +230,22 @@ print(json.dumps({"labels": labels, "rate": rate, "precision": meta["precision"]
 """
 
 
+def test_the_int8_qdq_graph_runs_unfused_in_every_onnxruntime_session(trained):
+    """onnxruntime 1.32 on aarch64 fuses DQ -> MatMul into QLinearMatMul and refuses its FP16 scales
+    (scripts/jetson_check.sh): every CPU session of an int8 bundle runs the Q/DQ graph as written."""
+    root, _ = trained
+    def entry(session):
+        try:
+            return session.get_session_options().get_session_config_entry("session.disable_quant_qdq")
+        except RuntimeError:  # "does not have configuration with key"
+            return None
+
+    for precision, expected in (("int8", "1"), ("int8-dynamic", None), ("fp32", None)):
+        runner, _ = open_runner(root / f"bundle-{precision}")
+        with runner:
+            assert entry(runner.session) == expected, precision
+
+
 def test_model_onnx_describes_itself_to_a_plain_onnxruntime_client(trained):
     from sertrt.core.bundle import FORMAT_VERSION, load_bundle
 

@@ -83,6 +83,8 @@ def validate_onnx(model, onnx_path: Path, precision: str, sample_rate: int, thre
     tol = limits.validation()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    for key, value in limits.ort_config:
+        options.add_session_config_entry(key, value)
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     model = model.eval().cpu()
     rows: list[Comparison] = []

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle
 from ..core.errors import SertrtError
+from ..core.precisions import LIMITS
 from ..core.runner import Runner
 
 BACKENDS = ("ort", "trt")
@@ -93,6 +94,8 @@ class OrtRunner:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION_LEVELS[self.optimization])
         if self.spinning is not None:
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        for key, value in LIMITS[self.card.precision].ort_config if self.card is not None else ():
+            options.add_session_config_entry(key, value)
         providers = [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
         if self.card is not None:
