@@ -10,7 +10,9 @@
 #   2. pytest -m gpu (sync-free forward, CUDA-graph capture, the bench-gpu variants)
 #   3. xlsr-53 full fine-tuning, bf16 autocast, 2 epochs: samples/s and peak GiB
 #   4. tiny trained on CUDA, exported fp32 / fp16 / int8 / int8-dynamic with this machine's versions, parity of each
-#   5. sertrt bench-gpu xlsr-53, every variant time-boxed
+#      and the half model in CUDA graphs (--torch-precision fp16 --cuda-graphs) against the fp32 bundle
+#   5. sertrt bench-gpu xlsr-53 at 2 s and 8 s, batch 1 and 8: eager, half, CUDA graphs, layer-wise compile,
+#      every variant time-boxed
 # Results (named after the GPU, with every package version) go to $SERTRT_GPU_RESULTS (default
 # benchmarks/results): gpu-check-<gpu>.{json,md}, <target>-<gpu>.{json,md} from bench-gpu, gpu-check-<gpu>.log.
 #
@@ -104,10 +106,17 @@ for PRECISION in fp32 fp16 int8 int8-dynamic; do
         --calib-manifest "$TRAIN" --calib-utterances 32 --test-manifest "$TEST"
     step "parity-$PRECISION" 20 sh -c "'$PY' -m sertrt parity '$WORK/bundle-$PRECISION' --run '$WORK/run-tiny' --manifest '$TEST' --json > '$WORK/parity-$PRECISION.json'"
 done
+# the fast PyTorch reference: the half model in CUDA graphs on the GPU, against the fp32 bundle
+GRAPHS=()
+[[ "$DEVICE" == cuda* ]] && GRAPHS=(--cuda-graphs)
+step parity-torch-gpu 30 sh -c "'$PY' -m sertrt parity '$WORK/bundle-fp32' --run '$WORK/run-tiny' --manifest '$TEST' \
+    --torch-device '$DEVICE' --torch-precision fp16 ${GRAPHS[*]} --min-agreement 0.99 --json > '$WORK/parity-torch-gpu.json'"
 
 # 5. PyTorch GPU variants of the big model, each time-boxed: one past its box is reported, the others written
-step "bench-gpu-$TARGET" 120 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS" --device "$DEVICE" --windows 2 --batches 1,8 \
-    --repeats 20 --warmup 3 --time-box 30
+# (torch.compile of the whole model never finished in 170 s there: the layer-wise compile replaces it)
+GPU_VARIANTS=eager-fp32,eager-fp16,half-fp16,half-bf16,half-fp16-cudagraph,compile-layers-fp16,compile-layers-fp16-cudagraph
+step "bench-gpu-$TARGET" 150 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS" --device "$DEVICE" --windows 2,8 --batches 1,8 \
+    --variants "$GPU_VARIANTS" --repeats 20 --warmup 3 --time-box 30
 
 # Summary: every step, the training numbers, parity, versions.
 "$PY" - "$WORK" "$RESULTS" "$SLUG" "$TARGET" "$DEVICE" <<'PY' 2>&1 | tee -a "$LOG"
@@ -127,7 +136,7 @@ import torch
 gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
 train = {name: rows(work / run / "metrics.jsonl") for name, run in ((target, "run-big"), ("tiny (exported)", "run-tiny"))}
 parity = {}
-for p in ("fp32", "fp16", "int8", "int8-dynamic"):
+for p in ("fp32", "fp16", "int8", "int8-dynamic", "torch-gpu"):
     f = work / f"parity-{p}.json"
     try:
         parity[p] = json.loads(f.read_text()) if f.exists() and f.stat().st_size else None

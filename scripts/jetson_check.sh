@@ -31,6 +31,15 @@ SUITE=bookworm  # Debian 12: Python 3.11, glibc 2.36
 ROOT="$CACHE/rootfs-$SUITE-arm64"
 QEMU_CPU=cortex-a76
 say() { echo "== $*"; }
+# A Python X.Y that runs: on PATH or a pyenv install (pyenv's shim fails when X.Y is not the active version).
+find_python() {
+    local c
+    for c in "$(command -v "python$1" || true)" "$HOME"/.pyenv/versions/"$1".*/bin/"python$1"; do
+        [ -x "$c" ] && "$c" -c "import sys; assert sys.version_info[:2] == tuple(map(int, '$1'.split('.')))" 2>/dev/null \
+            && { echo "$c"; return 0; }
+    done
+    return 0
+}
 die() { echo "jetson_check: $*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- host tools
@@ -97,7 +106,7 @@ probe() { (cd "$STAGE" && "$@" repo/scripts/jetson_probe.py run --repo repo --ou
 
 # ---------------------------------------------------------------- 3-4. per onnxruntime: install, run, compare
 PAIRS=() SKIPPED=()
-PY311=$(command -v python3.11 || true)
+PY311=$(find_python 3.11)
 [ -n "$PY311" ] || die "needs a Python 3.11 on the host for the x86-64 reference (the arm64 root's is 3.11)"
 for ORT in "${ORT_VERSIONS[@]}"; do
     if [ "$(printf '%s\n' "$ORT" 1.28 | sort -V | head -1)" = 1.28 ] && \
@@ -135,7 +144,7 @@ for ORT in "${ORT_VERSIONS[@]}"; do
 done
 
 # JetPack 6's Python 3.10 on x86-64 (no arm64 3.10 in Debian): the runtime runs there, not only compiles.
-PY310=$(command -v python3.10 || ls "$HOME"/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null | tail -1 || true)
+PY310=$(find_python 3.10)
 ORT310="${ORT_VERSIONS[0]}"
 if [ -n "$PY310" ] && [ -f "$STAGE/x86-py3.11-ort$ORT310.json" ]; then
     say "Python 3.10 (JetPack 6's) on x86-64, onnxruntime $ORT310"

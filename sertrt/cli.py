@@ -27,6 +27,12 @@ err = Console(stderr=True, soft_wrap=True)
 
 # Options several commands share, declared once (RunnerOptions' fields: how a bundle is run).
 Backend = Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle).")]
+# The PyTorch model on a device (sertrt.verify.torch_runner.TorchRunner): parity's reference, stream's --backend torch
+TorchDevice = Annotated[str, typer.Option(help="PyTorch side: cpu, cuda or cuda:N.")]
+TorchPrecision = Annotated[str, typer.Option(help="PyTorch side: fp32, or fp16/bf16 (the half model: weights cast once, "
+                                                  "norms and head FP32).")]
+CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch side: replay one CUDA graph per (batch, "
+                                                                "samples) bucket (CUDA only).")]
 Provider = Annotated[str, typer.Option(help="ort: cpu, cuda or tensorrt.")]
 Threads = Annotated[Optional[int], typer.Option(help="ort: intra-op threads (default: ONNX Runtime's).")]
 Spinning = Annotated[Optional[bool], typer.Option("--spinning/--no-spinning",
@@ -195,6 +201,13 @@ def train(
     devices: int = typer.Option(1, help="Processes (GPUs, or CPU gloo processes); >1 starts torch.distributed.run."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
+    max_batch_seconds: Optional[float] = typer.Option(None, help="Length-bucketed micro-batches of at most this many "
+                                                                 "seconds of padded audio, accumulated into steps of >= "
+                                                                 "--batch-size utterances (default: fixed batches)."),
+    log_every: int = typer.Option(50, help="Optimizer steps between reads of the training loss (progress, tensorboard)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the upstream's transformer layers (wav2vec2)."),
+    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute the upstream's layers in the "
+                                                                                "backward pass: less memory for long crops (wav2vec2)."),
     resume: bool = typer.Option(False, help="Continue the run in --out after its last finished epoch."),
     quiet: bool = typer.Option(False),
 ) -> None:
@@ -340,7 +353,12 @@ def stream(
     format: str = typer.Option("s16le", help="stdin: s16le or f32le."),
     channels: int = typer.Option(1, help="stdin/--mic: channels (downmixed)."),
     mic: bool = typer.Option(False, "--mic", help="Read the default microphone (needs sounddevice)."),
-    backend: Backend = "ort",
+    backend: str = typer.Option("ort", help="ort (ONNX Runtime), trt (TensorRT engine in the bundle) or torch (the "
+                                            "PyTorch model of --run, behind the bundle's labels, window and hop)."),
+    run: Optional[Path] = typer.Option(None, help="--backend torch: the run (or checkpoint) the bundle came from."),
+    torch_device: TorchDevice = "cpu",
+    torch_precision: TorchPrecision = "fp32",
+    cuda_graphs: CudaGraphs = False,
     provider: Provider = "cpu",
     threads: Threads = None,
     spinning: Spinning = None,
@@ -359,11 +377,21 @@ def stream(
     from .runtime.runners import RunnerOptions
     from .runtime.sources import StreamOptions, run_stream
 
+    factory = None
+    if backend == "torch":
+        if run is None:
+            raise SertrtError("--backend torch needs --run (the run or checkpoint the bundle was exported from)")
+        from .verify.torch_runner import TorchRunner
+
+        factory = lambda: TorchRunner(run, torch_device, torch_precision, cuda_graphs)  # noqa: E731
+        backend = "ort"  # the bundle is read for its card only
+    elif run is not None:
+        raise SertrtError("--run is for --backend torch")
     runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
     run_stream(StreamOptions(bundle=bundle, source=source, rate=rate, format=format, channels=channels, mic=mic,
                              runner=runner, window_seconds=window_seconds, hop_seconds=hop_seconds,
                              smoothing=smoothing, silence_dbfs=silence_dbfs, vad=vad_model if vad else None,
-                             min_speech=min_speech))
+                             min_speech=min_speech, runner_factory=factory))
 
 
 @app.command()
@@ -377,6 +405,9 @@ def parity(
     spinning: Spinning = None,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
+    torch_device: TorchDevice = "cpu",
+    torch_precision: TorchPrecision = "fp32",
+    cuda_graphs: CudaGraphs = False,
     min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 and int8-dynamic 0.98."),
     max_delta_ua: Optional[float] = typer.Option(None, help="Largest |UA difference| in points (default 1.0)."),
     json_output: bool = typer.Option(False, "--json"),
@@ -389,7 +420,8 @@ def parity(
     runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
     results = run_parity(ParityOptions(bundle=bundle, run=run, manifest=manifest, runner=runner,
                                        window_seconds=window_seconds, hop_seconds=hop_seconds,
-                                       min_agreement=min_agreement, max_delta_ua=max_delta_ua))
+                                       min_agreement=min_agreement, max_delta_ua=max_delta_ua, torch_device=torch_device,
+                                       torch_precision=torch_precision, cuda_graphs=cuda_graphs))
     console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
     check(results)
 
@@ -450,7 +482,9 @@ def bench_gpu(
     out: Path = typer.Option(Path("benchmarks/results"), help="Folder for <name>.json and .md."),
     device: str = typer.Option("cuda", help="cuda, cuda:N, or cpu (the variants that need no CUDA)."),
     variants: str = typer.Option("", help="Comma-separated subset of eager-fp32, eager-fp16, compile-fp32, compile-fp16, "
-                                          "compile-cudagraphs-fp16, cudagraph-fp16 (default: all)."),
+                                          "compile-cudagraphs-fp16, cudagraph-fp16, half-fp16, half-bf16, "
+                                          "half-fp16-cudagraph, compile-layers-fp16, compile-layers-fp16-cudagraph "
+                                          "(default: all)."),
     windows: str = typer.Option("2", help="Window lengths in seconds."),
     batches: str = typer.Option("1,8", help="Batch sizes."),
     repeats: int = typer.Option(30, help="Timed calls per variant and cell."),

@@ -42,8 +42,8 @@ def test_a_variant_over_its_time_box_is_reported_and_the_others_written(tmp_path
 
     real = gpu._variant_fns
 
-    def with_a_slow_one(model, variants, device):
-        fns, skipped = real(model, variants, device)
+    def with_a_slow_one(model, variants, device, batches):
+        fns, skipped = real(model, variants, device, batches)
         fast, base, calls = fns["eager-fp16"], fns[BASELINE], []
         fns["eager-fp16"] = lambda w, n: (time.sleep(5.0), fast(w, n))[1]  # a compile that never ends
         # the baseline's first call is slow too (a loaded machine): it is never cut, every ratio needs it

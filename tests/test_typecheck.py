@@ -1,4 +1,4 @@
-"""mypy over the TensorRT path (engine record, build, runner, audit), as part of the suite.
+"""mypy over the TensorRT path (engine record, build, runner, audit) and the GPU paths, as part of the suite.
 
 What it can and cannot see: TensorRT's own types are not available to any checker here. `tensorrt-stubs`
 10.13.0.35.1 is a 13-line module that re-exports `tensorrt` and `tensorrt_bindings`; the types live in the
@@ -15,7 +15,10 @@ import pytest
 from conftest import REPO
 
 FILES = ["sertrt/core/engine.py", "sertrt/export/tensorrt_engine.py", "sertrt/runtime/trt_runner.py",
-         "sertrt/export/tensorrt_audit.py"]
+         "sertrt/export/tensorrt_audit.py",
+         # the GPU paths, which CI cannot run either: the half model, CUDA graphs, layer-wise compile, MFU
+         "sertrt/model/half.py", "sertrt/model/cuda_graphs.py", "sertrt/model/compile.py", "sertrt/model/flops.py",
+         "sertrt/verify/torch_runner.py", "sertrt/training/throughput.py"]
 
 
 def test_the_tensorrt_path_type_checks():

@@ -13,6 +13,17 @@ Variants (all from one random-weight model, seed 0, `torch.inference_mode`):
     cudagraph-fp16       the eager FP16 model captured once per shape in a torch.cuda.CUDAGraph and
                          replayed (input copied into the static buffer first): launch overhead removed,
                          kernels unchanged
+    half-fp16, half-bf16 the upstream's weights cast once (sertrt.model.half: norms, normalisation and head
+                         FP32): no per-call casts
+    half-fp16-cudagraph  the half model in sertrt.model.cuda_graphs.BucketedGraphs, what `TorchRunner(
+                         cuda_graphs=True)` runs: one graph per (batch, samples) bucket
+    compile-layers-fp16  the half model with each encoder layer compiled (sertrt.model.compile: one layer's
+                         graph serves all, dynamic shapes, fullgraph); the GRU head stays eager
+    compile-layers-fp16-cudagraph  both of the above
+
+Each row also gives the model's FLOPs per second (sertrt.model.flops, an analytic count of the forward) as a
+share of a matmul peak measured in the same run (bf16 on CUDA, fp32 on CPU: `model.flops.matmul_peak`), so "% of peak"
+is against this device on this day, not a datasheet.
 
 Timing: inputs already on the device; CUDA events around each call on CUDA, a host clock after
 synchronising elsewhere; `warmup` untimed calls per variant and cell (compilation and capture happen
@@ -42,7 +53,9 @@ from ..core.errors import SertrtError
 from ..core.outputs import claim_output_dir
 from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share
 
-VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16")
+VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16",
+            "half-fp16", "half-bf16", "half-fp16-cudagraph", "compile-layers-fp16", "compile-layers-fp16-cudagraph")
+GRAPHED = ("compile-cudagraphs-fp16", "cudagraph-fp16", "half-fp16-cudagraph", "compile-layers-fp16-cudagraph")
 BASELINE = "eager-fp32"
 
 
@@ -118,33 +131,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-class _CapturedGraph:
-    """`fn(waveform, lengths)` recorded once in a CUDA graph for fixed shapes; a call copies the
-    inputs into the static buffers and replays. The output tensor is the graph's own (overwritten by
-    the next replay)."""
-
-    def __init__(self, fn: Callable, waveform, lengths):
-        import torch
-
-        self.inputs = (waveform.clone(), lengths.clone())
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
-            for _ in range(3):
-                fn(*self.inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.output = fn(*self.inputs)
-
-    def __call__(self, waveform, lengths):
-        self.inputs[0].copy_(waveform)
-        self.inputs[1].copy_(lengths)
-        self.graph.replay()
-        return self.output
-
-
-def _variant_fns(model, variants: tuple[str, ...], device: str) -> tuple[dict[str, Callable], dict[str, str]]:
+def _variant_fns(model, variants: tuple[str, ...], device: str,
+                 batches: tuple[int, ...] = (1,)) -> tuple[dict[str, Callable], dict[str, str]]:
     """name -> fn(waveform, lengths) -> logits, and name -> why it is skipped."""
     import torch
 
@@ -158,10 +146,29 @@ def _variant_fns(model, variants: tuple[str, ...], device: str) -> tuple[dict[st
                 return fn(waveform, lengths)
         return run
 
+    def half(precision: str, compiled: bool = False):
+        import copy
+
+        from ..model.compile import compile_encoder_layers
+        from ..model.half import half_model
+
+        copied = half_model(copy.deepcopy(model), precision)
+        if compiled:
+            compile_encoder_layers(copied)
+        return copied
+
     fns, skipped = {}, {}
     for v in variants:
-        if v in ("compile-cudagraphs-fp16", "cudagraph-fp16") and not cuda:
+        if v in GRAPHED and not cuda:
             skipped[v] = "CUDA graphs need a CUDA device"
+        elif v.startswith("half-") or v.startswith("compile-layers-"):
+            graphed = v.endswith("-cudagraph")
+            fn = half("bf16" if "bf16" in v else "fp16", compiled=v.startswith("compile-layers-"))
+            if graphed:
+                from ..model.cuda_graphs import BucketedGraphs
+
+                fn = BucketedGraphs(fn, max_batch=max(8, *batches))
+            fns[v] = fn
         elif v == "eager-fp32":
             fns[v] = model
         elif v == "eager-fp16":
@@ -205,6 +212,8 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     import torch._dynamo
 
     from .. import __version__
+    from ..model.cuda_graphs import CapturedGraph
+    from ..model.flops import matmul_peak
     from ..model.ser import build_model
     from . import report
 
@@ -218,7 +227,12 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     model = build_model(o.target).eval().to(o.device)
     # One compiled graph per (window, batch) shape: keep them all instead of falling back to eager.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(o.windows) * len(o.batches))
-    fns, skipped = _variant_fns(model, o.variants, o.device)
+    progress("measuring the matmul peak")
+    peak_dtype = torch.bfloat16 if o.device.startswith("cuda") else torch.float32
+    peak_n = 8192 if o.device.startswith("cuda") else 1024
+    peak = {"dtype": str(peak_dtype).replace("torch.", ""), "n": peak_n,
+            "flops_per_s": matmul_peak(o.device, peak_dtype, size=peak_n, seconds=0.5)}
+    fns, skipped = _variant_fns(model, o.variants, o.device, o.batches)
     timed = _timer(o.device)
     cuda = o.device.startswith("cuda")
     results, errors = [], dict(skipped)
@@ -244,7 +258,7 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                         if cuda:
                             torch.cuda.reset_peak_memory_stats()
                         t0 = time.perf_counter()
-                        call = _CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn
+                        call = CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn  # per cell
                         out = call(wave, lengths)
                         if cuda:
                             torch.cuda.synchronize()
@@ -283,6 +297,9 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                 row = {"variant": v, "window_s": window, "batch": batch, **latency_stats(times[v], window, batch),
                        "first_call_s": first_call[v], "peak_memory_mb": peak_mb[v]}
                 row["ratio_vs_baseline"] = base_p50 / row["p50_ms"] if base_p50 else None
+                flops = forward_flops(model, window, batch)
+                row["tflops_per_s"] = flops / (row["p50_ms"] / 1000.0) / 1e12 if flops else None
+                row["share_of_peak"] = row["tflops_per_s"] * 1e12 / peak["flops_per_s"] if flops else None
                 if base is not None:
                     got = logits[v]
                     row.update(cosine_vs_fp32=cosine(base, got), max_abs_vs_fp32=float(np.abs(base - got).max()),
@@ -291,11 +308,22 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     data = {"target": o.target, "device": o.device, "device_name": name, "options": report.jsonable(dataclasses.asdict(o)),
             "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)), "sertrt": __version__,
             "python": platform.python_version(), "versions": report.machine_info()["versions"],
-            "cuda": torch.version.cuda, "results": results, "skipped": errors, "duration_s": time.time() - started}
+            "cuda": torch.version.cuda, "matmul_peak": peak, "results": results, "skipped": errors,
+            "duration_s": time.time() - started}
     paths = write(data, o.out, o.name)
     data["files"] = {k: str(p) for k, p in paths.items()}
     progress(f"wrote {', '.join(data['files'].values())}")
     return data
+
+
+def forward_flops(model, window: float, batch: int) -> float | None:
+    """Analytic FLOPs of one forward at (batch, window seconds), or None for an upstream the count does not model."""
+    from ..core.audio import SAMPLE_RATE
+    from ..model.flops import model_flops
+
+    if model.dims.upstream.kind != "wav2vec2":
+        return None
+    return model_flops(model.dims.upstream.config, model.dims.head, int(round(window * SAMPLE_RATE)), batch)["total"]
 
 
 def _over_box(seconds: float, window: float, batch: int, stage: str) -> str:
@@ -309,15 +337,19 @@ def markdown(data: dict[str, Any]) -> str:
              f"{data['started']}; device `{data['device']}` ({data['device_name']}), CUDA {data['cuda']}; "
              + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + f". Run took {data['duration_s'] / 60:.1f} min.",
              "", "Random weights (seed 0). Inputs are on the device before timing; p50 from CUDA events on CUDA. "
-             "x eager: eager FP32 p50 / variant p50 in the same cell. cosine / top-1: logits against eager FP32.", ""]
+             "x eager: eager FP32 p50 / variant p50 in the same cell. cosine / top-1: logits against eager FP32. "
+             "% peak: the forward's analytic FLOPs per second over the matmul peak measured in this run "
+             f"({data['matmul_peak']['dtype']} {data['matmul_peak']['n']}^3: "
+             f"{data['matmul_peak']['flops_per_s'] / 1e12:.1f} TFLOP/s).", ""]
     for batch in sorted({r["batch"] for r in data["results"]}):
         rows = [r for r in data["results"] if r["batch"] == batch]
         lines += [f"## Batch {batch}", "", _table(
-            ["variant", "window s", "n", "p50 ms", "p95 ms", "p99 ms", "audio s/s", "x eager", "first call s",
-             "peak MB", "cosine vs fp32", "top-1 vs fp32"],
+            ["variant", "window s", "n", "p50 ms", "p95 ms", "p99 ms", "audio s/s", "x eager", "% peak",
+             "first call s", "peak MB", "cosine vs fp32", "top-1 vs fp32"],
             [[r["variant"], r["window_s"], r["n"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["audio_s_per_s"],
-              r["ratio_vs_baseline"], r["first_call_s"], r["peak_memory_mb"],
-              _fmt(r.get("cosine_vs_fp32"), 5), r.get("top1_vs_fp32")] for r in rows]), ""]
+              r["ratio_vs_baseline"], None if r.get("share_of_peak") is None else 100 * r["share_of_peak"],
+              r["first_call_s"], r["peak_memory_mb"], _fmt(r.get("cosine_vs_fp32"), 5), r.get("top1_vs_fp32")]
+             for r in rows]), ""]
     if data["skipped"]:
         lines += ["## Not measured", "", *[f"- {v}: {why}" for v, why in data["skipped"].items()], ""]
     return "\n".join(lines)

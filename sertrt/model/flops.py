@@ -1,4 +1,4 @@
-"""Analytic FLOPs of one forward pass, per layer, from the model's stored config (no torch).
+"""Analytic FLOPs of one forward pass, per layer, from the model's stored config; and the matmul peak they are against.
 
     wav2vec2_flops(config, num_samples)        the upstream: conv stack, feature projection,
                                                positional conv, per layer QKV/out, scores, FFN
@@ -7,6 +7,7 @@
 
 A multiply-add counts 2 FLOPs; only the weighted ops (convolutions, matmuls, attention products) are
 counted: LayerNorm, GELU, softmax and the in-graph normalisation are memory-bound and add < 1%.
+`matmul_peak(device)` measures the rate an MFU is against (torch, lazily imported).
 "2 x parameters per frame" undercounts wav2vec2 badly: the conv stack runs at 3,200 to 100 steps per
 second, not 50, and is ~14% of xlsr-53's FLOPs at 2 s.
 """
@@ -69,3 +70,37 @@ def model_flops(config: dict[str, Any], head: HeadDims | None, num_samples: int,
         parts.update(head_flops(head, num_frames))
     parts = {k: batch * v for k, v in parts.items()}
     return {"total": sum(parts.values()), "parts": parts, "num_frames": num_frames, "batch": batch}
+
+
+def matmul_peak(device: Any, dtype: Any = None, size: int | None = None, seconds: float = 0.2, trials: int = 5) -> float:
+    """FLOP/s of a (size, size) @ (size, size) product in `dtype` on `device` (default: bf16 4096 on CUDA, fp32 512 on
+    a CPU): the median of `trials` timings, about `seconds` in all. The peak an MFU divides by, measured on the
+    machine and threads that run, not a datasheet's. Constant operands: the global RNG is left alone."""
+    import statistics
+    import time
+
+    import torch
+
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
+    size = size or (4096 if cuda else 512)
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    a = torch.full((size, size), 1.0 / size, dtype=dtype, device=device)
+    c = torch.empty_like(a)
+    with torch.no_grad():
+        for _ in range(2):  # warm-up (library load, kernel choice)
+            torch.mm(a, a, out=c)
+        sync()
+        t0 = time.perf_counter()
+        torch.mm(a, a, out=c)
+        sync()
+        repeats = max(1, int(seconds / trials / max(time.perf_counter() - t0, 1e-9)))
+        rates = []
+        for _ in range(trials):
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                torch.mm(a, a, out=c)
+            sync()
+            rates.append(2.0 * size**3 * repeats / (time.perf_counter() - t0))
+    return statistics.median(rates)

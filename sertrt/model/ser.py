@@ -36,6 +36,7 @@ class SERModel(nn.Module):
         self.upstream = upstream if upstream is not None else build_upstream(dims.upstream)
         self.head = build_head(dims.head)
         self.frozen_upstream = False  # set by apply_strategy("frozen"): no upstream graph in training
+        self.compute_dtype = torch.float32  # the upstream's; half_model (model/half.py) sets FP16 or BF16
 
     def features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The upstream's frames for raw audio: (B, num_frames, H), frame lengths (B,)."""
@@ -44,7 +45,12 @@ class SERModel(nn.Module):
             waveform = nn.functional.pad(waveform, (0, min_samples - waveform.shape[1]))
         # maximum, not clamp: clamp on int64 exports as Clip, which TensorRT takes on floats only
         lengths = torch.maximum(lengths, torch.full_like(lengths, min_samples))
-        return self.upstream(normalize_waveform(waveform, lengths), lengths)
+        if waveform.dtype != torch.float32:  # the normalisation runs in FP32 whatever the weights are
+            waveform = waveform.float()
+        normalized = normalize_waveform(waveform, lengths)
+        if self.compute_dtype != torch.float32:  # a half model (model/half.py): cast once, at the upstream's door
+            normalized = normalized.to(self.compute_dtype)
+        return self.upstream(normalized, lengths)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.training and self.frozen_upstream:
@@ -52,6 +58,8 @@ class SERModel(nn.Module):
                 hidden, frame_lengths = self.features(waveform, lengths)
         else:
             hidden, frame_lengths = self.features(waveform, lengths)
+        if hidden.dtype != torch.float32:  # a half upstream; the head stays FP32
+            hidden = hidden.float()
         return self.head(hidden, frame_lengths)
 
 

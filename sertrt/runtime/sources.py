@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.audio import open_audio
 from ..core.errors import SertrtError
+from ..core.runner import Runner
 from .runners import RunnerOptions, open_runner
 from .stream import EmotionStream, StreamConfig
 
@@ -85,6 +86,9 @@ class StreamOptions:
     silence_dbfs: float | None = -50.0
     vad: str | None = None
     min_speech: float = 0.3
+    # Another model behind the bundle's contract (the CLI's `--backend torch --run RUN`: the PyTorch model the
+    # bundle came from): the bundle gives labels, window and hop, this runner the logits. None: the bundle's engine.
+    runner_factory: Callable[[], Runner] | None = None
 
 
 def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -93,6 +97,8 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     if opts.channels < 1:
         raise SertrtError(f"--channels {opts.channels}: must be >= 1")
     runner, card = open_runner(opts.bundle, opts.runner)
+    if opts.runner_factory is not None:
+        runner = opts.runner_factory()
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")

@@ -7,10 +7,18 @@ Several nodes:          torchrun --nnodes N --node-rank K --rdzv-endpoint HOST:P
 
 RUN gets best.safetensors (+ .json; best UA so far), last.safetensors (model, optimizer and epoch for
 --resume), metrics.jsonl (one line per epoch), options.json and tensorboard/. Only rank 0 writes.
+
+Throughput: --max-batch-seconds S cuts length-bucketed micro-batches of at most S seconds of padded audio
+and accumulates them into optimizer steps of >= --batch-size utterances (the step's gradient is one big
+batch's). The step never waits for the host: loss is summed on the device and read every --log-every
+steps. Each epoch's metrics row records samples/s, audio-s/s, padding share, optimizer steps and MFU
+(the model's analytic FLOPs over a matmul peak measured in the same run). --compile compiles the
+upstream's encoder layers; --grad-checkpointing recomputes them in the backward pass (long crops).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -22,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from ..core import atomic
 from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
@@ -31,6 +38,8 @@ from ..core.manifest import read_manifest
 from ..core.metrics import classification_report
 from ..core.outputs import claim_output_dir
 from ..data.split import carve_validation, split_kind
+from ..model.compile import compile_encoder_layers
+from ..model.flops import matmul_peak
 from ..model.io import (
     flatten_optimizer,
     load_model,
@@ -39,9 +48,10 @@ from ..model.io import (
     unflatten_optimizer,
 )
 from ..model.ser import SERModel, apply_strategy, build_model, count_parameters
-from .data import AudioSet
+from .data import AudioSet, group_steps
 from .distributed import DistInfo, compute_cleanup, compute_init
 from .evaluate import predict_logits
+from .throughput import micro_batch_loss, throughput, training_flops
 
 
 @dataclass
@@ -77,6 +87,12 @@ class TrainOptions:
     devices: int = 1
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    # Seconds of padded audio (rows x longest row) per micro-batch, accumulated into steps of >= batch_size
+    # utterances; None: fixed batches of batch_size, one step each.
+    max_batch_seconds: float | None = None
+    log_every: int = 50  # optimizer steps between reads of the loss (the only host sync of the loop)
+    compile: bool = False  # torch.compile the upstream's encoder layers (wav2vec2)
+    grad_checkpointing: bool = False  # recompute the upstream's layers in the backward pass (wav2vec2)
     resume: bool = False
     quiet: bool = False
     # The options the user set (the CLI reads them from the command line); None: every field counts as set.
@@ -87,7 +103,7 @@ class TrainOptions:
 # What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
 RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
                 "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction",
-                "augment", "layer_weights", "balanced", "label_smoothing", "patience")
+                "augment", "layer_weights", "balanced", "label_smoothing", "patience", "max_batch_seconds")
 
 
 def _options_record(opts: TrainOptions) -> dict[str, Any]:
@@ -107,7 +123,9 @@ def _check_options(opts: TrainOptions) -> None:
               ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0"),
               ("valid_fraction", 0 < opts.valid_fraction < 1, "in (0, 1)"),
               ("label_smoothing", 0 <= opts.label_smoothing < 1, "in [0, 1)"),
-              ("patience", opts.patience is None or opts.patience >= 1, ">= 1")]
+              ("patience", opts.patience is None or opts.patience >= 1, ">= 1"),
+              ("max_batch_seconds", opts.max_batch_seconds is None or opts.max_batch_seconds > 0, "> 0"),
+              ("log_every", opts.log_every >= 1, ">= 1")]
     for name, ok, valid in checks:
         if not ok:  # NaN fails every comparison, so it lands here too
             raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
@@ -120,7 +138,7 @@ def _resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> Tra
     stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     given = set(opts.__dataclass_fields__) if opts.given is None else opts.given
     current = _options_record(opts)
-    kept = {}
+    kept: dict[str, Any] = {}
     for name in RESUME_KEEPS:
         if name not in stored or current[name] == stored[name]:
             continue
@@ -163,6 +181,72 @@ def _autocast(info: DistInfo, enabled: bool):
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast("cpu", enabled=False)
+
+
+def _train_dtype(info: DistInfo, amp: bool) -> torch.dtype:
+    """The dtype of the training matmuls: what _autocast runs them in."""
+    if info.device.type == "cuda" and amp:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host batch -> device; on CUDA from pinned memory, so the copy does not block the host."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
+def _no_sync(net: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+    assert isinstance(net, torch.nn.parallel.DistributedDataParallel)
+    return net.no_sync()
+
+
+def _speed_options(model: SERModel, opts: TrainOptions) -> None:
+    """--grad-checkpointing, then --compile: both act on a wav2vec2 upstream's transformer layers and leave
+    the math (and the checkpoint's state) as it is."""
+    for name in ("grad_checkpointing", "compile"):
+        if getattr(opts, name) and model.dims.upstream.kind != "wav2vec2":
+            raise SertrtError(f"--{name.replace('_', '-')} needs a wav2vec2 upstream, not {model.dims.upstream.name!r}")
+    if opts.grad_checkpointing:
+        # transformers' layers (GradientCheckpointingLayer) checkpoint their own forward, so the upstream's
+        # own loop over them (Wav2Vec2Upstream._encode) recomputes them too; the conv layers likewise.
+        hf: Any = model.upstream.model
+        enable = getattr(hf, "activation_checkpointing_enable", None) or hf.gradient_checkpointing_enable  # renamed in 5.x
+        enable({"use_reentrant": False})
+    if opts.compile:
+        compile_encoder_layers(model)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float, fused: bool,
+                   state: dict[str, Any] | None = None) -> torch.optim.AdamW:
+    """AdamW, `fused` (one kernel for every parameter; what CUDA runs) or torch's default. `state` (a
+    checkpoint's, saved by either kind) loads into both: the kind stays this one's, and each step count
+    moves to where this kind keeps it (fused: on the parameter's device; else a CPU scalar)."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
+    if state is None:
+        return optimizer
+    kinds = [(g["fused"], g["foreach"]) for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, (group_fused, foreach) in zip(optimizer.param_groups, kinds):
+        group["fused"], group["foreach"] = group_fused, foreach
+    for p, pstate in optimizer.state.items():
+        if "step" in pstate:
+            pstate["step"] = torch.as_tensor(pstate["step"], dtype=torch.float32).to(p.device if fused else "cpu")
+    return optimizer
+
+
+def _epoch_steps(data: AudioSet, opts: TrainOptions, epoch: int, info: DistInfo,
+                 max_samples: int) -> tuple[list[list[list[int]]], list[int | None]]:
+    """This rank's optimizer steps for the epoch, each a list of micro-batches, and each step's utterances over
+    all ranks, which its loss is the mean over (None: fixed batches, one per step, the loss its own mean)."""
+    if opts.max_batch_seconds is None:
+        batches = data.batches(opts.batch_size, shuffle=True, seed=opts.seed, epoch=epoch, balanced=opts.balanced)
+        per_rank = len(batches) // info.world_size or 1  # equal step counts keep DDP in lockstep
+        mine = [batches[(info.rank + i * info.world_size) % len(batches)] for i in range(per_rank)]
+        return [[b] for b in mine], [None] * len(mine)
+    micro = data.budget_batches(int(opts.max_batch_seconds * SAMPLE_RATE), max_samples, opts.seed, epoch,
+                                opts.balanced, min_samples=SAMPLE_RATE)
+    steps = group_steps(micro, opts.batch_size, info.world_size)
+    return [step[info.rank :: info.world_size] for step in steps], [sum(len(b) for b in step) for step in steps]
 
 
 def train(opts: TrainOptions) -> dict[str, Any]:
@@ -213,6 +297,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         strategy = opts.strategy
     apply_strategy(model, strategy)
     model.to(info.device)
+    _speed_options(model, opts)
 
     from rich.progress import (
         BarColumn,
@@ -243,9 +328,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         progress.remove_task(task)
 
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
-        if optim_state is not None:
-            optimizer.load_state_dict(optim_state)
+        optimizer = make_optimizer(params, opts.lr, opts.weight_decay, fused=info.device.type == "cuda", state=optim_state)
         use_scaler = info.device.type == "cuda" and opts.amp and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         net: torch.nn.Module = model
@@ -288,7 +371,13 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 model.head.fixed_statistics = True
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
         min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
-        global_step = start_epoch * math.ceil(len(train_set) / opts.batch_size / info.world_size)
+        counts_flops = fixed is None and model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
+        # the peak MFU divides by: this device's matmul in the training dtype, measured once (rank 0 reports)
+        peak = matmul_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops and info.is_main else None
+        if all("optimizer_steps" in r for r in history):
+            global_step = sum(int(r["optimizer_steps"]) for r in history)
+        else:  # a run recorded before steps were counted
+            global_step = start_epoch * math.ceil(len(train_set) / opts.batch_size / info.world_size)
         for epoch in range(start_epoch, opts.epochs):
             # checked before each epoch, so a resumed run that had stopped early stays stopped
             if opts.patience is not None and _early_stop(history, opts.patience, info):
@@ -298,47 +387,65 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
             net.train()
             if strategy == "frozen":
                 model.upstream.eval()  # a frozen upstream is a fixed feature extractor: no dropout
-            batches = train_set.batches(opts.batch_size, shuffle=True, seed=opts.seed, epoch=epoch, balanced=opts.balanced)
-            per_rank = len(batches) // info.world_size or 1  # equal step counts keep DDP in lockstep
-            batches = [batches[(info.rank + i * info.world_size) % len(batches)] for i in range(per_rank)]
+            steps, step_utterances = _epoch_steps(train_set, opts, epoch, info, max_samples)
             crop_rng = np.random.default_rng([opts.seed, epoch, info.rank])
-            task = progress.add_task(f"epoch {epoch + 1}/{opts.epochs}", total=len(batches), status="")
+            task = progress.add_task(f"epoch {epoch + 1}/{opts.epochs}", total=len(steps), status="")
             if info.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(info.device)
-            t0, loss_sum, seen = time.perf_counter(), 0.0, 0
-            for indices in batches:
-                if fixed is not None:
-                    labels = torch.from_numpy(train_set.labels[indices]).to(info.device)
-                    logits = model.head(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
-                else:
-                    waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples,
-                                                                  augment=opts.augment)
-                    waveform, lengths, labels = (t.to(info.device) for t in (waveform, lengths, labels))
-                    with _autocast(info, opts.amp):
-                        logits = net(waveform, lengths)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=opts.label_smoothing)
+            # summed on the device and read once per log interval: the step itself never waits for the host
+            loss_sum = torch.zeros((), dtype=torch.float64, device=info.device)
+            seen, valid_samples, batch_samples, flops = 0, 0, 0, 0.0
+            logged_loss, logged_seen = 0.0, 0
+            t0 = time.perf_counter()
+            for n, (step, utterances) in enumerate(zip(steps, step_utterances)):
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                for m, indices in enumerate(step):
+                    # DDP averages gradients once per step, after its last micro-batch
+                    sync = m == len(step) - 1 or not info.distributed
+                    with contextlib.nullcontext() if sync else _no_sync(net):
+                        if fixed is not None:
+                            labels = torch.from_numpy(train_set.labels[indices]).to(info.device)
+                            logits = model.head(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
+                        else:
+                            waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples,
+                                                                          augment=opts.augment)
+                            valid_samples += int(lengths.sum())
+                            batch_samples += waveform.numel()
+                            if counts_flops:
+                                flops += training_flops(model.dims.upstream.config, model.dims.head, str(strategy),
+                                                        waveform.shape[1], waveform.shape[0])
+                            waveform, lengths, labels = (_to_device(t, info.device) for t in (waveform, lengths, labels))
+                            with _autocast(info, opts.amp):
+                                logits = net(waveform, lengths)
+                        loss, ce_sum = micro_batch_loss(logits, labels, opts.label_smoothing, utterances, info.world_size)
+                        scaler.scale(loss).backward()
+                    loss_sum += ce_sum
+                    seen += len(indices)
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                loss_sum += loss.item() * len(indices)
-                seen += len(indices)
                 global_step += 1
-                if writer is not None:
-                    writer.add_scalar("train/loss", loss.item(), global_step)
-                progress.update(task, advance=1, status=f"loss {loss_sum / seen:.3f}")
+                if (n + 1) % opts.log_every == 0 or n == len(steps) - 1:
+                    total = loss_sum.item()  # the loop's one host sync, every log_every steps (this rank's)
+                    if writer is not None:
+                        writer.add_scalar("train/loss", (total - logged_loss) / max(seen - logged_seen, 1), global_step)
+                    logged_loss, logged_seen = total, seen
+                    progress.update(task, advance=1, status=f"loss {total / max(seen, 1):.3f}")
+                else:
+                    progress.update(task, advance=1)
             progress.remove_task(task)
             elapsed = time.perf_counter() - t0
             # this rank's peak over the epoch's training steps (evaluation comes after)
             peak_gib = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
             drift = 0.0
+            totals = torch.stack([loss_sum, *(torch.tensor(float(v), dtype=torch.float64, device=info.device)
+                                              for v in (seen, valid_samples, batch_samples, flops))])
             if info.distributed:
                 drift = _check_in_sync(model)
-                totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
                 dist.all_reduce(totals)  # loss and throughput over all ranks, not rank 0's share
-                loss_sum, seen = totals[0].item(), int(totals[1].item())
+            loss_total, seen, valid_samples, batch_samples, flops = totals.tolist()
+            seen = int(seen)
             if drift > 1e-3:
                 raise RuntimeError(f"DDP ranks diverged after epoch {epoch + 1} (parameter checksum spread {drift})")
 
@@ -351,11 +458,13 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                     logits = predict_logits(model, valid_set, opts.batch_size, info.device)
                 report = classification_report(valid_set.labels, logits.argmax(1), model.dims.labels)
                 row = {
-                    "epoch": epoch + 1, "train_loss": loss_sum / seen, "wa": report["wa"], "ua": report["ua"],
+                    "epoch": epoch + 1, "train_loss": loss_total / seen, "wa": report["wa"], "ua": report["ua"],
                     "macro_f1": report["macro_f1"], "confusion_matrix": report["confusion_matrix"],
                     "samples_per_s": seen / elapsed, "epoch_seconds": elapsed,
                     "world_size": info.world_size, "rank_param_spread": drift,
-                    "peak_memory_gib": peak_gib,
+                    "peak_memory_gib": peak_gib, "optimizer_steps": len(steps),
+                    **throughput(elapsed, valid_samples, batch_samples, flops if counts_flops else None,
+                                 peak * info.world_size if peak is not None else None),
                 }
                 history.append(row)
                 improved = report["ua"] > best_ua
@@ -372,13 +481,16 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                     extra_tensors=optim_tensors, sidecar=False,
                 )
                 atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-                for key in ("train_loss", "wa", "ua", "macro_f1", "samples_per_s"):
-                    writer.add_scalar(f"{'train' if key in ('train_loss', 'samples_per_s') else 'valid'}/{key}", row[key], epoch + 1)
+                for key in ("train_loss", "wa", "ua", "macro_f1", "samples_per_s", "audio_seconds_per_s", "padding_share", "mfu"):
+                    if row[key] is not None:
+                        writer.add_scalar(f"{'valid' if key in ('wa', 'ua', 'macro_f1') else 'train'}/{key}", row[key], epoch + 1)
                 writer.flush()
                 _print0(
                     info, opts.quiet,
                     f"epoch {epoch + 1:>3}/{opts.epochs}  loss {row['train_loss']:.3f}  valid WA {row['wa']:.1%}  "
                     f"UA {row['ua']:.1%}  F1 {row['macro_f1']:.1%}  {row['samples_per_s']:.1f} samples/s"
+                    + (f"  padding {row['padding_share']:.1%}" if row["padding_share"] is not None else "")
+                    + (f"  MFU {row['mfu']:.1%}" if row["mfu"] is not None else "")
                     + ("  [green]best[/]" if improved else ""),
                 )
             if info.distributed:

@@ -37,6 +37,10 @@ class ParityOptions:
     min_agreement: float | None = None  # default: LIMITS[precision].parity_agreement
     max_delta_ua: float | None = None  # default: LIMITS[precision].max_delta_ua
     batch_size: int = 8
+    # The PyTorch side (TorchRunner): fp32 is the reference; a half model or CUDA graphs make it a fast GPU one.
+    torch_device: str = "cpu"
+    torch_precision: str = "fp32"
+    cuda_graphs: bool = False
 
 
 def run_parity(opts: ParityOptions) -> dict[str, Any]:
@@ -72,7 +76,9 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
 
     results: dict[str, Any] = {"bundle": str(opts.bundle), "precision": card.precision, "backend": opts.runner.backend,
                                "manifest": str(opts.manifest), "thresholds": limits, "modes": {}}
-    with TorchRunner(opts.run) as ref_runner, runner:
+    reference = TorchRunner(opts.run, opts.torch_device, opts.torch_precision, opts.cuda_graphs)
+    results["torch"] = reference.settings()
+    with reference as ref_runner, runner:
         for mode, clips, tgt in (("utterance", audio, targets), ("window", windows, window_targets)):
             ref = run_batches(ref_runner, clips, opts.batch_size)
             out = run_batches(runner, clips, opts.batch_size)
