@@ -204,3 +204,49 @@ def test_bench_gpu_half_variants_and_share_of_a_measured_peak_on_cpu(tmp_path):
 def test_bench_gpu_refuses_unknown_variant_in_one_line(tmp_path):
     assert_one_line_error(sertrt("bench-gpu", "tiny", "--device", "cpu", "--variants", "half-fp8", "--out", tmp_path),
                           "unknown GPU bench variant 'half-fp8'")
+
+
+def test_spec_augment_drawn_on_the_device_matches_transformers_and_never_masks_padding():
+    """The time mask a GPU step draws without a host sync: the share transformers' numpy sampler masks, whole spans,
+    only valid frames."""
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
+    from sertrt.model.layers import time_mask_spans
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    frames, prob, span = 300, 0.05, 10
+    lengths = torch.randint(40, frames + 1, (3000,))
+    valid = torch.arange(frames)[None] < lengths[:, None]
+    # 375 batches of 8 (one rounding draw per batch in both), so the shares compare expectations
+    ours = torch.cat([time_mask_spans(part, frames, prob, span) for part in lengths.split(8)])
+    theirs = torch.cat([torch.from_numpy(_compute_mask_indices((len(part), frames), prob, span, attention_mask=v.long()))
+                        for part, v in zip(lengths.split(8), valid.split(8))])
+    assert ours.shape == theirs.shape == (3000, frames) and ours.dtype == torch.bool
+    assert not (ours & ~valid).any()  # never a padded frame
+    share, their_share = ours.sum() / valid.sum(), theirs.sum() / valid.sum()
+    assert abs(share - their_share) < 0.004, (share, their_share)
+    runs = np.diff(np.concatenate([np.zeros((3000, 1)), ours.numpy(), np.zeros((3000, 1))], axis=1).astype(int), axis=1)
+    starts, ends = np.nonzero(runs == 1), np.nonzero(runs == -1)
+    assert (ends[1] - starts[1] >= span).all()  # whole spans (overlaps only lengthen a run)
+    assert not time_mask_spans(torch.tensor([5, 9]), 9, prob, span).any()  # shorter than a span: nothing to mask
+
+
+@pytest.mark.gpu
+def test_a_training_step_never_waits_for_the_host():
+    """SpecAugment, the frame mask, the loss: the whole forward and backward of a train-mode step under CUDA's
+    sync debug mode ("error": a host sync raises)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    torch.manual_seed(0)
+    model = build_model("tiny").cuda().train()
+    wave, lengths = (t.cuda() for t in batch())
+    labels = torch.tensor([0, 1, 2, 3], device="cuda")
+    model(wave, lengths)  # warm-up: first-call allocations and library loads may sync
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = torch.nn.functional.cross_entropy(model(wave, lengths), labels)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item()

@@ -52,3 +52,29 @@ class MaskedBiRNN(nn.Module):
         return fw, reverse_padded(bw, lengths)
 
 
+
+
+def time_mask_spans(frame_lengths: torch.Tensor, num_frames: int, prob: float, length: int,
+                    min_masks: int = 0) -> torch.Tensor:
+    """SpecAugment's time mask as transformers' `_compute_mask_indices` draws it, but on the lengths' device with no
+    host sync: (B,) valid frames -> (B, num_frames) bool. Per row, floor(prob * frames / length + e) spans (e one
+    uniform draw per batch; at least `min_masks`; no more than fit), each `length` frames from a uniform start in
+    the row's valid frames (distinct starts, as transformers' numpy sampler draws them), so padding is never
+    masked."""
+    device = frame_lengths.device
+    lengths = torch.clamp(frame_lengths, max=num_frames).to(torch.float32)
+
+    epsilon = torch.rand((), device=device)
+    count = torch.clamp(torch.floor(prob * lengths / length + epsilon), min=float(min_masks))
+    count = torch.clamp(torch.minimum(count, lengths - (length - 1)), max=float(num_frames // length), min=0.0)  # (B,)
+    most = max(int(prob * num_frames / length + 1.0), min_masks, 1)  # from shapes: a Python int, no sync
+    room = lengths - (length - 1)  # starts in [0, len - length]
+    # distinct uniform starts, as numpy's choice without replacement: the `most` smallest of random keys, the
+    # keys of impossible starts pushed past every possible one (count <= room, so only possible ones are active)
+    positions = torch.arange(num_frames, device=device, dtype=torch.float32)
+    keys = torch.where(positions[None, :] < room[:, None], torch.rand((len(lengths), num_frames), device=device), 2.0)
+    starts = torch.argsort(keys, dim=1)[:, :most].to(torch.float32)  # (B, most)
+    active = torch.arange(most, device=device)[None, :] < count[:, None]  # (B, most)
+    t = torch.arange(num_frames, device=device, dtype=torch.float32)[None, None, :]
+    inside = (t >= starts[..., None]) & (t < starts[..., None] + length) & active[..., None]
+    return inside.any(dim=1)

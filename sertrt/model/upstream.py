@@ -35,7 +35,7 @@ from ..core.audio import (
 )
 from ..core.dims import UpstreamSpec
 from ..core.errors import SertrtError
-from .layers import MaskedBiRNN, lengths_to_mask
+from .layers import MaskedBiRNN, lengths_to_mask, time_mask_spans
 
 # The published architectures (shared/reference/corpora-configs-hgfm.md §2.1). xlsr-53 and
 # xls-r-300m share one architecture; they differ in their pretrained weights.
@@ -235,12 +235,27 @@ class Wav2Vec2Upstream(nn.Module):
         frame_mask = None
         if self.use_attention_mask:
             frame_mask = lengths_to_mask(frame_lengths, hidden.shape[1]).to(torch.bool)  # (B, num_frames)
-        if self.training:  # SpecAugment (host-side sampling, as in transformers; training only)
-            hidden = model._mask_hidden_states(hidden, attention_mask=frame_mask)
+        if self.training:  # SpecAugment (training only)
+            hidden = self._spec_augment(hidden, frame_lengths, frame_mask)
         hidden = self._encode(hidden, frame_mask)
         if model.adapter is not None:
             hidden = model.adapter(hidden)
         return hidden, frame_lengths
+
+    def _spec_augment(self, hidden: torch.Tensor, frame_lengths: torch.Tensor,
+                      frame_mask: torch.Tensor | None) -> torch.Tensor:
+        """transformers' SpecAugment. On the CPU its own (numpy sampling, a boolean index write); on a GPU both
+        would wait for the host every step, so the time mask is drawn on the device (layers.time_mask_spans)
+        and applied with torch.where. Feature masking (mask_feature_prob, 0 in every config here) stays
+        transformers'."""
+        model, cfg = self.model, self.model.config
+        if not hidden.is_cuda or not getattr(cfg, "apply_spec_augment", True) or cfg.mask_feature_prob > 0:
+            return model._mask_hidden_states(hidden, attention_mask=frame_mask)
+        if cfg.mask_time_prob <= 0:
+            return hidden
+        valid = frame_lengths if frame_mask is not None else torch.full_like(frame_lengths, hidden.shape[1])
+        mask = time_mask_spans(valid, hidden.shape[1], cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks)
+        return torch.where(mask[..., None], model.masked_spec_embed.to(hidden.dtype), hidden)
 
     def _encode(self, hidden: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
         """transformers' Wav2Vec2Encoder(StableLayerNorm).forward with a ready (B, 1, 1, num_frames)
