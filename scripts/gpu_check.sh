@@ -4,11 +4,12 @@
 #     bash scripts/gpu_wheels.sh          # first, on a machine with network: soundfile, soxr, cffi, pycparser -> .whl/
 #     bash scripts/gpu_check.sh           # then, on the GPU machine, from the repository root
 #
-# Each step has its own time limit, all of them together at most SERTRT_GPU_BUDGET (460 s), and a failing
+# Each step has its own time limit, all of them together at most SERTRT_GPU_BUDGET (540 s), and a failing
 # step does not stop the others:
 #   1. install the wheels from .whl/ and the repository with --no-deps, into a temp folder
 #   2. pytest -m gpu (sync-free forward, CUDA-graph capture, the bench-gpu variants)
-#   3. xlsr-53 full fine-tuning, bf16 autocast, 2 epochs: samples/s and peak GiB
+#   3. xlsr-53 full fine-tuning, bf16 autocast, length-bucketed (--max-batch-seconds 96), 2 epochs: samples/s,
+#      audio-s/s, padding share, MFU and peak GiB
 #   4. tiny trained on CUDA, exported fp32 / fp16 / int8 / int8-dynamic with this machine's versions, parity of each
 #      and the half model in CUDA graphs (--torch-precision fp16 --cuda-graphs) against the fp32 bundle
 #   5. sertrt bench-gpu xlsr-53 at 2 s and 8 s, batch 1 and 8: eager, half, CUDA graphs, layer-wise compile,
@@ -18,7 +19,7 @@
 #
 # Knobs: SERTRT_GPU_DEVICE (cuda), SERTRT_GPU_TARGET (xlsr-53), SERTRT_GPU_WHEELS (.whl; "none" skips),
 # SERTRT_GPU_PER_LABEL (30), PYTHON (python3). On a CPU machine `SERTRT_GPU_DEVICE=cpu SERTRT_GPU_TARGET=tiny
-# SERTRT_GPU_WHEELS=none SERTRT_GPU_PER_LABEL=5` walks the same steps small (how the script itself is tested).
+# SERTRT_GPU_WHEELS=none SERTRT_GPU_PER_LABEL=8` walks the same steps small (how the script itself is tested).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -52,7 +53,7 @@ say() { echo "[gpu-check $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
 
 # step NAME SECONDS COMMAND...: runs with a time limit (cut to what is left of the whole budget), output
 # to the log, name/rc/seconds to $STEPS. Past the budget a step is skipped (rc 125).
-DEADLINE=$((SECONDS + ${SERTRT_GPU_BUDGET:-460}))
+DEADLINE=$((SECONDS + ${SERTRT_GPU_BUDGET:-540}))
 step() {
     local name="$1" limit="$2"; shift 2
     local left=$((DEADLINE - SECONDS))
@@ -95,8 +96,10 @@ TRAIN="$WORK/corpus/train_manifest.jsonl"
 TEST="$WORK/corpus/test_manifest.jsonl"
 
 # 3. the big model's training throughput (bf16 autocast on CUDA)
+# length-bucketed micro-batches of <= 96 s of padded audio, steps of >= 32 utterances; MFU per epoch in metrics.jsonl
 step "train-$TARGET" 80 "${SERTRT[@]}" train --train-manifest "$TRAIN" --test-manifest "$TEST" --out "$WORK/run-big" \
-    --upstream "$TARGET" --head hgfm --strategy full --epochs 2 --batch-size 8 --max-seconds 6 --device "$DEVICE" --quiet
+    --upstream "$TARGET" --head hgfm --strategy full --epochs 2 --batch-size 32 --max-batch-seconds 96 --max-seconds 6 \
+    --log-every 10 --device "$DEVICE" --quiet
 
 # 4. tiny: trained on this device, exported at every precision with this machine's packages, parity of each
 step train-tiny 40 "${SERTRT[@]}" train --train-manifest "$TRAIN" --test-manifest "$TEST" --out "$WORK/run-tiny" \
@@ -115,7 +118,7 @@ step parity-torch-gpu 30 sh -c "'$PY' -m sertrt parity '$WORK/bundle-fp32' --run
 # 5. PyTorch GPU variants of the big model, each time-boxed: one past its box is reported, the others written
 # (torch.compile of the whole model never finished in 170 s there: the layer-wise compile replaces it)
 GPU_VARIANTS=eager-fp32,eager-fp16,half-fp16,half-bf16,half-fp16-cudagraph,compile-layers-fp16,compile-layers-fp16-cudagraph
-step "bench-gpu-$TARGET" 150 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS" --device "$DEVICE" --windows 2,8 --batches 1,8 \
+step "bench-gpu-$TARGET" 200 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS" --device "$DEVICE" --windows 2,8 --batches 1,8 \
     --variants "$GPU_VARIANTS" --repeats 20 --warmup 3 --time-box 30
 
 # Summary: every step, the training numbers, parity, versions.
@@ -159,11 +162,16 @@ lines = [f"# sertrt gpu_check on {gpu}", "", f"{data['date']}; CUDA {data['cuda'
          + ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v), "", "| step | exit | seconds | limit |", "|---|---|---|---|"]
 lines += [f"| {s['step']} | {s['rc']}{' (over limit)' if s['over_limit'] else ' (skipped: budget spent)' if s['skipped'] else ''} "
           f"| {s['seconds']} | {s['limit_s']} |" for s in steps]
-lines += ["", "## Training", "", "| model | epoch | samples/s | peak GiB | UA |", "|---|---|---|---|---|"]
+lines += ["", "## Training", "", "| model | epoch | samples/s | audio s/s | padding | MFU | peak GiB | UA |",
+          "|---|---|---|---|---|---|---|---|"]
+def pct(v):
+    return "-" if v is None else f"{v:.1%}"
 for name, epochs in train.items():
     for r in epochs:
-        peak = r.get("peak_memory_gib")
-        lines.append(f"| {name} | {r['epoch']} | {r['samples_per_s']:.1f} | {'-' if peak is None else f'{peak:.2f}'} | {r['ua']:.1%} |")
+        peak, audio = r.get("peak_memory_gib"), r.get("audio_seconds_per_s")
+        lines.append(f"| {name} | {r['epoch']} | {r['samples_per_s']:.1f} | {'-' if audio is None else f'{audio:.0f}'} "
+                     f"| {pct(r.get('padding_share'))} | {pct(r.get('mfu'))} | {'-' if peak is None else f'{peak:.2f}'} "
+                     f"| {r['ua']:.1%} |")
 lines += ["", "## Parity (tiny, trained here, exported with this machine's packages)", ""]
 for p, r in parity.items():
     if r is None:
