@@ -435,6 +435,8 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 else:
                     progress.update(task, advance=1)
             progress.remove_task(task)
+            if info.device.type == "cuda":
+                torch.cuda.synchronize(info.device)  # the epoch's time includes its last step's kernels
             elapsed = time.perf_counter() - t0
             # this rank's peak over the epoch's training steps (evaluation comes after)
             peak_gib = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
