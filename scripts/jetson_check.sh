@@ -18,7 +18,9 @@
 #    per precision -> benchmarks/results/jetson.{json,md}. Exit 1 on any difference.
 #
 # Debian 12's qemu 7.2 crashes in onnxruntime >= 1.28 (a segmentation fault at session creation, also with
-# -cpu cortex-a76); qemu 10 (bookworm-backports) runs it. With qemu < 10 those versions are skipped and said so.
+# -cpu cortex-a76); qemu 10 runs it. With qemu < 10 those versions are skipped and said so. qemu 10 on Debian 12:
+#   echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/backports.list
+#   apt-get update && apt-get install -t bookworm-backports qemu-user-static
 # A crash under emulation is not evidence about a Jetson.
 set -euo pipefail
 cd "$(dirname "$0")/.."
