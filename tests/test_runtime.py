@@ -219,6 +219,10 @@ import json, sys
 import numpy as np, onnxruntime as ort
 session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 meta = session.get_modelmeta().custom_metadata_map
+if meta["precision"] == "int8":  # the Q/DQ graph as written, as sertrt runs it (README: The ONNX model describes itself)
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 labels, rate = json.loads(meta["labels"]), int(meta["sample_rate"])
 names = [t["name"] for t in json.loads(meta["inputs"])]
 t = np.arange(int(float(meta["window_seconds"]) * rate)) / rate
