@@ -384,7 +384,6 @@ def stream(
         from .verify.torch_runner import TorchRunner
 
         factory = lambda: TorchRunner(run, torch_device, torch_precision, cuda_graphs)  # noqa: E731
-        backend = "ort"  # the bundle is read for its card only
     elif run is not None:
         raise SertrtError("--run is for --backend torch")
     runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)

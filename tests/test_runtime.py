@@ -245,9 +245,12 @@ def test_the_int8_qdq_graph_runs_unfused_in_every_onnxruntime_session(trained):
             return None
 
     for precision, expected in (("int8", "1"), ("int8-dynamic", None), ("fp32", None)):
-        runner, _ = open_runner(root / f"bundle-{precision}")
+        runner, card = open_runner(root / f"bundle-{precision}")
         with runner:
             assert entry(runner.session) == expected, precision
+        # without a card (export --test-manifest's scorer, the bench), the precision given decides
+        with OrtRunner(root / f"bundle-{precision}" / card.model, precision=precision) as bare:
+            assert entry(bare.session) == expected, precision
 
 
 def test_model_onnx_describes_itself_to_a_plain_onnxruntime_client(trained):

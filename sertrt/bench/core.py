@@ -143,8 +143,8 @@ def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str
     _fresh_processes(o, art, variants, ref_window, data, progress)
 
 
-def _ort_runner(onnx_path: Path, threads: int, settings: dict[str, Any]) -> OrtRunner:
-    return OrtRunner.from_options(onnx_path, RunnerOptions(threads=threads, **settings))
+def _ort_runner(onnx_path: Path, threads: int, settings: dict[str, Any], precision: str) -> OrtRunner:
+    return OrtRunner.from_options(onnx_path, RunnerOptions(threads=threads, **settings), precision=precision)
 
 
 def _open_runners(o: BenchOptions, art, stack: ExitStack, ref_feeds: dict[str, np.ndarray], ref_window: float,
@@ -178,11 +178,11 @@ def _open_runners(o: BenchOptions, art, stack: ExitStack, ref_feeds: dict[str, n
             for knob, values in knobs:
                 progress(f"tuning {name}: {knob} {values} at {ref_window:g} s, batch 1")
                 with ExitStack() as trial:
-                    cands = {str(v): trial.enter_context(_ort_runner(onnx_path, o.threads, {**settings, knob: v})) for v in values}
+                    cands = {str(v): trial.enter_context(_ort_runner(onnx_path, o.threads, {**settings, knob: v}, precision)) for v in values}
                     best, medians = measure.choose(cands, ref_feeds, **quick_tune)
                 settings[knob] = values[[str(v) for v in values].index(best)]
                 tuning.append({"variant": name, "knob": knob, "median_ms": medians, "kept": best})
-        runners[name] = stack.enter_context(_ort_runner(onnx_path, o.threads, settings))
+        runners[name] = stack.enter_context(_ort_runner(onnx_path, o.threads, settings, precision))
         variants[name] = {"backend": "ort", "precision": precision, "bundle": str(bundle), "settings": runners[name].settings(),
                           "description": {"fp32": "ONNX Runtime FP32", "int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
                                           "int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}[precision]}
@@ -325,8 +325,8 @@ def _measure_layers(o: BenchOptions, art, runners: dict[str, Runner], variants: 
                 else:
                     bundle = cut.bundles[variants[v]["precision"]]
                     settings = {key: variants[v]["settings"][key] for key in ("optimization", "spinning", "io_binding")}
-                    cut_runners[f"{v}@{k}"] = stack.enter_context(
-                        _ort_runner(bundle / load_bundle(bundle, verify=False).model, o.threads, settings))
+                    cut_runners[f"{v}@{k}"] = stack.enter_context(_ort_runner(
+                        bundle / load_bundle(bundle, verify=False).model, o.threads, settings, variants[v]["precision"]))
             progress(f"{k} of {full_layers} layers: {', '.join(full)} at {window:g} s, batch 1, next to the full depth")
             times = measure.interleaved({**{v: runners[v] for v in full}, **cut_runners}, feeds, o.repeats, o.warmup, o.cell_seconds)
         p50 = {name: float(np.median(t)) * 1000.0 for name, t in times.items()}

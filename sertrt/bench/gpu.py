@@ -227,14 +227,13 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     model = build_model(o.target).eval().to(o.device)
     # One compiled graph per (window, batch) shape: keep them all instead of falling back to eager.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(o.windows) * len(o.batches))
+    cuda = o.device.startswith("cuda")
     progress("measuring the matmul peak")
-    peak_dtype = torch.bfloat16 if o.device.startswith("cuda") else torch.float32
-    peak_n = 8192 if o.device.startswith("cuda") else 1024
+    peak_dtype, peak_n = (torch.bfloat16, 8192) if cuda else (torch.float32, 1024)
     peak = {"dtype": str(peak_dtype).replace("torch.", ""), "n": peak_n,
             "flops_per_s": matmul_peak(o.device, peak_dtype, size=peak_n, seconds=0.5)}
     fns, skipped = _variant_fns(model, o.variants, o.device, o.batches)
     timed = _timer(o.device)
-    cuda = o.device.startswith("cuda")
     results, errors = [], dict(skipped)
     cells = [(w, b) for b in o.batches for w in o.windows]
     with torch.inference_mode(), warnings.catch_warnings():

@@ -65,9 +65,9 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
-# `export --test-manifest`: (ONNX path, labels) -> the comparison the card records as `accuracy`
+# `export --test-manifest`: (ONNX path, labels, precision) -> the comparison the card records as `accuracy`
 # (sertrt.verify.compare.manifest_scorer; the export stage itself never imports the verify wing).
-Scorer = Callable[[Path, tuple[str, ...]], dict[str, Any]]
+Scorer = Callable[[Path, tuple[str, ...], str], dict[str, Any]]
 
 
 def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score: Scorer | None = None) -> BundleCard:
@@ -126,7 +126,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
             log(format_audit(audit))
         accuracy = None
         if score is not None:
-            accuracy = score(target, spec.labels)
+            accuracy = score(target, spec.labels, opts.precision)
             d = accuracy["delta_points"]
             log(f"{accuracy['manifest']}: UA torch {accuracy['torch']['ua']:.1%} -> {opts.precision} "
                 f"{accuracy['engine']['ua']:.1%} ({d['ua']:+.1f} points), top-1 agreement {accuracy['agreement']:.1%}")

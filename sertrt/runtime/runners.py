@@ -61,20 +61,23 @@ class OrtRunner:
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
                  optimization: str = "all", spinning: bool | None = None, io_binding: bool = False,
-                 card: BundleCard | None = None):
+                 card: BundleCard | None = None, precision: str | None = None):
         RunnerOptions(provider=provider, threads=threads, optimization=optimization).check()
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
         self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
         self.card = card  # the bundle's card: the model's metadata_props must agree with it
+        # what the model is (the card's, unless given): its session config comes from LIMITS[precision].ort_config
+        self.precision = precision or (card.precision if card is not None else None)
         self.input_names: list[str] = []
         self.output_names: list[str] = []
         self.session = None
         self._binding = None
 
     @classmethod
-    def from_options(cls, onnx_path: str | Path, options: RunnerOptions, card: BundleCard | None = None) -> OrtRunner:
+    def from_options(cls, onnx_path: str | Path, options: RunnerOptions, card: BundleCard | None = None,
+                     precision: str | None = None) -> OrtRunner:
         return cls(onnx_path, options.provider, options.threads, optimization=options.optimization,
-                   spinning=options.spinning, io_binding=options.io_binding, card=card)
+                   spinning=options.spinning, io_binding=options.io_binding, card=card, precision=precision)
 
     def settings(self) -> dict[str, Any]:
         """What was asked for (None: ONNX Runtime's default)."""
@@ -94,7 +97,7 @@ class OrtRunner:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION_LEVELS[self.optimization])
         if self.spinning is not None:
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        for key, value in LIMITS[self.card.precision].ort_config if self.card is not None else ():
+        for key, value in LIMITS[self.precision].ort_config if self.precision is not None else ():
             options.add_session_config_entry(key, value)
         providers = [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..core.audio import open_audio
+from ..core.bundle import load_bundle
 from ..core.errors import SertrtError
 from ..core.runner import Runner
 from .runners import RunnerOptions, open_runner
@@ -96,9 +97,10 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     write = write or (lambda d: print(json.dumps(d), flush=True))
     if opts.channels < 1:
         raise SertrtError(f"--channels {opts.channels}: must be >= 1")
-    runner, card = open_runner(opts.bundle, opts.runner)
-    if opts.runner_factory is not None:
-        runner = opts.runner_factory()
+    if opts.runner_factory is None:
+        runner, card = open_runner(opts.bundle, opts.runner)
+    else:  # the bundle gives its card only (checked as open_runner checks it)
+        card, runner = load_bundle(opts.bundle, trust=opts.runner.trust), opts.runner_factory()
     if opts.mic or opts.source == "-":
         if not opts.rate:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")

@@ -63,13 +63,13 @@ def score_engine(reference: Runner, engine: Runner, data_manifest: Path, labels:
     return {"manifest": str(data_manifest), **result}
 
 
-def manifest_scorer(run: Path, data_manifest: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...]], dict[str, Any]]:
+def manifest_scorer(run: Path, data_manifest: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...], str], dict[str, Any]]:
     """For `export_bundle(..., score=...)` (`export --test-manifest`): scores the exported ONNX (ONNX Runtime
     CPU) against the run's checkpoint on `data_manifest`; the bundle card records it as `accuracy`."""
     from ..runtime.runners import OrtRunner
     from .torch_runner import TorchRunner
 
-    def score(onnx_path: Path, labels: tuple[str, ...]) -> dict[str, Any]:
-        return score_engine(TorchRunner(run), OrtRunner(onnx_path), data_manifest, labels, batch_size)
+    def score(onnx_path: Path, labels: tuple[str, ...], precision: str) -> dict[str, Any]:
+        return score_engine(TorchRunner(run), OrtRunner(onnx_path, precision=precision), data_manifest, labels, batch_size)
 
     return score
