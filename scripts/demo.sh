@@ -5,8 +5,10 @@
 # test speakers scored once) -> evaluate -> the stats-lr classical floor beside it
 # -> export validated fp32, int8 (QDQ, TensorRT's) and int8-dynamic (ONNX Runtime CPU's) bundles
 # -> parity with PyTorch -> stream one file through the CPU INT8 bundle.
-# Re-running is safe: the corpus is reused when present and the run resumes (nothing is overwritten).
+# Re-running is safe: the corpus is reused when present and the run resumes (nothing is overwritten); each step
+# it skips says so, and the run ends on a summary: what was written, the test UA and how long it took.
 set -euo pipefail
+START=$SECONDS
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
@@ -18,22 +20,28 @@ EPOCHS="${SERTRT_DEMO_EPOCHS:-12}"
 RECIPE=(--patience 4 --augment speed,noise)
 echo "deterministic for its seed on one machine; across machines see README (espeak-ng $(espeak-ng --version | awk '{print $4}'), OMP_NUM_THREADS=$OMP_NUM_THREADS)"
 
-[ -f "$OUT/corpus/manifest.jsonl" ] || $SERTRT data synth "$OUT/corpus" --seed 0 --scale "$SCALE"
-[ -f "$OUT/corpus/test_manifest.jsonl" ] || $SERTRT data split "$OUT/corpus/manifest.jsonl" --test-fraction 0.2 --seed 0
+skipped() { echo "skipped: $1 ($2 exists from an earlier run)"; }
+
+if [ -f "$OUT/corpus/manifest.jsonl" ]; then skipped "synthesis" "$OUT/corpus/manifest.jsonl"
+else $SERTRT data synth "$OUT/corpus" --seed 0 --scale "$SCALE"; fi
+if [ -f "$OUT/corpus/test_manifest.jsonl" ]; then skipped "the split" "$OUT/corpus/test_manifest.jsonl"
+else $SERTRT data split "$OUT/corpus/manifest.jsonl" --test-fraction 0.2 --seed 0; fi
 RESUME=()
 [ -f "$OUT/run/last.safetensors" ] && RESUME=(--resume)
 # Finished (stopped early or not) once the test speakers were scored; until then a rerun resumes the run.
 FINISHED=$(.venv/bin/python -c "import json, sys; print(int('test_metrics' in json.load(open(sys.argv[1]))))" "$OUT/run/best.json" 2>/dev/null || echo 0)
 # A randomly initialised tiny upstream learns faster than the paper's 2e-4 (tuned for pretrained XLSR).
-[ "$FINISHED" = 1 ] || $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" \
+if [ "$FINISHED" = 1 ]; then skipped "training (finished, test speakers scored)" "$OUT/run/best.json"
+else $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" \
     --test-manifest "$OUT/corpus/test_manifest.jsonl" --out "$OUT/run" --upstream tiny --head hgfm --strategy full \
-    --epochs "$EPOCHS" --lr 1e-3 --max-seconds 3 --seed 0 "${RECIPE[@]}" "${RESUME[@]}"
+    --epochs "$EPOCHS" --lr 1e-3 --max-seconds 3 --seed 0 "${RECIPE[@]}" "${RESUME[@]}"; fi
 $SERTRT evaluate "$OUT/run" --manifest "$OUT/corpus/test_manifest.jsonl"
 # The classical floor on the same split: MFCC + log-energy functionals per utterance, logistic regression.
-[ -f "$OUT/floor/best.safetensors" ] || $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" \
+if [ -f "$OUT/floor/best.safetensors" ]; then skipped "the classical floor" "$OUT/floor/best.safetensors"
+else $SERTRT train --train-manifest "$OUT/corpus/train_manifest.jsonl" \
     --test-manifest "$OUT/corpus/test_manifest.jsonl" --out "$OUT/floor" --upstream stats-lr \
-    --epochs 30 --lr 1e-2 --batch-size 32 --seed 0 --quiet
-.venv/bin/python - "$OUT/corpus/train_manifest.jsonl" "$OUT/corpus/test_manifest.jsonl" "$OUT/run/best.json" "$OUT/floor/best.json" <<'PY'
+    --epochs 30 --lr 1e-2 --batch-size 32 --seed 0 --quiet; fi
+VERDICT=$(.venv/bin/python - "$OUT/corpus/train_manifest.jsonl" "$OUT/corpus/test_manifest.jsonl" "$OUT/run/best.json" "$OUT/floor/best.json" <<'PY'
 import json, sys
 from sertrt.core.manifest import read_manifest
 from sertrt.data.split import split_kind
@@ -44,8 +52,10 @@ verdict = "beats the floor" if points > 0 else "ties with the classical floor" i
 print(f"test UA ({kind}, scored once): tiny XLSR + HGFM {model:.1%}, stats-lr floor {floor:.1%} "
       f"({points:+.1f} points): {verdict}")
 PY
+)
+echo "$VERDICT"
 for PRECISION in fp32 int8 int8-dynamic; do
-    [ -f "$OUT/bundle-$PRECISION/manifest.json" ] && continue
+    if [ -f "$OUT/bundle-$PRECISION/manifest.json" ]; then skipped "the $PRECISION export" "$OUT/bundle-$PRECISION"; continue; fi
     $SERTRT export "$OUT/run" --out "$OUT/bundle-$PRECISION" --precision "$PRECISION" \
         --calib-manifest "$OUT/corpus/train_manifest.jsonl" --test-manifest "$OUT/corpus/test_manifest.jsonl"
 done
@@ -55,3 +65,10 @@ $SERTRT parity "$OUT/bundle-int8-dynamic" --run "$OUT/run" --manifest "$OUT/corp
 FIRST=$(.venv/bin/python -c "import sys; from sertrt.core.manifest import read_manifest; print(read_manifest(sys.argv[1])[0].path)" "$OUT/corpus/test_manifest.jsonl")
 echo "streaming $FIRST through the int8-dynamic bundle:"
 $SERTRT stream "$OUT/bundle-int8-dynamic" "$FIRST" --smoothing ema
+ELAPSED=$((SECONDS - START))
+echo
+echo "summary: done in $((ELAPSED / 60)) min $((ELAPSED % 60)) s (setup included); $OUT holds:"
+for DIR in corpus run floor bundle-fp32 bundle-int8 bundle-int8-dynamic; do
+    echo "  $OUT/$DIR  $(find "$OUT/$DIR" -type f | wc -l) files, $(du -sh "$OUT/$DIR" | cut -f1)"
+done
+echo "  $VERDICT"

@@ -108,7 +108,7 @@ def api_files(bundle: Path, audio: list[str]) -> list[dict]:
     from sertrt.runtime import load
 
     with load(bundle, threads=1, batch_size=1) as rec:  # batch 1: each file alone, as the client scores it
-        return [{"label": p.label, "logits": [float(x) for x in p.logits]} for p in rec.files(audio)]
+        return [{"label": p.label, "logits": [float(x) for x in p.logits]} for p in map(rec, audio)]
 
 
 def client(repo: Path, bundle: Path, audio: list[str]) -> list[dict]:

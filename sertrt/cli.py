@@ -6,40 +6,88 @@ Heavy imports (torch, transformers) happen inside the commands, so `sertrt --hel
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from .core.errors import SertrtError
+from . import __version__
+from .core.errors import CheckFailed, SertrtError
 
+EXIT_CODES = "Exit codes: 0 ok, 1 bad input (a file, an option), 2 usage, 3 a check failed (parity, export validation)."
 app = typer.Typer(
-    help="Multilingual speech emotion recognition (XLSR + HGFM): data, training, evaluation.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="Speech emotion recognition from corpus to edge device: train an XLSR/wav2vec2 + HGFM model, export it to "
+         "ONNX (fp32, fp16, int8) and TensorRT, and label audio with a torch-free runtime (predict, stream).",
+    epilog=EXIT_CODES, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None,
 )
-data_app = typer.Typer(help="Make and split manifests.", no_args_is_help=True)
+data_app = typer.Typer(help="Make and split manifests.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Plain text (help too: rich_markup_mode=None): our messages hold paths and user input, which rich's markup
+# ("sertrt[vad]") and :emoji: codes would eat.
+console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+
+
+class Choice(str, Enum):
+    """An option's valid values, listed by `--help`; a member is its value wherever a string goes."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+def choice(name: str, *values: str) -> type[Choice]:
+    return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
+
+
+def _set_quiet(quiet: bool) -> bool:
+    err.quiet = quiet  # progress and log lines; errors are printed all the same (_error_line)
+    return quiet
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"sertrt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print sertrt's version and exit.")) -> None:
+    pass
 
 # Options several commands share, declared once (RunnerOptions' fields: how a bundle is run).
 Backend = Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle).")]
 # The PyTorch model on a device (sertrt.verify.torch_runner.TorchRunner): parity's reference, stream's --backend torch
 TorchDevice = Annotated[str, typer.Option(help="PyTorch side: cpu, cuda or cuda:N.")]
-TorchPrecision = Annotated[str, typer.Option(help="PyTorch side: fp32, or fp16/bf16 (the half model: weights cast once, "
-                                                  "norms and head FP32).")]
-CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch side: replay one CUDA graph per (batch, "
-                                                                "samples) bucket (CUDA only).")]
-Provider = Annotated[str, typer.Option(help="ort: cpu, cuda or tensorrt.")]
+# Where PyTorch trains or scores; `auto` is resolved by sertrt.training.distributed.resolve_device in every command
+AutoDevice = Annotated[str, typer.Option(help="PyTorch device: auto (cuda when PyTorch sees a GPU, else cpu), cpu, "
+                                              "cuda or cuda:N.")]
+TorchPrecision = Annotated[choice("TorchPrecision", "fp32", "fp16", "bf16"), typer.Option(
+    help="PyTorch side: fp32, or fp16/bf16 (the half model: weights cast once, norms and head FP32).")]
+CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch side (and stream --backend trt): replay one "
+                                                                "CUDA graph per (batch, samples) shape (CUDA only).")]
+Provider = Annotated[choice("Provider", "cpu", "cuda", "tensorrt"), typer.Option(help="ort: the execution provider.")]
 Threads = Annotated[Optional[int], typer.Option(help="ort: intra-op threads (default: ONNX Runtime's).")]
 Spinning = Annotated[Optional[bool], typer.Option("--spinning/--no-spinning",
                                                   help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on).")]
 Trust = Annotated[Optional[Path], typer.Option(help="ed25519 public key (PEM): refuse a bundle it did not sign.")]
+AllowLocalEngine = Annotated[bool, typer.Option("--allow-local-engine", help="With --trust: load TensorRT engines built on "
+                                                "this device (unsigned; this folder's permissions protect them).")]
 WindowSeconds = Annotated[Optional[float], typer.Option(help="Streaming window (default: the bundle's, 2.0).")]
 HopSeconds = Annotated[Optional[float], typer.Option(help="Streaming hop (default: the bundle's, 0.5).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet, help="No progress or log lines on stderr: "
+                                                                                "results and errors only.")]
+Device = Annotated[choice("Device", "cpu", "cuda", "tensorrt"), typer.Option(
+    help="cpu and cuda: ONNX Runtime's CPU or CUDA provider; tensorrt: the bundle's TensorRT engine (`sertrt "
+         "build-engine`), or ONNX Runtime's TensorRT provider when the bundle has none.")]
 
 
 @data_app.command("synth")
@@ -51,6 +99,7 @@ def data_synth(
     noise_snr_db: Optional[float] = typer.Option(30.0, help="Additive noise SNR in dB."),
     no_noise: bool = typer.Option(False, "--no-noise", help="Clean audio."),
     workers: int = typer.Option(2, help="espeak-ng processes in parallel."),
+    quiet: Quiet = False,
 ) -> None:
     """Speak emotional sentences with espeak-ng in corpus layouts (EmoDB, EMOVO, TESS)."""
     from rich.progress import Progress
@@ -75,6 +124,7 @@ def data_prepare(
     ema_pattern: Optional[str] = typer.Option(None, help="EMA: regex with named groups speaker and emotion, matched against paths relative to its root."),
     ema_label: list[str] = typer.Option([], help="EMA: CODE=LABEL, repeatable; replaces the default code map."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Prepare a partial corpus (missing sessions or speakers) with a warning."),
+    quiet: Quiet = False,
 ) -> None:
     """Read corpora as distributed, resample to 16 kHz into a cache, write manifests and a report."""
     from rich.progress import Progress
@@ -106,6 +156,7 @@ def data_split(
     seed: int = typer.Option(0),
     group_by: str = typer.Option("auto", help="speaker: whole speakers per language (speaker-independent); none: the paper's random split, stratified by corpus and label (speaker-dependent); auto: speaker where every row names one."),
     out_dir: Optional[Path] = typer.Option(None, help="Default: beside the manifest."),
+    quiet: Quiet = False,
 ) -> None:
     """Write train_manifest.jsonl and test_manifest.jsonl."""
     from .data.split import SplitOptions, split_manifest
@@ -123,6 +174,7 @@ def data_protocol(
     folds: int = typer.Option(5, help="Folds on the train part (session: one per session)."),
     test_fraction: float = typer.Option(0.2),
     seed: int = typer.Option(0),
+    quiet: Quiet = False,
 ) -> None:
     """Save a reproducible evaluation protocol (test part and cross-validation folds)."""
     from .data.protocol import ProtocolOptions, write_protocol
@@ -150,7 +202,8 @@ def experiment(
     config: list[str] = typer.Option([], help="Run only this configuration (repeatable), e.g. 'xlsr+hgfm'."),
     layers: str = typer.Option("", help="layers table: comma-separated K to keep, e.g. 12,6 (default: all, 3/4, 1/2, 1/3, 1/4 of the layers)."),
     seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
+    device: AutoDevice = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Reproduce one of the paper's tables on the corpora of a protocol."""
     from .training.experiment import ExperimentOptions, run_experiment
@@ -199,7 +252,7 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better validation UA."),
     seed: int = typer.Option(0),
     devices: int = typer.Option(1, help="Processes (GPUs, or CPU gloo processes); >1 starts torch.distributed.run."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: AutoDevice = "auto",
     amp: bool = typer.Option(True, help="Mixed precision on CUDA."),
     max_batch_seconds: Optional[float] = typer.Option(None, help="Length-bucketed micro-batches of at most this many "
                                                                  "seconds of padded audio, accumulated into steps of >= "
@@ -209,24 +262,25 @@ def train(
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute the upstream's layers in the "
                                                                                 "backward pass: less memory for long crops (wav2vec2)."),
     resume: bool = typer.Option(False, help="Continue the run in --out after its last finished epoch."),
-    quiet: bool = typer.Option(False),
+    quiet: Quiet = False,
 ) -> None:
     """Train an SER model: the best epoch on validation is kept, the test manifest is scored once at the end."""
-    from .training.distributed import launch_torchrun, under_torchrun
-
-    if devices > 1 and not under_torchrun():
-        raise typer.Exit(launch_torchrun(devices, sys.argv[1:]))
-    from .training.train import TrainOptions
-    from .training.train import train as run_train
-
     from .training.augment import parse_augment
+    from .training.distributed import launch_torchrun, under_torchrun
+    from .training.train import TrainOptions, preflight
+    from .training.train import train as run_train
 
     values = {k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__ and k != "given"}
     values["augment"] = parse_augment(augment)
     # Which options were typed rather than defaulted: --resume compares those with the run's own.
     sources = {k: ctx.get_parameter_source(k) for k in values}
     given = frozenset(k for k, source in sources.items() if source is not None and source.name != "DEFAULT")
-    summary = run_train(TrainOptions(**values, given=given))
+    opts = TrainOptions(**values, given=given)
+    if devices > 1 and not under_torchrun():
+        preflight(opts)  # a bad option or manifest: one line here, not one per rank
+        launch_torchrun(devices, sys.argv[1:])
+        return
+    summary = run_train(opts)
     if summary.get("last"):
         test = f"; test UA {summary['test']['ua']:.1%} ({summary['test']['split']}, scored once)" if summary.get("test") else ""
         console.print(f"best valid UA {summary['best_ua']:.1%}{test} -> {out / 'best.safetensors'}")
@@ -238,14 +292,21 @@ def evaluate(
     manifest: Path = typer.Option(..., help="Manifest to score."),
     out: Optional[Path] = typer.Option(None, help="Folder for metrics JSON and confusion PNG (default RUN/eval)."),
     batch_size: int = typer.Option(8),
-    device: str = typer.Option("cpu"),
+    device: AutoDevice = "auto",
     json_output: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+    quiet: Quiet = False,
 ) -> None:
     """WA, UA and macro-F1 of a checkpoint on a manifest."""
+    from rich.progress import Progress
+
+    from .training.distributed import resolve_device
     from .training.evaluate import EvaluateOptions
     from .training.evaluate import evaluate as run_evaluate
 
-    report = run_evaluate(EvaluateOptions(run=run, manifest=manifest, out=out, batch_size=batch_size, device=device))
+    opts = EvaluateOptions(run=run, manifest=manifest, out=out, batch_size=batch_size, device=resolve_device(device))
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("scoring", total=None)
+        report = run_evaluate(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
     if json_output:
         console.print_json(json.dumps(report))
         return
@@ -261,9 +322,14 @@ def export(
     out: Path = typer.Option(..., help="Bundle directory to write (appears complete or not at all)."),
     precision: str = typer.Option("fp32", help="fp32, fp16 (FP16 ONNX with FP32 islands), int8 (static QDQ: TensorRT's) "
                                   "or int8-dynamic (MatMul-only dynamic INT8: ONNX Runtime CPU's)."),
-    calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on."),
+    calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on (INT8 without "
+                                                  "--test-manifest: gated on the ones not calibrated on)."),
     calib_utterances: int = typer.Option(64, help="int8: how many calibration utterances to use."),
-    test_manifest: Optional[Path] = typer.Option(None, help="Also report WA/UA of the bundle vs PyTorch FP32 on this manifest."),
+    calibration: Optional[str] = typer.Option(None, help="int8: minmax (default), percentile or entropy."),
+    cpu_target: Optional[str] = typer.Option(None, help="int8-dynamic: the CPU it runs on, vnni (default: x86 with "
+                                             "AVX-512 VNNI/AVX-VNNI/AMX), avx2 (without VNNI) or arm64."),
+    test_manifest: Optional[Path] = typer.Option(None, help="Report WA/UA of the bundle vs PyTorch FP32 on this manifest "
+                                                 "(int8, int8-dynamic: refused outside their parity limits there)."),
     min_batch: int = typer.Option(1, help="TensorRT profile: smallest batch."),
     opt_batch: int = typer.Option(1),
     max_batch: int = typer.Option(8),
@@ -275,6 +341,7 @@ def export(
     sign: Optional[Path] = typer.Option(None, help="ed25519 private key (PEM) to sign the bundle with; devices check it with --trust."),
     triton: Optional[Path] = typer.Option(None, help="Also write the bundle into this Triton model repository (as `sertrt triton`)."),
     triton_name: str = typer.Option("sertrt", help="--triton: the model's name (its folder) in the repository."),
+    quiet: Quiet = False,
 ) -> None:
     """Export a checkpoint to a validated ONNX bundle (and optionally a TensorRT engine)."""
     from .export.exporter import ExportOptions, export_bundle
@@ -283,18 +350,25 @@ def export(
     profile = Profile(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, min_samples=min_samples,
                       opt_samples=opt_samples, max_samples=max_samples)
     opts = ExportOptions(run=run, out=out, precision=precision, calib_manifest=calib_manifest,
-                         calib_utterances=calib_utterances, profile=profile, engine=engine, overwrite=overwrite, sign=sign)
-    score = None
-    if test_manifest is not None:  # the verify wing's comparison, handed to the export (which never imports verify)
-        from .verify.compare import manifest_scorer
+                         calib_utterances=calib_utterances, calibration=calibration, cpu_target=cpu_target,
+                         test_manifest=test_manifest,
+                         profile=profile, engine=engine, overwrite=overwrite, sign=sign)
+    from .verify.compare import manifest_scorer  # the verify wing's comparison, handed to the export (which never imports verify)
 
-        score = manifest_scorer(run, test_manifest)
-    card = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=score)
+    if triton is not None:  # the Triton entry is checked before minutes of export, not after
+        from .export.triton import TritonOptions, check_triton_options, write_triton_repository
+
+        triton_opts = TritonOptions(bundle=out, repo=triton, name=triton_name)
+        check_triton_options(triton_opts)
+    card = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=manifest_scorer(run))
     console.print(f"wrote {out} ({card.precision}, validation passed, {len(card.files)} files)")
     if triton is not None:
-        from .export.triton import TritonOptions, write_triton_repository
-
-        console.print(f"wrote {write_triton_repository(TritonOptions(bundle=out, repo=triton, name=triton_name))}")
+        try:
+            console.print(f"wrote {write_triton_repository(triton_opts)}")
+        except (SertrtError, OSError) as e:
+            why = e if isinstance(e, SertrtError) else f"{e.filename}: {e.strerror}"
+            raise SertrtError(f"{why} (the bundle {out} was written: add it with `sertrt triton {out} {triton} "
+                              f"--name {triton_name}`)") from None
 
 
 @app.command("triton")
@@ -306,6 +380,7 @@ def triton_cmd(
     instances: int = typer.Option(1, help="Model instances (instance_group count)."),
     queue_delay_us: int = typer.Option(100, help="Dynamic batching: how long a request may wait for others."),
     engine: bool = typer.Option(True, help="Serve the bundle's TensorRT plan when it has one (--no-engine: the ONNX)."),
+    quiet: Quiet = False,
 ) -> None:
     """Write a bundle as a Triton Inference Server model (config.pbtxt, labels, the ONNX or TensorRT plan)."""
     from .export.triton import TritonOptions, write_triton_repository
@@ -322,6 +397,7 @@ def build_engine_cmd(
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and written back."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the Polygraphy and trtexec lines to build, compare and "
                                                            "time the engine on the device, and build nothing."),
+    quiet: Quiet = False,
 ) -> None:
     """Build a TensorRT engine from a bundle's ONNX, on the device that will run it."""
     from .core.bundle import ENGINE_FILE, add_file, load_bundle
@@ -346,15 +422,53 @@ def build_engine_cmd(
 
 
 @app.command()
+def predict(
+    bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
+    files: list[Path] = typer.Argument(..., help="Audio files (any soundfile format and rate, mono or not)."),
+    device: Device = "cpu",
+    threads: Threads = None,
+    batch_size: int = typer.Option(8, help="Files scored together."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per file and line: path, label and "
+                                                           "probabilities, or path and error."),
+    trust: Trust = None,
+    allow_local_engine: AllowLocalEngine = False,
+    quiet: Quiet = False,
+) -> None:
+    """Label audio files: one line per file, its label and probabilities (sertrt.load(BUNDLE).files(FILES)).
+
+    Each file is scored whole, up to the export profile's longest input (8 s by default); a longer one in windows
+    of that length, its probabilities averaged. A file that cannot be read gets an error line and the others are
+    still labelled; the exit code is then 1."""
+    from .runtime.api import load
+
+    failed = 0
+    with load(bundle, str(device), threads=threads, trust=trust, allow_local_engine=allow_local_engine,
+              batch_size=batch_size) as rec:
+        for path, result in rec.files(files):
+            failed += isinstance(result, SertrtError)
+            if json_output:
+                row = {"error": str(result)} if isinstance(result, SertrtError) else result.as_dict()
+                console.print(json.dumps({"path": path, **row}), markup=False, highlight=False)
+            elif isinstance(result, SertrtError):
+                err.print(f"error: {result}", markup=False, highlight=False)
+            else:
+                probs = " ".join(f"{k} {v:.3f}" for k, v in result.probabilities.items())
+                console.print(f"{path}: {result.label} ({probs})", markup=False, highlight=False)
+    if failed:
+        raise SertrtError(f"{failed} of {len(files)} files could not be labelled")
+
+
+@app.command()
 def stream(
     bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
     source: str = typer.Argument("-", help="Audio file (read incrementally), or - for raw PCM on stdin."),
     rate: Optional[int] = typer.Option(None, help="stdin/--mic: sample rate of the PCM."),
-    format: str = typer.Option("s16le", help="stdin: s16le or f32le."),
+    format: choice("PcmFormat", "s16le", "f32le") = typer.Option("s16le", help="stdin: the PCM's sample format."),
     channels: int = typer.Option(1, help="stdin/--mic: channels (downmixed)."),
     mic: bool = typer.Option(False, "--mic", help="Read the default microphone (needs sounddevice)."),
-    backend: str = typer.Option("ort", help="ort (ONNX Runtime), trt (TensorRT engine in the bundle) or torch (the "
-                                            "PyTorch model of --run, behind the bundle's labels, window and hop)."),
+    backend: choice("StreamBackend", "ort", "trt", "torch") = typer.Option(
+        "ort", help="ort (ONNX Runtime), trt (TensorRT engine in the bundle) or torch (the PyTorch model of --run, "
+                    "behind the bundle's labels, window and hop)."),
     run: Optional[Path] = typer.Option(None, help="--backend torch: the run (or checkpoint) the bundle came from."),
     torch_device: TorchDevice = "cpu",
     torch_precision: TorchPrecision = "fp32",
@@ -364,14 +478,17 @@ def stream(
     spinning: Spinning = None,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
-    smoothing: str = typer.Option("none", help="none, ema or majority."),
+    smoothing: choice("Smoothing", "none", "ema", "majority") = typer.Option("none", help="Label smoothing over windows."),
     silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
     vad: bool = typer.Option(False, "--vad", help="Score only windows with at least --min-speech of speech, by a trained "
                                                    "voice-activity detector (--vad-model; benchmarks/results/vad.md)."),
-    vad_model: str = typer.Option("silero", help="--vad: silero[:MODEL.onnx] (Silero's ONNX model; pip install --no-deps "
-                                                 "silero-vad), webrtc[:0-3] (sertrt[vad]) or energy[:DBFS]."),
+    vad_model: Optional[str] = typer.Option(None, help="The --vad detector (implies --vad; default silero): "
+                                                       "silero[:MODEL.onnx] (Silero's ONNX model; pip install --no-deps "
+                                                       "silero-vad), webrtc[:0-3] (sertrt[vad]) or energy[:DBFS]."),
     min_speech: float = typer.Option(0.3, help="--vad: share of a window's frames that must be speech."),
     trust: Trust = None,
+    allow_local_engine: AllowLocalEngine = False,
+    quiet: Quiet = False,
 ) -> None:
     """Stream audio windows through a bundle; prints JSON Lines (one per window, then a summary)."""
     from .runtime.runners import RunnerOptions
@@ -386,10 +503,11 @@ def stream(
         factory = lambda: TorchRunner(run, torch_device, torch_precision, cuda_graphs)  # noqa: E731
     elif run is not None:
         raise SertrtError("--run is for --backend torch")
-    runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
+    runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust,
+                           allow_local_engine=allow_local_engine, cuda_graphs=cuda_graphs and backend == "trt")
     run_stream(StreamOptions(bundle=bundle, source=source, rate=rate, format=format, channels=channels, mic=mic,
                              runner=runner, window_seconds=window_seconds, hop_seconds=hop_seconds,
-                             smoothing=smoothing, silence_dbfs=silence_dbfs, vad=vad_model if vad else None,
+                             smoothing=smoothing, silence_dbfs=silence_dbfs, vad=vad_model or ("silero" if vad else None),
                              min_speech=min_speech, runner_factory=factory))
 
 
@@ -404,22 +522,32 @@ def parity(
     spinning: Spinning = None,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
-    torch_device: TorchDevice = "cpu",
+    silence_dbfs: Optional[float] = typer.Option(-50.0, help="Window mode: the stream's gate (as `stream`'s)."),
+    vad: bool = typer.Option(False, "--vad", help="Window mode: the stream's VAD gate (as `stream --vad`)."),
+    vad_model: Optional[str] = typer.Option(None, help="Window mode: as `stream --vad-model` (implies --vad)."),
+    min_speech: float = typer.Option(0.3, help="--vad: share of a window's frames that must be speech."),
+    torch_device: AutoDevice = "auto",
     torch_precision: TorchPrecision = "fp32",
     cuda_graphs: CudaGraphs = False,
     min_agreement: Optional[float] = typer.Option(None, help="Default per precision: fp32 0.999, fp16 0.995, int8 and int8-dynamic 0.98."),
     max_delta_ua: Optional[float] = typer.Option(None, help="Largest |UA difference| in points (default 1.0)."),
     json_output: bool = typer.Option(False, "--json"),
     trust: Trust = None,
+    allow_local_engine: AllowLocalEngine = False,
+    quiet: Quiet = False,
 ) -> None:
     """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 1 beyond thresholds."""
     from .runtime.runners import RunnerOptions
+    from .training.distributed import resolve_device
     from .verify.parity import ParityOptions, check, format_parity, run_parity
 
-    runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust)
+    runner = RunnerOptions(backend=backend, provider=provider, threads=threads, spinning=spinning, trust=trust,
+                           allow_local_engine=allow_local_engine)
     results = run_parity(ParityOptions(bundle=bundle, run=run, manifest=manifest, runner=runner,
                                        window_seconds=window_seconds, hop_seconds=hop_seconds,
-                                       min_agreement=min_agreement, max_delta_ua=max_delta_ua, torch_device=torch_device,
+                                       silence_dbfs=silence_dbfs, vad=vad_model or ("silero" if vad else None),
+                                       min_speech=min_speech, min_agreement=min_agreement, max_delta_ua=max_delta_ua,
+                                       torch_device=resolve_device(torch_device, "--torch-device"),
                                        torch_precision=torch_precision, cuda_graphs=cuda_graphs))
     console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
     check(results)
@@ -435,7 +563,8 @@ def _csv(value: str, cast=str) -> tuple:
 @app.command()
 def bench(
     target: str = typer.Argument(..., help="A bundle directory, or an architecture with random weights: tiny, xlsr-53."),
-    out: Path = typer.Option(Path("benchmarks/results"), help="Folder for <name>.json, .md and .png."),
+    out: Path = typer.Option(Path("sertrt-bench"), help="Folder for <name>.json, .md and .png (made if missing; "
+                                                         "refused if it holds files sertrt did not write)."),
     backends: str = typer.Option("", help="Comma-separated subset of the backends (default: all)."),
     precisions: str = typer.Option("", help="Comma-separated subset of the precisions (default: all)."),
     windows: str = typer.Option("1,2,4,8", help="Window lengths in seconds."),
@@ -455,6 +584,7 @@ def bench(
     layers: str = typer.Option("", help="Also time the architecture cut to its first K transformer layers, e.g. 12,6."),
     reuse: bool = typer.Option(True, help="Run the CNN-frame reuse study (wav2vec2 targets)."),
     streams: int = typer.Option(4, help="Streams batched together in the multi-stream measurement."),
+    quiet: Quiet = False,
 ) -> None:
     """Latency, throughput, real-time factor, memory and cold start against PyTorch eager FP32."""
     from rich.progress import Progress
@@ -478,7 +608,7 @@ def bench(
 @app.command("bench-gpu")
 def bench_gpu(
     target: str = typer.Argument("xlsr-53", help="An architecture with random weights: xlsr-53, tiny, ..."),
-    out: Path = typer.Option(Path("benchmarks/results"), help="Folder for <name>.json and .md."),
+    out: Path = typer.Option(Path("sertrt-bench"), help="Folder for <name>.json and .md (as bench's)."),
     device: str = typer.Option("cuda", help="cuda, cuda:N, or cpu (the variants that need no CUDA)."),
     variants: str = typer.Option("", help="Comma-separated subset of eager-fp32, eager-fp16, compile-fp32, compile-fp16, "
                                           "compile-cudagraphs-fp16, cudagraph-fp16, half-fp16, half-bf16, "
@@ -492,6 +622,7 @@ def bench_gpu(
     time_box: Optional[float] = typer.Option(None, help="Seconds each variant may take per cell (compile and capture included); "
                                                         "one past it is reported as such and the others still run "
                                                         "(the eager FP32 baseline is never cut: every ratio needs it)."),
+    quiet: Quiet = False,
 ) -> None:
     """PyTorch eager FP32 vs FP16 vs torch.compile vs CUDA graphs on a GPU, in one run."""
     from rich.progress import Progress
@@ -511,17 +642,29 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def _error_line(line: str, code: int = 1) -> None:
+    """Print a user error and exit with `code` (EXIT_CODES). A torchrun rank writes it to its error file instead, which
+    torchrun reads: `train --devices N` then prints the first failed rank's line once (training.distributed.launch_torchrun)."""
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}), encoding="utf-8")
+    else:
+        err.quiet = False  # --quiet hides progress, never the error
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
     warnings.formatwarning = _one_line_warning
     try:
         app()
+    except CheckFailed as e:
+        _error_line(f"error: {e}", 3)
     except SertrtError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error_line(f"error: {e}")
     except OSError as e:  # disk full, read-only folder, permission denied: the machine's answer, in one line
         where = f"{e.filename}: " if e.filename else ""
-        err.print(f"error: {where}{e.strerror or e}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error_line(f"error: {where}{e.strerror or e}")
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -6,6 +8,7 @@ from sertrt.core.audio import (
     FRAME_STRIDE,
     RECEPTIVE_FIELD,
     SAMPLE_RATE,
+    as_mono,
     exact_div,
     load_audio,
     write_wav,
@@ -118,3 +121,50 @@ def test_stream_reads_files_with_the_same_checks(tmp_path):
             read(hdr)
     with pytest.raises(SertrtError, match="missing.wav: no such audio file"):
         file_chunks(tmp_path / "missing.wav")
+
+
+def test_as_mono_reads_channels_either_way_and_refuses_an_ambiguous_shape():
+    """torchaudio and librosa(mono=False) give (channels, num_samples): it was read as num_samples channels."""
+    x = sine(200.0, 0.5, 16000)
+    for layout in (np.stack([x, x], 1), np.stack([x, x]), x[None], x[:, None], np.stack([x] * 8)):
+        np.testing.assert_allclose(as_mono(layout, "a"), x, atol=1e-7)
+    for shape in [(4, 2), (2, 2), (16, 48000), (0, 0)]:  # both axes could be channels, or neither
+        with pytest.raises(SertrtError, match=rf"^a: shape \({shape[0]}, {shape[1]}\) is ambiguous.*channels_first=True"):
+            as_mono(np.zeros(shape, np.float32), "a")
+    tiny = np.array([[0.1, 0.3], [0.5, 0.7], [0.2, 0.2]], np.float32)  # 3 samples of stereo, or 2 of 3 channels
+    np.testing.assert_allclose(as_mono(tiny, "a", channels_first=False), [0.2, 0.6, 0.2], atol=1e-7)
+    np.testing.assert_allclose(as_mono(tiny, "a", channels_first=True), [0.8 / 3, 1.2 / 3], atol=1e-7)
+    with pytest.raises(SertrtError, match=r"a: audio must be \(num_samples,\) or 2-D with channels, got shape \(2, 3, 4\)"):
+        as_mono(np.zeros((2, 3, 4)), "a")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"])
+def test_every_integer_dtype_is_scaled_by_its_range(dtype):
+    """int32 read as floats sat at about +87 dBFS (the silence gate never fired); uint8 kept its 128 offset."""
+    x = sine(200.0, 0.5, 16000).astype(np.float64)
+    info = np.iinfo(dtype)
+    half = (int(info.max) - int(info.min) + 1) / 2
+    pcm = np.round(x * (half - 1) + (half if info.min == 0 else 0)).astype(dtype)
+    got = as_mono(np.stack([pcm, pcm]), "a")  # channels first, scaled before the downmix
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, x, atol=1.5 / half)
+    assert as_mono(np.array([info.min, info.max], dtype), "a").tolist() == pytest.approx([-1.0, 1 - 1 / half])
+
+
+@pytest.mark.parametrize("audio", [np.zeros(4, bool), np.zeros(4, complex), np.array(["a", "b"])])
+def test_non_numeric_audio_is_refused(audio):
+    with pytest.raises(SertrtError, match=f"a: audio must be float or integer samples, got dtype {audio.dtype}"):
+        as_mono(audio, "a")
+
+
+def test_non_finite_samples_are_found_before_any_arithmetic_and_timed_from_the_offset():
+    """Random bytes read as float32 hold signalling NaNs: a mean over them leaked numpy's RuntimeWarning."""
+    x = np.frombuffer(np.random.default_rng(0).bytes(8000), "<f4").reshape(-1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SertrtError, match=r"^a: audio has \d+ NaN/Inf samples"):
+            as_mono(x, "a", channels_first=False)
+    y = np.zeros((2, 1000), np.float32)
+    y[1, 240] = np.inf
+    with pytest.raises(SertrtError, match=r"a: audio has 1 NaN/Inf samples, the first at 2.515 s \(sample 40240\)"):
+        as_mono(y, "a", rate=16000, offset=40000)

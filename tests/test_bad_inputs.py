@@ -43,6 +43,8 @@ TABLE = {
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run"], "run: already holds a run"),
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run", "--resume", "--epochs", "1"],
          "--epochs 1: run has finished 1 epochs already"),  # was: exit 0, options.json rewritten
+        (["train", "--train-manifest", "nope.jsonl", "--out", "r3", "--devices", "2"],
+         "nope.jsonl: no such manifest"),  # was: the error once per rank, then torchrun's ChildFailedError traceback
     ],
     "evaluate": [
         (["evaluate", "nowhere", "--manifest", M], "nowhere: no such checkpoint"),
@@ -63,9 +65,9 @@ TABLE = {
     "stream": [
         (["stream", "b32", "nope.wav"], "nope.wav: no such audio file"),
         (["stream", "nowhere", WAV], "nowhere: not a sertrt bundle"),
-        (["stream", "b32", WAV, "--smoothing", "median"], "unknown smoothing 'median'"),
-        (["stream", "b32", WAV, "--backend", "xyz"], "unknown backend 'xyz'"),
-        (["stream", "b32", "-", "--rate", "0"], "raw PCM input needs --rate"),
+        (["stream", "b32", "-", "--rate", "0"], "--rate 0: must be a positive sample rate"),  # was: "needs --rate"
+        (["stream", "b32", WAV, "--vad-model", "silero:tones/manifest.jsonl"],
+         "tones/manifest.jsonl: not an ONNX model"),  # was: onnxruntime's InvalidProtobuf traceback
         (["stream", "b32", WAV, "--hop-seconds", "0.00001"], "less than one sample"),  # was: spun forever
         (["stream", "b32", WAV, "--hop-seconds", "0"], "hop (0.0 s) must be > 0"),  # was: the default, silently
         (["stream", "b32", WAV, "--silence-dbfs", "nan"], "silence threshold nan dBFS"),  # was: never gated, silently

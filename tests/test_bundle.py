@@ -152,3 +152,65 @@ def test_an_export_killed_between_its_renames_gets_its_old_bundle_back(tmp_path)
     staged = staging_dir(tmp_path / "bundle")  # the next export starts here
     assert sorted((p.name, p.read_bytes()) for p in bundle.iterdir()) == before and not aside.exists()
     assert staged.is_dir()
+
+
+def plant_engine(bundle):
+    """What anyone who can write the bundle folder can do without a key: drop in a plan, list it under
+    local_files, and make manifest.sha256 match again."""
+    (bundle / "model.plan").write_bytes(b"an engine from someone else")
+    rewrite(bundle, lambda m: m.__setitem__("local_files", {"model.plan": hashlib.sha256(b"an engine from someone else").hexdigest()}))
+
+
+def test_with_a_trust_key_an_engine_outside_the_signature_loads_only_when_allowed(tmp_path):
+    from sertrt.runtime.runners import RunnerOptions, open_runner
+    from sertrt.runtime.trt_runner import TrtRunner
+
+    private, public = keypair(tmp_path, "vendor")
+    planted = make_bundle(tmp_path, sign_key=private)
+    plant_engine(planted)
+    built = make_bundle(tmp_path, "built", sign_key=private)  # build-engine's own record looks the same
+    (built / "model.plan").write_bytes(b"engine built here")
+    add_file(built, built / "model.plan")
+    for bundle in (planted, built):
+        load_bundle(bundle, trust=public)  # the signature still verifies: it never covered local_files
+        with pytest.raises(SertrtError) as e:
+            open_runner(bundle, RunnerOptions(backend="trt", trust=public))
+        assert "\n" not in str(e.value) and "outside what --trust verifies" in str(e.value) and "--allow-local-engine" in str(e.value)
+        runner, _ = open_runner(bundle, RunnerOptions(backend="trt", trust=public, allow_local_engine=True))
+        assert isinstance(runner, TrtRunner) and runner.engine_path == bundle / "model.plan"
+        runner, _ = open_runner(bundle, RunnerOptions(backend="trt"))  # unsigned use: unchanged
+        assert isinstance(runner, TrtRunner)
+
+
+def test_stream_refuses_the_planted_engine_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+    from conftest import REPO, sertrt_env
+
+    private, public = keypair(tmp_path, "vendor")
+    bundle = make_bundle(tmp_path, sign_key=private)
+    plant_engine(bundle)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    base = [sys.executable, "-m", "sertrt", "stream", str(bundle), str(wav), "--backend", "trt", "--trust", str(public)]
+    for extra, expected in (([], "--allow-local-engine"), (["--allow-local-engine"], "TensorRT Python bindings not found")):
+        r = subprocess.run(base + extra, capture_output=True, text=True, env=sertrt_env(), cwd=REPO, timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and expected in lines[0], (r.stdout, r.stderr)
+
+
+def test_a_local_entry_cannot_stand_in_for_a_signed_file(tmp_path):
+    """local_files once overrode the signed hash of a file of the same name: a swapped model.onnx verified."""
+    private, public = keypair(tmp_path, "vendor")
+    bundle = make_bundle(tmp_path, sign_key=private)
+    (bundle / "model.onnx").write_bytes(b"another model")
+    rewrite(bundle, lambda m: m.__setitem__("local_files", {"model.onnx": hashlib.sha256(b"another model").hexdigest()}))
+    for trust in (public, None):
+        with pytest.raises(SertrtError, match="lists model.onnx both as an exported file and under local_files"):
+            load_bundle(bundle, trust=trust)
+    clean = make_bundle(tmp_path, "clean", sign_key=private)
+    with pytest.raises(SertrtError, match="the export wrote this file"):
+        add_file(clean, clean / "model.onnx")

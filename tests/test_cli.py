@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from conftest import REPO, sertrt_env
+from test_api import bundle  # noqa: F401  (a fixture: a tiny fp32 bundle with a 1 s profile)
 
 
 def sertrt(*args, **kw):
@@ -153,7 +154,7 @@ def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
-    r = sertrt("export", tmp_path / "run", "--out", tmp_path / "bundle", "--precision", "int8-dynamic")
+    r = sertrt("export", tmp_path / "run", "--out", tmp_path / "bundle", "--precision", "int8-dynamic", "--test-manifest", tone_corpus)
     assert r.returncode == 0, r.stderr
     assert "(int8-dynamic, validation passed" in r.stdout
     wav = next(tone_corpus.parent.glob("*.wav"))
@@ -164,3 +165,62 @@ def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path
     assert rows[-1]["label"] in ("neutral", "happy", "angry", "sad")
     assert_one_line_error(sertrt("export", tmp_path / "run", "--out", tmp_path / "b2", "--precision", "int8-dynamic",
                                  "--engine"), "TensorRT takes the `int8` (QDQ) bundle")
+
+
+def test_version_and_exit_codes_in_help():
+    r = sertrt("--version")
+    assert r.returncode == 0 and r.stdout.strip() == "sertrt 0.1.0", (r.stdout, r.stderr)
+    r = sertrt("--help")
+    assert "0 ok, 1 bad input (a file, an option), 2 usage, 3 a check failed" in " ".join(r.stdout.split())
+    for option, value, valid in (("--smoothing", "median", "'none', 'ema', 'majority'"), ("--backend", "xyz", "'ort', 'trt', 'torch'")):
+        r = sertrt("stream", "b", option, value)  # a choice the help lists, refused as usage: exit 2
+        assert r.returncode == 2 and f"'{value}' is not one of {valid}" in r.stderr
+
+
+def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):
+    import numpy as np
+
+    import sertrt as api
+    from sertrt.core.audio import write_wav
+
+    files = [tmp_path / "a.wav", tmp_path / "missing.wav", tmp_path / "long.wav"]
+    rng = np.random.default_rng(0)
+    write_wav(files[0], (0.2 * rng.standard_normal(12000)).astype(np.float32), 16000)
+    write_wav(files[2], (0.2 * rng.standard_normal(3 * 44100)).astype(np.float32), 44100)  # past the 1 s profile
+    with api.load(bundle) as rec:
+        want = {str(p): rec(p) for p in (files[0], files[2])}
+    text = sertrt("predict", bundle, *files)
+    assert text.returncode == 1
+    assert text.stderr.splitlines() == [f"error: {files[1]}: no such audio file", "error: 1 of 3 files could not be labelled"]
+    lines = text.stdout.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(files[0]), str(files[2])]
+    for line in lines:
+        path, rest = line.split(": ", 1)
+        assert rest == f"{want[path].label} (" + " ".join(f"{k} {v:.3f}" for k, v in want[path].probabilities.items()) + ")"
+    machine = sertrt("predict", bundle, *files, "--json", "--quiet")
+    assert machine.returncode == 1 and machine.stderr.strip() == "error: 1 of 3 files could not be labelled"
+    rows = [json.loads(line) for line in machine.stdout.splitlines()]
+    assert [r["path"] for r in rows] == list(map(str, files))
+    assert rows[1] == {"path": str(files[1]), "error": f"{files[1]}: no such audio file"}
+    for row in (rows[0], rows[2]):
+        assert row["label"] == want[row["path"]].label
+        assert row["probabilities"] == pytest.approx(want[row["path"]].probabilities, abs=1e-6)
+    assert sertrt("predict", bundle, files[0]).returncode == 0
+
+
+def test_quiet_leaves_only_results(bundle, tmp_path):
+    """export logs its stages on stderr ("validating fp32 ONNX against PyTorch ..."); --quiet leaves the result line."""
+    quiet = sertrt("export", bundle.parent / "run", "--out", tmp_path / "quiet", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert quiet.stdout.startswith(f"wrote {tmp_path / 'quiet'}")
+
+
+def test_bench_writes_where_it_is_told_or_into_the_current_folder(tmp_path):
+    args = ("bench-gpu", "tiny", "--device", "cpu", "--variants", "eager-fp32", "--windows", "0.5", "--batches", "1",
+            "--repeats", "2", "--warmup", "1", "--quiet")
+    here = sertrt(*args, cwd=tmp_path)
+    assert here.returncode == 0, here.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sertrt-bench"]
+    assert {"tiny-cpu.json", "tiny-cpu.md"} <= {p.name for p in (tmp_path / "sertrt-bench").iterdir()}
+    there = sertrt(*args, "--out", tmp_path / "mine", cwd=tmp_path)
+    assert there.returncode == 0 and (tmp_path / "mine" / "tiny-cpu.json").is_file(), there.stderr

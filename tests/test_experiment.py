@@ -115,3 +115,26 @@ def test_unknown_table_and_config(protocol):
         run_experiment(opts(protocol, "table4"), log=lambda m: None)
     with pytest.raises(SertrtError, match="unknown configuration"):
         run_experiment(opts(protocol, "heads", configs=["xlsr+svm"]), log=lambda m: None)
+
+
+def test_auto_trains_and_scores_every_fold_on_the_gpu(protocol, monkeypatch):
+    """`--device auto` where PyTorch sees a GPU (pretended; nothing runs there): the folds train and are scored on it."""
+    import torch
+
+    import sertrt.training.experiment as experiment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    devices = []
+
+    class Scored(Exception):
+        pass
+
+    def score(run_dir, test, labels, batch_size, device):
+        devices.append(device)
+        raise Scored
+
+    monkeypatch.setattr(experiment, "train", lambda o: devices.append(o.device))
+    monkeypatch.setattr(experiment, "_score", score)
+    with pytest.raises(Scored):
+        run_experiment(opts(protocol, "heads", out=protocol / "gpu", device="auto"), log=lambda m: None)
+    assert devices == ["cuda", "cuda"]  # the fold's training, then its scoring

@@ -11,7 +11,7 @@ from conftest import REPO, make_tone_corpus, sertrt_env
 from test_precision import forbidden_ops
 
 from sertrt.core.bundle import load_bundle
-from sertrt.core.errors import SertrtError
+from sertrt.core.errors import CheckFailed, SertrtError
 from sertrt.export.exporter import ExportOptions, export_bundle
 from sertrt.model.io import save_checkpoint
 from sertrt.model.ser import build_model
@@ -33,7 +33,8 @@ def checkpoint(tmp_path_factory):
 def test_fp32_bundle_contract_and_validation(checkpoint):
     root, manifest = checkpoint
     out = root / "b32"
-    m = export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None, score=manifest_scorer(root / "run", manifest))
+    m = export_bundle(ExportOptions(root / "run", out, "fp32", test_manifest=manifest), log=lambda s: None,
+                      score=manifest_scorer(root / "run"))
     assert m.precision == "fp32" and m.validation["passed"]
     assert forbidden_ops(out / "model.onnx") == {}
     assert m.labels == ("neutral", "happy", "angry", "sad") and m.sample_rate == 16000 and m.opset >= 17
@@ -79,7 +80,7 @@ def test_existing_bundle_is_kept_when_export_fails_or_is_not_allowed(checkpoint,
         return {"passed": False, "checks": [], "table": "check ... FAIL"}
 
     monkeypatch.setattr("sertrt.export.exporter.validate_onnx", failing)
-    with pytest.raises(SertrtError, match="does not match PyTorch"):
+    with pytest.raises(CheckFailed, match="does not match PyTorch"):  # a failed check: exit 3
         export_bundle(ExportOptions(root / "run", out, "fp32", overwrite=True), log=lambda s: None)
     assert (out / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".keep")) == []  # no staging left
@@ -116,8 +117,8 @@ def test_bad_export_options(checkpoint, tmp_path):
 def test_reduced_precision_bundles_validate(checkpoint, precision):
     root, manifest = checkpoint
     out = root / f"b-{precision}"
-    m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16),
-                      log=lambda s: None, score=manifest_scorer(root / "run", manifest))
+    m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16,
+                                    test_manifest=manifest), log=lambda s: None, score=manifest_scorer(root / "run"))
     assert m.validation["passed"] and m.precision == precision
     assert forbidden_ops(out / "model.onnx") == {}
     assert m.accuracy["agreement"] >= 0.9
@@ -133,8 +134,8 @@ def test_int8_dynamic_bundle_for_onnx_runtime_cpu(checkpoint):
 
     root, manifest = checkpoint
     out = root / "b-int8-dynamic"
-    m = export_bundle(ExportOptions(root / "run", out, "int8-dynamic"), log=lambda s: None,
-                      score=manifest_scorer(root / "run", manifest))
+    m = export_bundle(ExportOptions(root / "run", out, "int8-dynamic", test_manifest=manifest), log=lambda s: None,
+                      score=manifest_scorer(root / "run"))
     assert m.precision == "int8-dynamic" and load_bundle(out).precision == "int8-dynamic"
     assert m.validation["passed"] and m.validation["precision"] == "int8-dynamic"
     assert m.validation["tolerances"] == LIMITS["int8-dynamic"].validation()
@@ -154,3 +155,104 @@ def test_int8_dynamic_bundle_for_onnx_runtime_cpu(checkpoint):
     head = [n for n in graph.node if n.name.startswith("/head/")]
     assert {"GRU", "MatMul"} <= {n.op_type for n in head} and not {"MatMulInteger", "DynamicQuantizeLinear"} & {n.op_type for n in head}
     assert [i.name for i in graph.input] == ["waveform", "lengths"] and [o.name for o in graph.output] == ["logits"]
+
+
+class _Branchy(torch.nn.Module):
+    """A model whose python branch / int() freezes a value at trace time: the graph would ignore the input."""
+
+    upstream = None
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, waveform, lengths):
+        if self.kind == "branch":
+            scale = 2.0 if waveform.shape[1] > 5 else 1.0
+        else:
+            scale = float(int(waveform.abs().sum()))
+        return waveform[:, :4] * scale
+
+
+@pytest.mark.parametrize("kind", ["branch", "int"])
+def test_tracer_warning_fails_the_export(tmp_path, kind):
+    from sertrt.export.onnx_export import export_onnx
+    from sertrt.export.spec import ExportSpec
+
+    spec = ExportSpec(labels=("neutral", "happy", "angry", "sad"), sample_rate=16000)
+    with pytest.raises(SertrtError, match=r"test_export\.py:\d+: TracerWarning Converting a tensor to a Python") as e:
+        export_onnx(_Branchy(kind), tmp_path / "m.onnx", spec)
+    assert "\n" not in str(e.value)
+
+
+def test_export_shows_no_deprecation_notice(checkpoint, tmp_path):
+    import warnings
+
+    root, _ = checkpoint
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_bundle(ExportOptions(root / "run", tmp_path / "b", "fp32"), log=lambda s: None)
+    assert [str(w.message)[:80] for w in caught if "onnx" in w.filename or "TracerWarning" in w.category.__name__] == []
+
+
+def test_a_full_disk_names_the_file_torch_could_not_write(checkpoint, tmp_path, monkeypatch):
+    import errno
+
+    def disk_full(*args, **kwargs):  # torch writes the ONNX bytes itself: its OSError names no file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    root, _ = checkpoint
+    monkeypatch.setattr(torch.onnx, "export", disk_full)
+    with pytest.raises(OSError) as e:
+        export_bundle(ExportOptions(root / "run", tmp_path / "b", "fp32"), log=lambda s: None)
+    assert e.value.filename.endswith("model.fp32.onnx") and str(tmp_path / ".b.staging.") in e.value.filename
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_signing_key_is_refused_before_exporting(checkpoint, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("exported before the key was checked")
+
+    root, _ = checkpoint
+    key = tmp_path / "key.pem"
+    key.write_text("not a key\n")
+    monkeypatch.setattr("sertrt.export.exporter.export_onnx", never)
+    with pytest.raises(SertrtError, match=r"key\.pem: not an unencrypted PEM private key"):
+        export_bundle(ExportOptions(root / "run", tmp_path / "b", "fp32", sign=key), log=lambda s: None)
+
+
+def test_checkpoints_read_like_every_other_file(checkpoint):
+    import os
+
+    root, _ = checkpoint
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in (root / "run").iterdir()} == {
+        "best.safetensors": oct(0o666 & ~mask), "best.json": oct(0o666 & ~mask)}
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(tmp_path_factory):
+    """wav2vec2-base's layout (group-norm feature encoder, post-LN) at tiny's size."""
+    root = tmp_path_factory.mktemp("export-base")
+    torch.manual_seed(0)
+    model = build_model("tiny-base").eval()
+    with torch.no_grad():
+        model.head.out.weight.mul_(20.0)  # decisive logits, so top-1 agreement is meaningful
+    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    return root, make_tone_corpus(root / "tones", per_label=5, seed=11)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_group_norm_upstream_exports_and_validates(base_checkpoint, precision):
+    """A group-norm upstream is batch-invariant like the others: every batch matches one at a time (top-1 100%),
+    at every precision, and the graph is clean for TensorRT."""
+    root, manifest = base_checkpoint
+    out = root / f"b-{precision}"
+    m = export_bundle(ExportOptions(root / "run", out, precision, calib_manifest=manifest, calib_utterances=16,
+                                    test_manifest=manifest), log=lambda s: None, score=manifest_scorer(root / "run"))
+    assert m.validation["passed"] and m.source_checkpoint["upstream"] == "tiny-base"
+    alone = [c for c in m.validation["checks"] if c["name"].endswith("vs one at a time")]
+    assert len(alone) == 2 and all(c["passed"] and c["agreement"] == 1.0 for c in alone)
+    assert m.tensorrt_audit["clean"] and forbidden_ops(out / "model.onnx") == {}
+    assert m.accuracy["agreement"] >= 0.9

@@ -23,6 +23,19 @@ def test_round_trip_with_relative_paths(tone_corpus, tmp_path):
     assert read_manifest(copy) == utts
 
 
+def test_paths_relative_to_the_current_folder_round_trip(tone_corpus, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    (tmp_path / "data").mkdir()
+    utt = read_manifest(tone_corpus)[0]
+    shutil.copy(utt.path, tmp_path / "data" / "a.wav")
+    monkeypatch.chdir(tmp_path)
+    for manifest in ("data/m.jsonl", "m.jsonl", "sub/m.jsonl"):
+        write_manifest(manifest, [dataclasses.replace(utt, path="data/a.wav")])
+        assert read_manifest(manifest)[0].path == str((tmp_path / "data" / "a.wav").resolve())
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -212,8 +213,10 @@ def test_a_bad_chunk_is_rejected_and_no_stream_changes():
     bad[100] = np.nan
     with pytest.raises(SertrtError, match="NaN/Inf.*stream unchanged"):
         streams.push({"a": np.full(8000, 0.2, np.float32), "b": bad})  # a's chunk alone would complete windows
-    with pytest.raises(SertrtError, match=r"must be \(n,\) or \(n, channels\)"):
+    with pytest.raises(SertrtError, match=r"must be \(num_samples,\) or 2-D with channels"):
         streams.push({"a": np.zeros((10, 2, 2), np.float32)})
+    with pytest.raises(SertrtError, match=r"shape \(5, 2\) is ambiguous.*stream unchanged"):
+        streams.push({"a": np.full(8000, 0.2, np.float32), "b": np.zeros((5, 2), np.float32)})
     assert len(runner.batches) == calls
     run_together(streams, sources, results)
     results["a"] += streams.flush("a")
@@ -300,3 +303,31 @@ def test_imports_without_torch():
 def test_a_hop_under_one_sample_is_refused_not_spun_on():
     with pytest.raises(SertrtError, match="less than one sample"):
         MultiStream(RowStats(), LABELS, StreamConfig(hop_seconds=0.00001))
+
+
+def test_threads_pushing_their_own_streams_get_what_each_gets_alone():
+    """4 threads at once lost windows (8 of 37), duplicated them (39 of 37), mislabelled them and sent the
+    engine zero-length rows: push and flush now hold one lock."""
+    class Yielding(RowStats):
+        def infer(self, feeds):
+            time.sleep(0.001)  # a real engine releases the GIL mid-call: let the other threads in here
+            return super().infer(feeds)
+
+    audio = {i: voiced(4.0, i + 1) for i in range(4)}
+    size = {i: 700 + 900 * i for i in range(4)}
+    streams = MultiStream(Yielding(keep=False), LABELS, CONFIG, max_batch=3, stream_ids=range(4))
+
+    def feed(i):
+        got = [r for chunk in chunks_of(audio[i], size[i]) for r in streams.push({i: chunk})[i]]
+        return got + streams.flush(i)
+
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(feed, range(4)))
+    for i in range(4):
+        alone, summary = run_alone(RowStats(keep=False), LABELS, audio[i], size[i], CONFIG)
+        assert_same(together[i], alone)
+        assert_same_summary(streams.summary(i), summary)
+    # channels first, as torchaudio gives them, are the same stream
+    streams.reset(0)
+    stereo = streams.push({0: np.stack([audio[0], audio[0]])})[0] + streams.flush(0)
+    assert_same(stereo, run_alone(RowStats(keep=False), LABELS, audio[0], len(audio[0]), CONFIG)[0], atol=1e-6)

@@ -187,8 +187,9 @@ def test_disk_full_during_a_write_is_one_line_and_keeps_the_old_file(tmp_path):
             "def full(fd): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
             "os.fsync = full  # every atomic write fsyncs its temp file before the rename\n"
             "from sertrt.cli import main\n"
-            "sys.argv = ['sertrt', 'data', 'split', sys.argv[1], '--test-fraction', '0.25']\n"
+            "sys.argv = ['sertrt', 'data', 'split', sys.argv[1], '--test-fraction', '0.25', '--out-dir', sys.argv[2]]\n"
             "main()\n")
-    result = subprocess.run([sys.executable, "-c", code, str(manifest)], env=sertrt_env(), capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code, str(manifest), str(tmp_path / "other")], env=sertrt_env(),
+                            capture_output=True, text=True)
     assert_one_line_error(result, "_manifest.jsonl: No space left on device")
-    assert snapshot(tmp_path / "tones") == before and not list((tmp_path / "tones").glob(".*.tmp"))
+    assert snapshot(tmp_path / "tones") == before and list((tmp_path / "other").iterdir()) == []

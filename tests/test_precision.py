@@ -291,6 +291,34 @@ def test_int8_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8):
     assert agreement >= LIMITS["int8"].validation_agreement, f"top-1 agreement {agreement:.3f}"
 
 
+@pytest.mark.parametrize("precision", ["int8", "int8-dynamic"])
+def test_int8_tolerance_fails_logits_whose_top1_flipped(fp32_onnx, int8, int8_dynamic, precision):
+    """The smallest elementwise change that flips a row's top-1 moves its two best logits to meet in the middle.
+    Done on every validation row, it is outside the INT8 tolerance, top-1 agreement aside; the INT8 model itself passes."""
+    from sertrt.core.audio import pad_batch
+    from sertrt.export.validate import compare, validation_batches
+
+    ref_session = session(fp32_onnx)
+    int8_session = session((int8 if precision == "int8" else int8_dynamic)[0])
+    ref, quantised = [], []
+    for clips in validation_batches(16000):
+        waveform, lengths = pad_batch(clips)
+        ref.append(ref_session.run(["logits"], {"waveform": waveform, "lengths": lengths})[0])
+        quantised.append(int8_session.run(["logits"], {"waveform": waveform, "lengths": lengths})[0])
+    ref, quantised = np.concatenate(ref), np.concatenate(quantised)
+    limits = LIMITS[precision]
+    assert compare("int8", ref, quantised, limits.atol, limits.rtol, limits.validation_agreement).passed
+    rows = np.arange(len(ref))
+    best, second = np.argsort(ref, axis=1)[:, -1], np.argsort(ref, axis=1)[:, -2]
+    step = (ref[rows, best] - ref[rows, second]) / 2 + 1e-3
+    flipped = ref.copy()
+    flipped[rows, best] -= step
+    flipped[rows, second] += step
+    assert (flipped.argmax(1) != ref.argmax(1)).all()
+    for r in rows:  # each row alone, agreement not asked for: the elementwise tolerance itself refuses it
+        assert not compare("flipped", ref[r : r + 1], flipped[r : r + 1], limits.atol, limits.rtol, 0.0).passed, r
+
+
 def test_int8_with_conv_keeps_first_conv_float(fp32_onnx, calib_manifest, tmp_path):
     """Conv quantisation on request, from a CalibrationDataReader: all but the first (raw waveform) Conv."""
 
@@ -341,17 +369,49 @@ def test_int8_dynamic_quantises_encoder_matmuls_only(fp32_onnx, int8_dynamic):
     assert ops["GRU"] == 2
     for n in model.graph.node:
         if "/head/" in n.name:
-            assert all(types.get(t) != onnx.TensorProto.UINT8 for t in (*n.input, *n.output) if t), n.name
+            assert all(types.get(t) not in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8) for t in (*n.input, *n.output) if t), n.name
 
-    # every other weighted MatMul became MatMulInteger: uint8 weights, one zero-point per output channel
+    # every other weighted MatMul became MatMulInteger: int8 weights (the default vnni target), one zero-point per output channel
     initializers = {t.name for t in src.graph.initializer}
     weighted = [n for n in src.graph.node if n.op_type == "MatMul" and n.input[1] in initializers]
     assert len(integer) == len([n for n in weighted if n not in islands])
     inits = {t.name: t for t in model.graph.initializer}
     for n in integer:
         weight, zero_point = inits[n.input[1]], inits[n.input[3]]
-        assert weight.data_type == zero_point.data_type == onnx.TensorProto.UINT8, n.name
+        assert weight.data_type == zero_point.data_type == onnx.TensorProto.INT8, n.name
         assert list(zero_point.dims) == [weight.dims[1]], n.name
+    assert info["cpu_target"] == "vnni"
+
+
+def test_int8_dynamic_weights_follow_the_cpu_target(fp32_onnx, int8_dynamic, tmp_path):
+    """vnni/arm64: full-range QInt8 weights (u8s8 kernels are exact there); avx2: 7-bit (reduce_range), which keeps
+    AVX2's saturating 16-bit pair sums of u8 x s8 products in range."""
+    from onnx import numpy_helper
+
+    def weights(path: Path) -> list[np.ndarray]:
+        model = onnx.load(str(path))
+        inits = {t.name: t for t in model.graph.initializer}
+        return [numpy_helper.to_array(inits[n.input[1]]) for n in model.graph.node if n.op_type == "MatMulInteger"]
+
+    info = to_int8_dynamic(fp32_onnx, tmp_path / "avx2.onnx", cpu_target="avx2")
+    assert info["cpu_target"] == "avx2" and "reduce_range" in info["weights"]
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights(tmp_path / "avx2.onnx")) <= 64
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights(int8_dynamic[0])) == 127
+    with pytest.raises(SertrtError, match="valid: vnni, avx2, arm64"):
+        to_int8_dynamic(fp32_onnx, tmp_path / "x.onnx", cpu_target="sse4")
+
+
+def test_host_cpu_target_and_the_one_line_mismatch():
+    from sertrt.core.precisions import cpu_target_mismatch, host_cpu_target
+
+    assert host_cpu_target("flags\t: fpu sse2 avx2 avx512f avx512_vnni\n", "x86_64") == "vnni"
+    assert host_cpu_target("flags\t: fpu sse2 avx2 fma\n", "x86_64") == "avx2"
+    assert host_cpu_target("flags\t: fpu sse2\n", "x86_64") is None
+    assert host_cpu_target("Features\t: fp asimd asimddp\n", "aarch64") == "arm64"
+    assert cpu_target_mismatch("vnni", host="arm64") is None and cpu_target_mismatch(None, host="avx2") is None
+    line = cpu_target_mismatch("vnni", host="avx2")
+    assert "\n" not in line and "exported for --cpu-target vnni, this host is avx2: re-export with --cpu-target avx2" in line
+    assert "re-export with --cpu-target vnni" in cpu_target_mismatch("avx2", host="vnni")
 
 
 def test_int8_dynamic_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8_dynamic):
@@ -387,6 +447,18 @@ def test_manifest_calibration_is_stratified_cropped_and_deterministic(calib_mani
     assert all(picked.count(label) == 4 for label in LABELS)
     skewed = ["neutral"] * 10 + ["sad"] * 2
     assert sorted(skewed[i] for i in _stratified_pick(skewed, 6, seed=0)) == ["neutral"] * 4 + ["sad"] * 2
+
+
+def test_split_calibration_holds_out_the_rest_capped_and_stratified(calib_manifest):
+    from sertrt.export.precision import split_calibration
+
+    calibrated, held_out = split_calibration(calib_manifest, num=16)
+    assert len(calibrated) == 16 and len(held_out) == 4 and sorted(u.label for u in held_out) == sorted(LABELS)
+    assert not {u.path for u in calibrated} & {u.path for u in held_out}
+    feeds = manifest_calibration(calib_manifest, num=16)  # the calibration is exactly the first part
+    assert len(feeds) == 16
+    capped = split_calibration(calib_manifest, num=16, max_held_out=2)[1]
+    assert len(capped) == 2 and len({u.label for u in capped}) == 2 and {u.path for u in capped} <= {u.path for u in held_out}
 
 
 def test_manifest_calibration_too_few_utterances(tmp_path):

@@ -32,10 +32,35 @@ def test_main_job_runs_end_to_end_small(tmp_path):
     # the classical floor, trained on the same split, reported beside the model's test UA
     assert re.search(r"test UA \(speaker-independent, scored once\): tiny XLSR \+ HGFM \d+\.\d%, stats-lr floor \d+\.\d%",
                      first.stdout), first.stdout
+    # Not a terminal: no line is hard-wrapped at 80 columns (the training header is one line of ~100)
+    assert any("strategy=" in line and "device=" in line for line in first.stderr.splitlines()), first.stderr
+    # It ends on a summary, not on the stream's JSON: how long, what it wrote, the test UA and the split's kind
+    tail = first.stdout.rstrip().splitlines()[-8:]
+    assert re.fullmatch(r"summary: done in \d+ min \d+ s \(setup included\); .* holds:", tail[0]), tail
+    assert re.fullmatch(r"  \S+/bundle-int8 +\d+ files, \S+", tail[5]) and tail[7].startswith("  test UA (speaker-independent"), tail
+    # Checkpoints read like every other file the demo writes (the umask's mode, not mkstemp's 0600)
+    modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "demo").rglob("*") if p.is_file()}
+    assert modes == {oct(0o666 & ~_umask())}, modes
     floor = (tmp_path / "demo" / "floor" / "best.safetensors").read_bytes()
     best = (run / "best.safetensors").read_bytes()
-    # A second run reuses the corpus and resumes the finished run: nothing is overwritten.
+    # A second run reuses the corpus and resumes the finished run: nothing is overwritten, and it says what it skipped.
     again = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
+    skipped = [line.split(" (")[0] for line in again.stdout.splitlines() if line.startswith("skipped: ")]
+    assert skipped == ["skipped: synthesis", "skipped: the split", "skipped: training", "skipped: the classical floor",
+                       "skipped: the fp32 export", "skipped: the int8 export", "skipped: the int8-dynamic export"], skipped
     assert (run / "best.safetensors").read_bytes() == best
     assert (tmp_path / "demo" / "floor" / "best.safetensors").read_bytes() == floor
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_readme_gives_one_demo_time():
+    """The demo's time is stated once, where it was measured (Results), not again (differently) above it."""
+    intro, results = (REPO / "README.md").read_text().split("## Results", 1)
+    main_job = results[results.index("- **Main job**"):].split("\n- ", 1)[0]
+    assert not re.search(r"\d+ min \d+ s", intro) and len(re.findall(r"\*\*\d+ min \d+ s\*\*", main_job)) == 1

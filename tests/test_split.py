@@ -97,3 +97,17 @@ def test_validation_of_a_tiny_manifest_still_holds_something_out():
     assert len(valid) == 1 and len(train) == 3 and "random" in how["en"]
     with pytest.raises(SertrtError, match="--valid-fraction 0"):
         carve_validation(utts, 0.0, seed=0)
+
+
+def test_an_existing_split_is_never_replaced(tone_corpus, tmp_path):
+    from sertrt.data.split import SplitOptions, split_manifest
+
+    train, test, _ = split_manifest(SplitOptions(tone_corpus, out_dir=tmp_path))
+    before = train.read_bytes(), test.read_bytes()
+    for seed, out_dir in ((1, tmp_path), (0, tmp_path)):
+        with pytest.raises(SertrtError, match=r"train_manifest\.jsonl: already exists; a split is never replaced"):
+            split_manifest(SplitOptions(tone_corpus, seed=seed, out_dir=out_dir))
+    test.unlink()  # one of the two left from an earlier split: still refused, nothing written
+    with pytest.raises(SertrtError, match=r"train_manifest\.jsonl: already exists"):
+        split_manifest(SplitOptions(tone_corpus, seed=1, out_dir=tmp_path))
+    assert train.read_bytes() == before[0] and not test.exists()

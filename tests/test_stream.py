@@ -1,9 +1,11 @@
 """The streaming runtime with a stand-in runner (exact window bookkeeping) and with a real bundle."""
 
+import io
 import json
 import resource
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -149,15 +151,22 @@ def test_memory_stays_flat_over_hours_of_audio():
     assert grown_kb < 5_000, f"peak RSS grew {grown_kb} kB over 2 h of audio"
 
 
-def test_stream_command_reads_files_and_stdin(tmp_path, tone_corpus):
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A tiny untrained model's fp32 bundle."""
     from sertrt.export.exporter import ExportOptions, export_bundle
     from sertrt.model.io import save_checkpoint
     from sertrt.model.ser import build_model
 
-    save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
-    export_bundle(ExportOptions(tmp_path / "run", tmp_path / "bundle", "fp32"), log=lambda s: None)
+    root = tmp_path_factory.mktemp("stream")
+    save_checkpoint(root / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
+    export_bundle(ExportOptions(root / "run", root / "bundle", "fp32"), log=lambda s: None)
+    return root / "bundle"
+
+
+def test_stream_command_reads_files_and_stdin(tmp_path, tone_corpus, bundle):
     wav = next(tone_corpus.parent.glob("*.wav"))
-    cmd = [sys.executable, "-m", "sertrt", "stream", str(tmp_path / "bundle")]
+    cmd = [sys.executable, "-m", "sertrt", "stream", str(bundle)]
     by_file = subprocess.run([*cmd, str(wav), "--hop-seconds", "0.25"], env=sertrt_env(), capture_output=True, text=True, check=True)
     lines = [json.loads(x) for x in by_file.stdout.splitlines()]
     assert lines[-1]["summary"] and lines[-1]["windows"] == len(lines) - 1 >= 1
@@ -195,3 +204,112 @@ def test_smallest_hop_rounds_to_one_sample_and_advances():
     assert (config.window_samples, config.hop_samples) == (480, 1)
     stream = EmotionStream(Recorder(keep=False), LABELS, config)
     assert len(stream.push(np.full(485, 0.1, np.float32))) == 6  # windows ending at 480 ... 485
+
+
+def test_channels_first_chunks_are_read_as_channels():
+    """np.stack([x, x]) (torchaudio's layout) was read as 48000 channels of 2 samples: 0.004 s of audio."""
+    x = (0.3 * np.sin(np.arange(48000) / 10)).astype(np.float32)
+    mono, stereo = Recorder(), Recorder()
+    want = EmotionStream(mono, LABELS, StreamConfig(silence_dbfs=None)).push(x)
+    stream = EmotionStream(stereo, LABELS, StreamConfig(silence_dbfs=None))
+    got = stream.push(np.stack([x, x])) + stream.push(np.stack([x, x])[:, :5], channels_first=True)
+    assert [(r.start, r.end) for r in got] == [(r.start, r.end) for r in want] and len(want) == 3
+    for a, b in zip(stereo.windows, mono.windows):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+    with pytest.raises(SertrtError, match=r"audio chunk: shape \(5, 2\) is ambiguous.*stream unchanged"):
+        stream.push(np.zeros((5, 2), np.float32))
+    assert stream.summary()["duration"] == 48005 / 16000
+
+
+def test_int32_and_uint8_chunks_are_scaled_like_int16():
+    """int32 read at about +87 dBFS, so the silence gate never fired; uint8 kept its offset of 128."""
+    x = 0.3 * np.sin(np.arange(32000) / 10)
+    levels = [EmotionStream(Recorder(), LABELS).push(pcm)[0].rms_dbfs
+              for pcm in ((x * 2**15).astype(np.int16), (x * 2**31).astype(np.int32), np.round(x * 128 + 128).astype(np.uint8))]
+    assert levels == pytest.approx([levels[0]] * 3, abs=0.05) and -14 < levels[0] < -12
+    quiet = EmotionStream(Recorder(), LABELS).push((x * 1e-4 * 2**31).astype(np.int32))
+    assert quiet[0].silent
+
+
+def test_a_nan_chunk_is_timed_from_the_start_of_the_stream():
+    stream = EmotionStream(Recorder(), LABELS, StreamConfig(input_rate=8000, silence_dbfs=None))
+    stream.push(np.full(20000, 0.1, np.float32))
+    bad = np.full(8000, 0.1, np.float32)
+    bad[5] = np.nan
+    with pytest.raises(SertrtError, match=r"the first at 2.501 s \(sample 20005\); chunk rejected, stream unchanged"):
+        stream.push(bad)
+
+
+def test_one_call_api_reads_channels_first_and_refuses_ambiguous_shapes(bundle):
+    from sertrt.runtime import load
+
+    x = (0.3 * np.sin(np.arange(24000) / 10)).astype(np.float32)
+    with load(bundle) as rec:
+        mono = rec(x, 16000)
+        for stereo in (np.stack([x, x]), np.stack([x, x], 1), (np.stack([x, x]) * 2**31).astype(np.int32)):
+            np.testing.assert_allclose(rec(stereo, 16000).logits, mono.logits, atol=1e-5)
+        assert rec(np.zeros((3, 2), np.float32), 16000, channels_first=False).label in LABELS
+        with pytest.raises(SertrtError, match=r"utterance 1: shape \(3, 2\) is ambiguous"):
+            rec([x, np.zeros((3, 2), np.float32)], 16000)
+
+
+def cli(monkeypatch, capsys, *argv, stdin=b""):
+    """`sertrt ARGV` in this process (warnings are errors): (exit code, stdout, stderr)."""
+    from sertrt.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sertrt", *map(str, argv)])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() sets its own
+    code = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_stream_command_errors_say_what_is_wrong(bundle, tmp_path, monkeypatch, capsys):
+    import soundfile as sf
+
+    x = (0.3 * np.sin(np.arange(64000) / 10)).astype(np.float32)
+    x[40000] = np.nan
+    sf.write(tmp_path / "nan.wav", x, 16000, subtype="FLOAT")
+    # was: windows printed, then "audio chunk: ... at sample 0; chunk rejected, stream unchanged" with exit 1
+    assert cli(monkeypatch, capsys, "stream", bundle, tmp_path / "nan.wav") == (
+        1, "", f"error: {tmp_path / 'nan.wav'}: audio has 1 NaN/Inf samples, the first at 2.500 s (sample 40000)\n")
+    # was: "needs --rate"
+    assert cli(monkeypatch, capsys, "stream", bundle, "-", "--rate", "0") == (
+        1, "", "error: --rate 0: must be a positive sample rate in Hz\n")
+    # was: ":abc:" printed as an emoji
+    assert cli(monkeypatch, capsys, "stream", bundle, "-", "--vad-model", "energy:abc", "--rate", "16000")[2] == (
+        "error: --vad energy:abc: 'abc' is not a number\n")
+    # was: numpy's "invalid value encountered in reduce" warning before the error
+    code, out, err = cli(monkeypatch, capsys, "stream", bundle, "-", "--rate", "16000", "--format", "f32le",
+                         "--channels", "2", stdin=np.random.default_rng(0).bytes(64000))
+    assert code == 1 and out == "" and err.startswith("error: stdin: audio has ") and err.count("\n") == 1
+
+
+def test_vad_model_implies_vad(bundle, tmp_path, monkeypatch, capsys):
+    """--vad-model without --vad was silently ignored: a detector named is a detector used."""
+    wav = tmp_path / "tone.wav"
+    import soundfile as sf
+
+    sf.write(wav, (0.3 * np.sin(np.arange(48000) / 10)).astype(np.float32), 16000)  # about -13 dBFS
+    code, out, _ = cli(monkeypatch, capsys, "stream", bundle, wav, "--vad-model", "energy:-5")  # every frame below
+    windows = [json.loads(line) for line in out.splitlines()][:-1]
+    assert code == 0 and len(windows) == 3 and all(w["silent"] for w in windows)
+    code, out, _ = cli(monkeypatch, capsys, "stream", bundle, wav)
+    assert code == 0 and not any(json.loads(line).get("silent") for line in out.splitlines())
+
+
+def test_help_keeps_square_brackets():
+    """rich's markup ate "[vad]" from the help of --vad-model ("pip install sertrt" was left)."""
+    from typer.testing import CliRunner
+
+    from sertrt.cli import app
+
+    r = CliRunner().invoke(app, ["stream", "--help"], terminal_width=200)
+    assert r.exit_code == 0 and "webrtc[:0-3] (sertrt[vad])" in " ".join(r.output.split())

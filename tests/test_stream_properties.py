@@ -3,6 +3,8 @@ it never hangs, raises nothing but SertrtError, and emits the same windows howev
 into chunks, alone (EmotionStream) or batched with other streams (MultiStream). Derandomised, so CI
 runs the same examples every time."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,29 @@ def test_multistream_gives_each_stream_what_it_gets_alone(n, seed, sizes, max_ba
         assert [(r.start, r.end) for r in got[sid]] == [(a, b) for a, b, _ in alone]
         for r, (_, _, p) in zip(got[sid], alone):
             np.testing.assert_allclose(r.probabilities, p, rtol=1e-6, atol=1e-7)
+
+
+@PROPERTY
+@given(shape=st.tuples(st.integers(0, 40), st.integers(0, 40)), dtype=st.sampled_from(["float32", "int16", "int32", "uint8"]),
+       channels_first=st.sampled_from([None, True, False]))
+def test_a_2d_chunk_is_read_one_way_or_refused_naming_its_shape(shape, dtype, channels_first):
+    """Either layout of the same audio gives the same stream; a shape that does not say which is refused, unchanged."""
+    from sertrt.core.audio import MAX_CHANNELS
+
+    x = np.arange(shape[0] * shape[1]).reshape(shape).astype(dtype)
+    stream = EmotionStream(RowStats(), LABELS, StreamConfig(window_seconds=0.025, hop_seconds=0.025, silence_dbfs=None))
+    small = [1 <= d <= MAX_CHANNELS for d in shape]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's "mean of empty slice": NaN samples from no channels
+            stream.push(x, channels_first)
+    except SertrtError as e:
+        if channels_first is not None:
+            assert shape[not channels_first] == 0 and "has no channels" in str(e)
+        else:
+            assert small[0] == small[1] and f"shape {shape} is ambiguous" in str(e)
+        assert stream.summary()["duration"] == 0.0
+        return
+    first = channels_first if channels_first is not None else small[0]
+    assert channels_first is not None or small[0] != small[1]
+    assert stream.summary()["duration"] == shape[1 if first else 0] / 16000

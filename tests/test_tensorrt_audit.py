@@ -91,6 +91,7 @@ def tiny_bundles(tmp_path_factory):
     from sertrt.export.exporter import ExportOptions, export_bundle
     from sertrt.model.io import save_checkpoint
     from sertrt.model.ser import build_model
+    from sertrt.verify.compare import manifest_scorer
 
     root = tmp_path_factory.mktemp("audit")
     torch.manual_seed(0)
@@ -100,7 +101,8 @@ def tiny_bundles(tmp_path_factory):
     for precision in ("fp32", "fp16", "int8"):
         lines = []
         cards[precision] = (export_bundle(ExportOptions(root / "run", root / precision, precision, calib_manifest=manifest,
-                                                        calib_utterances=16), log=lines.append), lines, root / precision)
+                                                        calib_utterances=16, test_manifest=manifest), log=lines.append,
+                                          score=manifest_scorer(root / "run")), lines, root / precision)
     return cards
 
 

@@ -1,11 +1,12 @@
-"""sertrt.export.tensorrt_engine and sertrt.runtime.trt_runner (no TensorRT or GPU here): our code around
-NVIDIA's Polygraphy, driven with a stand-in for `polygraphy.backend.trt` that records what it is given and
-fake `tensorrt` modules shaped like TensorRT 10.3 (JetPack 6), 10.13 and 11.x where those differ
-(docs/tensorrt-api-versions.md), each exposing only names its version's compiled bindings have (checked
-below, against tests/data/tensorrt-{10.3,10.13,11}-names.txt.gz, written by scripts/tensorrt_names.py)."""
+"""sertrt.export.tensorrt_engine (no TensorRT or GPU here): our code around NVIDIA's Polygraphy, driven with a
+stand-in for `polygraphy.backend.trt` that records what it is given and fake `tensorrt` modules shaped like
+TensorRT 10.3 (JetPack 6), 10.13 and 11.x where those differ (docs/tensorrt-api-versions.md), each exposing
+only names its version's compiled bindings have (checked below, against tests/data/tensorrt-{10.3,10.13,11}-
+names.txt.gz, written by scripts/tensorrt_names.py). The same fakes run engines in tests/test_trt_runner.py."""
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import gzip
 import json
@@ -29,7 +30,6 @@ from sertrt.export.tensorrt_engine import (
     engine_record,
     trtexec_command,
 )
-from sertrt.runtime.trt_runner import TrtRunner
 
 PROFILE = Profile(min_batch=1, opt_batch=2, max_batch=4, min_samples=400, opt_samples=16000, max_samples=64000)
 GPU = ("NVIDIA Orin", 8, 7)
@@ -39,9 +39,7 @@ TRT = {"10.3": "10.3.0.30", "10.13": "10.13.0.35", "11": "11.4.0.106"}  # 10.3.0
 
 # ---------------------------------------------------------------- fake tensorrt: only real names, per version
 class FakeEngine:
-    """trt.ICudaEngine as TrtRunner reads it. waveform (B, N) float32 + lengths (B,) int64 -> logits (B, 4)
-    float32 = [sum of the first lengths[b] samples, lengths[b], B, N]: enough to see the feeds reach the engine
-    and come back."""
+    """trt.ICudaEngine as TrtRunner reads it: waveform (B, N) float32 + lengths (B,) int64 -> logits (B, 4)."""
 
     _tensors = {"waveform": ("INPUT", "FLOAT"), "lengths": ("INPUT", "INT64"), "logits": ("OUTPUT", "FLOAT")}
 
@@ -65,13 +63,66 @@ class FakeEngine:
         assert profile_index == 0
         return PROFILE.shapes()[name]
 
-    def get_device_memory_size_for_profile_v2(self, profile_index):  # what Polygraphy calls on TensorRT >= 10.1
-        return 0
+    def create_execution_context(self):
+        return self._trt.IExecutionContext(self)
 
 
-class FakeEngine10(FakeEngine):
-    def get_device_memory_size_for_profile(self, profile_index):  # deprecated in 10.1, removed in 11
-        return 0
+def fake_logits(wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """What the fake engine computes: [sum of the first lengths[b] samples / 1000, lengths[b] / 64000, B / 4,
+    N / 64000] per row, enough to see the feeds reach the engine and come back."""
+    b, n = wav.shape
+    return np.array([[wav[i, : lengths[i]].sum() / 1000, lengths[i] / 64000, b / 4, n / 64000] for i in range(b)],
+                    dtype=np.float32)
+
+
+def _at(address: int, shape: tuple, dtype) -> np.ndarray:
+    """A numpy view of memory the fake cuda runtime handed out (real host memory standing in for the device)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(address)).view(dtype).reshape(shape)
+
+
+class FakeContext:
+    """trt.IExecutionContext: reads its inputs at the addresses it was given and writes the logits there, as work
+    on the fake GPU's stream (`_gpu`, set by tests/test_trt_runner.py): a captured CUDA graph replays it."""
+
+    _gpu = None
+
+    def __init__(self, engine):
+        self._shapes, self._addresses = {}, {}
+
+    def set_input_shape(self, name, shape):
+        self._gpu.calls.append(("set_input_shape", name, tuple(shape)))
+        self._shapes[name] = tuple(int(d) for d in shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        return (self._shapes["waveform"][0], 4) if name == "logits" else self._shapes[name]
+
+    def set_tensor_address(self, name, memory):
+        self._gpu.calls.append(("set_tensor_address", name))
+        self._addresses[name] = memory
+        return True
+
+    def execute_async_v3(self, stream_handle):
+        (b, n), at = self._shapes["waveform"], dict(self._addresses)
+        self._gpu.calls.append(("execute_async_v3", stream_handle, (b, n)))
+
+        def work():
+            wav, lengths = _at(at["waveform"], (b, n), np.float32), _at(at["lengths"], (b,), np.int64)
+            self._gpu.calls.append(("ran", (b, n), lengths.tolist(), [float(wav[i, : lengths[i]].sum()) for i in range(b)]))
+            _at(at["logits"], (b, 4), np.float32)[:] = fake_logits(wav, lengths)
+
+        return self._gpu.enqueue(stream_handle, work)
+
+
+class FakeRuntime:
+    """trt.Runtime: a plan that starts with b"FOREIGN" is one TensorRT cannot load (it logs and returns None)."""
+
+    def __init__(self, logger):
+        pass
+
+    def deserialize_cuda_engine(self, serialized_engine):
+        return None if bytes(serialized_engine).startswith(b"FOREIGN") else self._trt.ICudaEngine(self._trt)
 
 
 class FakeLayer:
@@ -120,7 +171,9 @@ def fake_trt(version: str) -> types.ModuleType:
     trt.NetworkDefinitionCreationFlag = enum.IntEnum(
         "NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 0} if eleven else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", "TF32" if eleven else "FP16 INT8 TF32")  # FP16/INT8 gone in 11
-    trt.ICudaEngine = FakeEngine if eleven else FakeEngine10
+    trt.ICudaEngine, trt.IExecutionContext = FakeEngine, FakeContext
+    trt.Runtime = type("Runtime", (FakeRuntime,), {"_trt": trt})
+    trt.Logger = type("Logger", (), {"WARNING": "WARNING", "ERROR": "ERROR", "__init__": lambda self, min_severity=None: None})
     trt.INetworkDefinition = FakeNetwork
     trt.ILayer = FakeLayer if eleven else FakeLayer10
     if not eleven:
@@ -160,7 +213,7 @@ def test_the_name_check_tells_the_versions_apart():
 
 
 # ---------------------------------------------------------------- stand-in for polygraphy.backend.trt
-def fake_poly(trt, calls: list, *, polygraphy="0.53.6", parse_ok=True, build_ok=True, load_ok=True,
+def fake_poly(trt, calls: list, *, polygraphy="0.53.6", parse_ok=True, build_ok=True,
               inputs=("waveform", "lengths")):
     """Behaves like Polygraphy `polygraphy` where TensorRT versions matter: up to 0.49.x CreateConfig reads
     ILayer.precision_is_set unguarded (an AttributeError on TensorRT 11), 0.50.3 on catches it."""
@@ -214,30 +267,7 @@ def fake_poly(trt, calls: list, *, polygraphy="0.53.6", parse_ok=True, build_ok=
 
         return build
 
-    def EngineFromBytes(data):
-        calls.append(("EngineFromBytes", bytes(data)))
-        return lambda: trt.ICudaEngine(trt)
-
-    class TrtRunner:
-        def __init__(self, engine, name=None):
-            self._engine, self.name, self.engine = engine, name, None
-
-        def activate(self):
-            if not load_ok:
-                raise PolygraphyException("Could not deserialize engine. See log for details.")
-            calls.append(("activate", self.name))
-            self.engine = self._engine()
-
-        def deactivate(self):
-            calls.append(("deactivate", self.name))
-
-        def infer(self, feed_dict):
-            calls.append(("infer", {k: (v.dtype.name, v.shape) for k, v in feed_dict.items()}))
-            wav, lengths = feed_dict["waveform"], feed_dict["lengths"]
-            b, n = wav.shape
-            return {"logits": np.stack([[wav[i, : lengths[i]].sum(), lengths[i], b, n] for i in range(b)]).astype(np.float32)}
-
-    for f in (Profile, CreateConfig, NetworkFromOnnxPath, EngineBytesFromNetwork, EngineFromBytes, TrtRunner):
+    for f in (Profile, CreateConfig, NetworkFromOnnxPath, EngineBytesFromNetwork):
         setattr(poly, f.__name__, f)
     return poly
 
@@ -257,7 +287,7 @@ def install(monkeypatch, version, calls, gpu=GPU, polygraphy="0.53.6", **poly_kw
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(sys.modules["polygraphy"], "__version__", polygraphy)  # what sertrt reads
     monkeypatch.setitem(sys.modules, "polygraphy.backend.trt", fake_poly(trt, calls, polygraphy=polygraphy, **poly_kw))
-    cudart = types.ModuleType("cuda.bindings.runtime")  # only to name the GPU (Polygraphy runs engines)
+    cudart = types.ModuleType("cuda.bindings.runtime")  # to name the GPU (tests/test_trt_runner.py runs engines)
     cudart.cudaError_t = enum.Enum("cudaError_t", "cudaSuccess")
     cudart.cudaGetDevice = lambda: (cudart.cudaError_t.cudaSuccess, 0)
     cudart.cudaGetDeviceProperties = lambda d: (cudart.cudaError_t.cudaSuccess, types.SimpleNamespace(
@@ -491,94 +521,3 @@ def test_trtexec_command(major):
         assert "--int8" not in trtexec_command("m.onnx", "m.plan", PROFILE, precision, major)
     with pytest.raises(SertrtError):
         trtexec_command("m.onnx", "m.plan", PROFILE, "fp16", 8)
-
-
-# ---------------------------------------------------------------- run side
-@pytest.fixture
-def runner_env(tmp_path, monkeypatch, calls, trt_version):
-    install(monkeypatch, trt_version, calls)
-    plan = tmp_path / "model.plan"
-    plan.write_bytes(b"PLAN")
-    return plan
-
-
-def test_runner_infer(runner_env, calls):
-    plan = runner_env
-    wav = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
-    lengths = np.array([16000, 9000])  # int64 on Linux; int32 would be cast ("same_kind")
-    with TrtRunner(plan) as runner:
-        assert runner.input_names == ["waveform", "lengths"] and runner.output_names == ["logits"]
-        assert ("EngineFromBytes", b"PLAN") in calls and ("activate", "model.plan") in calls
-        out = runner.infer({"waveform": wav, "lengths": lengths.astype(np.int32)})
-        assert calls[-1] == ("infer", {"waveform": ("float32", (2, 16000)), "lengths": ("int64", (2,))})
-        logits = out["logits"]
-        assert logits.shape == (2, 4) and logits.dtype == np.float32
-        np.testing.assert_allclose(logits[:, 0], [wav[0].sum(), wav[1, :9000].sum()], rtol=1e-4)
-        np.testing.assert_array_equal(logits[:, 1:], [[16000, 2, 16000], [9000, 2, 16000]])
-        again = runner.infer({"waveform": np.ones((4, 64000), np.float32), "lengths": np.full(4, 64000)})
-        np.testing.assert_array_equal(again["logits"][:, 0], 64000)
-        assert logits[0, 1] == 16000  # what we handed out is ours: Polygraphy's reused buffers are copied
-    assert calls[-1] == ("deactivate", "model.plan")
-
-
-@pytest.mark.parametrize("shape", [(1, 100), (5, 16000), (1, 64001), (16000,)])
-def test_runner_refuses_out_of_profile_before_tensorrt(runner_env, calls, shape):
-    plan = runner_env
-    with TrtRunner(plan) as runner:
-        with pytest.raises(SertrtError) as e:
-            runner.infer({"waveform": np.zeros(shape, np.float32), "lengths": np.ones(shape[:1], np.int64)})
-    msg = str(e.value)
-    assert "\n" not in msg and "'waveform'" in msg and str(shape) in msg and "(1, 400) .. (4, 64000)" in msg
-    assert not [c for c in calls if c[0] == "infer"]
-
-
-def test_runner_refuses_bad_feeds(runner_env):
-    plan = runner_env
-    with TrtRunner(plan) as runner:
-        with pytest.raises(SertrtError, match="engine inputs are"):
-            runner.infer({"waveform": np.zeros((1, 800), np.float32)})
-        with pytest.raises(SertrtError, match="must be int64"):
-            runner.infer({"waveform": np.zeros((1, 800), np.float32), "lengths": np.ones(1, np.float32)})
-    with pytest.raises(RuntimeError, match="active runner"):
-        runner.infer({})
-
-
-def test_runner_checks_record_beside_engine(runner_env, monkeypatch, trt_version):
-    plan = runner_env
-    record = engine_record("fp32", PROFILE)
-    record_path(plan).write_text(json.dumps({**record, "tensorrt_version": "10.16.1"}))
-    with pytest.raises(SertrtError) as e:
-        TrtRunner(plan)
-    assert f"TensorRT 10.16.1 (here {trt_version})" in str(e.value)
-    with pytest.raises(SertrtError, match="GPU Thor"):
-        TrtRunner(plan, record={**record, "gpu_name": "Thor"})
-    record_path(plan).write_text(json.dumps(record))
-    with TrtRunner(plan) as runner:
-        assert runner.output_names == ["logits"]
-
-
-def test_runner_refuses_dtype_numpy_cannot_hold(runner_env, monkeypatch, calls):
-    plan = runner_env
-    monkeypatch.setitem(FakeEngine._tensors, "logits", ("OUTPUT", "BF16"))
-    with pytest.raises(SertrtError, match="'logits' has a dtype numpy cannot hold"):
-        with TrtRunner(plan):
-            pass
-    assert calls[-1] == ("deactivate", "model.plan")  # what was activated is released
-
-
-def test_an_engine_tensorrt_cannot_load_is_one_line(tmp_path, monkeypatch, calls, trt_version):
-    install(monkeypatch, trt_version, calls, load_ok=False)
-    plan = tmp_path / "model.plan"
-    plan.write_bytes(b"PLAN FROM ELSEWHERE")
-    with pytest.raises(SertrtError) as e:
-        with TrtRunner(plan):
-            pass
-    assert "\n" not in str(e.value) and "could not load this engine" in str(e.value) and "rebuild it" in str(e.value)
-
-
-def test_runtime_import_is_torch_free():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import sertrt.runtime.trt_runner\n"
-            "heavy = [m for m in ('torch', 'tensorrt', 'cuda', 'onnx', 'onnxruntime') if sys.modules.get(m)]\n"
-            "assert not heavy, heavy\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env=sertrt_env())

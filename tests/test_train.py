@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -169,3 +170,115 @@ def test_ddp_averages_gradients_across_ranks(tmp_path):
     torch.testing.assert_close(synced[0], synced[1])  # every rank holds the same gradient
     torch.testing.assert_close(synced[0], (local[0] + local[1]) / 2, rtol=1e-4, atol=1e-6)  # = the mean
     assert not torch.allclose(local[0], local[1])  # and the ranks' own gradients did differ
+
+
+def test_stats_lr_trains_in_sync_under_ddp_and_a_rank_error_is_one_line(tone_split, tmp_path):
+    """The classical floor steps its head alone: through the DDP wrapper, so the ranks' gradients are averaged.
+    An error a rank finds (here: --resume with no epoch left) ends in one line, not one per rank and torchrun's."""
+    from test_cli import assert_one_line_error
+
+    out = tmp_path / "ddp"
+    args = ("--upstream", "stats-lr", "--epochs", "2", "--devices", "2")
+    result = subprocess.run(train_cmd(tone_split, out, *args), env=sertrt_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all(r["world_size"] == 2 and r["rank_param_spread"] == 0.0 for r in history(out))
+    again = subprocess.run(train_cmd(tone_split, out, *args, "--resume"), env=sertrt_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert_one_line_error(again, "--epochs 2: ", "has finished 2 epochs already")
+
+
+def test_devices_with_a_bad_manifest_is_one_line_before_any_rank_starts(tone_split, tmp_path):
+    from test_cli import assert_one_line_error
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"path": "nowhere.wav"}\n')
+    cmd = [sys.executable, "-m", "sertrt", "train", "--train-manifest", str(bad), "--out", str(tmp_path / "run"),
+           "--devices", "2", "--quiet"]
+    result = subprocess.run(cmd, env=sertrt_env(), capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, str(bad))
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(tone_split, tmp_path):
+    """A run folder is locked while a process writes it: a second `train --out` there ends in one line and
+    leaves the folder as it was (the lock is the OS's: it goes with the process that holds it)."""
+    from test_cli import assert_one_line_error
+
+    from sertrt.core.atomic import folder_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with folder_lock(out, "run"):
+        result = subprocess.run(train_cmd(tone_split, out, "--epochs", "1", "--seed", "1"), env=sertrt_env(),
+                                capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, str(out), "another process is writing")
+    assert list(out.iterdir()) == []
+
+
+def run_cli(monkeypatch, capsys, *argv) -> tuple[int, str]:
+    """`sertrt ARGV` in this process (so a test can stand in for a library): (exit code, stderr)."""
+    from sertrt import cli
+
+    monkeypatch.setattr(sys, "argv", ["sertrt", *argv])
+    capsys.readouterr()
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+def test_a_full_disk_while_training_names_the_file_and_keeps_the_last_checkpoint(tone_corpus, tmp_path, monkeypatch, capsys):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from sertrt.model.io import read_checkpoint
+
+    out = tmp_path / "run"
+    args = ["train", "--train-manifest", str(tone_corpus), "--out", str(out), "--upstream", "fbank", "--batch-size", "4", "--quiet"]
+    assert run_cli(monkeypatch, capsys, *args, "--epochs", "1")[0] == 0
+    before = (out / "last.safetensors").read_bytes()
+
+    def full(*a, **kw):  # what safetensors raises on a full disk
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    code, stderr = run_cli(monkeypatch, capsys, *args, "--epochs", "2", "--resume")
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1, stderr
+    assert re.fullmatch(rf"error: {re.escape(str(out))}/(best|last)\.safetensors: No space left on device", lines[0])
+    assert (out / "last.safetensors").read_bytes() == before
+    assert read_checkpoint(out / "last.safetensors")[0].train_state["epoch"] == 0  # still resumes from epoch 1
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_auto_is_one_device_in_every_command(tone_corpus, tmp_path, monkeypatch):
+    """`auto` resolves the same way everywhere: cuda where PyTorch sees a GPU (pretended here; nothing runs on it)."""
+    from typer.testing import CliRunner
+
+    import sertrt.training.evaluate
+    import sertrt.training.train
+    import sertrt.verify.parity
+    from sertrt.cli import app
+    from sertrt.training.distributed import compute_init
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seen = {}
+
+    def stand_in(name):
+        def record(opts, *a, **kw):
+            seen[name] = opts
+            raise KeyboardInterrupt  # stop here: nothing runs on the pretended GPU
+
+        return record
+
+    monkeypatch.setattr(sertrt.training.evaluate, "evaluate", stand_in("evaluate"))
+    monkeypatch.setattr(sertrt.verify.parity, "run_parity", stand_in("parity"))
+    monkeypatch.setattr(sertrt.training.train, "train", stand_in("train"))
+    m, run = str(tone_corpus), str(tmp_path / "run")
+    for argv in (["evaluate", run, "--manifest", m], ["parity", run, "--run", run, "--manifest", m],
+                 ["train", "--train-manifest", m, "--out", run]):
+        CliRunner().invoke(app, argv)
+    assert seen["evaluate"].device == "cuda" and seen["parity"].torch_device == "cuda"
+    assert compute_init(seen["train"].device).device == torch.device("cuda", 0)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from conftest import sertrt_env
+from conftest import make_tone_corpus, sertrt_env
 
 from sertrt.core.bundle import ENGINE_FILE, add_file, load_bundle
 from sertrt.core.errors import SertrtError
@@ -13,6 +13,7 @@ from sertrt.export.exporter import ExportOptions, export_bundle
 from sertrt.export.triton import TritonOptions, write_triton_repository
 from sertrt.model.io import save_checkpoint
 from sertrt.model.ser import build_model
+from sertrt.verify.compare import manifest_scorer
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
@@ -22,8 +23,10 @@ def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("triton")
     torch.manual_seed(0)
     save_checkpoint(root / "run" / "best.safetensors", build_model("tiny").eval(), {"strategy": "full", "epoch": 0, "metrics": {}})
+    manifest = make_tone_corpus(root / "tones", per_label=4)
     for precision in ("fp32", "int8-dynamic"):
-        export_bundle(ExportOptions(root / "run", root / f"bundle-{precision}", precision), log=lambda s: None)
+        export_bundle(ExportOptions(root / "run", root / f"bundle-{precision}", precision, test_manifest=manifest),
+                      log=lambda s: None, score=manifest_scorer(root / "run"))
     return root
 
 
@@ -95,3 +98,37 @@ def test_cli(bundles, tmp_path):
                              str(tmp_path / "repo"), "--name", "ser-cpu"], env=sertrt_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert parse(tmp_path / "repo" / "ser-cpu" / "config.pbtxt").parameters["precision"].string_value == "int8-dynamic"
+
+
+def test_a_full_disk_names_the_destination(bundles, tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from pathlib import Path
+
+    def sendfile_full(src, dst, **kwargs):  # what shutil's sendfile copy raises: the source's name
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(shutil, "copy2", sendfile_full)
+    with pytest.raises(OSError) as e:
+        write_triton_repository(TritonOptions(bundles / "bundle-fp32", tmp_path / "repo"))
+    assert e.value.filename == str(tmp_path / "repo" / "sertrt" / "1" / "model.onnx")
+    monkeypatch.undo()
+
+    def write_full(self, *args, **kwargs):  # a write of bytes names no file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", write_full)
+    with pytest.raises(OSError) as e:
+        write_triton_repository(TritonOptions(bundles / "bundle-fp32", tmp_path / "repo"))
+    assert e.value.filename == str(tmp_path / "repo" / "sertrt" / "config.pbtxt")
+    assert list((tmp_path / "repo").iterdir()) == []
+
+
+def test_export_into_an_existing_entry_is_refused_before_exporting(bundles, tmp_path):
+    (tmp_path / "repo" / "sertrt").mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-m", "sertrt", "export", str(bundles / "run"), "--out", str(tmp_path / "b"),
+                             "--triton", str(tmp_path / "repo")], env=sertrt_env(), capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'repo' / 'sertrt'}: already exists; Triton "
+                                                  "entries are never replaced (remove it, or choose --name)"]
+    assert not (tmp_path / "b").exists()

@@ -12,7 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from sertrt.model.heads import HEAD_NAMES
-from sertrt.model.layers import lengths_to_mask
+from sertrt.core.audio import RECEPTIVE_FIELD
+from sertrt.model.layers import lengths_to_mask, masked_group_norm
 from sertrt.model.ser import build_model
 from sertrt.model.upstream import Wav2Vec2Upstream
 
@@ -49,30 +50,77 @@ def padded_batch(lengths, seed=0):
 
 
 def transformers_forward(self, waveform, lengths):
-    """The upstream as it was: Wav2Vec2Model with a sample-level attention mask (transformers builds the
-    frame mask itself: CumSum, index_put of a host scalar, `.all()`)."""
-    mask = lengths_to_mask(lengths, waveform.shape[1]).to(torch.long) if self.use_attention_mask else None
+    """The upstream as transformers runs it: Wav2Vec2Model with a sample-level attention mask (transformers
+    builds the frame mask itself: CumSum, index_put of a host scalar, `.all()`)."""
+    mask = lengths_to_mask(lengths, waveform.shape[1]).to(torch.long)
     hidden = self.model(waveform, attention_mask=mask).last_hidden_state
     return hidden, self.model._get_feat_extract_output_lengths(lengths).to(torch.long)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("upstream", WAV2VEC2)
-def test_logits_equal_transformers_forward_on_padded_batches(upstream, attention, monkeypatch):
+def test_padded_batch_gives_transformers_numbers_for_each_row_alone(upstream, attention, monkeypatch):
+    """Ours on a padded batch = transformers on each row alone, unpadded (what pretrained weights were trained
+    to give). transformers' own padded batch is no reference: wav2vec2-base's group norm takes its statistics
+    over the padding too."""
     torch.manual_seed(0)
     model = build_model(upstream).eval()
     model.upstream.model.set_attn_implementation(attention)
     w, lengths = padded_batch([20000, 13001, 300, 7777])  # 300: shorter than one frame
+    rows = [(w[i : i + 1, :n], lengths[i : i + 1]) for i, n in enumerate(lengths.tolist())]
     with torch.no_grad():
         ours = model(w, lengths)
         hidden, frames = model.upstream(w, lengths)
         monkeypatch.setattr(Wav2Vec2Upstream, "forward", transformers_forward)
-        theirs = model(w, lengths)
-        ref_hidden, ref_frames = model.upstream(w, lengths)
-    assert torch.equal(frames, ref_frames)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
-    for row, n in enumerate(frames.tolist()):  # padded frames differ only where nothing reads them
-        torch.testing.assert_close(hidden[row, :n], ref_hidden[row, :n], rtol=0, atol=1e-6)
+        theirs = torch.cat([model(x, n) for x, n in rows])
+        for row, (x, n) in enumerate(rows):
+            if n.item() >= RECEPTIVE_FIELD:  # the upstream alone needs a frame's worth (the model pads to it)
+                ref_hidden, ref_frames = model.upstream(x, n)
+                assert ref_frames.item() == frames[row].item() == ref_hidden.shape[1]
+                torch.testing.assert_close(hidden[row, : frames[row]], ref_hidden[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [8, 2])
+def test_masked_group_norm_is_group_norm_over_each_rows_valid_steps(groups):
+    """A row with no padding gets torch's GroupNorm (transformers' first conv layer in wav2vec2-base), so
+    pretrained base checkpoints keep their meaning; a padded row gets GroupNorm of its valid steps alone."""
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(groups, 8)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    lengths = torch.tensor([50, 31, 2])
+    x = 3.0 + 2.0 * torch.randn(3, 8, 50)
+    x[1, :, 31:], x[2, :, 2:] = 100.0, -7.0  # garbage, not zeros, in the padding
+    with torch.no_grad():
+        got = masked_group_norm(x, lengths, norm)
+        for row, n in enumerate(lengths.tolist()):
+            torch.testing.assert_close(got[row, :, :n], norm(x[row : row + 1, :, :n])[0], rtol=1e-5, atol=1e-5)
+        half = masked_group_norm(x.half(), lengths, norm)  # half input: FP32 statistics, half out (torch's kernel)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), got, rtol=1e-2, atol=1e-2)
+
+
+def test_group_norm_layer_is_checkpointed_like_the_others():
+    """--grad-checkpointing recomputes the masked first layer too, with the same gradients."""
+    w, lengths = padded_batch([16000, 9000])
+    grads, calls = [], []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model("tiny-base").train()
+        model.upstream.model.config.mask_time_prob = 0.0  # SpecAugment on the CPU draws from numpy's generator
+        first = model.upstream.model.feature_extractor.conv_layers[0]
+        if checkpointing:
+            hf = model.upstream.model  # as train's --grad-checkpointing turns it on (renamed in transformers 5.x)
+            (getattr(hf, "activation_checkpointing_enable", None) or hf.gradient_checkpointing_enable)({"use_reentrant": False})
+            run = first._gradient_checkpointing_func
+            first._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or run(*a, **k)
+        torch.manual_seed(1)  # the same dropout and LayerDrop draws in both runs
+        model(w, lengths).sum().backward()
+        grads.append(first.conv.weight.grad)
+    assert calls == [1]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("head", HEAD_NAMES)
@@ -149,10 +197,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @pytest.mark.gpu
 @cuda
-def test_eval_forward_makes_no_host_sync_on_cuda():
+@pytest.mark.parametrize("upstream", WAV2VEC2)
+def test_eval_forward_makes_no_host_sync_on_cuda(upstream):
     """torch's sync debug mode turns every synchronising CUDA call into an error."""
     torch.manual_seed(0)
-    model = build_model("tiny").eval().cuda()
+    model = build_model(upstream).eval().cuda()
     w, lengths = (t.cuda() for t in padded_batch([16000, 9000, 300]))
     with torch.no_grad():
         model(w, lengths)  # first call: lazy cuDNN/cuBLAS set-up may synchronise once

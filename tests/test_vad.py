@@ -1,6 +1,7 @@
 """Voice-activity gates: the detectors on speech, tones and noise, and the stream scoring only speech windows."""
 
 import io
+import re
 import shutil
 import subprocess
 
@@ -38,6 +39,24 @@ def test_make_vad_parses_and_refuses_in_one_line():
                           ("silero:/no/such.onnx", "no such Silero VAD model file")]:
         with pytest.raises(SertrtError, match=message):
             make_vad(spec)
+
+
+def test_a_silero_path_that_is_not_silero_is_one_line_naming_it(tmp_path):
+    """A file that is not an ONNX model was onnxruntime's InvalidProtobuf traceback."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model" * 10)
+    with pytest.raises(SertrtError, match=f"^{re.escape(str(junk))}: not an ONNX model ONNX Runtime can load"):
+        make_vad(f"silero:{junk}")
+    other = tmp_path / "other.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x],
+                                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]),
+                                 opset_imports=[helper.make_opsetid("", 13)], ir_version=8), other)
+    with pytest.raises(SertrtError, match=rf"^{re.escape(str(other))}: not a Silero VAD v5/v6 model \(inputs x; valid: input, state, sr\)"):
+        make_vad(f"silero:{other}")
 
 
 def test_energy_gate_is_a_level_gate():
@@ -85,3 +104,18 @@ def test_stream_scores_only_windows_with_enough_speech():
     assert any(not g.silent for g in gated if g.start >= 3.0)
     with pytest.raises(SertrtError, match="--min-speech 1.5"):
         EmotionStream(Recorder(), LABELS, StreamConfig(vad="energy", min_speech=1.5))
+
+
+def test_silero_ships_with_sertrt_and_needs_neither_silero_vad_nor_torch():
+    """`--vad`'s default detector works on the runtime install alone: the silero-vad package requires torch."""
+    import sys
+
+    from conftest import sertrt_env
+
+    code = ("import sys\n"
+            "for name in ('torch', 'silero_vad'):\n"
+            "    sys.modules[name] = None  # any import of these now fails\n"
+            "import numpy as np\n"
+            "from sertrt.runtime.vad import make_vad\n"
+            "assert make_vad('silero').speech_share(np.zeros(32000, np.float32)) == 0.0\n")
+    subprocess.run([sys.executable, "-c", code], env=sertrt_env(), check=True)

@@ -1,6 +1,6 @@
 """`sertrt bench TARGET`: every backend and precision against PyTorch eager FP32, in one run.
 
-    opts = BenchOptions(target="xlsr-53", out=Path("benchmarks/results"))
+    opts = BenchOptions(target="xlsr-53", out=Path("sertrt-bench"))
     report = run_bench(opts, progress=print)   # OUT/<name>.json, .md, .png
 
 Order of a run (each step reports through `progress`; the library never prints):
@@ -49,7 +49,7 @@ NOT_DONE = ["TensorRT and CUDA numbers: no GPU and no TensorRT on this machine"]
 @dataclass
 class BenchOptions:
     target: str  # a bundle directory, or an architecture: "tiny" | "xlsr-53" (random weights)
-    out: Path = Path("benchmarks/results")
+    out: Path = Path("sertrt-bench")  # a folder in the current one, made and claimed (core.outputs)
     backends: tuple[str, ...] = BACKENDS
     precisions: tuple[str, ...] = PRECISIONS
     windows: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # seconds

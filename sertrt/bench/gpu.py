@@ -1,6 +1,6 @@
 """PyTorch on a GPU: eager FP32 (the baseline) vs FP16 vs torch.compile vs CUDA graphs, in one run.
 
-    opts = GpuBenchOptions(target="xlsr-53", out=Path("benchmarks/results"))
+    opts = GpuBenchOptions(target="xlsr-53", out=Path("sertrt-bench"))
     report = run_gpu_bench(opts, progress=print)   # OUT/xlsr-53-<device>.json and .md
 
 Variants (all from one random-weight model, seed 0, `torch.inference_mode`):
@@ -62,7 +62,7 @@ BASELINE = "eager-fp32"
 @dataclass
 class GpuBenchOptions:
     target: str = "xlsr-53"  # an architecture with random weights (sertrt.upstream names)
-    out: Path = Path("benchmarks/results")
+    out: Path = Path("sertrt-bench")  # a folder in the current one, made and claimed (core.outputs)
     device: str = "cuda"
     variants: tuple[str, ...] = VARIANTS
     windows: tuple[float, ...] = (2.0,)  # seconds

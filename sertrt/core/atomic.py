@@ -1,5 +1,7 @@
 """Atomic file writes: write a temp file beside the target, fsync, then rename over it.
 
+`folder_lock` keeps a second process from writing a folder another one is writing (a run).
+
 A crash or kill mid-write leaves the previous good file in place, never a half-written one. Temp names
 carry the writer's process id (`.<name>.<pid>.<random>.tmp`), so a process's first write into a folder
 removes what killed writers left there, and never what a live one is still writing. (Once per folder
@@ -9,12 +11,15 @@ and process: a sweep per write would list the folder on every write, quadratic i
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import SertrtError
 
 # What tempfile.mkstemp / mkdtemp make from our prefixes: <prefix><pid>.<8 random chars>[.tmp]
 _WRITER = r"(\d+)\.[a-z0-9_]{8}(\.tmp)?"
@@ -32,19 +37,58 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         _swept.add(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any other file
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except OSError as e:
-        if e.filename is None and e.errno is not None:  # disk full at fsync: name the file being written
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
+        with naming(path):
+            yield tmp_path
+            # mkstemp makes 0600, and some writers (safetensors) make a new file 0600 too: the result should
+            # read like any other file the user's umask lets them write
+            os.chmod(tmp_path, 0o666 & ~_umask())
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """OSErrors while writing `path` name it: a write of bytes (onnx.save, torch.onnx.export, fsync) names no
+    file, and a copy onto a full disk names its source (shutil's sendfile), so the error would not say where."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is not None and (e.filename is None or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` while writing it; SertrtError naming it when another process holds it.
+    flock on the folder itself: no lock file to leave behind, and the OS releases it when the holder ends however
+    it ends (a killed run leaves no stale lock). A folder it had to create and that is still empty at the end
+    (the writer failed before writing) is removed again. POSIX only."""
+    import fcntl
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SertrtError(f"{folder}: another process is writing this {what} now; wait for it to end or choose "
+                              "another folder (nothing was changed)") from None
+        try:
+            yield
+        finally:
+            if created:  # by this holder, never by one refused
+                with contextlib.suppress(OSError):  # not empty: what was written stays
+                    folder.rmdir()
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

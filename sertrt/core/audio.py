@@ -78,28 +78,51 @@ def downmix(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
 
 
-def as_mono(audio: Any, where: str) -> np.ndarray:
-    """An array of audio as float32 mono `(num_samples,)`: `(n,)` or `(n, channels)` (averaged), float or int16 (scaled
-    to [-1, 1) before the downmix). SertrtError naming `where` for another shape or NaN/Inf samples. What the stream
-    accepts as a chunk and the one-call API as an utterance."""
+MAX_CHANNELS = 8  # a 2-D array's axis of 1-8 is its channels (no audio is 8 samples long), the other its samples
+
+
+def as_mono(audio: Any, where: str, channels_first: bool | None = None, rate: int | None = None,
+            offset: int = 0) -> np.ndarray:
+    """An array of audio as float32 mono `(num_samples,)`: the one door every array passes (the one-call API,
+    EmotionStream, MultiStream, `sertrt stream`'s sources).
+
+    `(num_samples,)`, or 2-D averaged over its channels: `(num_samples, channels)` (soundfile, sounddevice) or
+    `(channels, num_samples)` (torchaudio, librosa). A 2-D array lies the way its one axis of 1 to MAX_CHANNELS (8)
+    says; when both axes or neither are that small (a stereo chunk of 8 samples or fewer, 16 channels) it is
+    refused unless `channels_first` says. Integers are scaled by their range to [-1, 1) (unsigned ones centred
+    first); floats are taken as they are. SertrtError naming `where` for another shape or dtype, or NaN/Inf
+    samples (their time given `rate`, counted from `offset` samples before this array).
+    """
     x = np.asarray(audio)
-    if x.ndim not in (1, 2):
-        raise SertrtError(f"{where}: audio must be (n,) or (n, channels), got shape {x.shape}")
-    if x.dtype == np.int16:  # before the downmix: a mean of int16 is float64 still at int16 scale
-        x = x.astype(np.float32) / 32768.0
+    if x.dtype.kind not in "iuf":
+        raise SertrtError(f"{where}: audio must be float or integer samples, got dtype {x.dtype}")
     if x.ndim == 2:
-        x = x.mean(axis=1)
-    x = x.astype(np.float32, copy=False)
-    check_finite(x, where)
-    return x
+        if channels_first is None:
+            small = [1 <= d <= MAX_CHANNELS for d in x.shape]
+            if small[0] == small[1]:
+                raise SertrtError(f"{where}: shape {x.shape} is ambiguous (which axis is channels?): pass "
+                                  "channels_first=True for (channels, num_samples) or False for (num_samples, channels)")
+            channels_first = small[0]
+        x = x.T if channels_first else x
+        if x.shape[1] == 0:  # the mean of no channels is NaN
+            raise SertrtError(f"{where}: shape {audio.shape} with channels_first={channels_first} has no channels")
+    elif x.ndim != 1:
+        raise SertrtError(f"{where}: audio must be (num_samples,) or 2-D with channels, got shape {x.shape}")
+    if x.dtype.kind == "f":
+        check_finite(x, where, rate, offset)  # before any arithmetic: a signalling NaN would make numpy warn
+    else:  # before the downmix: a mean of integers is float64 still at their scale
+        half = 2.0 ** (8 * x.dtype.itemsize - 1)
+        x = (x.astype(np.float64) - (half if x.dtype.kind == "u" else 0.0)) / half
+    return (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float32, copy=False)
 
 
-def check_finite(audio: np.ndarray, where: str, rate: int | None = None) -> None:
-    """SertrtError naming `where`, how many samples are NaN/Inf and (given `rate`) when the first one is."""
+def check_finite(audio: np.ndarray, where: str, rate: int | None = None, offset: int = 0) -> None:
+    """SertrtError naming `where`, how many samples of `audio` `(num_samples, ...)` are NaN/Inf and (given `rate`) when
+    the first one is, counting `offset` samples that came before."""
     finite = np.isfinite(audio)
     if not finite.all():
         bad = ~finite if finite.ndim == 1 else ~finite.all(axis=tuple(range(1, finite.ndim)))
-        first = int(np.argmax(bad))
+        first = offset + int(np.argmax(bad))
         at = f", the first at {first / rate:.3f} s (sample {first})" if rate else f", the first at sample {first}"
         raise SertrtError(f"{where}: audio has {int((~finite).sum())} NaN/Inf samples{at}")
 

@@ -11,7 +11,9 @@ the bundle (no folders, no `..`, no links out); the list is not empty and holds 
 against its sha256; every field's type; with `trust=PUBKEY`, manifest.sig, an ed25519 signature over
 the canonical card (which holds every file's hash). A digest protects against corruption and careless
 edits, not against someone who rewrites both files: that is what the signature is for. Files a device
-adds itself (a TensorRT engine built there) go under `local_files`: hashed and digested, not signed.
+adds itself (a TensorRT engine built there) go under `local_files`: hashed and digested, not signed, and
+never under a name the signed `files` hold; with a trust key the runtime loads them only when told to
+(`--allow-local-engine`, sertrt.runtime.runners).
 
 ("manifest" in sertrt means a data manifest, the JSON Lines list of utterances; the bundle's
 description is its card. The file keeps its name, manifest.json, so bundles stay readable.)
@@ -36,6 +38,7 @@ from typing import Any
 
 from .audio import seconds_to_samples
 from .errors import SertrtError
+from .precisions import CPU_TARGETS
 
 FORMAT = "sertrt-bundle"
 FORMAT_VERSION = 2  # 2: manifest.json covered by manifest.sha256; paths checked; optional ed25519 signature
@@ -66,6 +69,7 @@ class BundleCard:
     engine: dict[str, Any] | None = None  # the record of an engine built at export
     graph: dict[str, Any] = field(default_factory=dict)  # how the exported graph was simplified
     tensorrt_audit: dict[str, Any] | None = None  # sertrt.export.tensorrt_audit's report (None: int8-dynamic)
+    cpu_target: str | None = None  # int8-dynamic: the CPU its weights suit (precisions.CPU_TARGETS); None: any, or an older card
     local_files: dict[str, str] = field(default_factory=dict)  # added on the device: hashed, not signed
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this sertrt does not know, kept as written
@@ -109,6 +113,8 @@ class BundleCard:
             d["graph"] = self.graph
         if self.tensorrt_audit is not None:
             d["tensorrt_audit"] = self.tensorrt_audit
+        if self.cpu_target is not None:
+            d["cpu_target"] = self.cpu_target
         if self.local_files:
             d[LOCAL_FILES] = self.local_files
         return d
@@ -146,10 +152,12 @@ class BundleCard:
             precision_report=need("precision_report", dict, optional=True) or {},
             validation=need("validation", dict, optional=True) or {}, accuracy=need("accuracy", dict, optional=True),
             engine=need("engine", dict, optional=True), local_files=local, graph=need("graph", dict, optional=True) or {},
-            tensorrt_audit=need("tensorrt_audit", dict, optional=True),
+            tensorrt_audit=need("tensorrt_audit", dict, optional=True), cpu_target=need("cpu_target", str, optional=True),
             format_version=need("format_version", int), extra={k: v for k, v in d.items() if k not in known})
         if card.sample_rate <= 0:
             raise SertrtError(f"{where}: field 'sample_rate' must be positive, got {card.sample_rate}")
+        if card.cpu_target not in (None, *CPU_TARGETS):
+            raise SertrtError(f"{where}: field 'cpu_target' must be one of {', '.join(CPU_TARGETS)}, got {card.cpu_target!r:.60}")
         return card
 
 
@@ -270,6 +278,8 @@ def add_file(bundle: str | Path, *paths: str | Path) -> None:
     for path in map(Path, paths):
         if path.parent.resolve() != bundle.resolve():
             raise SertrtError(f"{path}: not inside the bundle {bundle}")
+        if path.name in card.files:
+            raise SertrtError(f"{path}: the export wrote this file; a device adds files of its own beside it")
         local[path.name] = sha256_file(path)
     # the description as written (not re-serialised from the card): the signed part stays byte-identical
     _write_description(bundle, {**_read_description(bundle), LOCAL_FILES: local})
@@ -318,6 +328,9 @@ def load_bundle(path: str | Path, verify: bool = True, trust: str | Path | None 
     files, local = description.get("files"), description.get(LOCAL_FILES) or {}
     if not isinstance(files, dict) or not files or not isinstance(local, dict):
         raise SertrtError(f"{path}: {CARD} lists no files to check")
+    if set(files) & set(local):  # a local entry would replace the signed hash of that file
+        raise SertrtError(f"{path}: {CARD} lists {sorted(set(files) & set(local))[0]} both as an exported file and "
+                          f"under {LOCAL_FILES} (modified)")
     if description.get("model") not in files:
         raise SertrtError(f"{path}: {CARD} names model {description.get('model')!r}, which is not one of its files")
     for name, expected in {**files, **local}.items():

@@ -22,7 +22,9 @@ TRT_MISSING = (
     "TensorRT Python bindings not found: on Jetson they ship with JetPack (python3-libnvinfer; a "
     "virtualenv needs --system-site-packages); elsewhere `pip install tensorrt` (11.x; `tensorrt<11` for 10.x)"
 )
-POLYGRAPHY_MISSING = "Polygraphy not found (sertrt builds and runs TensorRT engines through it): `pip install polygraphy`"
+POLYGRAPHY_MISSING = "Polygraphy not found (sertrt builds TensorRT engines through it): `pip install polygraphy`"
+CUDA_PYTHON_MISSING = ("cuda-python not found (the TensorRT runner's device memory and stream): `pip install "
+                       "'cuda-python>=12.6,<13'` for CUDA 12 (JetPack 6), `cuda-python>=13` for CUDA 13")
 
 
 
@@ -35,8 +37,8 @@ def import_tensorrt():
 
 
 def import_polygraphy_trt() -> tuple[Any, type[Exception]]:
-    """(polygraphy.backend.trt, PolygraphyException): NVIDIA's TensorRT loaders and runner, imported when an
-    engine is built or run. Polygraphy is pure Python and imports `tensorrt` itself, lazily."""
+    """(polygraphy.backend.trt, PolygraphyException): NVIDIA's TensorRT loaders, imported when an engine is
+    built. Polygraphy is pure Python and imports `tensorrt` itself, lazily."""
     from importlib import import_module
 
     try:
@@ -48,7 +50,7 @@ def import_polygraphy_trt() -> tuple[Any, type[Exception]]:
 
 
 def _import_cudart() -> Any:
-    """cuda-python's runtime bindings, or None: only to name this machine's GPU (Polygraphy runs engines)."""
+    """cuda-python's runtime bindings, or None."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
@@ -56,6 +58,14 @@ def _import_cudart() -> Any:
             from cuda import cudart  # older cuda-python layout
         except ImportError:
             return None
+    return cudart
+
+
+def import_cudart() -> Any:
+    """cuda-python's runtime bindings (`cuda.bindings.runtime`), which the TensorRT runner needs."""
+    cudart = _import_cudart()
+    if cudart is None:
+        raise SertrtError(CUDA_PYTHON_MISSING)
     return cudart
 
 

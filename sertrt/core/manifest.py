@@ -113,15 +113,18 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
-    """Write atomically, with paths relative to the manifest's folder where possible."""
+    """Write atomically, with paths relative to the manifest's folder where possible.
+
+    A relative `Utterance.path` is taken relative to the current folder (as Python opens it) and
+    rewritten relative to the manifest's folder, where `read_manifest` looks for it.
+    """
     path = Path(path)
     root = path.parent.resolve()
     lines = []
     for utt in utterances:
         row = {k: v for k, v in dataclasses.asdict(utt).items() if v is not None or k in FIELDS}
-        p = Path(utt.path)
-        if p.is_absolute():
-            rel = os.path.relpath(p, root)
-            row["path"] = rel if not rel.startswith("..") else str(p)
+        p = Path(utt.path).resolve()
+        rel = os.path.relpath(p, root)
+        row["path"] = str(p) if rel == ".." or rel.startswith(".." + os.sep) else rel
         lines.append(json.dumps(row, ensure_ascii=False))
     atomic.write_text(path, "\n".join(lines) + "\n")

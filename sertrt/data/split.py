@@ -143,11 +143,16 @@ def carve_validation(utterances: list[Utterance], fraction: float, seed: int) ->
 
 def split_manifest(opts: SplitOptions) -> tuple[Path, Path, str]:
     """Write train_manifest.jsonl and test_manifest.jsonl; returns their paths and the split's kind
-    (SPEAKER_INDEPENDENT or SPEAKER_DEPENDENT)."""
+    (SPEAKER_INDEPENDENT or SPEAKER_DEPENDENT). An existing split is never replaced: a run may have been
+    trained on it."""
     utterances = read_manifest(opts.manifest, check_audio=False)
     train, test = split_utterances(utterances, opts.test_fraction, opts.seed, opts.group_by)
     out_dir = Path(opts.out_dir) if opts.out_dir else Path(opts.manifest).parent
     paths = out_dir / "train_manifest.jsonl", out_dir / "test_manifest.jsonl"
+    for path in paths:
+        if path.exists() or path.is_symlink():
+            raise SertrtError(f"{path}: already exists; a split is never replaced (a run may have been trained on "
+                              "it): choose another --out-dir or remove it")
     write_manifest(paths[0], train)
     write_manifest(paths[1], test)
     return paths[0], paths[1], split_kind(train, test)

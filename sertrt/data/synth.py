@@ -28,6 +28,7 @@ Audio stays at espeak's own 22050 Hz, 16-bit mono; the pipeline resamples it lik
 
 from __future__ import annotations
 
+import errno
 import html
 import io
 import shutil
@@ -336,6 +337,8 @@ def _espeak(espeak: str, ssml: str, speaker: Speaker, where: str) -> tuple[np.nd
 
 
 def _render(job: Job, out: Path, seed: int, noise_snr_db: float | None, espeak: str) -> Utterance:
+    import soundfile as sf
+
     rng = np.random.default_rng([seed, zlib.crc32(job.rel.encode())])
     ssml = _ssml(job.text, STYLES[job.label], rng)
     spoken = " ".join(job.text.replace("|", " ").split())
@@ -349,7 +352,10 @@ def _render(job: Job, out: Path, seed: int, noise_snr_db: float | None, espeak: 
         audio = audio * (PEAK / peak)
     path = out / job.rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(path, audio.astype(np.float32), rate)
+    try:
+        write_wav(path, audio.astype(np.float32), rate)
+    except sf.LibsndfileError as e:  # libsndfile says "System error." for a full disk, and names no file
+        raise OSError(errno.EIO, f"could not write the WAV (libsndfile: {e.error_string} Is the disk full?)", str(path)) from None
     return Utterance(
         path=str(path),
         label=job.label,

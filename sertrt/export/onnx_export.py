@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ..core.atomic import atomic_path
+from ..core.atomic import atomic_path, naming
+from ..core.errors import SertrtError
 from ..model.ser import SERModel
 from .spec import DYNAMIC_AXES, INPUTS, OUTPUTS, ExportSpec
 
@@ -42,15 +43,53 @@ def export_onnx(model: SERModel, path: Path, spec: ExportSpec) -> Path:
     with contextlib.ExitStack() as stack, torch.no_grad():
         if hasattr(model.upstream, "attention_implementation"):  # wav2vec2: a plain masked softmax, no IsNaN/Where
             stack.enter_context(model.upstream.attention_implementation("eager"))
-        stack.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore")  # TorchScript exporter deprecation and tracer warnings
+        caught = stack.enter_context(warnings.catch_warnings(record=True))
+        warnings.simplefilter("always")
+        stack.enter_context(naming(path))  # a full disk names the file torch could not write
         torch.onnx.export(
             model, example_inputs(spec), str(path),
             input_names=[t.name for t in INPUTS], output_names=[t.name for t in OUTPUTS],
             dynamic_axes=DYNAMIC_AXES, opset_version=spec.opset, dynamo=False, do_constant_folding=True,
         )
+    _check_trace_warnings(caught)
     onnx.checker.check_model(str(path))
     return path
+
+
+# Warnings the TorchScript exporter gives on our models that are known safe, keyed by the source line that
+# warns (or the message's start), with the reason. A TracerWarning not listed here fails the export: it means
+# a value was frozen at trace time and the graph may compute something else at other shapes.
+_CHECK = "a torch shape check: it raises or passes, never changes the result"
+KNOWN_SAFE_WARNINGS = {
+    "if waveform.shape[1] < min_samples:": "SERModel's pad to one frame: the runtime pads every input to the "
+                                           "spec's min_samples (>= one frame) first, so the branch never runs",
+    "if self.input_size != input.size(-1):": _CHECK,  # torch RNN
+    "if hx.size() != expected_hidden_size:": _CHECK,  # torch RNN
+    "if size_prods == 1:": _CHECK,  # torch group_norm
+    "if embed_dim != embed_dim_to_check:": _CHECK,  # torch multi-head attention (the cnn-sa-dnn head)
+    "if head_dim * num_heads != embed_dim:": _CHECK,
+    "if key.shape != value.shape:": _CHECK,
+    "if attn_mask.size(0) == 1 and attn_mask.dim() == 3:": "torch multi-head attention: both branches shape the "
+                                                           "mask (batch, heads, L, S) alike",
+    "Exporting a model to ONNX with a batch_size other than 1, with a variable length with GRU":
+        "the GRU reads padded rows: the export's validation compares batch 8 with one row at a time",
+}
+
+
+def _check_trace_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Drop deprecation notices and known-safe warnings; fail on any other TracerWarning; show the rest."""
+    import linecache
+
+    for w in caught:
+        source = linecache.getline(w.filename, w.lineno).split("#")[0].strip()
+        if issubclass(w.category, DeprecationWarning) or source in KNOWN_SAFE_WARNINGS or any(
+                str(w.message).startswith(k) for k in KNOWN_SAFE_WARNINGS):
+            continue
+        if issubclass(w.category, torch.jit.TracerWarning):
+            first = str(w.message).split(". ")[0].replace("\n", " ")
+            raise SertrtError(f"{w.filename}:{w.lineno}: TracerWarning {first} ({source!r}): the trace would "
+                              f"freeze this value; no bundle written")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def simplify_onnx(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.atomic import naming
 from ..core.bundle import ENGINE_FILE, load_bundle
 from ..core.errors import SertrtError
 
@@ -64,21 +65,29 @@ def config_pbtxt(name: str, platform: str, max_batch: int, inputs: list[dict], o
     return "\n".join(lines) + "\n"
 
 
-def write_triton_repository(opts: TritonOptions) -> Path:
-    """Write REPO/<name> from a bundle (its hashes checked first); returns that folder."""
+def check_triton_options(opts: TritonOptions) -> Path:
+    """The options and the destination REPO/<name> (returned), checked before anything is read or written:
+    `export --triton` calls it before exporting."""
     if opts.kind not in KINDS:
         raise SertrtError(f"unknown instance kind {opts.kind!r} (valid: {', '.join(KINDS)})")
     if opts.instances < 1 or opts.queue_delay_us < 0:
         raise SertrtError("--instances must be >= 1 and --queue-delay-us >= 0")
     if not opts.name or "/" in opts.name or opts.name.startswith("."):
         raise SertrtError(f"model name {opts.name!r}: must be a plain folder name")
-    card = load_bundle(opts.bundle)
-    bundle, repo = Path(opts.bundle), Path(opts.repo)
+    repo = Path(opts.repo)
     target = repo / opts.name
     if target.exists():
         raise SertrtError(f"{target}: already exists; Triton entries are never replaced (remove it, or choose --name)")
     if repo.exists() and not repo.is_dir():
         raise SertrtError(f"{repo}: not a folder")
+    return target
+
+
+def write_triton_repository(opts: TritonOptions) -> Path:
+    """Write REPO/<name> from a bundle (its hashes checked first); returns that folder."""
+    target = check_triton_options(opts)
+    card = load_bundle(opts.bundle)
+    bundle, repo = Path(opts.bundle), Path(opts.repo)
     plan = opts.engine and ENGINE_FILE in card.all_files
     if plan:
         platform, model_file, source = "tensorrt_plan", "model.plan", bundle / ENGINE_FILE
@@ -99,13 +108,17 @@ def write_triton_repository(opts: TritonOptions) -> Path:
     staged = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", dir=repo))
     try:
         (staged / "1").mkdir()
-        shutil.copy2(source, staged / "1" / model_file)
+        copies = {f"1/{model_file}": source}
         if not plan:  # weights in external data files (model.onnx.data) sit beside the graph, as in the bundle
-            for name in card.all_files:
-                if name.startswith(f"{card.model}.") and (bundle / name).is_file():
-                    shutil.copy2(bundle / name, staged / "1" / name.replace(card.model, model_file, 1))
-        (staged / "config.pbtxt").write_text(text, encoding="utf-8")
-        (staged / "labels.txt").write_text("\n".join(card.labels) + "\n", encoding="utf-8")
+            copies.update({f"1/{name.replace(card.model, model_file, 1)}": bundle / name for name in card.all_files
+                           if name.startswith(f"{card.model}.") and (bundle / name).is_file()})
+        for name, src in copies.items():
+            with naming(target / name):  # a full disk names the destination (shutil's sendfile names the source)
+                shutil.copy2(src, staged / name)
+        with naming(target / "config.pbtxt"):
+            (staged / "config.pbtxt").write_text(text, encoding="utf-8")
+        with naming(target / "labels.txt"):
+            (staged / "labels.txt").write_text("\n".join(card.labels) + "\n", encoding="utf-8")
         staged.rename(target)  # fails, leaving the target untouched, if something appeared there meanwhile
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

@@ -7,16 +7,31 @@
 
 A multiply-add counts 2 FLOPs; only the weighted ops (convolutions, matmuls, attention products) are
 counted: LayerNorm, GELU, softmax and the in-graph normalisation are memory-bound and add < 1%.
-`matmul_peak(device)` measures the rate an MFU is against (torch, lazily imported).
+`datasheet_peak(device, dtype)` is the rate a training MFU is against: a CUDA GPU's datasheet peak (PEAKS), or
+None where no trustworthy peak is known. `matmul_peak(device)` measures one (bench-gpu's "% of peak").
 "2 x parameters per frame" undercounts wav2vec2 badly: the conv stack runs at 3,200 to 100 steps per
 second, not 50, and is ~14% of xlsr-53's FLOPs at 2 s.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..core.dims import HeadDims
+
+# Dense (no sparsity) tensor-core peaks from NVIDIA's datasheets, FLOP/s per GPU by matmul dtype; "tf32" is fp32
+# matmuls with torch.backends.cuda.matmul.allow_tf32. Keyed by a pattern of torch.cuda.get_device_name; the first
+# match wins, so the variants come before the family. Not here: a CPU (its rate is the threads and load of the
+# moment: a peak measured beside other work gave MFU 190%), and Jetson Orin (every module reports "Orin", while
+# their peaks differ tenfold).
+PEAKS: list[tuple[str, dict[str, float]]] = [
+    (r"H100.*PCIe", {"bf16": 756e12, "fp16": 756e12, "tf32": 378e12, "fp32": 51.2e12}),
+    (r"H[12]00.*NVL", {"bf16": 835e12, "fp16": 835e12, "tf32": 417.5e12, "fp32": 60e12}),
+    (r"H100|H200", {"bf16": 989.4e12, "fp16": 989.4e12, "tf32": 494.7e12, "fp32": 66.9e12}),  # SXM, GH200
+    (r"A100", {"bf16": 312e12, "fp16": 312e12, "tf32": 156e12, "fp32": 19.5e12}),
+    (r"\bL4\b", {"bf16": 121e12, "fp16": 121e12, "tf32": 60e12, "fp32": 30.3e12}),
+]
 
 
 def conv_lengths(num_samples: int, kernels: list[int], strides: list[int]) -> list[int]:
@@ -72,10 +87,22 @@ def model_flops(config: dict[str, Any], head: HeadDims | None, num_samples: int,
     return {"total": sum(parts.values()), "parts": parts, "num_frames": num_frames, "batch": batch}
 
 
+def datasheet_peak(device: Any, dtype: Any) -> float | None:
+    """FLOP/s of `device`'s dense matmuls in torch `dtype` from PEAKS; None where unknown (a CPU, a GPU not listed)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    kind = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
+    return next((peaks[kind] for pattern, peaks in PEAKS if re.search(pattern, name)), None)
+
+
 def matmul_peak(device: Any, dtype: Any = None, size: int | None = None, seconds: float = 0.2, trials: int = 5) -> float:
     """FLOP/s of a (size, size) @ (size, size) product in `dtype` on `device` (default: bf16 4096 on CUDA, fp32 512 on
-    a CPU): the median of `trials` timings, about `seconds` in all. The peak an MFU divides by, measured on the
-    machine and threads that run, not a datasheet's. Constant operands: the global RNG is left alone."""
+    a CPU): the median of `trials` timings, about `seconds` in all: what this machine does now, beside whatever
+    else it runs, not a datasheet's. Constant operands: the global RNG is left alone."""
     import statistics
     import time
 

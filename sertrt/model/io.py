@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import subprocess
 import warnings
 from pathlib import Path
@@ -84,7 +86,9 @@ def save_checkpoint(
     extra_tensors: dict[str, torch.Tensor] | None = None,
     sidecar: bool = True,
 ) -> None:
-    """`meta`: the header's other keys (strategy, epoch, metrics, train_state, optimizer, ...)."""
+    """`meta`: the header's other keys (strategy, epoch, metrics, train_state, optimizer, ...). Written to a temp
+    file and renamed, so a failed write (a full disk) keeps the previous checkpoint; it raises an OSError naming `path`."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     header = CheckpointHeader.from_dict({"format": FORMAT, "format_version": FORMAT_VERSION, "code": code_version(),
@@ -93,7 +97,13 @@ def save_checkpoint(
     tensors.update(extra_tensors or {})
     text = json.dumps(header.to_dict(), indent=1)
     with atomic.atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"sertrt": text, DIGEST_KEY: tensors_digest(text, tensors)})
+        try:
+            save_file(tensors, str(tmp), metadata={"sertrt": text, DIGEST_KEY: tensors_digest(text, tensors)})
+        except SafetensorError as e:  # an I/O error comes as text: "... No space left on device (os error 28)"
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
     if sidecar:
         atomic.write_text(Path(path).with_suffix(".json"), text + "\n")
 

@@ -12,6 +12,24 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return (steps.unsqueeze(0) < lengths.unsqueeze(1)).to(torch.float32)
 
 
+def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """`norm` (an nn.GroupNorm over time) with each row's statistics taken over its first `lengths` steps only:
+    (B, C, T), (B,) -> (B, C, T). A padded row then normalises as it would alone, and a row with no padding gets
+    GroupNorm's own numbers (so pretrained weights keep their meaning). Every row needs a valid step. Statistics
+    in FP32, as torch's kernel takes them for half input; means over T divided by the valid share of T, never a
+    count of frames, which passes FP16's 65504 after 20 s at wav2vec2's first-layer rate (an FP16 export)."""
+    batch, channels, steps = x.shape
+    mask = lengths_to_mask(lengths, steps)[:, None, None, :]  # (B, 1, 1, T)
+    y = x.float().reshape(batch, norm.num_groups, channels // norm.num_groups, steps)  # (B, G, C/G, T)
+    share = mask.mean(-1, keepdim=True)  # (B, 1, 1, 1) valid steps / T
+    mean = (y * mask).mean((2, 3), keepdim=True) / share
+    var = ((y - mean) * mask).pow(2).mean((2, 3), keepdim=True) / share
+    y = ((y - mean) / torch.sqrt(var + norm.eps)).reshape(batch, channels, steps)
+    if norm.affine:
+        y = y * norm.weight[:, None].float() + norm.bias[:, None].float()
+    return y.to(x.dtype)
+
+
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence within its own length: (B, T, D) -> (B, T, D); padding stays at the end.
 

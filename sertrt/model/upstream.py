@@ -35,7 +35,7 @@ from ..core.audio import (
 )
 from ..core.dims import UpstreamSpec
 from ..core.errors import SertrtError
-from .layers import MaskedBiRNN, lengths_to_mask, time_mask_spans
+from .layers import MaskedBiRNN, lengths_to_mask, masked_group_norm, time_mask_spans
 
 # The published architectures (shared/reference/corpora-configs-hgfm.md §2.1). xlsr-53 and
 # xls-r-300m share one architecture; they differ in their pretrained weights.
@@ -182,9 +182,6 @@ class Wav2Vec2Upstream(nn.Module):
         self.hidden_size = cfg.hidden_size
         self.downsample_rate = math.prod(cfg.conv_stride)
         self.min_samples = RECEPTIVE_FIELD
-        # Group-norm feature encoders (wav2vec2-base) were trained without an attention mask
-        # (transformers' Wav2Vec2FeatureExtractor docs); layer-norm ones (XLSR) need it.
-        self.use_attention_mask = cfg.feat_extract_norm == "layer"
         # SUPERB's featurizer: softmax(w)-weighted sum of every layer's states, each layer-normalised (no affine);
         # zeros start as the plain mean. The weights are parameters, so checkpoints and exports carry them.
         self.layer_weights = nn.Parameter(torch.zeros(cfg.num_hidden_layers + 1)) if layer_weights else None
@@ -212,10 +209,11 @@ class Wav2Vec2Upstream(nn.Module):
             d.pop(k, None)
         return d
 
-    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Valid frames per row after the conv feature encoder: (B,) samples -> (B,) frames, by the
-        conv arithmetic floor((n - kernel) / stride) + 1 per layer, on the lengths' device."""
-        for kernel, stride in zip(self.model.config.conv_kernel, self.model.config.conv_stride):
+    def frame_lengths(self, lengths: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """Valid frames per row after the conv feature encoder (or its first `layers` layers): (B,) samples
+        -> (B,) frames, by the conv arithmetic floor((n - kernel) / stride) + 1 per layer, on the lengths' device."""
+        cfg = self.model.config
+        for kernel, stride in zip(cfg.conv_kernel[:layers], cfg.conv_stride[:layers]):
             lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
         return lengths.to(torch.long)
 
@@ -226,15 +224,15 @@ class Wav2Vec2Upstream(nn.Module):
         a CumSum over num_samples, an index_put of a host scalar, then a flipped CumSum) and checks it
         with `.all()` before attention: host syncs on every call, a failed CUDA graph capture, and
         ScatterND/CumSum in the ONNX graph. Here every step is arithmetic on the device, so the eval
-        forward never waits for the host; the numbers are transformers' (tests compare both paths).
+        forward never waits for the host; the numbers are transformers' for a row alone (tests compare both
+        paths). Every layout is masked, group-norm (wav2vec2-base) too, so a padded batch gives each row what
+        it gets alone.
         """
         model = self.model
-        features = model.feature_extractor(waveform).transpose(1, 2)  # (B, num_frames, C)
+        features = self._conv_features(waveform, lengths).transpose(1, 2)  # (B, num_frames, C)
         frame_lengths = self.frame_lengths(lengths)
         hidden, _ = model.feature_projection(features)  # (B, num_frames, D)
-        frame_mask = None
-        if self.use_attention_mask:
-            frame_mask = lengths_to_mask(frame_lengths, hidden.shape[1]).to(torch.bool)  # (B, num_frames)
+        frame_mask = lengths_to_mask(frame_lengths, hidden.shape[1]).to(torch.bool)  # (B, num_frames)
         if self.training:  # SpecAugment (training only)
             hidden = self._spec_augment(hidden, frame_lengths, frame_mask)
         hidden = self._encode(hidden, frame_mask)
@@ -242,8 +240,30 @@ class Wav2Vec2Upstream(nn.Module):
             hidden = model.adapter(hidden)
         return hidden, frame_lengths
 
+    def _conv_features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """transformers' conv feature encoder, (B, num_samples) -> (B, C, num_frames), except that a group-norm
+        first layer (wav2vec2-base: GroupNorm over time) takes its statistics over each row's valid frames only.
+        Later layers' valid frames read only valid frames (conv arithmetic), so padding moves none of them.
+        A layer-norm encoder (XLSR) is local already and runs as transformers' module, hooks and all."""
+        encoder = self.model.feature_extractor
+        first, *rest = encoder.conv_layers
+        if not isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
+            return encoder(waveform)
+        valid = self.frame_lengths(lengths, layers=1)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return first.activation(masked_group_norm(first.conv(x), valid, first.layer_norm))
+
+        # transformers' layers checkpoint their own forward under --grad-checkpointing; this one likewise
+        checkpointed = first.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        hidden = waveform[:, None]  # (B, 1, num_samples)
+        hidden = first._gradient_checkpointing_func(run, hidden) if checkpointed else run(hidden)
+        for layer in rest:
+            hidden = layer(hidden)
+        return hidden
+
     def _spec_augment(self, hidden: torch.Tensor, frame_lengths: torch.Tensor,
-                      frame_mask: torch.Tensor | None) -> torch.Tensor:
+                      frame_mask: torch.Tensor) -> torch.Tensor:
         """transformers' SpecAugment. On the CPU its own (numpy sampling, a boolean index write); on a GPU both
         would wait for the host every step, so the time mask is drawn on the device (layers.time_mask_spans)
         and applied with torch.where. Feature masking (mask_feature_prob, 0 in every config here) stays
@@ -253,21 +273,18 @@ class Wav2Vec2Upstream(nn.Module):
             return model._mask_hidden_states(hidden, attention_mask=frame_mask)
         if cfg.mask_time_prob <= 0:
             return hidden
-        valid = frame_lengths if frame_mask is not None else torch.full_like(frame_lengths, hidden.shape[1])
-        mask = time_mask_spans(valid, hidden.shape[1], cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks)
+        mask = time_mask_spans(frame_lengths, hidden.shape[1], cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_time_min_masks)
         return torch.where(mask[..., None], model.masked_spec_embed.to(hidden.dtype), hidden)
 
-    def _encode(self, hidden: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
+    def _encode(self, hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """transformers' Wav2Vec2Encoder(StableLayerNorm).forward with a ready (B, 1, 1, num_frames)
         key mask: padded frames are zeroed, then never attended to."""
         encoder, cfg = self.model.encoder, self.model.config
-        attention_mask = None
-        if frame_mask is not None:
-            hidden = hidden * frame_mask.unsqueeze(-1).to(hidden.dtype)
-            keys = frame_mask[:, None, None, :]
-            # sdpa takes a boolean mask (True = attend), eager adds a float bias (_ATTENTION_IMPLEMENTATIONS).
-            attention_mask = keys if cfg._attn_implementation != "eager" else \
-                (~keys).to(hidden.dtype) * torch.finfo(hidden.dtype).min
+        hidden = hidden * frame_mask.unsqueeze(-1).to(hidden.dtype)
+        keys = frame_mask[:, None, None, :]
+        # sdpa takes a boolean mask (True = attend), eager adds a float bias (_ATTENTION_IMPLEMENTATIONS).
+        attention_mask = keys if cfg._attn_implementation != "eager" else \
+            (~keys).to(hidden.dtype) * torch.finfo(hidden.dtype).min
         hidden = hidden + encoder.pos_conv_embed(hidden)
         if not cfg.do_stable_layer_norm:  # post-LN layout (wav2vec2-base): norm before the layers
             hidden = encoder.layer_norm(hidden)

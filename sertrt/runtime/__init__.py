@@ -1,6 +1,6 @@
 """Runtime stage: torch-free inference on exported bundles (numpy at import; TensorRT and CUDA imported lazily).
 
-    from sertrt.runtime import load      # the one-call API (sertrt.runtime.api)
+    from sertrt.runtime import load      # the one-call API (sertrt.runtime.api), also `sertrt.load`
 """
 
 from typing import Any

@@ -1,22 +1,31 @@
-"""The one-call API: a bundle as a function of audio (what audonnx users expect).
+"""The one-call API: a bundle as a function of audio.
 
-    from sertrt.runtime import load
-    rec = load("bundle")                          # open_runner + the card, entered once
-    rec(signal, 44100)                            # -> Prediction(label, probabilities, logits)
-    rec([a, b, c], 16000)                         # a batch: a list of utterances of any lengths
-    rec.files(["a.wav", "b.flac"])                # read, resampled, scored in batches
+    import sertrt
+    rec = sertrt.load("bundle", device="cpu")    # cpu | cuda | tensorrt; the bundle's hashes checked first
+    rec("speech.wav")                             # -> Prediction(label, probabilities, logits)
+    rec(signal, 44100)                            # an array at its rate; rec([a, b, c], 16000): a batch
+    for path, result in rec.files(paths):         # result: a Prediction, or the SertrtError for that file
+        ...
     stream = rec.stream(smoothing="ema")          # an EmotionStream with the bundle's window and hop
-    rec.close()                                   # or: with load("bundle") as rec: ...
+    rec.close()                                   # or: with sertrt.load("bundle") as rec: ...
 
-One utterance is a 1-D array `(num_samples,)` or `(num_samples, channels)` (downmixed, as the stream does),
-float or int16, at any rate (resampled with soxr); a batch is a list of them. Each utterance is scored
-whole, as `sertrt evaluate` does, padded with its length given to the model: a batch gives what each
-utterance alone gives. Audio shorter than the model's shortest input is zero-padded to it.
+`device`: "cpu" and "cuda" run the bundle's ONNX in ONNX Runtime (CPU, CUDA execution provider); "tensorrt" runs
+the bundle's TensorRT engine (`sertrt build-engine`, sertrt.runtime.trt_runner) when it has one, else its ONNX in
+ONNX Runtime's TensorRT execution provider (which builds and caches an engine beside the bundle).
+
+One utterance is a file path or an array read as the stream reads a chunk (`core.audio.as_mono`): `(num_samples,)`,
+or `(num_samples, channels)` / `(channels, num_samples)` downmixed (`channels_first=` where the shape does not
+say), float or integer (scaled by its range), at any rate (resampled with soxr); a batch is a list of them.
+Each utterance is scored whole, as `sertrt evaluate` does, padded with its length given to the model: a
+batch gives what each utterance alone gives. Audio shorter than the model's shortest input is zero-padded to it;
+audio longer than the export profile's longest (`max_samples`, 8 s by default) is scored in windows of that
+length, hop half a window, the last ending at the end, and gets the log of its windows' mean probability as
+logits (the TensorRT runner's rule, on every device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +33,14 @@ from typing import Any
 import numpy as np
 
 from ..core.audio import as_mono, load_audio, pad_batch, resample
-from ..core.bundle import BundleCard
+from ..core.bundle import ENGINE_FILE, BundleCard
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
 from ..core.runner import Runner
 from .runners import RunnerOptions, open_runner
-from .stream import EmotionStream, StreamConfig
+from .stream import EmotionStream, StreamConfig, window_starts
+
+DEVICES = ("cpu", "cuda", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,9 @@ class Prediction:
     label: str
     probabilities: dict[str, float]  # label -> probability, in the bundle's label order
     logits: np.ndarray  # (num_labels,) float32
-    path: str | None = None  # set by Recognizer.files
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "probabilities": self.probabilities, **({"path": self.path} if self.path else {})}
+        return {"label": self.label, "probabilities": self.probabilities}
 
 
 class Recognizer:
@@ -55,6 +65,7 @@ class Recognizer:
         self.sample_rate: int = card.sample_rate
         self.batch_size = batch_size
         self._min_samples = int(card.spec.get("min_samples", 0))
+        self._max_samples = int(card.profile.get("max_samples", 0))  # 0: no limit recorded, every clip whole
         self._runner: Runner | None = runner
         runner.__enter__()
 
@@ -75,40 +86,64 @@ class Recognizer:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _prepare(self, signal: Any, rate: int, where: str) -> np.ndarray:
-        x = as_mono(signal, where)  # what the stream accepts as a chunk, the same way
+    def _prepare(self, signal: Any, rate: int | None, where: str, channels_first: bool | None) -> np.ndarray:
+        if isinstance(signal, (str, Path)):
+            if rate is not None:  # which rate would win is a guess: refuse it
+                raise SertrtError(f"{signal}: a file has its own sample rate; give sample_rate with an array only")
+            return load_audio(signal, self.sample_rate)
+        if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool) or rate <= 0:
+            raise SertrtError(f"sample rate must be a positive integer, got {rate!r}")
+        x = as_mono(signal, where, channels_first, int(rate))  # what the stream accepts as a chunk, the same way
         if x.shape[0] == 0:
             raise SertrtError(f"{where}: empty audio")
-        return resample(x, rate, self.sample_rate)
+        return resample(x, int(rate), self.sample_rate)
 
-    def _score(self, clips: list[np.ndarray], paths: Sequence[str | None]) -> list[Prediction]:
-        order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths together: less padding
-        out: list[Prediction | None] = [None] * len(clips)
+    def _score(self, clips: list[np.ndarray]) -> list[Prediction]:
+        # (clip index, samples) per piece: a clip past the profile's longest input is cut into windows
+        pieces = [(i, clip[a:b]) for i, clip in enumerate(clips)
+                  for a, b in (window_starts(len(clip), self._max_samples, self._max_samples // 2)
+                               if self._max_samples and len(clip) > self._max_samples else [(0, len(clip))])]
+        order = np.argsort([len(p) for _, p in pieces], kind="stable")  # similar lengths together: less padding
+        logits = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            waveform, lengths = pad_batch([clips[i] for i in rows], self._min_samples)
-            logits = self.runner.infer({"waveform": waveform, "lengths": lengths})["logits"]
-            for i, row in zip(rows, logits):
-                probs = softmax(row.astype(np.float64))
-                out[i] = Prediction(self.labels[int(np.argmax(row))], dict(zip(self.labels, probs.tolist())),
-                                    row.astype(np.float32), paths[i])
-        return [p for p in out if p is not None]
+            waveform, lengths = pad_batch([pieces[i][1] for i in rows], self._min_samples)
+            logits[rows] = self.runner.infer({"waveform": waveform, "lengths": lengths})["logits"]
+        owner = np.array([i for i, _ in pieces])
+        out = []
+        for i in range(len(clips)):
+            mine = logits[owner == i]
+            row = mine[0] if len(mine) == 1 else np.log(softmax(mine).mean(axis=0))
+            probs = softmax(row)
+            out.append(Prediction(self.labels[int(np.argmax(row))], dict(zip(self.labels, probs.tolist())),
+                                  row.astype(np.float32)))
+        return out
 
-    def __call__(self, signal: Any, sample_rate: int) -> Prediction | list[Prediction]:
-        """One utterance -> a Prediction; a list of utterances -> a list, in order."""
-        if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-            raise SertrtError(f"sample rate must be a positive integer, got {sample_rate!r}")
-        if isinstance(signal, (list, tuple)):
-            if not signal:
-                return []
-            clips = [self._prepare(s, int(sample_rate), f"utterance {i}") for i, s in enumerate(signal)]
-            return self._score(clips, [None] * len(clips))
-        return self._score([self._prepare(signal, int(sample_rate), "audio")], [None])[0]
+    def __call__(self, audio: Any, sample_rate: int | None = None,
+                 channels_first: bool | None = None) -> Prediction | list[Prediction]:
+        """A path, or an array at `sample_rate` -> a Prediction; a list of them -> a list, in order. channels_first
+        says how a 2-D array lies where its shape does not (core.audio.as_mono)."""
+        if isinstance(audio, (list, tuple)):
+            return self._score([self._prepare(a, sample_rate, f"utterance {i}", channels_first)
+                                for i, a in enumerate(audio)]) if audio else []
+        return self._score([self._prepare(audio, sample_rate, "audio", channels_first)])[0]
 
-    def files(self, paths: Sequence[str | Path]) -> list[Prediction]:
-        """Score audio files (any soundfile format and rate), in batches; a bad file is an error naming it."""
-        clips = [load_audio(p, self.sample_rate) for p in paths]
-        return self._score(clips, [str(p) for p in paths])
+    def files(self, paths: Iterable[str | Path]) -> Iterator[tuple[str, Prediction | SertrtError]]:
+        """(path, Prediction) per audio file (any soundfile format and rate), in order, scored `batch_size` files at a
+        time; a file that cannot be read gives (path, the SertrtError naming it) and the others are still scored."""
+        names = [str(p) for p in paths]
+        for start in range(0, len(names), self.batch_size):
+            results: dict[str, Prediction | SertrtError] = {}
+            clips: dict[str, np.ndarray] = {}
+            for p in names[start : start + self.batch_size]:
+                try:
+                    clips[p] = load_audio(p, self.sample_rate)
+                except SertrtError as e:
+                    results[p] = e
+                except OSError as e:  # permission denied, a folder: the machine's answer, for this file only
+                    results[p] = SertrtError(f"{p}: {e.strerror or e}")
+            results.update(zip(clips, self._score(list(clips.values()))))
+            yield from ((p, results[p]) for p in names[start : start + self.batch_size])
 
     def stream(self, **config: Any) -> EmotionStream:
         """An EmotionStream on this recognizer's runner; window and hop default to the bundle's."""
@@ -116,9 +151,13 @@ class Recognizer:
         return EmotionStream(self.runner, self.labels, StreamConfig(**config))
 
 
-def load(bundle: str | Path, backend: str = "ort", *, provider: str = "cpu", threads: int | None = None,
-         trust: str | Path | None = None, batch_size: int = 8) -> Recognizer:
-    """Open a bundle for inference: its digest, hashes (and with `trust`, its signature) checked first."""
-    options = RunnerOptions(backend=backend, provider=provider, threads=threads,
-                            trust=Path(trust) if trust is not None else None)
+def load(bundle: str | Path, device: str = "cpu", *, threads: int | None = None, trust: str | Path | None = None,
+         allow_local_engine: bool = False, batch_size: int = 8) -> Recognizer:
+    """Open a bundle for inference on `device` (cpu, cuda or tensorrt: see the module docstring); its digest and
+    hashes (and with `trust`, an ed25519 public key, its signature) are checked before any model file is read."""
+    if device not in DEVICES:
+        raise SertrtError(f"device {device!r}: unknown (valid: {', '.join(DEVICES)})")
+    engine = device == "tensorrt" and (Path(bundle) / ENGINE_FILE).is_file()
+    options = RunnerOptions(backend="trt" if engine else "ort", provider="cpu" if engine else device, threads=threads,
+                            trust=Path(trust) if trust is not None else None, allow_local_engine=allow_local_engine)
     return Recognizer(bundle, options, batch_size)

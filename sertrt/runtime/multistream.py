@@ -22,12 +22,15 @@ not (wav2vec2-base's group norm) gives padded short windows slightly different l
 
 Timing per window: latency_ms is the batched call's time divided by its rows (what one window cost
 the engine); overhead_ms is the window's own cut/gate and softmax/smoothing time, as in EmotionStream.
-Not thread-safe: call it from one thread (the one that owns the runner).
+Thread-safe: every public method holds one lock, so threads (a server's connections) may push and flush
+their own streams at once; each push then runs the engine for its windows before the next push starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 import time
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any
@@ -40,6 +43,15 @@ from ..core.runner import Runner
 from .stream import EmotionStream, StreamConfig, WindowResult
 
 
+def _locked(method):
+    """Run the method holding the MultiStream's lock: the shared rows and pending windows belong to one call."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class MultiStream:
     def __init__(self, runner: Runner, labels: list[str] | tuple[str, ...], config: StreamConfig | None = None,
                  max_batch: int = 8, stream_ids: Iterable[Hashable] = ()):
@@ -49,6 +61,7 @@ class MultiStream:
         self.runner, self.labels, self.max_batch = runner, list(labels), max_batch
         self.config = config or StreamConfig()
         self.config.check()
+        self._lock = threading.RLock()
         self._streams: dict[Hashable, EmotionStream] = {}
         self.window = self.config.window_samples
         self._waveform = np.zeros((self.max_batch, self.window), dtype=np.float32)
@@ -70,6 +83,7 @@ class MultiStream:
     def __contains__(self, stream_id: Hashable) -> bool:
         return stream_id in self._streams
 
+    @_locked
     def add(self, stream_id: Hashable, config: StreamConfig | None = None) -> None:
         """A new stream, starting at time 0; config may differ from the default except in window and hop."""
         if stream_id in self._streams:
@@ -80,17 +94,20 @@ class MultiStream:
                               f"the batch's {self.config.window_seconds}/{self.config.hop_seconds} s (valid: the same)")
         self._streams[stream_id] = EmotionStream(None, self.labels, config)  # never calls a runner itself
 
+    @_locked
     def remove(self, stream_id: Hashable) -> dict[str, Any]:
         """Drop a stream (without flushing it); returns its summary."""
         summary = self._get(stream_id).summary()
         del self._streams[stream_id]
         return summary
 
+    @_locked
     def reset(self, stream_id: Hashable | None = None) -> None:
         """Back to time 0: one stream, or all of them."""
         for stream in self._streams.values() if stream_id is None else [self._get(stream_id)]:
             stream.reset()
 
+    @_locked
     def summary(self, stream_id: Hashable) -> dict[str, Any]:
         """The stream's utterance-level aggregate (EmotionStream.summary)."""
         return self._get(stream_id).summary()
@@ -105,20 +122,24 @@ class MultiStream:
         return ", ".join(repr(s) for s in self._streams) or "none"
 
     # -- audio in, results out -------------------------------------------------------------------
-    def push(self, chunks: Mapping[Hashable, np.ndarray]) -> dict[Hashable, list[WindowResult]]:
+    @_locked
+    def push(self, chunks: Mapping[Hashable, np.ndarray], channels_first: bool | None = None
+             ) -> dict[Hashable, list[WindowResult]]:
         """Add a chunk to each named stream; {stream id: windows that became complete} for each of them.
 
-        A chunk is what EmotionStream.push takes: `(n,)` or `(n, channels)`, float or int16, at the
-        stream's input rate. If any chunk or id is refused, no stream changes.
+        A chunk is what EmotionStream.push takes (`core.audio.as_mono`: mono, or 2-D with channels either
+        way, float or integer) at the stream's input rate. If any chunk or id is refused, no stream changes.
         """
-        checked = [(self._get(sid), sid, EmotionStream._check(chunk)) for sid, chunk in chunks.items()]
+        checked = [(stream := self._get(sid), sid, stream._check(chunk, channels_first))
+                   for sid, chunk in chunks.items()]
         results: dict[Hashable, list[WindowResult]] = {}
         for stream, sid, x in checked:
             out = results[sid] = []
-            self._take_all(stream, stream._spans(stream._resample(x)), out)
+            self._take_all(stream, stream._spans(stream._accept(x)), out)
         self._run()
         return results
 
+    @_locked
     def flush(self, stream_id: Hashable) -> list[WindowResult]:
         """End of one stream: its resampler's tail and final (possibly short) window."""
         stream, out = self._get(stream_id), []
@@ -126,6 +147,7 @@ class MultiStream:
         self._run()
         return out
 
+    @_locked
     def flush_all(self) -> dict[Hashable, list[WindowResult]]:
         """End of every stream, their last windows batched together."""
         results: dict[Hashable, list[WindowResult]] = {}

@@ -7,25 +7,31 @@
     ort      ONNX Runtime; providers "cpu", "cuda" or "tensorrt" (onnxruntime-gpu)
     trt      TensorRT native, from the bundle's model.plan (sertrt.runtime.trt_runner)
 
+With a trust key, nothing outside the bundle's signature is loaded unless `allow_local_engine` says so: a
+plan `build-engine` added on the device (`local_files`, hashed but never signed) and ONNX Runtime's TensorRT
+engine and timing caches (a folder beside the bundle) are files anyone who can write there can replace.
+
 The PyTorch reference runner lives in `sertrt.verify` (it needs torch and the checkpoint); the runtime
 never imports it. Importing this module costs numpy.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle
+from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle, sha256_file
 from ..core.errors import SertrtError
-from ..core.precisions import LIMITS
+from ..core.precisions import LIMITS, cpu_target_mismatch
 from ..core.runner import Runner
 
 BACKENDS = ("ort", "trt")
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+TRT_WORKSPACE_BYTES = 2 << 30  # what `sertrt build-engine` gives TensorRT by default (--workspace-mb 2048)
 ORT_OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
@@ -39,7 +45,9 @@ class RunnerOptions:
     spinning: bool | None = None  # ort: intra-op threads spin between calls (None: ONNX Runtime's default, on)
     optimization: str = "all"  # ort: graph optimisation level, basic | extended | all
     io_binding: bool = False  # ort: feed and fetch through an IOBinding
+    cuda_graphs: bool = False  # trt: one CUDA graph per input shape, replayed
     trust: Path | None = None  # an ed25519 public key (PEM): refuse a bundle it did not sign
+    allow_local_engine: bool = False  # with trust: load engines the device built (unsigned) all the same
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
@@ -61,11 +69,12 @@ class OrtRunner:
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
                  optimization: str = "all", spinning: bool | None = None, io_binding: bool = False,
-                 card: BundleCard | None = None, precision: str | None = None):
+                 card: BundleCard | None = None, precision: str | None = None, trt_cache: Path | None = None):
         RunnerOptions(provider=provider, threads=threads, optimization=optimization).check()
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
         self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
         self.card = card  # the bundle's card: the model's metadata_props must agree with it
+        self.trt_cache = trt_cache  # provider "tensorrt": engine and timing caches here (None: none kept)
         # what the model is (the card's, unless given): its session config comes from LIMITS[precision].ort_config
         self.precision = precision or (card.precision if card is not None else None)
         self.input_names: list[str] = []
@@ -75,14 +84,53 @@ class OrtRunner:
 
     @classmethod
     def from_options(cls, onnx_path: str | Path, options: RunnerOptions, card: BundleCard | None = None,
-                     precision: str | None = None) -> OrtRunner:
+                     precision: str | None = None, trt_cache: Path | None = None) -> OrtRunner:
         return cls(onnx_path, options.provider, options.threads, optimization=options.optimization,
-                   spinning=options.spinning, io_binding=options.io_binding, card=card, precision=precision)
+                   spinning=options.spinning, io_binding=options.io_binding, card=card, precision=precision,
+                   trt_cache=trt_cache)
 
     def settings(self) -> dict[str, Any]:
         """What was asked for (None: ONNX Runtime's default)."""
         return {"provider": self.provider, "threads": self.threads, "optimization": self.optimization,
                 "spinning": self.spinning, "io_binding": self.io_binding}
+
+    def providers(self) -> list[str | tuple[str, dict[str, str]]]:
+        """ONNX Runtime's providers in priority order, with their options, as its documentation gives them: TensorRT,
+        then CUDA for the nodes TensorRT declines, then the CPU (onnxruntime.ai/docs/execution-providers/
+        TensorRT-ExecutionProvider.html, "Usage" and "Configurations"; CUDA-ExecutionProvider.html, "Configuration
+        Options"). Values are strings, as the docs' Python examples and the C API's key/value form take them."""
+        # HEURISTIC: the stream's shapes vary (flush windows, batches) and EXHAUSTIVE, the default, benchmarks every
+        # cuDNN convolution algorithm again at each new shape
+        cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "1"})
+        if self.provider == "cpu":
+            return ["CPUExecutionProvider"]
+        if self.provider == "cuda":
+            return [cuda, "CPUExecutionProvider"]
+        return [("TensorrtExecutionProvider", self.tensorrt_options()), cuda, "CPUExecutionProvider"]
+
+    def tensorrt_options(self) -> dict[str, str]:
+        """TensorRT provider options from the bundle's card: its precision, its profile (trt_profile_*_shapes, the
+        export's min/opt/max, so no shape the stream sends leaves the engine and forces a rebuild), and with
+        `trt_cache` the engine and timing caches (else every process builds the engine again, minutes for xlsr-53)."""
+        opts = {"trt_max_workspace_size": str(TRT_WORKSPACE_BYTES)}
+        if self.precision == "fp16":
+            # the ONNX is already half, but the provider builds a weakly typed network: without the flag TensorRT may
+            # run those layers in FP32. With it, TensorRT may also pick half kernels for the FP32 layers the export
+            # kept: trt_layer_norm_fp32_fallback holds layer norms in FP32 (softmax is not covered: `parity` checks)
+            opts.update(trt_fp16_enable="True", trt_layer_norm_fp32_fallback="True")
+        elif self.precision == "int8":
+            # a Q/DQ graph: INT8 enabled, no calibration table ("should not be provided for QDQ model because
+            # TensorRT doesn't allow calibration table to be loaded if there is any Q/DQ node in the model")
+            opts["trt_int8_enable"] = "True"
+        profile = self.card.profile if self.card is not None else {}
+        if profile:
+            for level in ("min", "opt", "max"):
+                batch, samples = profile[f"{level}_batch"], profile[f"{level}_samples"]
+                opts[f"trt_profile_{level}_shapes"] = f"waveform:{batch}x{samples},lengths:{batch}"
+        if self.trt_cache is not None:
+            opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(self.trt_cache),
+                        trt_timing_cache_enable="True", trt_timing_cache_path=str(self.trt_cache))
+        return opts
 
     def __enter__(self) -> OrtRunner:
         import onnxruntime as ort
@@ -91,6 +139,8 @@ class OrtRunner:
         if wanted not in ort.get_available_providers():
             raise SertrtError(f"ONNX Runtime here has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
                               "install onnxruntime-gpu for cuda/tensorrt")
+        if self.trt_cache is not None and self.provider == "tensorrt":
+            self.trt_cache.mkdir(mode=0o700, parents=True, exist_ok=True)  # only this user writes what TensorRT loads
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
@@ -99,10 +149,11 @@ class OrtRunner:
             options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         for key, value in LIMITS[self.precision].ort_config if self.precision is not None else ():
             options.add_session_config_entry(key, value)
-        providers = [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
-        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self.providers())
         if self.card is not None:
             check_onnx_metadata(self.card, dict(self.session.get_modelmeta().custom_metadata_map), self.onnx_path)
+            if self.provider == "cpu" and (mismatch := cpu_target_mismatch(self.card.cpu_target)):
+                warnings.warn(mismatch, RuntimeWarning, stacklevel=2)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._binding = self.session.io_binding() if self.io_binding else None
@@ -132,8 +183,10 @@ def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tup
     options.check()
     card = load_bundle(bundle, trust=options.trust)
     bundle = Path(bundle)
+    local_ok = options.trust is None or options.allow_local_engine  # what protects a device-built engine: see above
     if options.backend == "ort":
-        return OrtRunner.from_options(bundle / card.model, options, card=card), card
+        cache = trt_cache_dir(bundle, card) if options.provider == "tensorrt" and local_ok else None
+        return OrtRunner.from_options(bundle / card.model, options, card=card, trt_cache=cache), card
     from .trt_runner import TrtRunner
 
     engine = bundle / ENGINE_FILE
@@ -143,4 +196,18 @@ def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tup
         # load_bundle hashed every listed file; an unlisted plan was never checked and is never deserialised
         raise SertrtError(f"{bundle}: {ENGINE_FILE} is not listed in its manifest.json, so it was not checked; "
                           f"build it with `sertrt build-engine {bundle}`")
-    return TrtRunner(engine, card.engine), card
+    if ENGINE_FILE not in card.files and not local_ok:
+        raise SertrtError(f"{bundle}: {ENGINE_FILE} was added on this device, outside what --trust verifies (the "
+                          "signature); pass --allow-local-engine (allow_local_engine=True) to load it, trusting this folder's permissions")
+    return TrtRunner(engine, card.engine, cuda_graphs=options.cuda_graphs), card
+
+
+def trt_cache_dir(bundle: Path, card: BundleCard) -> Path:
+    """ONNX Runtime's TensorRT engine and timing caches for this bundle's model: beside the bundle, one folder per
+    model sha256 and ONNX Runtime version. ONNX Runtime names a cached engine by the graph, not by its weights, and
+    its documentation says to clear the cache when the model, ONNX Runtime, TensorRT or GPU changes: the folder
+    name covers the first two (TensorRT itself refuses to deserialise a plan from another version or GPU)."""
+    import onnxruntime as ort
+
+    digest = card.files.get(card.model) or sha256_file(bundle / card.model)
+    return bundle.parent / f"{bundle.name}.trt-cache" / f"{digest[:16]}-onnxruntime-{ort.__version__}"

@@ -1,19 +1,20 @@
 """Audio sources for `sertrt stream`: files read block by block (never loaded whole), raw PCM on
-stdin, or a microphone (sounddevice, when installed). Each yields float32 chunks `(n,)` or
-`(n, channels)` at the source's own rate."""
+stdin, or a microphone (sounddevice, when installed). Each yields chunks `(n, channels)` at the
+source's own rate, in its own sample type (the stream scales and downmixes them, `core.audio.as_mono`)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.audio import open_audio
+from ..core.audio import check_finite, open_audio
 from ..core.bundle import load_bundle
 from ..core.errors import SertrtError
 from ..core.runner import Runner
@@ -23,19 +24,37 @@ from .stream import EmotionStream, StreamConfig
 PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 
 
+def finite_chunks(chunks: Iterable[np.ndarray], where: str, rate: int) -> Iterator[np.ndarray]:
+    """The chunks `(n, channels)`, each checked for NaN/Inf: the error names `where` and the time in it."""
+    done = 0
+    for chunk in chunks:
+        check_finite(chunk, where, rate, done)
+        done += len(chunk)
+        yield chunk
+
+
 def file_chunks(path: Path, block_seconds: float = 0.5) -> tuple[int, Iterator[np.ndarray]]:
     """(rate, chunks) of a file, after the same checks `load_audio` makes (missing, unreadable or empty
-    files are errors; a truncated WAV warns)."""
+    files are errors; a truncated WAV warns; NaN/Inf samples are refused naming the file and their time,
+    before the stream prints a window)."""
     f = open_audio(path)
+    block = max(1, int(block_seconds * f.samplerate))
+
+    def blocks() -> Iterator[np.ndarray]:
+        f.seek(0)
+        while len(data := f.read(block, dtype="float32", always_2d=True)):
+            yield data
+
+    if f.subtype in ("FLOAT", "DOUBLE"):  # only float files can hold NaN/Inf: one read through them first
+        try:
+            collections.deque(finite_chunks(blocks(), str(path), f.samplerate), maxlen=0)
+        except SertrtError:
+            f.close()
+            raise
 
     def gen() -> Iterator[np.ndarray]:
         with f:
-            block = max(1, int(block_seconds * f.samplerate))
-            while True:
-                data = f.read(block, dtype="float32", always_2d=True)
-                if len(data) == 0:
-                    return
-                yield data
+            yield from blocks()
 
     return f.samplerate, gen()
 
@@ -55,7 +74,7 @@ def pcm_chunks(stream, fmt: str, channels: int, block_bytes: int = 32000) -> Ite
         if usable:
             x = np.frombuffer(pending[:usable], dtype=dtype).reshape(-1, channels)
             pending = pending[usable:]
-            yield (x.astype(np.float32) / 32768.0) if fmt == "s16le" else x.astype(np.float32)
+            yield x
 
 
 def mic_chunks(rate: int, channels: int, block_seconds: float = 0.1) -> Iterator[np.ndarray]:
@@ -102,7 +121,7 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     else:  # the bundle gives its card only (checked as open_runner checks it)
         card, runner = load_bundle(opts.bundle, trust=opts.runner.trust), opts.runner_factory()
     if opts.mic or opts.source == "-":
-        if not opts.rate:
+        if opts.rate is None:
             raise SertrtError("raw PCM input needs --rate (its sample rate)")
         if opts.rate < 1:
             raise SertrtError(f"--rate {opts.rate}: must be a positive sample rate in Hz")
@@ -110,6 +129,7 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
         chunks = mic_chunks(rate, opts.channels) if opts.mic else pcm_chunks(sys.stdin.buffer, opts.format, opts.channels)
     else:
         rate, chunks = file_chunks(Path(opts.source))  # a missing file is refused there, as by load_audio
+    where = "microphone" if opts.mic else "stdin" if opts.source == "-" else opts.source
     config = StreamConfig(
         window_seconds=card.window_seconds if opts.window_seconds is None else opts.window_seconds,
         hop_seconds=card.hop_seconds if opts.hop_seconds is None else opts.hop_seconds,
@@ -118,8 +138,8 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
     with runner:
         stream = EmotionStream(runner, card.labels, config)
         try:
-            for chunk in chunks:
-                for result in stream.push(chunk):
+            for chunk in finite_chunks(chunks, where, rate):  # the error names the source and the time in it
+                for result in stream.push(chunk, channels_first=False):
                     write(result.as_dict())
         except KeyboardInterrupt:
             pass

@@ -6,10 +6,11 @@
             print(result.label, result.start, result.end)
     stream.flush(); print(stream.summary())  # the tail, then the utterance-level aggregate
 
-Input at another rate is resampled (soxr, streaming), stereo `(n, channels)` is downmixed, and a
-chunk with NaN/Inf is rejected before it touches the stream's state. Windows quieter than
-`silence_dbfs`, or (with `vad`) with less than `min_speech` of their frames speech, skip inference
-and say so. State is fixed-size: memory stays flat over hours.
+Input at another rate is resampled (soxr, streaming), a chunk with channels is downmixed (its layout read
+as `core.audio.as_mono` reads it, or given by `push(chunk, channels_first=...)`), integers are scaled by
+their range, and a chunk with NaN/Inf is rejected, naming its time in the stream, before it touches the
+stream's state. Windows quieter than `silence_dbfs`, or (with `vad`) with less than `min_speech` of
+their frames speech, skip inference and say so. State is fixed-size: memory stays flat over hours.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class EmotionStream:
     def reset(self) -> None:
         self._ring[:] = 0
         self._total = 0  # samples written since the start, at the model rate
+        self._received = 0  # samples pushed since the start, at the input rate
         self._next_end = self.window  # stream position where the next full window ends
         self._last_end = 0
         self._index = 0
@@ -145,20 +147,25 @@ class EmotionStream:
             self._resampler.clear()
 
     # -- input -------------------------------------------------------------------------------
-    @staticmethod
-    def _check(chunk: np.ndarray) -> np.ndarray:
+    def _check(self, chunk: np.ndarray, channels_first: bool | None = None) -> np.ndarray:
         """Any accepted chunk -> float32 mono `(n,)`; touches no state, so a rejected chunk changes nothing."""
         try:
-            return as_mono(chunk, "audio chunk")
+            return as_mono(chunk, "audio chunk", channels_first, self.config.input_rate, self._received)
         except SertrtError as e:
             raise SertrtError(f"{e}; chunk rejected, stream unchanged") from None
+
+    def _accept(self, x: np.ndarray) -> np.ndarray:
+        """A checked chunk `(n,)` at the input rate -> the model rate, counted as received."""
+        self._received += len(x)
+        return self._resample(x)
 
     def _resample(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
         return self._resampler.resample_chunk(chunk, last=last) if self._resampler is not None else chunk
 
-    def push(self, chunk: np.ndarray) -> list[WindowResult]:
-        """Add audio; returns the windows that became complete (possibly none)."""
-        return [self._emit(start, n) for start, n in self._spans(self._resample(self._check(chunk)))]
+    def push(self, chunk: np.ndarray, channels_first: bool | None = None) -> list[WindowResult]:
+        """Add audio (`as_mono`'s shapes and dtypes at the input rate); returns the windows that became complete
+        (possibly none). channels_first says how a 2-D chunk lies when its shape does not (core.audio.as_mono)."""
+        return [self._emit(start, n) for start, n in self._spans(self._accept(self._check(chunk, channels_first)))]
 
     def flush(self) -> list[WindowResult]:
         """End of stream: drain the resampler and emit the final (possibly short) window."""

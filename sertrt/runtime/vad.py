@@ -9,9 +9,8 @@
     webrtc   WebRTC's GMM VAD through `webrtcvad-wheels` (C, no dependencies, aarch64 wheels; extra
              `sertrt[vad]`), 30 ms frames, aggressiveness 0-3 (default 3).
     silero   Silero VAD's ONNX model run with ONNX Runtime (never torch): 32 ms frames, probability >= 0.5.
-             The model file comes from `silero_vad/data/` of an installed `silero-vad` (install it with
-             `pip install --no-deps silero-vad`: its own requirements pull torch, which the runtime never
-             imports) or from a path: `silero:/models/silero_vad.onnx`.
+             The model (v6, MIT, 2.3 MB) ships inside sertrt (SILERO_MODEL, silero_vad.LICENSE beside it): the
+             `silero-vad` package requires torch, which the runtime never installs. Another: `silero:PATH`.
 
 Each window is judged on its own (detector state reset per window), so a window's verdict does not
 depend on what came before it: the same audio gives the same result in a stream, a batch or a file.
@@ -20,7 +19,6 @@ benchmarks/results/vad.md compares them on synthetic speech with known silences,
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +28,7 @@ from ..core.audio import SAMPLE_RATE
 from ..core.errors import SertrtError
 
 VADS = ("energy", "webrtc", "silero")
+SILERO_MODEL = Path(__file__).with_name("silero_vad.onnx")  # silero-vad 6.2.3's silero_vad/data/silero_vad.onnx
 
 
 class VoiceActivity(Protocol):
@@ -88,18 +87,9 @@ class WebRtcVAD(_Framed):
 
 
 def silero_model_path(path: str | None = None) -> Path:
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise SertrtError(f"{p}: no such Silero VAD model file")
-        return p
-    spec = importlib.util.find_spec("silero_vad")  # found without importing it (its __init__ imports torch)
-    if spec is None or not spec.submodule_search_locations:
-        raise SertrtError("--vad silero needs Silero VAD's ONNX model: pip install --no-deps silero-vad, "
-                          "or give its path: --vad silero:/path/silero_vad.onnx")
-    p = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.onnx"
+    p = Path(path) if path else SILERO_MODEL
     if not p.is_file():
-        raise SertrtError(f"{p}: not found in the installed silero-vad; give the model's path: --vad silero:PATH")
+        raise SertrtError(f"{p}: no such Silero VAD model file")
     return p
 
 
@@ -112,11 +102,20 @@ class SileroVAD(_Framed):
 
     def __init__(self, path: str | None = None, threshold: float = 0.5):
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 
         self.path = silero_model_path(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except (Fail, InvalidGraph, InvalidProtobuf) as e:
+            raise SertrtError(f"{self.path}: not an ONNX model ONNX Runtime can load "
+                              f"({str(e).strip().splitlines()[0][:200]})") from None
+        inputs = sorted(i.name for i in self._session.get_inputs())
+        if not {"input", "state", "sr"} <= set(inputs):
+            raise SertrtError(f"{self.path}: not a Silero VAD v5/v6 model (inputs {', '.join(inputs)}; "
+                              "valid: input, state, sr)")
         self.threshold = threshold
 
     def _judge(self, frames: np.ndarray) -> np.ndarray:

@@ -6,9 +6,8 @@ One process per device; NCCL on CUDA, gloo on CPU. Only rank 0 writes files or p
 from __future__ import annotations
 
 import gc
+import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -37,14 +36,19 @@ def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def resolve_device(device: str, option: str = "--device") -> str:
+    """`auto` -> cuda when this PyTorch sees a GPU, else cpu; cpu, cuda and cuda:N are checked and kept. Every
+    command with a PyTorch device resolves it here, so `auto` means the same everywhere."""
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise SertrtError(f"{option} {device!r}: unknown (valid: auto, cpu, cuda, cuda:N)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SertrtError(f"{option} {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
 def compute_init(device: str = "auto") -> DistInfo:
     """Pick the device and, under torchrun, join the process group."""
-    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
-        raise SertrtError(f"--device {device!r}: unknown (valid: auto, cpu, cuda, cuda:N)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SertrtError(f"--device {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if not under_torchrun():
         return DistInfo(device=torch.device(device if device != "cuda" else "cuda:0"))
     rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
@@ -74,14 +78,26 @@ def compute_cleanup(info: DistInfo, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """Re-run `sertrt <argv>` under `torch.distributed.run --standalone` with `nproc` processes.
+def launch_torchrun(nproc: int, argv: list[str]) -> None:
+    """Run `sertrt <argv>` under torch.distributed.run --standalone with `nproc` processes.
 
     Equivalent to: torchrun --standalone --nproc-per-node NPROC -m sertrt <argv>
+    A failure is one line (SertrtError): the error line of the first rank that failed, which a rank writes to
+    its torchrun error file (sertrt.cli), or which rank stopped; not torchrun's report of its children.
     """
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "sertrt", *argv]
-    env = dict(os.environ)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
     if nproc > 1 and not torch.cuda.is_available():
         # Two CPU processes on a small machine: give each its share of the cores.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // nproc)))
-    return subprocess.run(cmd, env=env).returncode
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // nproc)))
+    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # its per-child warnings would repeat the error
+    try:
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "sertrt", *argv]))
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        if isinstance(failure.message, str) and failure.message.startswith("error: "):
+            raise SertrtError(failure.message.removeprefix("error: ")) from None
+        raise SertrtError(f"rank {rank} of {nproc} stopped (exit code {failure.exitcode}); "
+                          "its output above says why") from None

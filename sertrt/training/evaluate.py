@@ -1,8 +1,13 @@
-"""`sertrt evaluate RUN --manifest M`: WA / UA / macro-F1, metrics JSON and a confusion-matrix PNG."""
+"""`sertrt evaluate RUN --manifest M`: WA / UA / macro-F1, metrics JSON and a confusion-matrix PNG.
+
+The manifest is scored as a stream of batches, each decoded when it is scored: memory holds one batch of
+audio however long the manifest, and progress moves from the first batch on.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,30 +16,54 @@ import numpy as np
 import torch
 
 from ..core import atomic
+from ..core.audio import SAMPLE_RATE, load_audio, pad_batch
 from ..core.checkpoint import resolve_checkpoint
 from ..core.errors import SertrtError
-from ..core.manifest import read_manifest
+from ..core.labels import label_index
+from ..core.manifest import Utterance, read_manifest
 from ..core.metrics import classification_report, softmax
 from ..model.io import load_model
 from ..model.ser import SERModel
 from .data import AudioSet
 
 
+Batch = tuple[Sequence[int], torch.Tensor, torch.Tensor]  # row indices, waveform (B, num_samples), lengths (B,)
+
+
 @torch.no_grad()
+def score_batches(model: SERModel, batches: Iterable[Batch], rows: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Logits (rows, num_labels), each batch's at its row indices; a batch is scored as it arrives and not kept."""
+    was_training = model.training
+    model.eval()
+    out = np.zeros((rows, len(model.dims.labels)), dtype=np.float32)
+    for indices, waveform, lengths in batches:
+        out[list(indices)] = model(waveform.to(device), lengths.to(device)).float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
 def predict_logits(
     model: SERModel, data: AudioSet, batch_size: int = 8, device: torch.device | str = "cpu",
     max_samples: int | None = None,
 ) -> np.ndarray:
     """Logits (num_utterances, num_labels) in manifest order, whole utterances unless `max_samples`."""
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(data), len(model.dims.labels)), dtype=np.float32)
-    for indices in data.batches(batch_size, shuffle=False):
-        waveform, lengths, _ = data.collate(indices, max_samples=max_samples)
-        logits = model(waveform.to(device), lengths.to(device))
-        out[indices] = logits.float().cpu().numpy()
-    model.train(was_training)
-    return out
+    batches = ((b, *data.collate(b, max_samples=max_samples)[:2]) for b in data.batches(batch_size, shuffle=False))
+    return score_batches(model, batches, len(data), device)
+
+
+def manifest_batches(utterances: Sequence[Utterance], batch_size: int,
+                     progress: Callable[[int, int], None] | None = None) -> Iterator[Batch]:
+    """Batches of similar length (the manifest's durations, as AudioSet.batches sorts), each decoded only when
+    asked for. `progress(done, total)` before each batch and at the end."""
+    order = np.argsort([u.duration for u in utterances], kind="stable")
+    for start in range(0, len(order), batch_size):
+        if progress is not None:
+            progress(start, len(order))
+        indices = order[start : start + batch_size].tolist()
+        waveform, lengths = pad_batch([load_audio(utterances[i].path, SAMPLE_RATE) for i in indices])
+        yield indices, torch.from_numpy(waveform), torch.from_numpy(lengths)
+    if progress is not None:
+        progress(len(order), len(order))
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
@@ -71,16 +100,18 @@ class EvaluateOptions:
     device: str = "cpu"
 
 
-def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
+def evaluate(opts: EvaluateOptions, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Score `opts.manifest` in a stream of batches (`progress(done, total)` in utterances) and write the reports."""
     if opts.batch_size < 1:
         raise SertrtError(f"--batch-size {opts.batch_size}: must be >= 1")
     ckpt = resolve_checkpoint(opts.run)
     model, header = load_model(ckpt)
     model.to(opts.device)
-    data = AudioSet(read_manifest(opts.manifest))
-    logits = predict_logits(model, data, opts.batch_size, opts.device)
+    utterances = read_manifest(opts.manifest)
+    truth = np.array([label_index(u.label, u.path) for u in utterances], dtype=np.int64)
+    logits = score_batches(model, manifest_batches(utterances, opts.batch_size, progress), len(utterances), opts.device)
     labels = list(header.dims.labels)
-    report = classification_report(data.labels, logits.argmax(1), labels)
+    report = classification_report(truth, logits.argmax(1), labels)
     report.update(checkpoint=str(ckpt), manifest=str(opts.manifest), epoch=header.epoch)
     out_dir = opts.out or (ckpt.parent / "eval")
     stem = Path(opts.manifest).name.removesuffix(".jsonl")
@@ -89,7 +120,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     atomic.write_text(out_dir / f"{stem}.predictions.jsonl", "".join(
         json.dumps({"path": u.path, "label": u.label, "predicted": labels[int(p.argmax())],
                     "probabilities": [round(float(x), 6) for x in p]}) + "\n"
-        for u, p in zip(data.utterances, probs)
+        for u, p in zip(utterances, probs)
     ))
     plot_confusion(
         np.array(report["confusion_matrix"]), labels, out_dir / f"{stem}.confusion.png",

@@ -37,6 +37,7 @@ from ..model.io import load_model
 from ..model.ser import SERModel, count_parameters
 from ..model.upstream import check_layers, num_layers
 from .data import AudioSet
+from .distributed import resolve_device
 from .evaluate import plot_confusion, predict_logits
 from .train import TrainOptions, train
 
@@ -248,6 +249,7 @@ def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) ->
 
 
 def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    device = resolve_device(opts.device)  # once: every fold trains and is scored on the same device
     record, folds = read_protocol(opts.protocol)
     if opts.max_folds:
         folds = folds[: opts.max_folds]
@@ -277,7 +279,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                 train(TrainOptions(
                     train_manifest=fold["train"], valid_manifest=fold["valid"], out=run_dir, upstream=config.upstream,
                     upstream_layers=config.upstream_layers, head=config.head, strategy=config.strategy,
-                    epochs=opts.epochs, batch_size=opts.batch_size, lr=config.lr or opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=opts.device,
+                    epochs=opts.epochs, batch_size=opts.batch_size, lr=config.lr or opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=device,
                     resume=(run_dir / "last.safetensors").exists(), quiet=True,
                 ))
             if opts.table == "transfer":
@@ -286,7 +288,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                 if fold["test"] not in test_cache:  # folds share one test part: decode it once
                     test_cache[fold["test"]] = AudioSet(read_manifest(fold["test"]))
                 test = test_cache[fold["test"]]
-            report, cost = _score(run_dir, test, labels, opts.batch_size, "cpu" if opts.device == "auto" else opts.device)
+            report, cost = _score(run_dir, test, labels, opts.batch_size, device)
             atomic.write_text(run_dir / "test_metrics.json", json.dumps(report, indent=1) + "\n")
             per_fold.append(report)
             cm_sum += np.array(report["confusion_matrix"])

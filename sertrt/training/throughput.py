@@ -5,7 +5,7 @@ in gradient accumulation.
     throughput(seconds, valid_samples, batch_samples, flops, peak) -> audio_seconds_per_s, padding_share, mfu, ...
     micro_batch_loss(logits, labels, smoothing, step_utterances, world_size)
 
-The peak MFU divides by is sertrt.model.flops.matmul_peak, measured on the device (and threads) that train.
+The peak MFU divides by is sertrt.model.flops.datasheet_peak: known for listed CUDA GPUs, else no MFU at all.
 """
 
 from __future__ import annotations
@@ -36,16 +36,19 @@ def training_flops(config: dict[str, Any], head: HeadDims, strategy: str, num_sa
 def throughput(seconds: float, valid_samples: float, batch_samples: float, flops: float | None,
                peak_flops_per_s: float | None) -> dict[str, float | None]:
     """An epoch's rates from its totals (all ranks): audio_seconds_per_s (valid, cropped audio), padding_share
-    (padded samples / all samples of the batch tensors run), flops_per_s (training_flops), peak_flops_per_s (of
-    all devices) and mfu = flops_per_s / peak_flops_per_s. None where not counted (no waveform batches: the
-    stats-lr floor; no FLOP count: upstreams other than wav2vec2)."""
+    (padded samples / all samples of the batch tensors run), flops_per_s (training_flops); None where not counted
+    (no waveform batches: the stats-lr floor; no FLOP count: upstreams other than wav2vec2). peak_flops_per_s (of
+    all devices) and mfu = flops_per_s / peak_flops_per_s only where the peak is known and the MFU is at most 1
+    (above it, the peak is not this device's): absent, not None, elsewhere."""
     flops_per_s = flops / seconds if flops is not None else None
-    return {
+    rates = {
         "audio_seconds_per_s": valid_samples / SAMPLE_RATE / seconds if batch_samples else None,
         "padding_share": 1.0 - valid_samples / batch_samples if batch_samples else None,
-        "flops_per_s": flops_per_s, "peak_flops_per_s": peak_flops_per_s,
-        "mfu": flops_per_s / peak_flops_per_s if flops_per_s is not None and peak_flops_per_s else None,
+        "flops_per_s": flops_per_s,
     }
+    if flops_per_s is not None and peak_flops_per_s and flops_per_s <= peak_flops_per_s:
+        rates.update(peak_flops_per_s=peak_flops_per_s, mfu=flops_per_s / peak_flops_per_s)
+    return rates
 
 
 def micro_batch_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, step_utterances: int | None,

@@ -6,24 +6,23 @@ Several GPUs/processes: sertrt train ... --devices 2        (starts torch.distri
 Several nodes:          torchrun --nnodes N --node-rank K --rdzv-endpoint HOST:PORT --nproc-per-node G -m sertrt train ...
 
 RUN gets best.safetensors (+ .json; best UA so far), last.safetensors (model, optimizer and epoch for
---resume), metrics.jsonl (one line per epoch), options.json and tensorboard/. Only rank 0 writes.
+--resume), metrics.jsonl (one line per epoch), options.json and tensorboard/. Only rank 0 writes, and it
+holds RUN locked while it does: a second `train --out RUN` is refused.
 
 Throughput: --max-batch-seconds S cuts length-bucketed micro-batches of at most S seconds of padded audio
 and accumulates them into optimizer steps of >= --batch-size utterances (the step's gradient is one big
 batch's). The step never waits for the host: loss is summed on the device and read every --log-every
-steps. Each epoch's metrics row records samples/s, audio-s/s, padding share, optimizer steps and MFU
-(the model's analytic FLOPs over a matmul peak measured in the same run). --compile compiles the
+steps. Each epoch's metrics row records samples/s, audio-s/s, padding share, optimizer steps, FLOP/s and,
+on a GPU whose datasheet peak is known, MFU (sertrt.model.flops.datasheet_peak). --compile compiles the
 upstream's encoder layers; --grad-checkpointing recomputes them in the backward pass (long crops).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,14 @@ import torch
 import torch.distributed as dist
 
 from ..core import atomic
-from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..core.audio import SAMPLE_RATE
 from ..core.errors import SertrtError
 from ..core.manifest import read_manifest
 from ..core.metrics import classification_report
 from ..core.outputs import claim_output_dir
 from ..data.split import carve_validation, split_kind
 from ..model.compile import compile_encoder_layers
-from ..model.flops import matmul_peak
+from ..model.flops import datasheet_peak
 from ..model.io import (
     flatten_optimizer,
     load_model,
@@ -51,112 +50,15 @@ from ..model.ser import SERModel, apply_strategy, build_model, count_parameters
 from .data import AudioSet, group_steps
 from .distributed import DistInfo, compute_cleanup, compute_init
 from .evaluate import predict_logits
+from .options import TrainOptions, options_record, preflight, resumed_options
 from .throughput import micro_batch_loss, throughput, training_flops
-
-
-@dataclass
-class TrainOptions:
-    train_manifest: Path
-    out: Path
-    # The test set is scored once, at the end, with the best epoch's weights; it never chooses anything.
-    test_manifest: Path | None = None
-    # The best epoch is chosen on validation: this manifest, or `valid_fraction` of the training manifest
-    # held out (whole speakers where a corpus has enough of them; sertrt.data.split.carve_validation).
-    valid_manifest: Path | None = None
-    valid_fraction: float = 0.1
-    upstream: str = "tiny"  # named config, or a pretrained directory / hub id
-    upstream_layers: int | None = None  # keep the first K transformer layers (wav2vec2 upstreams); None: all
-    head: str = "hgfm"
-    strategy: str = "full"
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    grad_clip: float = 5.0
-    max_seconds: float = 6.0  # training crops longer utterances (evaluation never crops)
-    proj_size: int | None = None
-    hidden_size: int | None = None
-    dropout: float = 0.1
-    # The recipe (sertrt/training/augment.py; benchmarks/results/recipe.md measures each on unseen speakers)
-    augment: tuple[str, ...] = ()  # of AUGMENTATIONS: speed, noise, gain, reverb
-    layer_weights: bool = False  # a learnable softmax-weighted sum over every upstream layer (wav2vec2), as SUPERB
-    balanced: bool = False  # class-balanced sampling: every label equally likely in each batch
-    label_smoothing: float = 0.0
-    patience: int | None = None  # stop after this many epochs without a better validation UA
-    seed: int = 0
-    devices: int = 1
-    device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA; ignored on CPU
-    # Seconds of padded audio (rows x longest row) per micro-batch, accumulated into steps of >= batch_size
-    # utterances; None: fixed batches of batch_size, one step each.
-    max_batch_seconds: float | None = None
-    log_every: int = 50  # optimizer steps between reads of the loss (the only host sync of the loop)
-    compile: bool = False  # torch.compile the upstream's encoder layers (wav2vec2)
-    grad_checkpointing: bool = False  # recompute the upstream's layers in the backward pass (wav2vec2)
-    resume: bool = False
-    quiet: bool = False
-    # The options the user set (the CLI reads them from the command line); None: every field counts as set.
-    # On --resume, an option not set is taken from the run, and a set one must equal the run's.
-    given: frozenset[str] | None = None
-
-
-# What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
-RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
-                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction",
-                "augment", "layer_weights", "balanced", "label_smoothing", "patience", "max_batch_seconds")
-
-
-def _options_record(opts: TrainOptions) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
-            for k, v in dataclasses.asdict(opts).items() if k != "given"}
-
-
-def _check_options(opts: TrainOptions) -> None:
-    """Range checks, one line each: a value that cannot train is refused before anything is loaded."""
-    checks = [("epochs", opts.epochs >= 1, ">= 1"), ("batch_size", opts.batch_size >= 1, ">= 1"),
-              ("lr", opts.lr > 0, "> 0"), ("weight_decay", opts.weight_decay >= 0, ">= 0"),
-              ("grad_clip", opts.grad_clip > 0, "> 0"),
-              ("max_seconds", opts.max_seconds >= RECEPTIVE_FIELD / SAMPLE_RATE, f">= {RECEPTIVE_FIELD / SAMPLE_RATE:g} (one frame)"),
-              ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1"),
-              ("proj_size", opts.proj_size is None or opts.proj_size >= 1, ">= 1"),
-              ("hidden_size", opts.hidden_size is None or opts.hidden_size >= 1, ">= 1"),
-              ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0"),
-              ("valid_fraction", 0 < opts.valid_fraction < 1, "in (0, 1)"),
-              ("label_smoothing", 0 <= opts.label_smoothing < 1, "in [0, 1)"),
-              ("patience", opts.patience is None or opts.patience >= 1, ">= 1"),
-              ("max_batch_seconds", opts.max_batch_seconds is None or opts.max_batch_seconds > 0, "> 0"),
-              ("log_every", opts.log_every >= 1, ">= 1")]
-    for name, ok, valid in checks:
-        if not ok:  # NaN fails every comparison, so it lands here too
-            raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
-
-
-def _resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> TrainOptions:
-    """The options a resume really runs with: the run's own for everything in RESUME_KEEPS that was not
-    set; a set one that differs is refused; --epochs must go beyond what is finished."""
-    path = out / "options.json"
-    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    given = set(opts.__dataclass_fields__) if opts.given is None else opts.given
-    current = _options_record(opts)
-    kept: dict[str, Any] = {}
-    for name in RESUME_KEEPS:
-        if name not in stored or current[name] == stored[name]:
-            continue
-        if name in given:
-            raise SertrtError(f"--{name.replace('_', '-')} {current[name]}: {out} was trained with {stored[name]}, and a "
-                              "resumed run keeps it (drop the option, or train a new run in another --out)")
-        kept[name] = tuple(stored[name]) if name == "augment" else stored[name]  # JSON holds a list
-    if opts.epochs <= finished_epochs:
-        raise SertrtError(f"--epochs {opts.epochs}: {out} has finished {finished_epochs} epochs already; "
-                          f"give more to continue it (nothing was changed)")
-    return dataclasses.replace(opts, **kept)
 
 
 def _print0(info: DistInfo, quiet: bool, *args: Any) -> None:
     if info.is_main and not quiet:
         from rich.console import Console
 
-        Console(stderr=True).print(*args)
+        Console(stderr=True, soft_wrap=True).print(*args)  # soft_wrap: no hard wrap at 80 columns in a log
 
 
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
@@ -252,7 +154,8 @@ def _epoch_steps(data: AudioSet, opts: TrainOptions, epoch: int, info: DistInfo,
 def train(opts: TrainOptions) -> dict[str, Any]:
     info = compute_init(opts.device)
     try:
-        result = _train(opts, info)
+        with contextlib.ExitStack() as held:
+            result = _train(opts, info, held)
     except BaseException:
         compute_cleanup(info, wait=False)
         raise
@@ -260,15 +163,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     return result
 
 
-def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
+def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> dict[str, Any]:
     out = Path(opts.out)
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
-    if opts.resume and not last_path.is_file():
-        raise SertrtError(f"{out}: nothing to resume (no last.safetensors)")
-    if not opts.resume and (last_path.exists() or best_path.exists()):
-        raise SertrtError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    _check_options(opts)
-    claim_output_dir(out, "run", create=False)  # never write a run into a folder that holds something else
+    preflight(opts)
+    if info.is_main:  # the one writer holds the run folder until it returns (a second `train --out` is refused)
+        held.enter_context(atomic.folder_lock(out, "run"))
 
     torch.manual_seed(opts.seed)
     start_epoch, best_ua, history = 0, -1.0, []
@@ -278,7 +178,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         state = header.train_state or {}
         if "epoch" not in state or header.optimizer is None:
             raise SertrtError(f"{last_path}: holds no training state to resume from (a best.safetensors copied over it?)")
-        opts = _resumed_options(opts, out, state["epoch"] + 1)
+        opts = resumed_options(opts, out, state["epoch"] + 1)
         dims = header.dims
         kept = dims.upstream.config.get("num_hidden_layers") if dims.upstream.kind == "wav2vec2" else None
         if opts.upstream_layers is not None and opts.upstream_layers != kept:
@@ -331,12 +231,13 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         optimizer = make_optimizer(params, opts.lr, opts.weight_decay, fused=info.device.type == "cuda", state=optim_state)
         use_scaler = info.device.type == "cuda" and opts.amp and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        net: torch.nn.Module = model
+        # The classical floor trains its head alone, on fixed features: the head is what steps (and what DDP syncs).
+        net: torch.nn.Module = model.head if model.dims.upstream.kind == "stats-lr" else model
         if info.distributed:
             # Layer drop skips whole transformer layers, leaving their parameters unused in a step.
             layerdrop = model.dims.upstream.config.get("layerdrop", 0.0) if model.dims.upstream.kind == "wav2vec2" else 0.0
             net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                net, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
                 find_unused_parameters=layerdrop > 0 and strategy != "frozen",
             )
         writer = None
@@ -345,7 +246,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
 
             claim_output_dir(out, "run")
             # what this run really uses (on --resume: the run's own options, --epochs and the data paths new)
-            atomic.write_text(out / "options.json", json.dumps(_options_record(opts), indent=1) + "\n")
+            atomic.write_text(out / "options.json", json.dumps(options_record(opts), indent=1) + "\n")
             writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch)
         cut = model.dims.upstream.source_layers
         _print0(
@@ -372,8 +273,8 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
         min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
         counts_flops = fixed is None and model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
-        # the peak MFU divides by: this device's matmul in the training dtype, measured once (rank 0 reports)
-        peak = matmul_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops and info.is_main else None
+        # the peak MFU divides by: the device's datasheet peak in the training dtype; None (no MFU) where unknown
+        peak = datasheet_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops else None
         if all("optimizer_steps" in r for r in history):
             global_step = sum(int(r["optimizer_steps"]) for r in history)
         else:  # a run recorded before steps were counted
@@ -405,7 +306,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                     with contextlib.nullcontext() if sync else _no_sync(net):
                         if fixed is not None:
                             labels = torch.from_numpy(train_set.labels[indices]).to(info.device)
-                            logits = model.head(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
+                            logits = net(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
                         else:
                             waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples,
                                                                           augment=opts.augment)
@@ -484,7 +385,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                 )
                 atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 for key in ("train_loss", "wa", "ua", "macro_f1", "samples_per_s", "audio_seconds_per_s", "padding_share", "mfu"):
-                    if row[key] is not None:
+                    if row.get(key) is not None:
                         writer.add_scalar(f"{'valid' if key in ('wa', 'ua', 'macro_f1') else 'train'}/{key}", row[key], epoch + 1)
                 writer.flush()
                 _print0(
@@ -492,7 +393,7 @@ def _train(opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
                     f"epoch {epoch + 1:>3}/{opts.epochs}  loss {row['train_loss']:.3f}  valid WA {row['wa']:.1%}  "
                     f"UA {row['ua']:.1%}  F1 {row['macro_f1']:.1%}  {row['samples_per_s']:.1f} samples/s"
                     + (f"  padding {row['padding_share']:.1%}" if row["padding_share"] is not None else "")
-                    + (f"  MFU {row['mfu']:.1%}" if row["mfu"] is not None else "")
+                    + (f"  MFU {row['mfu']:.1%}" if "mfu" in row else "")
                     + ("  [green]best[/]" if improved else ""),
                 )
             if info.distributed:

@@ -4,7 +4,7 @@
     compare(ref_logits, engine_logits, targets, labels) -> {"count", "agreement", "torch", "engine",
                                                             "delta_points", "logits_max_abs", "logits_max_rel"}
     score_engine(TorchRunner(run), OrtRunner(onnx), data_manifest, labels)   the same, on a data manifest
-    manifest_scorer(run, data_manifest)   export --test-manifest's score of the exported ONNX
+    manifest_scorer(run)(onnx, labels, precision, data_manifest)   export's score of the exported ONNX
 """
 
 from __future__ import annotations
@@ -63,13 +63,13 @@ def score_engine(reference: Runner, engine: Runner, data_manifest: Path, labels:
     return {"manifest": str(data_manifest), **result}
 
 
-def manifest_scorer(run: Path, data_manifest: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...], str], dict[str, Any]]:
-    """For `export_bundle(..., score=...)` (`export --test-manifest`): scores the exported ONNX (ONNX Runtime
-    CPU) against the run's checkpoint on `data_manifest`; the bundle card records it as `accuracy`."""
+def manifest_scorer(run: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...], str, Path], dict[str, Any]]:
+    """For `export_bundle(..., score=...)`: scores the exported ONNX (ONNX Runtime CPU) against the run's
+    checkpoint on a data manifest; the bundle card records it as `accuracy` (and an INT8 export is gated on it)."""
     from ..runtime.runners import OrtRunner
     from .torch_runner import TorchRunner
 
-    def score(onnx_path: Path, labels: tuple[str, ...], precision: str) -> dict[str, Any]:
+    def score(onnx_path: Path, labels: tuple[str, ...], precision: str, data_manifest: Path) -> dict[str, Any]:
         return score_engine(TorchRunner(run), OrtRunner(onnx_path, precision=precision), data_manifest, labels, batch_size)
 
     return score

@@ -1,13 +1,17 @@
 """`sertrt parity BUNDLE --run RUN --manifest M`: is the engine the model we trained?
 
 PyTorch FP32 (the checkpoint) and the bundle's engine each score the manifest twice: on whole
-utterances and on the streaming windows the runtime would cut from them. Reported per mode: top-1
+utterances, and on streaming windows. The window mode runs the code `sertrt stream FILE` runs: each
+file read in the same blocks at its own rate and pushed through an `EmotionStream` per side (ring
+buffer, resampler, silence gate and VAD included), so the windows compared are the ones the stream
+prints and scores; the windows the gate skips are counted, not compared. Reported per mode: top-1
 agreement, WA/UA/macro-F1 of both and the difference, logits max abs/rel error. Beyond the
 thresholds (per precision, configurable) the command exits non-zero.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +20,14 @@ import numpy as np
 
 from ..core.audio import load_audio
 from ..core.bundle import sha256_file
-from ..core.errors import SertrtError
+from ..core.errors import CheckFailed, SertrtError
 from ..core.labels import label_index
-from ..core.manifest import read_manifest
+from ..core.manifest import Utterance, read_manifest
 from ..core.precisions import LIMITS
+from ..core.runner import Runner
 from ..runtime.runners import RunnerOptions, open_runner
-from ..runtime.stream import StreamConfig, window_starts
+from ..runtime.sources import file_chunks
+from ..runtime.stream import EmotionStream, StreamConfig
 from .compare import compare, run_batches
 from .torch_runner import TorchRunner
 
@@ -34,6 +40,9 @@ class ParityOptions:
     runner: RunnerOptions = field(default_factory=RunnerOptions)
     window_seconds: float | None = None  # default: the bundle's
     hop_seconds: float | None = None
+    silence_dbfs: float | None = -50.0  # the window mode's gate: as `sertrt stream`'s options
+    vad: str | None = None
+    min_speech: float = 0.3
     min_agreement: float | None = None  # default: LIMITS[precision].parity_agreement
     max_delta_ua: float | None = None  # default: LIMITS[precision].max_delta_ua
     batch_size: int = 8
@@ -60,29 +69,25 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
     config = StreamConfig(
         window_seconds=card.window_seconds if opts.window_seconds is None else opts.window_seconds,
         hop_seconds=card.hop_seconds if opts.hop_seconds is None else opts.hop_seconds,
+        silence_dbfs=opts.silence_dbfs, vad=opts.vad, min_speech=opts.min_speech,
     )
     config.check()
-    window, hop = config.window_samples, config.hop_samples
 
     utts = read_manifest(opts.manifest)
     audio = [load_audio(u.path) for u in utts]
     targets = np.array([label_index(u.label, u.path) for u in utts])
-    windows, window_targets = [], []
-    for clip, t in zip(audio, targets):
-        for a, b in window_starts(len(clip), window, hop):
-            windows.append(clip[a:b])
-            window_targets.append(t)
-    window_targets = np.array(window_targets)
 
     results: dict[str, Any] = {"bundle": str(opts.bundle), "precision": card.precision, "backend": opts.runner.backend,
                                "manifest": str(opts.manifest), "thresholds": limits, "modes": {}}
     reference = TorchRunner(opts.run, opts.torch_device, opts.torch_precision, opts.cuda_graphs)
     results["torch"] = reference.settings()
     with reference as ref_runner, runner:
-        for mode, clips, tgt in (("utterance", audio, targets), ("window", windows, window_targets)):
-            ref = run_batches(ref_runner, clips, opts.batch_size)
-            out = run_batches(runner, clips, opts.batch_size)
-            results["modes"][mode] = compare(ref, out, tgt, card.labels)
+        ref = run_batches(ref_runner, audio, opts.batch_size)
+        results["modes"]["utterance"] = compare(ref, run_batches(runner, audio, opts.batch_size), targets, card.labels)
+        ref, out, window_targets, spans, skipped = _stream_windows(ref_runner, runner, utts, targets, card.labels,
+                                                                   config, opts.manifest)
+        results["modes"]["window"] = {**compare(ref, out, window_targets, card.labels), "skipped_silent": skipped,
+                                      "windows": spans}
     # Is the run the bundle's own source? A bundle records its checkpoint's sha256 when it is exported.
     expected = card.source_checkpoint.get("sha256")
     found = sha256_file(ref_runner.resolved)
@@ -102,12 +107,59 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
     return results
 
 
+class _Recorder:
+    """A runner (entered by its caller) that keeps the logits `(num_labels,)` of every window a stream feeds it."""
+
+    def __init__(self, runner: Runner):
+        self.runner, self.logits = runner, list[np.ndarray]()
+        self.input_names, self.output_names = runner.input_names, runner.output_names
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.runner.infer(feeds)
+        self.logits.append(np.array(out["logits"][0]))
+        return out
+
+
+def _stream_windows(reference: Runner, engine: Runner, utts: list[Utterance], targets: np.ndarray, labels: tuple[str, ...],
+                    config: StreamConfig, where: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, int]:
+    """Each file through one EmotionStream per side, in `sertrt stream`'s blocks: (reference logits, engine
+    logits, targets, [path, start s, end s] of each window scored, windows the gate skipped)."""
+    ref, out = _Recorder(reference), _Recorder(engine)
+    window_targets, spans, skipped = [], [], 0
+    for u, target in zip(utts, targets):
+        rate, chunks = file_chunks(Path(u.path))
+        each = dataclasses.replace(config, input_rate=rate)
+        ref_stream, out_stream = EmotionStream(ref, labels, each), EmotionStream(out, labels, each)
+        windows = []
+        for chunk in chunks:
+            ref_stream.push(chunk, channels_first=False)
+            windows += out_stream.push(chunk, channels_first=False)
+        ref_stream.flush()
+        windows += out_stream.flush()
+        skipped += sum(w.silent for w in windows)
+        spans += [[u.path, w.start, w.end] for w in windows if not w.silent]
+        window_targets += [target] * sum(not w.silent for w in windows)
+    if not spans:
+        raise SertrtError(f"{where}: the stream's gate skips every window (quieter than {config.silence_dbfs} dBFS, "
+                          "or not speech to the VAD): no window to compare")
+    return np.stack(ref.logits), np.stack(out.logits), np.array(window_targets), spans, skipped
+
+
 def format_parity(results: dict[str, Any]) -> str:
     lines = [f"{'mode':<10} {'n':>6} {'top-1':>8} {'UA torch':>9} {'UA engine':>10} {'dUA':>7} {'dWA':>7} {'dF1':>7} {'max abs':>9} {'max rel':>9}"]
     for mode, r in results["modes"].items():
         d = r["delta_points"]
         lines.append(f"{mode:<10} {r['count']:>6} {r['agreement']:>8.2%} {r['torch']['ua']:>9.2%} {r['engine']['ua']:>10.2%} "
                      f"{d['ua']:>+7.2f} {d['wa']:>+7.2f} {d['macro_f1']:>+7.2f} {r['logits_max_abs']:>9.3g} {r['logits_max_rel']:>9.3g}")
+    window = results["modes"]["window"]
+    lines.append(f"window: {window['count']} windows as `sertrt stream` scores them ({window['skipped_silent']} "
+                 "skipped by its silence gate or VAD)")
     t = results["thresholds"]
     lines.append(f"thresholds ({results['precision']}): top-1 >= {t['agreement']:.2%}, |dUA| <= {t['delta_ua']} points: "
                  + ("passed" if results["passed"] else "FAILED: " + "; ".join(results["failures"])))
@@ -116,4 +168,4 @@ def format_parity(results: dict[str, Any]) -> str:
 
 def check(results: dict[str, Any]) -> None:
     if not results["passed"]:
-        raise SertrtError("parity failed: " + "; ".join(results["failures"]))
+        raise CheckFailed("parity failed: " + "; ".join(results["failures"]))

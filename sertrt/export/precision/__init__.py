@@ -5,13 +5,14 @@ strongly typed: no builder flags), plus calibration feeds read from a manifest.
     to_int8(model.onnx, model_int8.onnx, feeds)           explicit Q/DQ, symmetric INT8, zero-points 0 (TensorRT)
     to_int8_dynamic(model.onnx, model_int8_dynamic.onnx)  MatMul-only dynamic INT8 (ONNX Runtime CPU)
     manifest_calibration(calib_manifest.jsonl)            [{"waveform": (1, num_samples), "lengths": (1,)}]
+    split_calibration(calib_manifest.jsonl)               (calibration utterances, held-out utterances)
 
 One concern per module (each module's docstring says why it does what it does):
 
     fp16         to_fp16: which ops and nodes stay FP32, and the conversion
     int8         to_int8 (static QDQ for TensorRT) and zero_points, its zero-point check
     dynamic      to_int8_dynamic (the ONNX Runtime CPU artifact)
-    calibration  manifest_calibration and the CalibrationDataReader adapter
+    calibration  manifest_calibration, split_calibration and the CalibrationDataReader adapter
     surgery      in-place ONNX graph rewriting shared by the above (casts, Q/DQ rewiring, prune, sort)
 
 ONNX Runtime CPU runs all three files (the post-export check uses it). For FP16 it upcasts ops that
@@ -19,9 +20,9 @@ have no FP16 CPU kernel, so ORT-CPU validates FP16 storage at op boundaries, not
 TensorRT does it; and ORT-CPU runs a QDQ model slower than FP32. Re-check and time the built engine on the GPU.
 """
 
-from .calibration import manifest_calibration
+from .calibration import manifest_calibration, split_calibration
 from .dynamic import to_int8_dynamic
 from .fp16 import to_fp16
-from .int8 import to_int8, zero_points
+from .int8 import DEFAULT_CALIBRATION, to_int8, zero_points
 
-__all__ = ["manifest_calibration", "to_fp16", "to_int8", "to_int8_dynamic", "zero_points"]
+__all__ = ["DEFAULT_CALIBRATION", "manifest_calibration", "split_calibration", "to_fp16", "to_int8", "to_int8_dynamic", "zero_points"]

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...core.audio import SAMPLE_RATE
 from ...core.errors import SertrtError
+
+if TYPE_CHECKING:
+    from ...core.manifest import Utterance
 
 
 class _FeedReader:
@@ -33,6 +37,25 @@ def manifest_calibration(
     cropped or zero-padded to `seconds` (the streaming window):
     [{"waveform": (1, num_samples) float32, "lengths": (1,) int64}], lengths = valid samples."""
     from ...core.audio import load_audio, pad_batch, seconds_to_samples
+
+    n = seconds_to_samples(seconds)
+    feeds = []
+    for utterance in split_calibration(manifest, num, seed, min_utterances)[0]:
+        audio = load_audio(utterance.path, SAMPLE_RATE)
+        if len(audio) > n:
+            start = (len(audio) - n) // 2
+            audio = audio[start : start + n]
+        waveform, lengths = pad_batch([audio], min_samples=n)  # every calibration feed has the window's shape
+        feeds.append({"waveform": waveform, "lengths": lengths})
+    return feeds
+
+
+def split_calibration(
+    manifest: Path, num: int = 64, seed: int = 0, min_utterances: int = 16, max_held_out: int | None = None
+) -> tuple[list[Utterance], list[Utterance]]:
+    """(calibration, held_out): the utterances manifest_calibration calibrates on, and the rest of the
+    manifest (up to `max_held_out` of them, stratified over labels), on which an INT8 export is gated when
+    no test manifest is given."""
     from ...core.manifest import read_manifest
 
     if num < min_utterances:
@@ -42,16 +65,12 @@ def manifest_calibration(
         raise SertrtError(
             f"{manifest}: {len(utterances)} utterance(s), INT8 calibration needs at least {min_utterances}"
         )
-    n = seconds_to_samples(seconds)
-    feeds = []
-    for i in _stratified_pick([u.label for u in utterances], num, seed):
-        audio = load_audio(utterances[i].path, SAMPLE_RATE)
-        if len(audio) > n:
-            start = (len(audio) - n) // 2
-            audio = audio[start : start + n]
-        waveform, lengths = pad_batch([audio], min_samples=n)  # every calibration feed has the window's shape
-        feeds.append({"waveform": waveform, "lengths": lengths})
-    return feeds
+    chosen = _stratified_pick([u.label for u in utterances], num, seed)
+    picked = set(chosen)
+    rest = [u for i, u in enumerate(utterances) if i not in picked]
+    if max_held_out is not None and len(rest) > max_held_out:
+        rest = [rest[i] for i in sorted(_stratified_pick([u.label for u in rest], max_held_out, seed + 1))]
+    return [utterances[i] for i in chosen], rest
 
 
 def _stratified_pick(labels: list[str], num: int, seed: int) -> list[int]:

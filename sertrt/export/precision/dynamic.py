@@ -1,4 +1,4 @@
-"""Dynamic INT8 for ONNX Runtime CPU: MatMul-only, weights quantised once, activations per call.
+"""Dynamic INT8 for ONNX Runtime CPU: MatMul-only, weights quantised once for the target CPU, activations per call.
 
 INT8-dynamic is the CPU artifact: TensorRT cannot take it (DynamicQuantizeLinear/MatMulInteger are not
 its INT8 format), and ONNX Runtime CPU ran it faster than both FP32 and the QDQ model (benchmarks/).
@@ -13,27 +13,35 @@ from pathlib import Path
 from typing import Any
 
 from ...core.atomic import atomic_path
+from ...core.errors import SertrtError
+from ...core.precisions import CPU_TARGETS, DEFAULT_CPU_TARGET
 from .int8 import INT8_EXCLUDE, _quiet_preprocess_advice
 from .surgery import _opset
 
 DYNAMIC_OP_TYPES = ("MatMul",)  # Conv as ConvInteger measured 2x slower than FP32 Conv on ORT CPU
 
 
-def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE) -> dict[str, Any]:
-    """FP32 ONNX -> dynamic INT8 ONNX for ONNX Runtime CPU: MatMul only, per-channel QUInt8 weights,
-    QUInt8 asymmetric activations quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT
-    fuses into MatMulIntegerToFloat). No calibration.
+def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE,
+                    cpu_target: str = DEFAULT_CPU_TARGET) -> dict[str, Any]:
+    """FP32 ONNX -> dynamic INT8 ONNX for ONNX Runtime CPU: MatMul only, per-channel QInt8 weights (7-bit,
+    reduce_range, for `cpu_target` avx2: see core.precisions.CPU_TARGETS), QUInt8 asymmetric activations
+    quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT fuses into MatMulIntegerToFloat).
+    No calibration.
 
-    Measured on xlsr-53 on this AVX2 CPU without VNNI, where u8 x s8 products go through saturating
-    16-bit pair sums: int8 weights ran ~9% faster but the logits cosine to FP32 fell to 0.984 (0.998
-    with uint8; reduce_range did not help). Conv as ConvInteger ran 2x slower than FP32 Conv, so Conv
-    stays float. Ops whose node name contains a scope in `exclude` stay float: the head, and the
+    QUInt8 weights would put ONNX Runtime on its u8u8 kernels, which VNNI and the dot product do not speed
+    up (xlsr-53, 2 s, AVX-512 VNNI host: 1.8x eager with QUInt8 weights, 3.1x with QInt8). On an AVX2 CPU
+    without VNNI, full-range QInt8 weights measured a logits cosine of 0.984 to FP32 (QUInt8: 0.998). Conv
+    as ConvInteger ran 2x slower than FP32 Conv, so Conv stays float. Ops whose node name contains a scope
+    in `exclude` stay float: the head, and the
     feature projection, whose error goes straight into the residual stream (quantised, xlsr-53's
     logits cosine fell to 0.976).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if cpu_target not in CPU_TARGETS:
+        raise SertrtError(f"--cpu-target {cpu_target}: unknown (valid: {', '.join(CPU_TARGETS)})")
+    reduce_range = cpu_target == "avx2"
     graph = onnx.load(str(src), load_external_data=False).graph
     # quantize_dynamic rewrites every Gemm as a float MatMul named "<gemm>_MatMul" before it quantises
     # MatMuls, so a Gemm is excluded under that name (or the head's output layer gets quantised).
@@ -41,7 +49,7 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
                       if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in exclude))
     with atomic_path(dst) as tmp:
         with _quiet_preprocess_advice():
-            quantize_dynamic(Path(src), tmp, per_channel=True, weight_type=QuantType.QUInt8,
+            quantize_dynamic(Path(src), tmp, per_channel=True, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                              op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=excluded)
         model = onnx.load(str(tmp), load_external_data=False)
     ops = Counter(n.op_type for n in model.graph.node)
@@ -50,7 +58,8 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
         "format": "dynamic",
         "target": "ONNX Runtime CPU (TensorRT takes the QDQ int8 bundle instead)",
         "per_channel": True,
-        "weights": "QUInt8 per channel",
+        "cpu_target": cpu_target,
+        "weights": f"QInt8 per channel{' (7-bit: reduce_range)' if reduce_range else ''}",
         "activations": "QUInt8 asymmetric, quantised per call",
         "op_types": list(DYNAMIC_OP_TYPES),
         "quantised_ops": {k: ops[k] for k in ("DynamicQuantizeLinear", "MatMulInteger")},

@@ -50,6 +50,7 @@ INT8_OP_TYPES = ("MatMul", "Gemm")
 # logits error of any other MatMul, for 0.2% of XLSR's MatMul FLOPs.
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+DEFAULT_CALIBRATION = "minmax"  # measured: benchmarks/results/int8-calibration.md
 HIGH_PRECISIONS = ("fp16", "fp32")  # what the non-quantised part of the INT8 graph runs in
 QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear/DequantizeLinear take FP16 scales and data
 
@@ -63,7 +64,7 @@ def to_int8(
     op_types: tuple[str, ...] = INT8_OP_TYPES,
     exclude_first_conv: bool = True,
     exclude: tuple[str, ...] = INT8_EXCLUDE,
-    method: str = "minmax",
+    method: str = DEFAULT_CALIBRATION,
     preprocess: bool = False,
     high_precision: str = "fp16",
 ) -> dict[str, Any]:

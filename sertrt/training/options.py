@@ -1,0 +1,138 @@
+"""What `sertrt train` is asked to do: its options, their checks, and what a resumed run keeps.
+
+`preflight` is everything a run refuses before it loads anything; `sertrt train --devices N` runs it once
+before it starts the ranks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core import atomic
+from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..core.errors import SertrtError
+from ..core.manifest import read_manifest
+from ..core.outputs import claim_output_dir
+from .distributed import resolve_device
+
+
+@dataclass
+class TrainOptions:
+    train_manifest: Path
+    out: Path
+    # The test set is scored once, at the end, with the best epoch's weights; it never chooses anything.
+    test_manifest: Path | None = None
+    # The best epoch is chosen on validation: this manifest, or `valid_fraction` of the training manifest
+    # held out (whole speakers where a corpus has enough of them; sertrt.data.split.carve_validation).
+    valid_manifest: Path | None = None
+    valid_fraction: float = 0.1
+    upstream: str = "tiny"  # named config, or a pretrained directory / hub id
+    upstream_layers: int | None = None  # keep the first K transformer layers (wav2vec2 upstreams); None: all
+    head: str = "hgfm"
+    strategy: str = "full"
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0
+    max_seconds: float = 6.0  # training crops longer utterances (evaluation never crops)
+    proj_size: int | None = None
+    hidden_size: int | None = None
+    dropout: float = 0.1
+    # The recipe (sertrt/training/augment.py; benchmarks/results/recipe.md measures each on unseen speakers)
+    augment: tuple[str, ...] = ()  # of AUGMENTATIONS: speed, noise, gain, reverb
+    layer_weights: bool = False  # a learnable softmax-weighted sum over every upstream layer (wav2vec2), as SUPERB
+    balanced: bool = False  # class-balanced sampling: every label equally likely in each batch
+    label_smoothing: float = 0.0
+    patience: int | None = None  # stop after this many epochs without a better validation UA
+    seed: int = 0
+    devices: int = 1
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA; ignored on CPU
+    # Seconds of padded audio (rows x longest row) per micro-batch, accumulated into steps of >= batch_size
+    # utterances; None: fixed batches of batch_size, one step each.
+    max_batch_seconds: float | None = None
+    log_every: int = 50  # optimizer steps between reads of the loss (the only host sync of the loop)
+    compile: bool = False  # torch.compile the upstream's encoder layers (wav2vec2)
+    grad_checkpointing: bool = False  # recompute the upstream's layers in the backward pass (wav2vec2)
+    resume: bool = False
+    quiet: bool = False
+    # The options the user set (the CLI reads them from the command line); None: every field counts as set.
+    # On --resume, an option not set is taken from the run, and a set one must equal the run's.
+    given: frozenset[str] | None = None
+
+
+# What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
+RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
+                "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction",
+                "augment", "layer_weights", "balanced", "label_smoothing", "patience", "max_batch_seconds")
+
+
+def options_record(opts: TrainOptions) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(opts).items() if k != "given"}
+
+
+def check_options(opts: TrainOptions) -> None:
+    """Range checks, one line each: a value that cannot train is refused before anything is loaded."""
+    checks = [("epochs", opts.epochs >= 1, ">= 1"), ("batch_size", opts.batch_size >= 1, ">= 1"),
+              ("lr", opts.lr > 0, "> 0"), ("weight_decay", opts.weight_decay >= 0, ">= 0"),
+              ("grad_clip", opts.grad_clip > 0, "> 0"),
+              ("max_seconds", opts.max_seconds >= RECEPTIVE_FIELD / SAMPLE_RATE, f">= {RECEPTIVE_FIELD / SAMPLE_RATE:g} (one frame)"),
+              ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1"),
+              ("proj_size", opts.proj_size is None or opts.proj_size >= 1, ">= 1"),
+              ("hidden_size", opts.hidden_size is None or opts.hidden_size >= 1, ">= 1"),
+              ("upstream_layers", opts.upstream_layers is None or opts.upstream_layers >= 0, ">= 0"),
+              ("valid_fraction", 0 < opts.valid_fraction < 1, "in (0, 1)"),
+              ("label_smoothing", 0 <= opts.label_smoothing < 1, "in [0, 1)"),
+              ("patience", opts.patience is None or opts.patience >= 1, ">= 1"),
+              ("max_batch_seconds", opts.max_batch_seconds is None or opts.max_batch_seconds > 0, "> 0"),
+              ("log_every", opts.log_every >= 1, ">= 1")]
+    for name, ok, valid in checks:
+        if not ok:  # NaN fails every comparison, so it lands here too
+            raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
+
+
+def resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> TrainOptions:
+    """The options a resume really runs with: the run's own for everything in RESUME_KEEPS that was not
+    set; a set one that differs is refused; --epochs must go beyond what is finished."""
+    path = out / "options.json"
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    given = set(opts.__dataclass_fields__) if opts.given is None else opts.given
+    current = options_record(opts)
+    kept: dict[str, Any] = {}
+    for name in RESUME_KEEPS:
+        if name not in stored or current[name] == stored[name]:
+            continue
+        if name in given:
+            raise SertrtError(f"--{name.replace('_', '-')} {current[name]}: {out} was trained with {stored[name]}, and a "
+                              "resumed run keeps it (drop the option, or train a new run in another --out)")
+        kept[name] = tuple(stored[name]) if name == "augment" else stored[name]  # JSON holds a list
+    if opts.epochs <= finished_epochs:
+        raise SertrtError(f"--epochs {opts.epochs}: {out} has finished {finished_epochs} epochs already; "
+                          f"give more to continue it (nothing was changed)")
+    return dataclasses.replace(opts, **kept)
+
+
+def preflight(opts: TrainOptions) -> None:
+    """What a run refuses before it loads anything: a run folder another process is writing, one that holds
+    something else, options out of range, unreadable manifests. `--devices N` runs it before it starts the
+    ranks, so such an error is one line, not one per rank."""
+    out = Path(opts.out)
+    if out.is_dir():
+        with atomic.folder_lock(out, "run"):
+            pass
+    if opts.resume and not (out / "last.safetensors").is_file():
+        raise SertrtError(f"{out}: nothing to resume (no last.safetensors)")
+    if not opts.resume and ((out / "last.safetensors").exists() or (out / "best.safetensors").exists()):
+        raise SertrtError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    check_options(opts)
+    resolve_device(opts.device)
+    claim_output_dir(out, "run", create=False)  # never write a run into a folder that holds something else
+    for manifest in (opts.train_manifest, opts.valid_manifest, opts.test_manifest):
+        if manifest is not None:
+            read_manifest(manifest)
