@@ -12,7 +12,11 @@
 #      audio-s/s, padding share, MFU and peak GiB
 #   4. tiny trained on CUDA, exported fp32 / fp16 / int8 / int8-dynamic with this machine's versions, parity of each
 #      and the half model in CUDA graphs (--torch-precision fp16 --cuda-graphs) against the fp32 bundle
-#   5. sertrt bench-gpu xlsr-53 at 2 s and 8 s, batch 1 and 8: eager, half, CUDA graphs, layer-wise compile,
+#   5. the input pipeline: tiny with every augmentation, 2 epochs, DataLoader --workers 0 against --workers N
+#   6. the pretrained-XLSR fine-tuning recipe on xlsr-53 (random weights), bf16: frozen feature encoder, --lr 5e-5
+#      --head-lr 1e-3, --warmup 0.1, --schedule linear, 1 epoch; the scheduler's end state read back
+#   7. ONNX Runtime's CUDA provider (parity of the fp32 bundle, timed) if onnxruntime-gpu is installed; else the reason
+#   8. sertrt bench-gpu xlsr-53 at 2 s and 8 s, batch 1 and 8: eager, half, CUDA graphs, layer-wise compile,
 #      every variant time-boxed
 # Results (named after the GPU, with every package version) go to $SERTRT_GPU_RESULTS (default
 # benchmarks/results): gpu-check-<gpu>.{json,md}, <target>-<gpu>.{json,md} from bench-gpu, gpu-check-<gpu>.log.
@@ -115,7 +119,37 @@ GRAPHS=()
 step parity-torch-gpu 30 sh -c "'$PY' -m sertrt parity '$WORK/bundle-fp32' --run '$WORK/run-tiny' --manifest '$TEST' \
     --torch-device '$DEVICE' --torch-precision fp16 ${GRAPHS[*]} --min-agreement 0.99 --json > '$WORK/parity-torch-gpu.json'"
 
-# 5. PyTorch GPU variants of the big model, each time-boxed: one past its box is reported, the others written
+# 5. the DataLoader: decoding, augmentation and cropping in 0 vs N worker processes (samples/s per epoch)
+NWORKERS="$("$PY" -c "from sertrt.training.data import default_workers; print(max(1, default_workers()))")"
+for W in 0 "$NWORKERS"; do
+    step "loader-workers-$W" 40 "${SERTRT[@]}" train --train-manifest "$TRAIN" --out "$WORK/run-workers-$W" --upstream tiny \
+        --epochs 2 --max-seconds 6 --augment speed,noise,gain,reverb --workers "$W" --device "$DEVICE" --quiet
+done
+
+# 6. the fine-tuning recipe README gives for pretrained XLSR, on the big model's architecture (random weights)
+step "recipe-$TARGET" 60 "${SERTRT[@]}" train --train-manifest "$TRAIN" --out "$WORK/run-recipe" --upstream "$TARGET" \
+    --freeze-feature-encoder --lr 5e-5 --head-lr 1e-3 --warmup 0.1 --schedule linear --epochs 1 --batch-size 32 \
+    --max-batch-seconds 96 --max-seconds 6 --log-every 10 --device "$DEVICE" --quiet
+step recipe-schedule 20 "$PY" -c "
+import json; from pathlib import Path; from sertrt.model.io import read_checkpoint
+run = Path('$WORK/run-recipe'); sched = read_checkpoint(run / 'last.safetensors')[0].train_state['scheduler']
+opts = json.loads((run / 'options.json').read_text())
+out = {'steps': sched['last_epoch'], 'last_lr': sched['_last_lr'], 'base_lrs': sched['base_lrs'],
+       'freeze_feature_encoder': opts['freeze_feature_encoder']}
+(Path('$WORK') / 'recipe-schedule.json').write_text(json.dumps(out)); print(out)
+assert out['freeze_feature_encoder'] and out['steps'] > 0 and max(out['last_lr']) == 0 and out['base_lrs'] == [5e-5, 1e-3]"
+
+# 7. ONNX Runtime's CUDA provider: only with onnxruntime-gpu (not on the lent machines so far); the reason is recorded
+if "$PY" -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
+    step ort-cuda 40 sh -c "'$PY' -m sertrt parity '$WORK/bundle-fp32' --run '$WORK/run-tiny' --manifest '$TEST' \
+        --provider cuda --json > '$WORK/parity-ort-cuda.json'"
+else
+    "$PY" -c "import onnxruntime as o; print('skipped: onnxruntime', o.__version__, 'has providers', ', '.join(o.get_available_providers()), '(no CUDAExecutionProvider: onnxruntime-gpu is not installed)')" \
+        > "$WORK/ort-cuda-skipped.txt" 2>&1 || echo "skipped: onnxruntime is not importable" > "$WORK/ort-cuda-skipped.txt"
+    say "ort-cuda: $(cat "$WORK/ort-cuda-skipped.txt")"
+fi
+
+# 8. PyTorch GPU variants of the big model, each time-boxed: one past its box is reported, the others written
 # (torch.compile of the whole model never finished in 170 s there: the layer-wise compile replaces it)
 GPU_VARIANTS=eager-fp32,eager-fp16,half-fp16,half-bf16,half-fp16-cudagraph,compile-layers-fp16,compile-layers-fp16-cudagraph
 step "bench-gpu-$TARGET" 200 "${SERTRT[@]}" bench-gpu "$TARGET" --out "$RESULTS" --device "$DEVICE" --windows 2,8 --batches 1,8 \
@@ -137,9 +171,11 @@ for s in steps:
              skipped=s["rc"] == "125")
 import torch
 gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
-train = {name: rows(work / run / "metrics.jsonl") for name, run in ((target, "run-big"), ("tiny (exported)", "run-tiny"))}
+runs = [(target, "run-big"), ("tiny (exported)", "run-tiny"), (f"{target} pretrained recipe", "run-recipe"),
+        *((f"tiny, {d.name[len('run-workers-'):]} loader workers", d.name) for d in sorted(work.glob("run-workers-*")))]
+train = {name: rows(work / run / "metrics.jsonl") for name, run in runs}
 parity = {}
-for p in ("fp32", "fp16", "int8", "int8-dynamic", "torch-gpu"):
+for p in ("fp32", "fp16", "int8", "int8-dynamic", "torch-gpu", "ort-cuda"):
     f = work / f"parity-{p}.json"
     try:
         parity[p] = json.loads(f.read_text()) if f.exists() and f.stat().st_size else None
@@ -157,6 +193,8 @@ data = {"gpu": gpu, "device": device, "target": target, "date": time.strftime("%
         "python": platform.python_version(), "versions": {p: installed(p) for p in packages}, "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "steps": steps, "training": train, "parity": parity,
+        "recipe_schedule": json.loads((work / "recipe-schedule.json").read_text()) if (work / "recipe-schedule.json").exists() else None,
+        "ort_cuda_skipped": (work / "ort-cuda-skipped.txt").read_text().strip() if (work / "ort-cuda-skipped.txt").exists() else None,
         "bench_gpu": str(results / f"{target}-{slug}.json") if (results / f"{target}-{slug}.json").exists() else None}
 lines = [f"# sertrt gpu_check on {gpu}", "", f"{data['date']}; CUDA {data['cuda']}, cuDNN {data['cudnn']}; Python {data['python']}; "
          + ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v), "", "| step | exit | seconds | limit |", "|---|---|---|---|"]
@@ -179,7 +217,9 @@ for p, r in parity.items():
         continue
     modes = "; ".join(f"{m}: top-1 agreement {v['agreement']:.1%}, delta UA {v['delta_points']['ua']:+.2f}" for m, v in r["modes"].items())
     lines.append(f"- {p}: {'passed' if r['passed'] else 'FAILED ' + ', '.join(r['failures'])}; {modes}")
-lines += ["", f"bench-gpu: {data['bench_gpu'] or 'no result'}", ""]
+lines += ["", f"recipe schedule (read back from last.safetensors): {data['recipe_schedule'] or 'no result'}",
+          f"ONNX Runtime CUDA provider: {data['ort_cuda_skipped'] or 'parity-ort-cuda above'}",
+          "", f"bench-gpu: {data['bench_gpu'] or 'no result'}", ""]
 atomic.write_text(results / f"gpu-check-{slug}.json", json.dumps(data, indent=1, default=str) + "\n")
 atomic.write_text(results / f"gpu-check-{slug}.md", "\n".join(lines))
 failed = [s["step"] for s in steps if s["rc"] != 0]

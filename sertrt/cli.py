@@ -231,12 +231,21 @@ def train(
                                                    "--valid-manifest is given."),
     upstream: str = typer.Option("tiny", help="xlsr-53, xls-r-300m, wav2vec2-base, tiny, fbank, mfcc, cnn-lstm, stats-lr (the classical floor: "
                                            "utterance MFCC/energy statistics + logistic regression), or a pretrained directory / hub id."),
+    pretrained: Optional[str] = typer.Option(None, help="Weights for the named wav2vec2 --upstream: a Hugging Face model "
+                                                        "folder (config.json + model.safetensors or pytorch_model.bin) or "
+                                                        "hub id; refused unless its config is that upstream's architecture."),
     upstream_layers: Optional[int] = typer.Option(None, help="Keep only the first K transformer layers of a wav2vec2 upstream (0 to its layer count; default all): a smaller, faster model."),
     head: str = typer.Option("hgfm", help="hgfm, fcn or cnn-sa-dnn."),
     strategy: str = typer.Option("full", help="frozen, semi (CNN encoder frozen) or full fine-tuning."),
+    freeze_feature_encoder: Optional[bool] = typer.Option(
+        None, "--freeze-feature-encoder/--no-freeze-feature-encoder",
+        help="Keep the CNN feature encoder fixed under --strategy full (default: on for pretrained weights, off for random init)."),
     epochs: int = typer.Option(10),
     batch_size: int = typer.Option(8),
-    lr: float = typer.Option(2e-4),
+    lr: float = typer.Option(2e-4, help="The upstream's peak learning rate."),
+    head_lr: Optional[float] = typer.Option(None, help="The head's peak learning rate (default: --lr); pretrained XLSR: see README."),
+    warmup: float = typer.Option(0.0, help="Linear warm-up: optimizer steps if >= 1, else this share of all steps."),
+    schedule: str = typer.Option("constant", help="constant, linear or cosine (decay to 0 at the last step, after warm-up)."),
     weight_decay: float = typer.Option(0.01),
     grad_clip: float = typer.Option(5.0),
     max_seconds: float = typer.Option(6.0, help="Training crops longer utterances to this."),
@@ -258,6 +267,8 @@ def train(
                                                                  "seconds of padded audio, accumulated into steps of >= "
                                                                  "--batch-size utterances (default: fixed batches)."),
     log_every: int = typer.Option(50, help="Optimizer steps between reads of the training loss (progress, tensorboard)."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader worker processes per rank that decode, augment and crop "
+                                          "(0: in the training process). Default: min(4, CPU cores - 1). Results do not depend on it."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the upstream's transformer layers (wav2vec2)."),
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute the upstream's layers in the "
                                                                                 "backward pass: less memory for long crops (wav2vec2)."),
@@ -325,7 +336,7 @@ def export(
     calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on (INT8 without "
                                                   "--test-manifest: gated on the ones not calibrated on)."),
     calib_utterances: int = typer.Option(64, help="int8: how many calibration utterances to use."),
-    calibration: Optional[str] = typer.Option(None, help="int8: minmax (default), percentile or entropy."),
+    calibration: Optional[str] = typer.Option(None, help="int8: percentile (default), minmax or entropy."),
     cpu_target: Optional[str] = typer.Option(None, help="int8-dynamic: the CPU it runs on, vnni (default: x86 with "
                                              "AVX-512 VNNI/AVX-VNNI/AMX), avx2 (without VNNI) or arm64."),
     test_manifest: Optional[Path] = typer.Option(None, help="Report WA/UA of the bundle vs PyTorch FP32 on this manifest "
@@ -654,10 +665,11 @@ def _error_line(line: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
+    """`sertrt ARGV...` (default: sys.argv[1:]); always ends in SystemExit with its EXIT_CODES code."""
     warnings.formatwarning = _one_line_warning
     try:
-        app()
+        app(args=argv)
     except CheckFailed as e:
         _error_line(f"error: {e}", 3)
     except SertrtError as e:

@@ -1,13 +1,20 @@
 """The bad-input table, command by command: each row is what a user typed, the one-line error it must
 get (exit 1, no traceback), and the promise that no file changed (by hash) and none appeared. Rows
-marked "was:" got a traceback or silence before."""
+marked "was:" got a traceback or silence before. The rows run in this process through `sertrt.cli.main`,
+the console script's own error handling; END_TO_END runs a few as the installed command would, in a process
+of their own."""
 
 import hashlib
+import logging
+import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 from conftest import make_tone_corpus, sertrt_env
+
+from sertrt.cli import main
 
 WAV = "tones/angry_0.wav"
 M = "tones/manifest.jsonl"
@@ -43,8 +50,6 @@ TABLE = {
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run"], "run: already holds a run"),
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run", "--resume", "--epochs", "1"],
          "--epochs 1: run has finished 1 epochs already"),  # was: exit 0, options.json rewritten
-        (["train", "--train-manifest", "nope.jsonl", "--out", "r3", "--devices", "2"],
-         "nope.jsonl: no such manifest"),  # was: the error once per rank, then torchrun's ChildFailedError traceback
     ],
     "evaluate": [
         (["evaluate", "nowhere", "--manifest", M], "nowhere: no such checkpoint"),
@@ -84,6 +89,13 @@ TABLE = {
     ],
 }
 ROWS = [(command, argv, fragment) for command, rows in TABLE.items() for argv, fragment in rows]
+# (argv, exit code, fragment of the last stderr line): one per way out of main(), each in a process of its own.
+END_TO_END = [
+    # a SertrtError from a torchrun rank; was: the error once per rank, then torchrun's ChildFailedError traceback
+    (["train", "--train-manifest", "nope.jsonl", "--out", "r3", "--devices", "2"], 1, "error: nope.jsonl: no such manifest"),
+    (["data", "split", M, "--out-dir", f"{WAV}/x"], 1, "error: tones/angry_0.wav/x: Not a directory"),  # an OSError
+    (["stream", "b32", WAV, "--hop-seconds", "x"], 2, "Invalid value for '--hop-seconds'"),  # click's usage error
+]
 
 
 def snapshot(root) -> dict[str, str]:
@@ -91,24 +103,58 @@ def snapshot(root) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def sertrt_main(argv: list[str]) -> int:
+    """`sertrt ARGV` in this process; its exit code."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """tones/ (16 utterances), run/ (tiny, 1 epoch), b32/ (its fp32 bundle), as a user's folder."""
     root = tmp_path_factory.mktemp("bad-inputs")
     make_tone_corpus(root / "tones", per_label=4, seed=1)
-    for argv in (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run", "--epochs", "1", "--quiet"],
-                 ["export", "run", "--out", "b32"]):
-        subprocess.run([sys.executable, "-m", "sertrt", *argv], cwd=root, env=sertrt_env(), check=True, capture_output=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for argv in (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run", "--epochs", "1", "--quiet"],
+                     ["export", "run", "--out", "b32", "--quiet"]):
+            assert sertrt_main(argv) == 0
     return root
 
 
 @pytest.mark.parametrize("command, argv, fragment", ROWS, ids=[f"{c}: {' '.join(a[1:] if c != 'train' else a[7:])}"
                                                                   for c, a, _ in ROWS])
-def test_bad_input_is_one_line_and_changes_nothing(world, command, argv, fragment):
+def test_bad_input_is_one_line_and_changes_nothing(world, command, argv, fragment, monkeypatch, capfd, caplog):
+    # what a fresh `sertrt` process would see: the user's folder, its argv, empty stdin, not a torchrun rank
+    monkeypatch.chdir(world)
+    monkeypatch.setattr(sys, "argv", ["sertrt", *argv])
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+    before = snapshot(world)
+    capfd.readouterr()
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as shown:  # pytest records warnings; a fresh process would print them
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)  # hidden in a fresh process too
+        code = sertrt_main(argv)
+    sys.stdin.close()
+    stderr = capfd.readouterr().err
+    # and pytest takes the log records a fresh process would print (>= WARNING, logging's last resort)
+    lines = (stderr.strip().splitlines() + [f"warning: {w.message}" for w in shown]
+             + [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING])
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), "\n".join(lines)[-2000:]
+    assert fragment in lines[0]
+    assert snapshot(world) == before  # nothing changed, nothing appeared (x, p, r2, bo, out: never created)
+
+
+@pytest.mark.parametrize("argv, code, fragment", END_TO_END, ids=["sertrt-error", "os-error", "usage"])
+def test_bad_input_through_the_installed_command(world, argv, code, fragment):
     before = snapshot(world)
     result = subprocess.run([sys.executable, "-m", "sertrt", *argv], cwd=world, env=sertrt_env(), capture_output=True,
                             text=True, timeout=120, stdin=subprocess.DEVNULL)
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
-    assert fragment in lines[0]
-    assert snapshot(world) == before  # nothing changed, nothing appeared (x, p, r2, bo, out: never created)
+    assert result.returncode == code and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert fragment in lines[-1] and (len(lines) == 1 or code == 2), result.stderr[-2000:]
+    assert snapshot(world) == before

@@ -7,6 +7,7 @@ import pytest
 from sertrt.bench import BenchOptions, run_bench
 from sertrt.bench.artifacts import prepare_artifacts
 from sertrt.bench.measure import latency_stats
+from sertrt.bench.report import targets
 from sertrt.core.bundle import load_bundle
 from sertrt.core.errors import SertrtError
 from sertrt.model.flops import conv_lengths, model_flops
@@ -37,16 +38,13 @@ def test_quick_run_writes_json_markdown_and_plot(quick_run):
 
 
 @pytest.mark.slow
-def test_quick_run_statistics_and_ratios(quick_run):
+def test_quick_run_statistics_and_agreement(quick_run):
     _, data, _ = quick_run
     variants = {r["variant"] for r in data["results"]}
     assert variants == {"torch-fp32", "ort-fp32", "ort-int8-dynamic"}
-    base = next(r for r in data["results"] if r["variant"] == "torch-fp32")
     for r in data["results"]:
         assert r["window_s"] == 2.0 and r["batch"] == 1
         assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
-        assert r["ratio_vs_baseline"] == pytest.approx(base["p50_ms"] / r["p50_ms"])
-        assert r["rtf"] == pytest.approx(r["p50_ms"] / 1000.0 / 2.0)
         assert r["gflops"] > 0 and r["peak_fraction"] > 0
     assert data["peak"]["gflops"] > 0
     assert data["best_cpu_int8"] == "ort-int8-dynamic"
@@ -83,9 +81,23 @@ def test_quick_run_targets_table(quick_run):
     out, data, _ = quick_run
     keys = {t["key"] for t in data["targets"]}
     assert {"stream_overhead", "cold_start"} <= keys  # the targets that apply to tiny
-    assert all(t["met"] in (True, False) for t in data["targets"])
+    assert all(t["measured"] is not None for t in data["targets"])  # each one the run could judge
     md = (out / "tiny-cpu-quick.md").read_text()
     assert "## Targets" in md and "| target | applies to | threshold | measured | met? |" in md
+
+
+def test_targets_apply_per_architecture_and_judge_by_threshold():
+    streams = {"ort-fp32": {"overhead_share": 0.01}, "ort-int8": {"overhead_share": 0.05, "rtf": 0.5}}
+    data = {"architecture": "tiny", "streaming": streams, "cold_start": {}}
+    assert [(t["key"], t["measured"], t["met"]) for t in targets(data)] == [
+        ("stream_overhead", 0.05, False),  # the worst stream, over its 3% ceiling
+        ("cold_start", None, None)]  # not measured: neither met nor missed
+    data.update(architecture="xlsr-53", best_cpu_int8="ort-int8", reference_cell={"window_s": 2.0, "batch": 1},
+                results=[{"variant": "ort-int8", "window_s": 2.0, "batch": 1, "ratio_vs_baseline": 3.0},
+                         {"variant": "ort-int8", "window_s": 4.0, "batch": 1, "ratio_vs_baseline": 1.0}])
+    met = {t["key"]: t["met"] for t in targets(data)}
+    assert met["ort_int8_ratio"] is True and met["stream_rtf"] is True  # 3.0 at the reference cell meets ">= 3.0"
+    assert met["ort_fp32_ratio"] is None and "cold_start" not in met  # a tiny-only target
 
 
 def test_flops_xlsr53_two_seconds():
@@ -121,8 +133,6 @@ def test_quick_run_batches_streams(quick_run):
         assert m["streams"] == 3
         # 4 s per stream, 2 s window, 1 s hop: windows ending at 2, 3, 4 s in each stream, in both modes
         assert m["windows"] == {"alone": 9, "batched": 9}
-        assert m["batched_speedup"] == pytest.approx(m["wall_s"]["alone"] / m["wall_s"]["batched"])
-        assert m["rtf"]["batched"] == pytest.approx(m["wall_s"]["batched"] / 12.0)
     assert "## Several streams through one engine" in (out / "tiny-cpu-quick.md").read_text()
 
 
@@ -145,7 +155,6 @@ def test_quick_run_times_the_cut_model(quick_run):
     for r in rows:
         assert (r["layers"], r["of_layers"]) == (1, 2)
         assert r["gflop"] < r["full_depth_gflop"]
-        assert r["vs_full_depth"] == pytest.approx(r["full_depth_p50_ms"] / r["p50_ms"])
     header = json.loads(next((tmp for tmp in out.parent.glob("bench-cache*/tiny-L1-seed0/run/best.json"))).read_text())
     assert header["dims"]["upstream"]["config"]["num_hidden_layers"] == 1
     assert "## Fewer transformer layers" in (out / "tiny-cpu-quick.md").read_text()

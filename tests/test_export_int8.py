@@ -44,12 +44,12 @@ def test_int8_outside_parity_limits_on_real_utterances_writes_no_bundle(run, tmp
 def test_int8_without_test_manifest_is_gated_on_the_utterances_not_calibrated_on(run, tmp_path):
     ckpt, manifest = run
     m = export_bundle(ExportOptions(ckpt, tmp_path / "b", "int8", calib_manifest=manifest, calib_utterances=16,
-                                    calibration="percentile"), log=lambda s: None, score=manifest_scorer(ckpt))
+                                    calibration="minmax"), log=lambda s: None, score=manifest_scorer(ckpt))
     calibrated, held_out = split_calibration(manifest, num=16)
     assert len(calibrated) == 16 and not {u.path for u in calibrated} & {u.path for u in held_out}
     assert m.accuracy["count"] == len(held_out) == 24 and m.accuracy["manifest"].endswith("(24 utterances not calibrated on)")
     assert m.accuracy["agreement"] >= LIMITS["int8"].parity_agreement
-    assert m.precision_report["calibration_method"] == "percentile"
+    assert m.precision_report["calibration_method"] == "minmax"  # not the default
 
 
 def test_int8_options_refused_before_any_export(run, tmp_path):

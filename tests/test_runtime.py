@@ -356,7 +356,6 @@ def test_one_call_api_equals_the_stream_and_handles_rates_channels_and_batches(t
 
 def test_stream_command_with_vad_skips_windows_without_speech(trained):
     """Tones are not speech: with --vad every window of a tone file skips inference, without it none does."""
-    pytest.importorskip("silero_vad", reason="Silero's model file comes with silero-vad")
     root, manifest = trained
     wav = max((u for u in read_manifest(manifest)), key=lambda u: u.duration).path
     summaries = {}

@@ -440,20 +440,6 @@ def test_tensorrt_11_needs_polygraphy_0_50_3(tmp_path, monkeypatch, calls, versi
     assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # before anything is built
 
 
-@pytest.mark.parametrize("polygraphy", ["0.49.24", "0.50.3"])
-def test_what_the_polygraphy_refusal_prevents(calls, trt_version, polygraphy):
-    """The stand-in does what Polygraphy 0.49.x does on TensorRT 11: an AttributeError mid-build, after the
-    ONNX was parsed, which is no PolygraphyException (build_engine's one-line catch would miss it)."""
-    poly = fake_poly(fake_trt(trt_version), calls, polygraphy=polygraphy)
-    build = poly.EngineBytesFromNetwork(poly.NetworkFromOnnxPath("m.onnx", strongly_typed=True)(),
-                                        config=poly.CreateConfig())
-    if Version(trt_version).major >= 11 and polygraphy == "0.49.24":
-        with pytest.raises(AttributeError, match="precision_is_set"):
-            build()
-    else:
-        assert build() == b"PLAN-" + trt_version.encode()
-
-
 def test_missing_tensorrt_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` raise ImportError
     with pytest.raises(SertrtError) as e:

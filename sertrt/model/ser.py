@@ -72,15 +72,17 @@ def build_model(
     dropout: float = 0.1,
     upstream_layers: int | None = None,
     layer_weights: bool = False,
+    pretrained: str | None = None,
 ) -> SERModel:
-    """A fresh model: `upstream` is a named config (random init) or a pretrained directory / hub id;
+    """A fresh model: `upstream` is a named config (random init, or `pretrained` weights of that architecture) or
+    a pretrained directory / hub id;
     `upstream_layers=K` keeps its first K transformer layers (stored in the dims, so `load_model`
     rebuilds the cut model with no option)."""
     if upstream == "stats-lr":
         head = "lr"  # the classical floor is one model: utterance statistics + logistic regression
     if head not in HEAD_NAMES:
         raise SertrtError(f"unknown head {head!r} (valid: {', '.join(HEAD_NAMES)})")
-    spec, up = resolve_upstream(upstream, upstream_layers, layer_weights)
+    spec, up = resolve_upstream(upstream, upstream_layers, layer_weights, pretrained)
     small = up.hidden_size <= 128  # tiny and the manual baselines get a small head by default
     dims = HeadDims(
         kind=head,
@@ -94,15 +96,17 @@ def build_model(
     return SERModel(ModelDims(upstream=spec, head=dims), upstream=up)
 
 
-def apply_strategy(model: SERModel, strategy: str) -> None:
-    """The paper's fine-tune strategies: frozen upstream, `semi` (CNN encoder frozen), `full`."""
+def apply_strategy(model: SERModel, strategy: str, freeze_feature_encoder: bool = False) -> None:
+    """The paper's fine-tune strategies: frozen upstream, `semi` (CNN encoder frozen), `full`;
+    `freeze_feature_encoder` keeps the CNN encoder fixed under `full` too (which makes it `semi`)."""
     if strategy not in STRATEGIES:
         raise SertrtError(f"unknown strategy {strategy!r} (valid: {', '.join(STRATEGIES)})")
     model.upstream.requires_grad_(strategy != "frozen")
     model.frozen_upstream = strategy == "frozen"
-    if strategy == "semi":
+    if strategy == "semi" or freeze_feature_encoder:
         if model.dims.upstream.kind != "wav2vec2":
-            raise SertrtError(f"strategy 'semi' needs a wav2vec2 upstream, not {model.dims.upstream.name!r}")
+            what = "strategy 'semi'" if strategy == "semi" else "--freeze-feature-encoder"
+            raise SertrtError(f"{what} needs a wav2vec2 upstream, not {model.dims.upstream.name!r}")
         model.upstream.freeze_feature_encoder()
 
 

@@ -77,6 +77,10 @@ MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm", "stats-lr")  # stats-lr: the cl
 # Attention back-ends whose mask format Wav2Vec2Upstream builds: boolean (sdpa) or additive (eager).
 _ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 UPSTREAM_NAMES = (*WAV2VEC2_CONFIGS, *MANUAL_UPSTREAMS)
+# What makes weights fit a named config (the rest, dropouts and masking, may differ between checkpoints).
+_ARCHITECTURE = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "conv_dim", "conv_kernel",
+                 "conv_stride", "conv_bias", "feat_extract_norm", "do_stable_layer_norm", "num_conv_pos_embeddings",
+                 "num_conv_pos_embedding_groups")
 
 
 def check_layers(name: str, layers: int, total: int) -> None:
@@ -92,13 +96,22 @@ def num_layers(name: str) -> int:
                           f"(valid: {', '.join(WAV2VEC2_CONFIGS)} or a pretrained directory / hub id)")
     if name in WAV2VEC2_CONFIGS:
         return WAV2VEC2_CONFIGS[name]["num_hidden_layers"]
+    return pretrained_config(name).num_hidden_layers
+
+
+def pretrained_config(name: str):
+    """The Wav2Vec2Config of a pretrained directory / hub id (config.json only). Another model type (HuBERT,
+    data2vec, ...) is refused: Wav2Vec2Model would load it with a warning and leave its weights random."""
     check_pretrained_name(name)
     from transformers import Wav2Vec2Config
 
     try:
-        return Wav2Vec2Config.from_pretrained(name).num_hidden_layers
+        config, _ = Wav2Vec2Config.get_config_dict(name)
     except (OSError, ValueError) as e:
         raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
+    if config.get("model_type") != "wav2vec2":
+        raise SertrtError(f"{name}: its config.json is model_type {config.get('model_type')!r}, not a wav2vec2 model")
+    return Wav2Vec2Config.from_dict(config)
 
 
 def check_pretrained_name(name: str) -> None:
@@ -140,6 +153,7 @@ def _load_pretrained(name: str, layers: int | None):
     """Wav2Vec2Model.from_pretrained; with `layers`, only the first K layers are built and loaded."""
     from transformers import Wav2Vec2Model
 
+    pretrained_config(name)
     if layers is None:
         try:
             return Wav2Vec2Model.from_pretrained(name)
@@ -437,8 +451,10 @@ def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Modu
     raise SertrtError(f"unknown upstream kind {spec.kind!r} (valid: wav2vec2, {', '.join(MANUAL_UPSTREAMS)})")
 
 
-def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool = False) -> tuple[UpstreamSpec, nn.Module]:
-    """A name in UPSTREAM_NAMES (random init) or a local directory / hub id (pretrained weights);
+def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool = False,
+                     pretrained: str | None = None) -> tuple[UpstreamSpec, nn.Module]:
+    """A name in UPSTREAM_NAMES (random init) or a local directory / hub id (pretrained weights), or a named
+    wav2vec2 config with `pretrained` weights (a directory / hub id whose config must have the name's architecture);
     `layers=K` keeps the first K transformer layers of a wav2vec2 upstream; `layer_weights` sums all of its layers."""
     if layer_weights and name in MANUAL_UPSTREAMS:
         raise SertrtError(f"--layer-weights needs a wav2vec2 upstream (layers to weigh), not {name!r}")
@@ -446,6 +462,17 @@ def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool =
     if layers is not None:
         source_layers = num_layers(name)  # a config read, no weights; rejects the manual upstreams
         check_layers(name, layers, source_layers)
+    if pretrained is not None:
+        if name not in WAV2VEC2_CONFIGS:
+            raise SertrtError(f"--pretrained {pretrained}: names the weights of a wav2vec2 --upstream "
+                              f"({', '.join(WAV2VEC2_CONFIGS)}), not of {name!r}")
+        config = pretrained_config(pretrained)
+        wrong = [f"{k} {getattr(config, k)}, not {v}" for k, v in WAV2VEC2_CONFIGS[name].items()
+                 if k in _ARCHITECTURE and getattr(config, k) != v]
+        if wrong:
+            raise SertrtError(f"--pretrained {pretrained}: its config is not {name}'s architecture ({'; '.join(wrong)})")
+        up = Wav2Vec2Upstream({}, pretrained=pretrained, layers=layers, layer_weights=layer_weights)
+        return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers, layer_weights), up
     if name in WAV2VEC2_CONFIGS:
         config = copy.deepcopy(WAV2VEC2_CONFIGS[name])
         if layers is not None:

@@ -1,25 +1,28 @@
-"""Manifest -> in-memory 16 kHz audio -> padded batches.
+"""Manifest -> 16 kHz audio -> padded batches, decoded where they are used (DataLoader workers in training).
 
-Audio is decoded and resampled once, up front, so a bad file stops the run before the first step
-(naming the file), not hours into an epoch. Batches group utterances of similar length to keep
-padding small; each epoch's order comes from (seed, epoch) alone, so a resumed run sees the same
-batches it would have seen.
+Only the headers are read up front (lengths for batching; a missing, unreadable or empty file stops the run
+before the first step, naming it); audio is decoded when its batch is built. Batches group utterances of
+similar length to keep padding small; each epoch's order comes from (seed, epoch) alone, so a resumed run sees
+the same batches it would have seen.
 
 Two ways to batch an epoch:
     batches(batch_size, ...)              fixed-size batches (one optimizer step each)
     budget_batches(budget_samples, ...)   micro-batches of at most `budget_samples` padded samples
                                           (rows x longest row), cut from length-sorted pools; then
     group_steps(micro_batches, ...)       consecutive micro-batches per optimizer step (gradient accumulation)
+Training feeds them through `train_loader`: a DataLoader whose workers decode, augment and crop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import os
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from ..core.audio import SAMPLE_RATE, load_audio, pad_batch
+from ..core.audio import SAMPLE_RATE, load_audio, open_audio, pad_batch
 from ..core.labels import label_index
 from ..core.manifest import Utterance
 from .augment import augment as augment_clip
@@ -91,16 +94,40 @@ def padding_share(lengths: np.ndarray, batches: Sequence[Sequence[int]]) -> floa
     return 1.0 - valid / total if total else 0.0
 
 
+def resampled_length(frames: int, rate: int) -> int:
+    """Samples of a `frames`-long file at `rate` once load_audio resamples it to SAMPLE_RATE: soxr rounds half up."""
+    return (2 * frames * SAMPLE_RATE + rate) // (2 * rate)
+
+
+def _header_length(path: str) -> int:
+    with open_audio(path) as f:
+        return resampled_length(f.frames, f.samplerate)
+
+
+class _Decoded(Sequence[np.ndarray]):
+    """utterances[i]'s audio, decoded when asked for (`(num_samples,)` float32 at SAMPLE_RATE)."""
+
+    def __init__(self, utterances: Sequence[Utterance]):
+        self.paths = [u.path for u in utterances]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return load_audio(self.paths[i], SAMPLE_RATE)
+
+
 class AudioSet:
     def __init__(self, utterances: Sequence[Utterance], progress: Callable[[int], None] | None = None):
         self.utterances = list(utterances)
         self.labels = np.array([label_index(u.label, u.path) for u in self.utterances], dtype=np.int64)
-        self.audio: list[np.ndarray] = []
+        self.audio: Sequence[np.ndarray] = _Decoded(self.utterances)
+        lengths = []
         for utt in self.utterances:
-            self.audio.append(load_audio(utt.path, SAMPLE_RATE))
+            lengths.append(_header_length(utt.path))
             if progress is not None:
                 progress(1)
-        self.lengths = np.array([len(a) for a in self.audio], dtype=np.int64)
+        self.lengths = np.array(lengths, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -151,15 +178,80 @@ class AudioSet:
         Utterances longer than `max_samples` are then cropped (randomly with `rng`, else centred).
         `min_samples` pads the batch tensor (not the lengths) to at least that many samples.
         """
+        clips = [self.clip(i, max_samples, rng, augment) for i in indices]
+        return pad_clips(clips, self.labels[list(indices)], min_samples)
+
+    def clip(self, i: int, max_samples: int | None = None, rng: np.random.Generator | None = None,
+             augment: tuple[str, ...] = ()) -> np.ndarray:
+        """Utterance `i` decoded, augmented (needs `rng`), then cropped to `max_samples` (randomly with `rng`, else centred)."""
         if augment and rng is None:
             raise ValueError("augmentation needs a generator")
-        clips = []
-        for i in indices:
-            a = augment_clip(self.audio[i], augment, rng) if augment else self.audio[i]
-            if max_samples is not None and len(a) > max_samples:
-                extra = len(a) - max_samples
-                start = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
-                a = a[start : start + max_samples]
-            clips.append(a)
-        waveform, lengths = pad_batch(clips, min_samples)
-        return torch.from_numpy(waveform), torch.from_numpy(lengths), torch.from_numpy(self.labels[list(indices)])
+        a = augment_clip(self.audio[i], augment, rng) if augment else self.audio[i]
+        if max_samples is not None and len(a) > max_samples:
+            extra = len(a) - max_samples
+            start = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
+            a = a[start : start + max_samples]
+        return a
+
+
+def pad_clips(clips: list[np.ndarray], labels: np.ndarray, min_samples: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    waveform, lengths = pad_batch(clips, min_samples)
+    return torch.from_numpy(waveform), torch.from_numpy(lengths), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+Key = tuple[int, int, int, int]  # utterance index, epoch, micro-batch number in this rank's epoch, row
+
+
+class TrainClips(torch.utils.data.Dataset):
+    """One training clip per key, decoded, augmented and cropped in a DataLoader worker. Its generator comes
+    from (seed, rank, epoch, micro-batch, row) alone, so the clip is the same whichever worker, and however
+    many, builds it: a seed reproduces a run on one machine with any --workers."""
+
+    def __init__(self, data: AudioSet, max_samples: int, augment: tuple[str, ...], seed: int, rank: int):
+        self.data, self.max_samples, self.augment, self.seed, self.rank = data, max_samples, augment, seed, rank
+
+    def __getitem__(self, key: Key) -> tuple[np.ndarray, int]:
+        i, epoch, batch, row = key
+        rng = np.random.default_rng([self.seed, self.rank, epoch, batch, row])
+        return self.data.clip(i, self.max_samples, rng, self.augment), int(self.data.labels[i])
+
+
+class PlannedBatches(torch.utils.data.Sampler[list[Key]]):
+    """A batch sampler that yields the micro-batches it is given for an epoch (`plan`), in order: the length
+    bucketing and accumulation are the pure planning functions' (`batches`, `budget_batches`, `group_steps`),
+    and this only keys each row for TrainClips."""
+
+    def __init__(self) -> None:
+        self.epoch, self.micro_batches = 0, list[list[int]]()
+
+    def plan(self, epoch: int, micro_batches: Sequence[Sequence[int]]) -> None:
+        self.epoch, self.micro_batches = epoch, [list(b) for b in micro_batches]
+
+    def __len__(self) -> int:
+        return len(self.micro_batches)
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        for n, batch in enumerate(self.micro_batches):
+            yield [(i, self.epoch, n, row) for row, i in enumerate(batch)]
+
+
+def _collate(items: list[tuple[np.ndarray, int]], min_samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return pad_clips([c for c, _ in items], np.array([label for _, label in items]), min_samples)
+
+
+def default_workers() -> int:
+    """DataLoader workers per process when --workers is not given: a few, leaving a core for the training loop."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def train_loader(data: AudioSet, sampler: PlannedBatches, max_samples: int, min_samples: int, augment: tuple[str, ...],
+                 seed: int, rank: int, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+    """Batches (waveform (B, num_samples), lengths (B,), labels (B,)) of `sampler`'s plan, built by `workers`
+    processes (0: in this one) that stay up across epochs; pinned for an asynchronous copy to a GPU. Its own
+    generator: starting the workers (once, on a run's first epoch) would otherwise draw from torch's global
+    RNG, and a resumed run's dropout would part from an uninterrupted one's."""
+    return torch.utils.data.DataLoader(
+        TrainClips(data, max_samples, augment, seed, rank), batch_sampler=sampler, num_workers=workers,
+        collate_fn=functools.partial(_collate, min_samples=min_samples), pin_memory=pin_memory,
+        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
+    )

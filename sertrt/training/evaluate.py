@@ -25,6 +25,7 @@ from ..core.metrics import classification_report, softmax
 from ..model.io import load_model
 from ..model.ser import SERModel
 from .data import AudioSet
+from .distributed import DistInfo, gather_rows
 
 
 Batch = tuple[Sequence[int], torch.Tensor, torch.Tensor]  # row indices, waveform (B, num_samples), lengths (B,)
@@ -44,11 +45,16 @@ def score_batches(model: SERModel, batches: Iterable[Batch], rows: int, device: 
 
 def predict_logits(
     model: SERModel, data: AudioSet, batch_size: int = 8, device: torch.device | str = "cpu",
-    max_samples: int | None = None,
+    max_samples: int | None = None, info: DistInfo | None = None,
 ) -> np.ndarray:
-    """Logits (num_utterances, num_labels) in manifest order, whole utterances unless `max_samples`."""
-    batches = ((b, *data.collate(b, max_samples=max_samples)[:2]) for b in data.batches(batch_size, shuffle=False))
-    return score_batches(model, batches, len(data), device)
+    """Logits (num_utterances, num_labels) in manifest order, whole utterances unless `max_samples`, each batch
+    decoded when scored. Under DDP (`info`) each rank scores every world_size-th batch of the one-process plan and
+    every rank gets all rows: the one-process result to the bit, with no rank idle while another scores."""
+    plan = data.batches(batch_size, shuffle=False)
+    if info is not None:
+        plan = plan[info.rank :: info.world_size]
+    logits = score_batches(model, ((b, *data.collate(b, max_samples=max_samples)[:2]) for b in plan), len(data), device)
+    return gather_rows(logits, info) if info is not None else logits
 
 
 def manifest_batches(utterances: Sequence[Utterance], batch_size: int,

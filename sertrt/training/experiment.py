@@ -279,6 +279,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                 train(TrainOptions(
                     train_manifest=fold["train"], valid_manifest=fold["valid"], out=run_dir, upstream=config.upstream,
                     upstream_layers=config.upstream_layers, head=config.head, strategy=config.strategy,
+                    freeze_feature_encoder=False,  # the paper's strategies as published: full trains the CNN encoder too
                     epochs=opts.epochs, batch_size=opts.batch_size, lr=config.lr or opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=device,
                     resume=(run_dir / "last.safetensors").exists(), quiet=True,
                 ))

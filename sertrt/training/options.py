@@ -31,12 +31,20 @@ class TrainOptions:
     valid_manifest: Path | None = None
     valid_fraction: float = 0.1
     upstream: str = "tiny"  # named config, or a pretrained directory / hub id
+    # weights for the named wav2vec2 upstream: a Hugging Face model folder or hub id whose config must be that name's
+    pretrained: str | None = None
     upstream_layers: int | None = None  # keep the first K transformer layers (wav2vec2 upstreams); None: all
     head: str = "hgfm"
     strategy: str = "full"
     epochs: int = 10
     batch_size: int = 8
-    lr: float = 2e-4
+    lr: float = 2e-4  # the upstream's peak learning rate
+    head_lr: float | None = None  # the head's (and --layer-weights'); None: --lr, one parameter group
+    warmup: float = 0.0  # linear warm-up: optimizer steps if >= 1, else this share of all steps
+    schedule: str = "constant"  # of SCHEDULES: after warm-up, lr stays, or decays to 0 at the last step
+    # Keep the CNN feature encoder fixed under strategy full (as fairseq, HF and SpeechBrain fine-tune wav2vec2);
+    # None: on for pretrained weights (--pretrained, a directory / hub id), off for random init.
+    freeze_feature_encoder: bool | None = None
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     max_seconds: float = 6.0  # training crops longer utterances (evaluation never crops)
@@ -57,6 +65,9 @@ class TrainOptions:
     # utterances; None: fixed batches of batch_size, one step each.
     max_batch_seconds: float | None = None
     log_every: int = 50  # optimizer steps between reads of the loss (the only host sync of the loop)
+    # DataLoader worker processes per rank that decode, augment and crop (0: in the training process); None:
+    # sertrt.training.data.default_workers(). Results do not depend on it, so a resumed run may change it.
+    workers: int | None = None
     compile: bool = False  # torch.compile the upstream's encoder layers (wav2vec2)
     grad_checkpointing: bool = False  # recompute the upstream's layers in the backward pass (wav2vec2)
     resume: bool = False
@@ -66,8 +77,11 @@ class TrainOptions:
     given: frozenset[str] | None = None
 
 
+SCHEDULES = ("constant", "linear", "cosine")  # names of transformers.get_scheduler
+
 # What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
-RESUME_KEEPS = ("upstream", "upstream_layers", "head", "strategy", "batch_size", "lr", "weight_decay", "grad_clip",
+RESUME_KEEPS = ("upstream", "pretrained", "upstream_layers", "head", "strategy", "batch_size", "lr", "head_lr", "warmup",
+                "schedule", "freeze_feature_encoder", "weight_decay", "grad_clip",
                 "max_seconds", "proj_size", "hidden_size", "dropout", "seed", "amp", "valid_manifest", "valid_fraction",
                 "augment", "layer_weights", "balanced", "label_smoothing", "patience", "max_batch_seconds")
 
@@ -80,7 +94,10 @@ def options_record(opts: TrainOptions) -> dict[str, Any]:
 def check_options(opts: TrainOptions) -> None:
     """Range checks, one line each: a value that cannot train is refused before anything is loaded."""
     checks = [("epochs", opts.epochs >= 1, ">= 1"), ("batch_size", opts.batch_size >= 1, ">= 1"),
-              ("lr", opts.lr > 0, "> 0"), ("weight_decay", opts.weight_decay >= 0, ">= 0"),
+              ("lr", opts.lr > 0, "> 0"), ("head_lr", opts.head_lr is None or opts.head_lr > 0, "> 0"),
+              ("warmup", opts.warmup == 0 or 0 < opts.warmup < 1 or (opts.warmup >= 1 and float(opts.warmup).is_integer()),
+               "0, a share in (0, 1), or a whole number of steps"),
+              ("schedule", opts.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"), ("weight_decay", opts.weight_decay >= 0, ">= 0"),
               ("grad_clip", opts.grad_clip > 0, "> 0"),
               ("max_seconds", opts.max_seconds >= RECEPTIVE_FIELD / SAMPLE_RATE, f">= {RECEPTIVE_FIELD / SAMPLE_RATE:g} (one frame)"),
               ("dropout", 0 <= opts.dropout < 1, "in [0, 1)"), ("devices", opts.devices >= 1, ">= 1"),
@@ -91,10 +108,22 @@ def check_options(opts: TrainOptions) -> None:
               ("label_smoothing", 0 <= opts.label_smoothing < 1, "in [0, 1)"),
               ("patience", opts.patience is None or opts.patience >= 1, ">= 1"),
               ("max_batch_seconds", opts.max_batch_seconds is None or opts.max_batch_seconds > 0, "> 0"),
-              ("log_every", opts.log_every >= 1, ">= 1")]
+              ("log_every", opts.log_every >= 1, ">= 1"),
+              ("workers", opts.workers is None or opts.workers >= 0, ">= 0")]
     for name, ok, valid in checks:
         if not ok:  # NaN fails every comparison, so it lands here too
             raise SertrtError(f"--{name.replace('_', '-')} {getattr(opts, name)}: must be {valid}")
+
+
+def with_defaults(opts: TrainOptions) -> TrainOptions:
+    """The options with their derived defaults filled in (what options.json records): the feature encoder
+    frozen for pretrained weights, the head at the upstream's lr."""
+    from ..model.upstream import UPSTREAM_NAMES
+
+    pretrained = opts.pretrained is not None or opts.upstream not in UPSTREAM_NAMES
+    return dataclasses.replace(
+        opts, head_lr=opts.lr if opts.head_lr is None else opts.head_lr,
+        freeze_feature_encoder=pretrained if opts.freeze_feature_encoder is None else opts.freeze_feature_encoder)
 
 
 def resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> TrainOptions:
@@ -103,7 +132,7 @@ def resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> Trai
     path = out / "options.json"
     stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     given = set(opts.__dataclass_fields__) if opts.given is None else opts.given
-    current = options_record(opts)
+    current = options_record(with_defaults(opts))  # a default derived from other options is compared as derived
     kept: dict[str, Any] = {}
     for name in RESUME_KEEPS:
         if name not in stored or current[name] == stored[name]:

@@ -47,10 +47,10 @@ from ..model.io import (
     unflatten_optimizer,
 )
 from ..model.ser import SERModel, apply_strategy, build_model, count_parameters
-from .data import AudioSet, group_steps
+from .data import AudioSet, PlannedBatches, default_workers, group_steps, train_loader
 from .distributed import DistInfo, compute_cleanup, compute_init
 from .evaluate import predict_logits
-from .options import TrainOptions, options_record, preflight, resumed_options
+from .options import TrainOptions, options_record, preflight, resumed_options, with_defaults
 from .throughput import micro_batch_loss, throughput, training_flops
 
 
@@ -118,9 +118,42 @@ def _speed_options(model: SERModel, opts: TrainOptions) -> None:
         compile_encoder_layers(model)
 
 
-def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float, fused: bool,
+def param_groups(model: SERModel, lr: float, head_lr: float) -> list[dict[str, Any]]:
+    """The trainable parameters as AdamW groups: one (at the optimizer's lr) when `head_lr` equals `lr`, else the
+    upstream's at `lr` and the head's, with the upstream's layer weights (SUPERB's featurizer), at `head_lr`."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if head_lr == lr:
+        return [{"params": [p for _, p in trainable]}]
+    is_upstream = [n.startswith("upstream.") and n != "upstream.layer_weights" for n, _ in trainable]
+    groups = [{"params": [p for (_, p), u in zip(trainable, is_upstream) if u == want], "lr": group_lr}
+              for want, group_lr in ((True, lr), (False, head_lr))]
+    return [g for g in groups if g["params"]]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: float, total_steps: Any,
+                   state: dict[str, Any] | None = None) -> Any:
+    """transformers.get_scheduler over the run's optimizer steps (`total_steps()`, counted only when needed):
+    linear warm-up over `warmup` steps (a share of them when < 1), then constant, or linear / cosine decay to 0.
+    None for constant without warm-up: every group keeps its lr. `state` (last.safetensors' train_state)
+    continues a run's curve where it stopped."""
+    if schedule == "constant" and warmup == 0:
+        return None
+    from transformers import get_scheduler
+
+    total = total_steps()
+    scheduler = get_scheduler("constant_with_warmup" if schedule == "constant" else schedule, optimizer,
+                              num_warmup_steps=int(warmup) if warmup >= 1 else round(warmup * total),
+                              num_training_steps=total)
+    if state is not None:
+        scheduler.load_state_dict(state)
+        for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+            group["lr"] = lr  # construction set step 0's lr; the run was at its saved step
+    return scheduler
+
+
+def make_optimizer(params: list[Any], lr: float, weight_decay: float, fused: bool,
                    state: dict[str, Any] | None = None) -> torch.optim.AdamW:
-    """AdamW, `fused` (one kernel for every parameter; what CUDA runs) or torch's default. `state` (a
+    """AdamW over `params` (parameters or param_groups), `fused` (one kernel for every parameter; what CUDA runs) or torch's default. `state` (a
     checkpoint's, saved by either kind) loads into both: the kind stays this one's, and each step count
     moves to where this kind keeps it (fused: on the parameter's device; else a CPU scalar)."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
@@ -172,7 +205,7 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
 
     torch.manual_seed(opts.seed)
     start_epoch, best_ua, history = 0, -1.0, []
-    optim_state = None
+    optim_state = sched_state = None
     if opts.resume:
         header, tensors = read_checkpoint(last_path)
         state = header.train_state or {}
@@ -189,13 +222,17 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         optim_state = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, header.optimizer)
         start_epoch, best_ua, history = state["epoch"] + 1, state["best_ua"], state["history"]
+        sched_state = state.get("scheduler")
         strategy = header.strategy
         _print0(info, opts.quiet, f"resuming {out} after epoch {state['epoch'] + 1}")
     else:
         model = build_model(opts.upstream, opts.head, opts.proj_size, opts.hidden_size, dropout=opts.dropout,
-                            upstream_layers=opts.upstream_layers, layer_weights=opts.layer_weights)
+                            upstream_layers=opts.upstream_layers, layer_weights=opts.layer_weights, pretrained=opts.pretrained)
         strategy = opts.strategy
-    apply_strategy(model, strategy)
+    opts = with_defaults(opts)
+    apply_strategy(model, strategy, opts.freeze_feature_encoder)
+    # what the FLOP count's backward covers: a frozen feature encoder under full is semi
+    flops_strategy = "semi" if opts.freeze_feature_encoder and strategy == "full" else str(strategy)
     model.to(info.device)
     _speed_options(model, opts)
 
@@ -221,14 +258,15 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         test_utts = read_manifest(opts.test_manifest) if opts.test_manifest is not None else []
         # whether the test speakers were heard in training or validation: said wherever the test score is
         test_split = split_kind([*train_utts, *valid_utts], test_utts)
-        task = progress.add_task("loading audio", total=len(train_utts) + len(valid_utts) + len(test_utts), status="")
+        task = progress.add_task("reading audio headers", total=len(train_utts) + len(valid_utts) + len(test_utts), status="")
         advance = lambda n: progress.advance(task, n)  # noqa: E731
         train_set, valid_set = AudioSet(train_utts, advance), AudioSet(valid_utts, advance)
         test_set = AudioSet(test_utts, advance) if test_utts else None
         progress.remove_task(task)
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(params, opts.lr, opts.weight_decay, fused=info.device.type == "cuda", state=optim_state)
+        optimizer = make_optimizer(param_groups(model, opts.lr, opts.head_lr), opts.lr, opts.weight_decay,
+                                   fused=info.device.type == "cuda", state=optim_state)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         use_scaler = info.device.type == "cuda" and opts.amp and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         # The classical floor trains its head alone, on fixed features: the head is what steps (and what DDP syncs).
@@ -271,7 +309,13 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
             else:  # a resumed floor has its statistics in the checkpoint's running mean and variance
                 model.head.fixed_statistics = True
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
-        min_batch_samples = SAMPLE_RATE  # SpecAugment needs more frames than its mask length
+        scheduler = make_scheduler(optimizer, opts.schedule, opts.warmup, lambda: sum(
+            len(_epoch_steps(train_set, opts, e, info, max_samples)[0]) for e in range(opts.epochs)), sched_state)
+        # workers decode, augment and crop each epoch's planned micro-batches (the classical floor trains on `fixed`)
+        sampler = PlannedBatches()
+        loader = train_loader(train_set, sampler, max_samples, SAMPLE_RATE,  # SpecAugment needs more frames than its mask length
+                              opts.augment, opts.seed, info.rank, default_workers() if opts.workers is None else opts.workers,
+                              pin_memory=info.device.type == "cuda")
         counts_flops = fixed is None and model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
         # the peak MFU divides by: the device's datasheet peak in the training dtype; None (no MFU) where unknown
         peak = datasheet_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops else None
@@ -289,7 +333,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
             if strategy == "frozen":
                 model.upstream.eval()  # a frozen upstream is a fixed feature extractor: no dropout
             steps, step_utterances = _epoch_steps(train_set, opts, epoch, info, max_samples)
-            crop_rng = np.random.default_rng([opts.seed, epoch, info.rank])
+            sampler.plan(epoch, [batch for step in steps for batch in step])
+            batches = iter(loader if fixed is None else ())
             task = progress.add_task(f"epoch {epoch + 1}/{opts.epochs}", total=len(steps), status="")
             if info.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(info.device)
@@ -308,12 +353,11 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                             labels = torch.from_numpy(train_set.labels[indices]).to(info.device)
                             logits = net(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
                         else:
-                            waveform, lengths, labels = train_set.collate(indices, max_samples, crop_rng, min_batch_samples,
-                                                                          augment=opts.augment)
+                            waveform, lengths, labels = next(batches)
                             valid_samples += int(lengths.sum())
                             batch_samples += waveform.numel()
                             if counts_flops:
-                                flops += training_flops(model.dims.upstream.config, model.dims.head, str(strategy),
+                                flops += training_flops(model.dims.upstream.config, model.dims.head, flops_strategy,
                                                         waveform.shape[1], waveform.shape[0])
                             waveform, lengths, labels = (_to_device(t, info.device) for t in (waveform, lengths, labels))
                             with _autocast(info, opts.amp):
@@ -326,6 +370,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                 torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
                 global_step += 1
                 if (n + 1) % opts.log_every == 0 or n == len(steps) - 1:
                     total = loss_sum.item()  # the loop's one host sync, every log_every steps (this rank's)
@@ -352,13 +398,13 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
             if drift > 1e-3:
                 raise RuntimeError(f"DDP ranks diverged after epoch {epoch + 1} (parameter checksum spread {drift})")
 
+            if valid_fixed is not None:
+                model.eval()
+                with torch.no_grad():
+                    logits = model.head(valid_fixed, torch.ones(len(valid_set), dtype=torch.long, device=info.device)).cpu().numpy()
+            else:  # every rank scores its share: none waits while rank 0 validates alone
+                logits = predict_logits(model, valid_set, opts.batch_size, info.device, info=info)
             if info.is_main:
-                if valid_fixed is not None:
-                    model.eval()
-                    with torch.no_grad():
-                        logits = model.head(valid_fixed, torch.ones(len(valid_set), dtype=torch.long, device=info.device)).cpu().numpy()
-                else:
-                    logits = predict_logits(model, valid_set, opts.batch_size, info.device)
                 report = classification_report(valid_set.labels, logits.argmax(1), model.dims.labels)
                 row = {
                     "epoch": epoch + 1, "train_loss": loss_total / seen, "wa": report["wa"], "ua": report["ua"],
@@ -378,7 +424,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                 if improved:
                     save_checkpoint(best_path, model, meta)
                 optim_tensors, optim_rest = flatten_optimizer(optimizer.state_dict())
-                train_state = {"epoch": epoch, "best_ua": best_ua, "history": history}
+                train_state = {"epoch": epoch, "best_ua": best_ua, "history": history,
+                               **({"scheduler": scheduler.state_dict()} if scheduler is not None else {})}
                 save_checkpoint(
                     last_path, model, {**meta, "optimizer": optim_rest, "train_state": train_state},
                     extra_tensors=optim_tensors, sidecar=False,
@@ -396,8 +443,6 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                     + (f"  MFU {row['mfu']:.1%}" if "mfu" in row else "")
                     + ("  [green]best[/]" if improved else ""),
                 )
-            if info.distributed:
-                dist.barrier()
         if writer is not None:
             writer.close()
     if not info.is_main:
@@ -414,7 +459,7 @@ def _stale_epochs(history: list[dict[str, Any]]) -> int:
 
 
 def _early_stop(history: list[dict[str, Any]], patience: int, info: DistInfo) -> bool:
-    """Rank 0 validates, so rank 0 decides; under DDP every rank gets its decision, and they stop together."""
+    """Rank 0 keeps the history, so rank 0 decides; under DDP every rank gets its decision, and they stop together."""
     stop = info.is_main and _stale_epochs(history) >= patience
     if info.distributed:
         flag = torch.tensor([float(stop)], device=info.device)
