@@ -585,19 +585,15 @@ def bench(
     batched_windows: str = typer.Option("", help="Windows measured at batch > 1 (default: all)."),
     cell_seconds: float = typer.Option(6.0, help="Time budget per variant and cell."),
     threads: int = typer.Option(2),
-    tune: bool = typer.Option(True, help="Compare ONNX Runtime settings first and keep the fastest."),
     stream_seconds: float = typer.Option(60.0, help="Audio streamed for the streaming measurement."),
-    train: bool = typer.Option(True, help="Also measure training throughput."),
-    train_steps: int = typer.Option(5, help="Timed training steps (at most 2 beyond tiny)."),
     cache: Optional[Path] = typer.Option(None, help="Keep built checkpoints and bundles here for the next run."),
     name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu; <target>-cpu-quick with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="2 s window at batch 1, few repeats: a smoke run."),
     layers: str = typer.Option("", help="Also time the architecture cut to its first K transformer layers, e.g. 12,6."),
-    reuse: bool = typer.Option(True, help="Run the CNN-frame reuse study (wav2vec2 targets)."),
     streams: int = typer.Option(4, help="Streams batched together in the multi-stream measurement."),
     quiet: Quiet = False,
 ) -> None:
-    """Latency, throughput, real-time factor, memory and cold start against PyTorch eager FP32."""
+    """Latency, throughput, real-time factor and memory against PyTorch eager FP32."""
     from rich.progress import Progress
 
     from .bench import BenchOptions, run_bench
@@ -606,9 +602,8 @@ def bench(
     opts = BenchOptions(
         target=target, out=out, backends=_csv(backends) or BACKENDS, precisions=_csv(precisions) or PRECISIONS,
         windows=_csv(windows, float), batches=_csv(batches, int), batched_windows=_csv(batched_windows, float) or None,
-        repeats=repeats, warmup=warmup, cell_seconds=cell_seconds, threads=threads, tune=tune,
-        stream_seconds=stream_seconds, train=train, train_steps=train_steps,
-        cache=cache, name=name, quick=quick, layers=_csv(layers, int), reuse=reuse, streams=streams,
+        repeats=repeats, warmup=warmup, cell_seconds=cell_seconds, threads=threads, stream_seconds=stream_seconds,
+        cache=cache, name=name, quick=quick, layers=_csv(layers, int), streams=streams,
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("bench", total=None)

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from sertrt.bench import BenchOptions, run_bench
-from sertrt.bench.artifacts import prepare_artifacts
 from sertrt.bench.measure import latency_stats
 from sertrt.bench.report import targets
 from sertrt.core.bundle import load_bundle
@@ -19,7 +18,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     messages = []
     # the QDQ int8 export (and its validation) is the exporter's, tested there; it would double the export time
-    data = run_bench(BenchOptions(target="tiny", out=out, quick=True, repeats=3, stream_seconds=4.0, train=False,
+    data = run_bench(BenchOptions(target="tiny", out=out, quick=True, repeats=3, stream_seconds=4.0,
                                   precisions=("fp32", "int8-dynamic"), cache=tmp_path_factory.mktemp("bench-cache"),
                                   layers=(1,), streams=3),
                      progress=messages.append)
@@ -49,7 +48,7 @@ def test_quick_run_statistics_and_agreement(quick_run):
     assert data["peak"]["gflops"] > 0
     assert data["best_cpu_int8"] == "ort-int8-dynamic"
     assert all(v["cosine"] > 0.9 for v in data["agreement"].values())
-    assert all(not c["torch_imported_by_runtime"] for k, c in data["cold_start"].items() if k.startswith("ort"))
+    assert all(v["memory_mb"] is not None for v in data["variants"].values())
 
 
 @pytest.mark.slow
@@ -64,23 +63,11 @@ def test_quick_run_measures_the_exported_int8_dynamic_bundle(quick_run):
     assert info["settings"]["threads"] == 2 and info["settings"]["optimization"] in ("all", "basic")
 
 
-def test_cached_bundle_of_another_precision_is_rebuilt(tmp_path):
-    """A cache from before int8-dynamic was the exporter's (precision "int8" in bundle-int8-dynamic) is re-exported."""
-    old = tmp_path / "tiny-seed0" / "bundle-int8-dynamic"
-    old.mkdir(parents=True)
-    (old / "manifest.json").write_text(json.dumps({"format": "sertrt-bundle", "precision": "int8"}))
-    art = prepare_artifacts("tiny", ("int8-dynamic",), tmp_path)
-    assert set(art.bundles) == {"int8-dynamic"} and art.export_seconds["int8-dynamic"] > 0
-    assert load_bundle(art.bundles["int8-dynamic"]).precision == "int8-dynamic"
-    again = prepare_artifacts("tiny", ("int8-dynamic",), tmp_path)
-    assert again.export_seconds == {"int8-dynamic": 0.0} and again.bundles == art.bundles
-
-
 @pytest.mark.slow
 def test_quick_run_targets_table(quick_run):
     out, data, _ = quick_run
     keys = {t["key"] for t in data["targets"]}
-    assert {"stream_overhead", "cold_start"} <= keys  # the targets that apply to tiny
+    assert keys == {"stream_overhead"}  # the target that applies to tiny
     assert all(t["measured"] is not None for t in data["targets"])  # each one the run could judge
     md = (out / "tiny-cpu-quick.md").read_text()
     assert "## Targets" in md and "| target | applies to | threshold | measured | met? |" in md
@@ -88,16 +75,15 @@ def test_quick_run_targets_table(quick_run):
 
 def test_targets_apply_per_architecture_and_judge_by_threshold():
     streams = {"ort-fp32": {"overhead_share": 0.01}, "ort-int8": {"overhead_share": 0.05, "rtf": 0.5}}
-    data = {"architecture": "tiny", "streaming": streams, "cold_start": {}}
+    data = {"architecture": "tiny", "streaming": streams}
     assert [(t["key"], t["measured"], t["met"]) for t in targets(data)] == [
-        ("stream_overhead", 0.05, False),  # the worst stream, over its 3% ceiling
-        ("cold_start", None, None)]  # not measured: neither met nor missed
+        ("stream_overhead", 0.05, False)]  # the worst stream, over its 3% ceiling
     data.update(architecture="xlsr-53", best_cpu_int8="ort-int8", reference_cell={"window_s": 2.0, "batch": 1},
                 results=[{"variant": "ort-int8", "window_s": 2.0, "batch": 1, "ratio_vs_baseline": 3.0},
                          {"variant": "ort-int8", "window_s": 4.0, "batch": 1, "ratio_vs_baseline": 1.0}])
     met = {t["key"]: t["met"] for t in targets(data)}
     assert met["ort_int8_ratio"] is True and met["stream_rtf"] is True  # 3.0 at the reference cell meets ">= 3.0"
-    assert met["ort_fp32_ratio"] is None and "cold_start" not in met  # a tiny-only target
+    assert met["ort_fp32_ratio"] is None  # not measured: neither met nor missed
 
 
 def test_flops_xlsr53_two_seconds():
@@ -134,17 +120,6 @@ def test_quick_run_batches_streams(quick_run):
         # 4 s per stream, 2 s window, 1 s hop: windows ending at 2, 3, 4 s in each stream, in both modes
         assert m["windows"] == {"alone": 9, "batched": 9}
     assert "## Several streams through one engine" in (out / "tiny-cpu-quick.md").read_text()
-
-
-@pytest.mark.slow
-def test_quick_run_frame_reuse_study(quick_run):
-    out, data, _ = quick_run
-    r = data["frame_reuse"]
-    assert (r["shared_frames"], r["fresh_samples"]) == (49, 16320)
-    assert set(r["saving_share"]) == set(data["streaming"])
-    assert r["raw_frame_max_abs"] < 1e-5  # tiny's layer-norm conv stack is local
-    assert set(r["deviation"]) == {"0 dB", "20 dB"}
-    assert "## CNN-frame reuse" in (out / "tiny-cpu-quick.md").read_text()
 
 
 @pytest.mark.slow

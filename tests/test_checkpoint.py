@@ -40,19 +40,6 @@ def test_round_trip_keeps_the_cut_upstream(tmp_path):
         torch.testing.assert_close(loaded(w, n), model(w, n), rtol=0, atol=0)
 
 
-def test_checkpoint_from_before_source_layers_still_loads(tmp_path):
-    path = tmp_path / "old.safetensors"
-    save_checkpoint(path, build_model("tiny"), {}, sidecar=False)
-    header, tensors = read_checkpoint(path)
-    header = header.to_dict()
-    del header["dims"]["upstream"]["source_layers"]
-    header["format_version"] = 1  # written before source_layers existed: before digests too
-    save_file(tensors, str(path), metadata={"sertrt": json.dumps(header)})
-    with pytest.warns(UserWarning, match="carries no digest"):
-        loaded, _ = load_model(path)
-    assert loaded.dims.upstream.source_layers is None and len(loaded.upstream.model.encoder.layers) == 2
-
-
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model = build_model("fbank")
     path = tmp_path / "best.safetensors"
@@ -115,14 +102,12 @@ def test_a_flipped_byte_is_refused_by_every_reader(tmp_path):
         load_model(path)
 
 
-def test_version_1_checkpoints_still_load_with_a_warning(tmp_path):
-    torch.manual_seed(0)
+def test_a_version_1_checkpoint_is_refused_in_one_line(tmp_path):
+    """Version 1 (no digest) was never released: its weights cannot be checked, so it is not read."""
     model = build_model("tiny")
     path = tmp_path / "old.safetensors"
     header = {"format": "sertrt-checkpoint", "format_version": 1, "code": {"sertrt": "0.1.0"}, "dims": model.dims.to_dict()}
     save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(path),
               metadata={"sertrt": json.dumps(header)})
-    with pytest.warns(UserWarning, match="carries no digest"):
-        loaded, _ = load_model(path)
-    for name, tensor in model.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+    with pytest.raises(SertrtError, match=rf"{path.name}: checkpoint format version 1 .* reads versions 2$"):
+        load_model(path)

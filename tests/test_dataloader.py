@@ -129,11 +129,13 @@ def test_two_gloo_ranks_each_score_a_share_and_gather_the_one_rank_logits(tmp_pa
     assert [len(s) for s in shares] == [3, 3] and sum(map(sum, shares)) == 16  # each scored half the batches
 
 
-def test_workers_option_is_checked_and_recorded(tmp_path):
+def test_workers_option_is_checked_and_recorded(tmp_path, monkeypatch):
     from sertrt.core.errors import SertrtError
     from sertrt.training.options import check_options, options_record
 
     with pytest.raises(SertrtError, match=r"^--workers -1: must be >= 0$"):
         check_options(TrainOptions(train_manifest=Path("m"), out=tmp_path, workers=-1))
     assert options_record(TrainOptions(train_manifest=Path("m"), out=tmp_path, workers=2))["workers"] == 2
-    assert default_workers() == min(4, (os.cpu_count() or 1) - 1)  # this machine's share, a core left for training
+    for cores, workers in ((None, 0), (2, 0), (4, 2), (64, 4)):  # two cores left to the loop; none on a small machine
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        assert default_workers() == workers

@@ -13,7 +13,8 @@ from conftest import make_tone_corpus
 from test_cli import assert_one_line_error, sertrt
 
 from sertrt.core.errors import SertrtError
-from sertrt.core.outputs import MARKER, check_replaceable_bundle, claim_output_dir
+from sertrt.core.bundle import check_replaceable_bundle
+from sertrt.core.outputs import MARKER, claim_output_dir
 from sertrt.model.io import save_checkpoint
 from sertrt.model.ser import build_model
 
@@ -50,10 +51,11 @@ def test_claim_creates_marks_and_recognises_its_own(tmp_path):
     assert (empty / MARKER).is_file()
     with pytest.raises(SertrtError, match="holds a training run written by sertrt, not a synthetic corpus"):
         claim_output_dir(new, "synth")
-    legacy = tmp_path / "legacy-run"  # a run written before markers existed
-    legacy.mkdir()
-    (legacy / "last.safetensors").write_bytes(b"")
-    claim_output_dir(legacy, "run")
+    unmarked = tmp_path / "unmarked-run"  # a run's file names are not a claim: only the marker is
+    unmarked.mkdir()
+    (unmarked / "last.safetensors").write_bytes(b"")
+    with pytest.raises(SertrtError, match="a folder sertrt did not write"):
+        claim_output_dir(unmarked, "run")
     check_only = tmp_path / "check-only"
     claim_output_dir(check_only, "run", create=False)
     assert not check_only.exists()
@@ -118,6 +120,18 @@ def test_synth_refuses_a_foreign_folder(tmp_path):
     before = snapshot(folder)
     assert_one_line_error(sertrt("data", "synth", folder, "--scale", "0.01"), "precious: OUT is a folder sertrt did not write")
     assert snapshot(folder) == before
+
+
+def test_outputs_and_bundle_import_each_other_in_one_direction_at_most():
+    import ast
+    import inspect
+
+    from sertrt.core import bundle, outputs
+
+    def imported(module) -> set:  # sertrt.core modules it imports, lazy imports included
+        return {n.module for n in ast.walk(ast.parse(inspect.getsource(module))) if isinstance(n, ast.ImportFrom) and n.level == 1}
+
+    assert not ("bundle" in imported(outputs) and "outputs" in imported(bundle))
 
 
 def test_committed_benchmark_folders_are_sertrt_s():

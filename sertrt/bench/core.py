@@ -5,12 +5,10 @@
 
 Order of a run (each step reports through `progress`; the library never prints):
     1. artifacts: random-weight checkpoint and exported bundles (cached in `cache` when given)
-    2. ORT tuning at the reference cell (2 s, batch 1): optimisation level per artifact; thread
-       spinning and IO binding on fp32; the fastest INT8 artifact for this CPU
-    3. latency sweep over windows x batches, interleaved with the baseline and the matmul peak probe
-    4. INT8 logits vs FP32; streaming, one stream and several batched; the CNN-frame reuse study;
-       the target cut to fewer layers
-    5. cold start + peak RSS (fresh processes); training throughput
+    2. runners opened, each one's resident memory noted
+    3. latency sweep over windows x batches, interleaved with the baseline and the matmul peak probe;
+       the reference cell (2 s, batch 1) picks the fastest INT8 artifact for this CPU
+    4. INT8 logits vs FP32; streaming, one stream and several batched; the target cut to fewer layers
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from ..core.runner import Runner
 from ..model.flops import model_flops
 from ..runtime.runners import OrtRunner, RunnerOptions
 from ..verify.torch_runner import TorchRunner
-from . import measure, workers
+from . import measure
 from .artifacts import prepare_artifacts
 
 BACKENDS = ("torch", "ort")  # torch: the PyTorch eager FP32 baseline; ort: ONNX Runtime CPU
@@ -59,15 +57,11 @@ class BenchOptions:
     warmup: int = 1  # untimed calls per variant and cell
     cell_seconds: float = 6.0  # time budget per variant and cell (at least 3 timed calls)
     threads: int = 2
-    tune: bool = True  # compare ORT optimisation level, spinning and IO binding first
     stream_seconds: float = 60.0
-    train: bool = True  # training throughput of the target's architecture
-    train_steps: int = 5  # timed AdamW steps after 1 warm-up (at most 2 beyond tiny)
     cache: Path | None = None  # keep the built checkpoint and bundles here for the next run
     name: str | None = None  # output file stem (default "<target>-cpu", "<target>-cpu-quick" with quick)
-    quick: bool = False  # the 2 s window at batch 1, few repeats, short stream, 1 training step
+    quick: bool = False  # the 2 s window at batch 1, few repeats, short stream
     layers: tuple[int, ...] = ()  # also time the architecture cut to its first K transformer layers
-    reuse: bool = True  # the CNN-frame reuse study (wav2vec2 targets with a checkpoint)
     streams: int = 4  # streams batched together in the multi-stream measurement
 
     def resolved(self) -> BenchOptions:
@@ -85,7 +79,7 @@ class BenchOptions:
             raise SertrtError(f"--layers needs an architecture target, not the bundle {o.target} (train a cut model with --upstream-layers)")
         if o.quick:
             o = dataclasses.replace(o, windows=(2.0,), batches=(1,), repeats=min(o.repeats, 5), cell_seconds=1.0,
-                                    stream_seconds=min(o.stream_seconds, 10.0), train_steps=1)
+                                    stream_seconds=min(o.stream_seconds, 10.0))
         if o.name is None:
             # a smoke run never replaces the full run's files of the same target
             o.name = f"{Path(o.target).name}-cpu" + ("-quick" if o.quick else "")
@@ -104,9 +98,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
 
     o = opts.resolved()
     claim_output_dir(o.out, "bench", create=False)  # refuse a folder that is not ours before the long run
-    # GNU OpenMP's default spin-wait makes torch's 2 threads stall whenever another process holds a
-    # core (measured here: tiny 2 s 23 ms -> 576 ms, xlsr-53 1.7 s -> 6.6 s), which would inflate every
-    # ratio. Passive waiting must be set before torch loads libgomp; a user's own setting wins.
+    # GNU OpenMP's default spin-wait makes torch's threads stall whenever another process holds a core,
+    # which would inflate every ratio. Passive waiting must be set before torch loads libgomp; a user's
+    # own setting wins.
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.time()
@@ -133,62 +127,57 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] = lambda _: No
 
 
 def _measure(o: BenchOptions, art, data: dict[str, Any], progress: Callable[[str], None], cache: Path) -> None:
-    """Tuning, then the sweep, then the studies, with every runner open; then the fresh-process measurements."""
+    """The sweep, then the streams and the cut model, with every runner open."""
     ref_window = 2.0 if 2.0 in o.windows else o.windows[0]
     ref_feeds = measure.make_feeds(ref_window, 1)
     with ExitStack() as stack:
-        runners, variants = _open_runners(o, art, stack, ref_feeds, ref_window, data, progress)
+        runners, variants = _open_runners(o, art, stack, progress)
+        data["variants"] = variants
         best_int8 = _sweep(o, art, runners, stack, ref_feeds, ref_window, data, progress)
-        _studies(o, art, runners, variants, best_int8, ref_feeds, ref_window, data, cache, progress)
-    _fresh_processes(o, art, variants, ref_window, data, progress)
+        _streams(o, art, runners, variants, best_int8, ref_feeds, ref_window, data, cache, progress)
 
 
-def _ort_runner(onnx_path: Path, threads: int, settings: dict[str, Any], precision: str) -> OrtRunner:
-    return OrtRunner.from_options(onnx_path, RunnerOptions(threads=threads, **settings), precision=precision)
+def _ort_runner(onnx_path: Path, threads: int, precision: str) -> OrtRunner:
+    return OrtRunner.from_options(onnx_path, RunnerOptions(threads=threads), precision=precision)
 
 
-def _open_runners(o: BenchOptions, art, stack: ExitStack, ref_feeds: dict[str, np.ndarray], ref_window: float,
-                  data: dict[str, Any], progress: Callable[[str], None]) -> tuple[dict[str, Runner], dict[str, dict[str, Any]]]:
-    """The baseline and one ONNX Runtime runner per precision, entered into `stack`. With `o.tune`, each ORT
-    knob is decided at the reference cell first (optimisation level per artifact; spinning and IO binding
-    on fp32, then kept for the others)."""
+def _rss_mb() -> float | None:
+    """This process's resident memory now (MB; VmRSS), None off Linux."""
+    try:
+        return next(int(x.split()[1]) / 1024.0 for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def _open_runners(o: BenchOptions, art, stack: ExitStack,
+                  progress: Callable[[str], None]) -> tuple[dict[str, Runner], dict[str, dict[str, Any]]]:
+    """The baseline and one ONNX Runtime runner per precision, entered into `stack`; each variant's
+    `memory_mb` is the resident memory its opening added to this process (weights, session, arenas)."""
     runners: dict[str, Runner] = {}
     variants: dict[str, dict[str, Any]] = {}
+
+    def opened(name: str, runner: Runner, info: dict[str, Any]) -> None:
+        before = _rss_mb()
+        runners[name] = stack.enter_context(runner)
+        after = _rss_mb()
+        variants[name] = {**info, "memory_mb": None if before is None or after is None else after - before}
+
     if "torch" in o.backends and art.checkpoint is not None:
         import torch
 
         torch.set_num_threads(o.threads)
         progress(f"loading the PyTorch eager FP32 baseline ({art.checkpoint})")
-        runners[BASELINE] = stack.enter_context(TorchRunner(art.checkpoint))
-        variants[BASELINE] = {"backend": "torch", "precision": "fp32", "description": "PyTorch eager FP32, no_grad, eval (the baseline)",
-                              "settings": {"threads": o.threads}}
-    ort_bundles = {p: b for p, b in art.bundles.items()} if "ort" in o.backends else {}
-    tuning: list[dict[str, Any]] = []
-    quick_tune = dict(repeats=min(o.repeats, 5), warmup=o.warmup, cell_seconds=min(o.cell_seconds, 6.0))
-    for precision, bundle in ort_bundles.items():
-        name = _variant_name("ort", precision)
-        onnx_path = bundle / load_bundle(bundle, verify=False).model
-        settings: dict[str, Any] = {"optimization": "all", "spinning": True, "io_binding": False}
-        # thread spinning and IO binding are decided once, on fp32; the level per artifact
-        settings.update({t["knob"]: t["kept"] == "True" for t in tuning if t["variant"] == "ort-fp32" and t["knob"] != "optimization"})
-        if o.tune:
-            knobs = [("optimization", ["all", "basic"])]
-            if precision == "fp32":
-                knobs += [("spinning", [True, False]), ("io_binding", [False, True])]
-            for knob, values in knobs:
-                progress(f"tuning {name}: {knob} {values} at {ref_window:g} s, batch 1")
-                with ExitStack() as trial:
-                    cands = {str(v): trial.enter_context(_ort_runner(onnx_path, o.threads, {**settings, knob: v}, precision)) for v in values}
-                    best, medians = measure.choose(cands, ref_feeds, **quick_tune)
-                settings[knob] = values[[str(v) for v in values].index(best)]
-                tuning.append({"variant": name, "knob": knob, "median_ms": medians, "kept": best})
-        runners[name] = stack.enter_context(_ort_runner(onnx_path, o.threads, settings, precision))
-        variants[name] = {"backend": "ort", "precision": precision, "bundle": str(bundle), "settings": runners[name].settings(),
-                          "description": {"fp32": "ONNX Runtime FP32", "int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
-                                          "int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}[precision]}
+        opened(BASELINE, TorchRunner(art.checkpoint), {"backend": "torch", "precision": "fp32", "settings": {"threads": o.threads},
+                                                       "description": "PyTorch eager FP32, no_grad, eval (the baseline)"})
+    for precision, bundle in (art.bundles.items() if "ort" in o.backends else ()):
+        runner = _ort_runner(bundle / load_bundle(bundle, verify=False).model, o.threads, precision)
+        opened(_variant_name("ort", precision), runner, {
+            "backend": "ort", "precision": precision, "bundle": str(bundle), "bundle_mb": _size_mb(bundle),
+            "description": {"fp32": "ONNX Runtime FP32", "int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
+                            "int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}[precision]})
+        variants[_variant_name("ort", precision)]["settings"] = runner.settings()
     if not runners:
         raise SertrtError("nothing to benchmark: no backend/precision left (the torch baseline needs the bundle's checkpoint)")
-    data["variants"], data["tuning"] = variants, tuning
     return runners, variants
 
 
@@ -244,11 +233,11 @@ def _sweep(o: BenchOptions, art, runners: dict[str, Runner], stack: ExitStack, r
     return best_int8
 
 
-def _studies(o: BenchOptions, art, runners: dict[str, Runner], variants: dict[str, dict[str, Any]], best_int8: str | None,
+def _streams(o: BenchOptions, art, runners: dict[str, Runner], variants: dict[str, dict[str, Any]], best_int8: str | None,
              ref_feeds: dict[str, np.ndarray], ref_window: float, data: dict[str, Any], cache: Path,
              progress: Callable[[str], None]) -> None:
-    """INT8 logits vs FP32; streaming, one stream and several batched; the CNN-frame reuse study; the
-    target cut to fewer transformer layers."""
+    """INT8 logits vs FP32; streaming, one stream and several batched; the target cut to fewer
+    transformer layers."""
     labels = list(art.dims.labels) if art.dims else list(LABELS)
     int8s = [v for v in ("ort-int8", "ort-int8-dynamic") if v in runners]
     if "ort-fp32" in runners and int8s:
@@ -266,42 +255,8 @@ def _studies(o: BenchOptions, art, runners: dict[str, Runner], variants: dict[st
     for name in stream_variants:
         progress(f"{o.streams} streams through {name}: one call per window vs one batched call per tick")
         data["multistream"][name] = measure.multistream_run(runners[name], labels, o.streams, min(o.stream_seconds, 10.0))
-    if o.reuse and art.upstream_config and BASELINE in runners:
-        from .reuse import frame_reuse_study
-
-        progress(f"CNN-frame reuse study: conv stack on the window vs the fresh hop, next to {', '.join(stream_variants)}")
-        data["frame_reuse"] = frame_reuse_study(runners[BASELINE].model, {v: runners[v] for v in stream_variants}, 32000, 16000,
-                                                o.threads, min(o.repeats, 10), o.cell_seconds, min(o.stream_seconds, 20.0))
     if o.layers and art.upstream_config:
         data["layers"] = _measure_layers(o, art, runners, variants, best_int8, ref_feeds, ref_window, cache, progress)
-
-
-def _fresh_processes(o: BenchOptions, art, variants: dict[str, dict[str, Any]], ref_window: float, data: dict[str, Any],
-                     progress: Callable[[str], None]) -> None:
-    """Cold start + peak RSS per variant, the baseline under OpenMP's default wait policy, training
-    throughput: each in fresh processes, after every runner of this one is closed."""
-    data["cold_start"] = {}
-    for name, info in variants.items():
-        repeats = 3 if name != BASELINE and _size_mb(art.bundles.get(info["precision"])) < 100 else 1
-        progress(f"cold start + peak memory: {name} ({repeats} fresh process{'es' if repeats > 1 else ''})")
-        bundle = art.bundles.get(info["precision"]) or next(iter(art.bundles.values()))
-        runs = [workers.cold_start(bundle, info["backend"], o.threads, art.checkpoint if info["backend"] == "torch" else None,
-                                   ref_window) for _ in range(repeats)]
-        best = sorted(runs, key=lambda r: r["cold_start_s"])[len(runs) // 2]  # the median run
-        data["cold_start"][name] = {**best, "runs": len(runs), "bundle_mb": _size_mb(bundle) if info["backend"] == "ort" else None}
-    if BASELINE in variants and os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
-        progress(f"PyTorch eager with OpenMP's default spin-wait, alone in a fresh process ({ref_window:g} s, batch 1)")
-        child = workers.eager_latency(art.checkpoint, ref_window, 1, min(o.repeats, 5), o.threads)
-        base = next(r for r in data["results"] if r["variant"] == BASELINE and (r["window_s"], r["batch"]) == (ref_window, 1))
-        data["baseline_default_omp"] = {**child, "vs_passive_baseline": child["p50_ms"] / base["p50_ms"]}
-    data["training"] = {}
-    if o.train and art.upstream_config is not None and "torch" in o.backends:
-        from ..model.upstream import UPSTREAM_NAMES
-
-        if art.name in UPSTREAM_NAMES:
-            steps = o.train_steps if art.name == "tiny" else min(o.train_steps, 2)  # an xlsr-53 step is ~30 s here
-            progress(f"training throughput: {art.name}, batch 4 x 2 s, AdamW, {steps} steps after 1 warm-up")
-            data["training"][art.name] = workers.train_throughput(art.name, 4, 2.0, steps, 1, o.threads)
 
 
 def _measure_layers(o: BenchOptions, art, runners: dict[str, Runner], variants: dict[str, dict[str, Any]], best_int8: str | None,
@@ -324,9 +279,8 @@ def _measure_layers(o: BenchOptions, art, runners: dict[str, Runner], variants: 
                     cut_runners[f"{v}@{k}"] = stack.enter_context(TorchRunner(cut.checkpoint))
                 else:
                     bundle = cut.bundles[variants[v]["precision"]]
-                    settings = {key: variants[v]["settings"][key] for key in ("optimization", "spinning", "io_binding")}
                     cut_runners[f"{v}@{k}"] = stack.enter_context(_ort_runner(
-                        bundle / load_bundle(bundle, verify=False).model, o.threads, settings, variants[v]["precision"]))
+                        bundle / load_bundle(bundle, verify=False).model, o.threads, variants[v]["precision"]))
             progress(f"{k} of {full_layers} layers: {', '.join(full)} at {window:g} s, batch 1, next to the full depth")
             times = measure.interleaved({**{v: runners[v] for v in full}, **cut_runners}, feeds, o.repeats, o.warmup, o.cell_seconds)
         p50 = {name: float(np.median(t)) * 1000.0 for name, t in times.items()}
@@ -340,8 +294,6 @@ def _measure_layers(o: BenchOptions, art, runners: dict[str, Runner], variants: 
     return rows
 
 
-def _size_mb(path: Path | None) -> float:
-    if path is None:
-        return 0.0
+def _size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file()) / 2**20
 

@@ -21,16 +21,11 @@ Variants (all from one random-weight model, seed 0, `torch.inference_mode`):
                          graph serves all, dynamic shapes, fullgraph); the GRU head stays eager
     compile-layers-fp16-cudagraph  both of the above
 
-Each row also gives the model's FLOPs per second (sertrt.model.flops, an analytic count of the forward) as a
-share of a matmul peak measured in the same run (bf16 on CUDA, fp32 on CPU: `model.flops.matmul_peak`), so "% of peak"
-is against this device on this day, not a datasheet.
-
-Timing: inputs already on the device; CUDA events around each call on CUDA, a host clock after
-synchronising elsewhere; `warmup` untimed calls per variant and cell (compilation and capture happen
-there and are reported as `first_call_s`), then `repeats` timed calls spread over interleaved rounds.
-A variant that cannot run here (CUDA graphs without CUDA, a capture that fails) is reported with its
-reason, never dropped silently. TensorRT is not a variant: its numbers must come from a built engine
-(`sertrt build-engine`, the TensorRT runner), never from this harness or an estimate.
+Each row also gives the forward's analytic FLOPs per second as a share of a matmul peak measured in
+the same run. Timing: inputs on the device; CUDA events on CUDA, a host clock after a sync elsewhere;
+`warmup` untimed calls (compile and capture happen there: `first_call_s`), then `repeats` timed calls
+over interleaved rounds. A variant that cannot run here is reported with its reason, never dropped
+silently. TensorRT's numbers come from a built engine (`sertrt build-engine`), never from this harness.
 
 On CPU (`device="cpu"`) the same harness runs the variants that need no CUDA, which is how it is tested.
 """
@@ -51,7 +46,7 @@ import numpy as np
 
 from ..core.errors import SertrtError
 from ..core.outputs import claim_output_dir
-from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share
+from .measure import ROUNDS, latency_stats, logit_agreement, make_feeds, round_share
 
 VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16",
             "half-fp16", "half-bf16", "half-fp16-cudagraph", "compile-layers-fp16", "compile-layers-fp16-cudagraph")
@@ -300,16 +295,15 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                 row["tflops_per_s"] = flops / (row["p50_ms"] / 1000.0) / 1e12 if flops else None
                 row["share_of_peak"] = row["tflops_per_s"] * 1e12 / peak["flops_per_s"] if flops else None
                 if base is not None:
-                    got = logits[v]
-                    row.update(cosine_vs_fp32=cosine(base, got), max_abs_vs_fp32=float(np.abs(base - got).max()),
-                               top1_vs_fp32=float(np.mean(base.argmax(1) == got.argmax(1))))
+                    a = logit_agreement(base, logits[v])
+                    row.update(cosine_vs_fp32=a["cosine"], max_abs_vs_fp32=a["max_abs"], top1_vs_fp32=a["top1_agreement"])
                 results.append(row)
     data = {"target": o.target, "device": o.device, "device_name": name, "options": report.jsonable(dataclasses.asdict(o)),
             "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)), "sertrt": __version__,
             "python": platform.python_version(), "versions": report.machine_info()["versions"],
             "cuda": torch.version.cuda, "matmul_peak": peak, "results": results, "skipped": errors,
             "duration_s": time.time() - started}
-    paths = write(data, o.out, o.name)
+    paths = report.write(data, o.out, o.name, markdown, png=False)
     data["files"] = {k: str(p) for k, p in paths.items()}
     progress(f"wrote {', '.join(data['files'].values())}")
     return data
@@ -352,15 +346,3 @@ def markdown(data: dict[str, Any]) -> str:
     if data["skipped"]:
         lines += ["## Not measured", "", *[f"- {v}: {why}" for v, why in data["skipped"].items()], ""]
     return "\n".join(lines)
-
-
-def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
-    import json
-
-    from ..core import atomic
-
-    out = claim_output_dir(out, "bench")
-    paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}
-    atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")
-    atomic.write_text(paths["md"], markdown(data))
-    return paths

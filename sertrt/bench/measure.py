@@ -1,5 +1,4 @@
-"""Timing primitives: interleaved latency sweeps, the matmul peak probe, the fastest of several
-runners (ONNX Runtime session settings are OrtRunner's keyword arguments), streaming and INT8
+"""Timing primitives: interleaved latency sweeps, the matmul peak probe, streaming and logit
 agreement. Everything takes runners (names in, names out); nothing prints.
 
 On a shared machine the load drifts during a run, so variants are measured interleaved: in each
@@ -18,7 +17,8 @@ import numpy as np
 
 from ..core.audio import SAMPLE_RATE
 from ..core.runner import Runner
-from .artifacts import speech_like
+from ..export.validate import compare, speech_like
+from ..verify.compare import run_batches
 
 PEAK_N = 2048  # the matmul peak probe: (2048, 2048) @ (2048, 2048) float32
 ROUNDS = 3  # interleaving rounds per cell
@@ -123,33 +123,25 @@ def interleaved(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeat
     return times
 
 
-def choose(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeats: int, warmup: int, cell_seconds: float) -> tuple[str, dict[str, float]]:
-    """The runner with the lowest median on `feeds` (interleaved), and every median (ms)."""
-    times = interleaved(runners, feeds, repeats, warmup, cell_seconds)
-    medians = {k: float(np.median(v)) * 1000.0 for k, v in times.items()}
-    return min(medians, key=medians.get), medians
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
+def logit_agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """Logits (N, num_labels) against reference ones: cosine of all of them, the worst row's cosine, and
+    the max abs error and top-1 agreement of export's validation (`export.validate.compare`)."""
+    c = compare("logits", ref, got, atol=np.inf, rtol=0.0, min_agreement=0.0)
+    return {"cosine": cosine(ref, got), "min_cosine": min(cosine(r, g) for r, g in zip(ref, got)),
+            "max_abs": c.max_abs, "top1_agreement": c.agreement}
+
+
 def agreement(reference: Runner, others: dict[str, Runner], num: int = 6, seed: int = 0) -> dict[str, Any]:
-    """Logits of each runner vs `reference` over `num` speech-like inputs of 1-4 s (batch 1):
-    cosine of the concatenated logits, the worst per-input cosine, max abs error, top-1 agreement."""
+    """`logit_agreement` of each runner vs `reference` over `num` speech-like inputs of 1-4 s (batch 1)."""
     rng = np.random.default_rng(seed)
     clips = [speech_like(float(s), rng) for s in np.linspace(1.0, 4.0, num)]
-    def run(r: Runner) -> np.ndarray:
-        return np.concatenate([r.infer({"waveform": c[None], "lengths": np.array([len(c)], dtype=np.int64)})["logits"] for c in clips])
-    ref = run(reference)
-    out = {}
-    for name, runner in others.items():
-        got = run(runner)
-        out[name] = {"cosine": cosine(ref, got), "min_cosine": min(cosine(r, g) for r, g in zip(ref, got)),
-                     "max_abs": float(np.abs(ref - got).max()), "top1_agreement": float(np.mean(ref.argmax(1) == got.argmax(1))),
-                     "inputs": num}
-    return out
+    ref = run_batches(reference, clips, batch_size=1)
+    return {name: {**logit_agreement(ref, run_batches(r, clips, batch_size=1)), "inputs": num} for name, r in others.items()}
 
 
 @dataclass

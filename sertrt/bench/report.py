@@ -7,7 +7,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..core import atomic
 from ..core.outputs import claim_output_dir
@@ -19,7 +19,6 @@ TARGETS = (
     ("ort_int8_ratio", "ONNX Runtime INT8 (fastest CPU artifact) vs PyTorch eager FP32 (2 s, batch 1)", "xlsr-53", "min", 3.0),
     ("int8_cosine", "INT8 logits cosine vs FP32 (fastest CPU artifact)", "xlsr-53", "min", 0.99),
     ("stream_overhead", "streaming runtime overhead share of wall time (worst stream)", None, "max", 0.03),
-    ("cold_start", "import + bundle load (ready to infer), fp32 bundle", "tiny", "max", 1.0),
     ("stream_rtf", "streaming INT8, 2 s window / 1 s hop: wall / audio (keeps up if < 1)", "xlsr-53", "max", 1.0),
 )
 
@@ -32,7 +31,7 @@ def loadavg() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
+    from ..core.versions import installed_version
 
     cpu, flags = platform.processor() or "unknown", []
     try:
@@ -44,12 +43,7 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
-    for pkg in ("torch", "onnxruntime", "onnx", "transformers", "numpy"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
+    versions = {pkg: installed_version(pkg) for pkg in ("torch", "onnxruntime", "onnx", "transformers", "numpy")}
     mem = None
     try:
         kb = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal"))
@@ -76,7 +70,6 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
         "ort_int8_ratio": rows.get(best, {}).get("ratio_vs_baseline") if best else None,
         "int8_cosine": data.get("agreement", {}).get(best, {}).get("cosine") if best else None,
         "stream_overhead": worst_overhead,
-        "cold_start": data.get("cold_start", {}).get("ort-fp32", {}).get("cold_start_s"),
         "stream_rtf": streams[best]["rtf"] if best in streams else None,
     }
     out = []
@@ -135,15 +128,10 @@ def markdown(data: dict[str, Any]) -> str:
                                     [[t["target"], t["architecture"], f"{'>=' if t['kind'] == 'min' else '<='} {t['threshold']:g}",
                                       t["measured"] if t["key"] not in ("int8_cosine",) else (f"{t['measured']:.5f}" if t["measured"] is not None else None),
                                       t["met"]] for t in data.get("targets", [])]), ""]
-    md += ["## Variants", "", _table(["variant", "what", "settings"],
-                                     [[k, v["description"], ", ".join(f"{a}={b}" for a, b in v["settings"].items())]
-                                      for k, v in data.get("variants", {}).items()]), ""]
-    b = data.get("baseline_default_omp")
-    if b:
-        md += [f"Baseline note: PyTorch eager runs with OMP_WAIT_POLICY={data.get('omp_wait_policy')}. With OpenMP's default "
-               f"spin-wait, alone in a fresh process at the same cell, it took {b['p50_ms']:.1f} ms p50 "
-               f"({b['vs_passive_baseline']:.2f}x the baseline's time). When another process holds a core, spinning threads "
-               "starve the thread they wait for (up to 4x slower here), which would inflate every ratio.", ""]
+    md += ["## Variants", "", _table(["variant", "what", "settings", "resident MB", "bundle MB"],
+                                     [[k, v["description"], ", ".join(f"{a}={b}" for a, b in v["settings"].items()),
+                                       v.get("memory_mb"), v.get("bundle_mb")] for k, v in data.get("variants", {}).items()]),
+           "", "resident MB: what opening the variant added to this process's resident memory (weights, session).", ""]
     if data.get("best_cpu_int8"):
         md += [f"Fastest INT8 artifact on this CPU: **{data['best_cpu_int8']}** (decided at the reference cell).", ""]
     for batch in sorted({r["batch"] for r in data.get("results", [])}):
@@ -154,10 +142,6 @@ def markdown(data: dict[str, Any]) -> str:
               r["utterances_per_s"], f"{r['rtf']:.3f}", r.get("ratio_vs_baseline"), r.get("gflops"),
               None if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.0f}%"]
              for r in sorted(rows, key=lambda r: (r["window_s"], r["variant"]))]), ""]
-    if data.get("tuning"):
-        md += ["## ONNX Runtime settings tried (median ms at the reference cell; interleaved)", "", _table(
-            ["variant", "knob", "medians", "kept"],
-            [[t["variant"], t["knob"], ", ".join(f"{k}: {v:.1f}" for k, v in t["median_ms"].items()), t["kept"]] for t in data["tuning"]]), ""]
     if data.get("agreement"):
         md += ["## INT8 vs FP32 logits (ONNX Runtime)", "", _table(
             ["variant", "cosine", "worst input cosine", "max abs", "top-1 agreement", "inputs"],
@@ -178,41 +162,12 @@ def markdown(data: dict[str, Any]) -> str:
               v["wall_s"]["batched"], f"{v['rtf']['alone']:.3f}", f"{v['rtf']['batched']:.3f}", v["batched_speedup"]]
              for k, v in data["multistream"].items()]), "",
                "Both modes push the same chunks and alternate (median of the rounds); RTF = wall / total audio.", ""]
-    if data.get("frame_reuse"):
-        r = data["frame_reuse"]
-        md += ["## CNN-frame reuse across overlapping windows (2 s window, 1 s hop)", "",
-               f"Consecutive windows share {r['shared_frames']} of {r['num_frames']} conv frames; with reuse the conv stack "
-               f"would see {r['fresh_samples']} samples per window instead of {r['window_samples']}. Conv stack alone (ONNX Runtime "
-               f"FP32): {r['p50_ms']['conv_window']:.1f} ms on the window, {r['p50_ms']['conv_fresh']:.1f} ms on the fresh samples: "
-               f"**{r['saving_ms']:.1f} ms saved per window**, interleaved with the engines:", "",
-               _table(["engine", "window p50 ms", "saving share"],
-                      [[k, r["p50_ms"][k], f"{100 * v:.1f}%"] for k, v in r["saving_share"].items()]), "",
-               f"Exactness: the shared frames computed from raw audio in two windows differ by {r['raw_frame_max_abs']:.2g} "
-               "(the conv stack itself is local), but the model normalises each window, so reused frames were made from "
-               "differently scaled samples. Logits with reuse vs exact (PyTorch, this model's weights):", "",
-               _table(["loudness steps between hops", "windows", "cosine", "worst window cosine", "max abs", "top-1 agreement"],
-                      [[k, str(v["windows"]), f"{v['cosine']:.5f}", f"{v['min_cosine']:.5f}", v["max_abs"], v["top1_agreement"]]
-                       for k, v in r["deviation"].items()]), ""]
     if data.get("layers"):
         md += ["## Fewer transformer layers (`--upstream-layers K`; reference cell, interleaved with the full depth)", "", _table(
             ["layers", "variant", "p50 ms", "full depth p50 ms", "x full depth", "x eager (full depth)", "GFLOP", "share of FLOPs"],
             [[f"{r['layers']} of {r['of_layers']}", r["variant"], r["p50_ms"], r["full_depth_p50_ms"], r["vs_full_depth"],
               r["ratio_vs_baseline"], r["gflop"], f"{100 * r['gflop'] / r['full_depth_gflop']:.0f}%"] for r in data["layers"]]), "",
                "Speed only: the accuracy cost of cutting layers is measured by `sertrt experiment layers` (it needs trained models).", ""]
-    if data.get("cold_start"):
-        md += ["## Cold start and peak memory (fresh process each)", "", _table(
-            ["variant", "import s", "open bundle s", "session s", "cold start s", "first inference s", "process wall s", "peak RSS MB",
-             "bundle MB", "torch imported"],
-            [[k, v["import_s"], v["open_runner_s"], v["session_s"], v["cold_start_s"], v["first_inference_s"], v["process_wall_s"],
-              f"{v['peak_rss_mb']:.0f}", None if v.get("bundle_mb") is None else f"{v['bundle_mb']:.1f}", v["torch_imported_by_runtime"]]
-             for k, v in data["cold_start"].items()]), "",
-               "cold start = import the runner (sertrt.runtime.runners; the baseline: sertrt.verify.torch_runner) + open (bundle card, sha256 of every file) + session creation; "
-               "the median of the runs, with a warm page cache. Peak RSS: the child's VmHWM after one inference at the reference window.", ""]
-    if data.get("training"):
-        md += ["## Training throughput (full fine-tuning, AdamW, batch 4 x 2 s, CPU)", "", _table(
-            ["upstream", "samples/s", "audio s/s", "median step s", "steps", "peak RSS MB"],
-            [[k, v["samples_per_s"], v["audio_s_per_s"], v["median_step_s"], str(v["steps"]), f"{v['peak_rss_mb']:.0f}"]
-             for k, v in data["training"].items()]), ""]
     md += ["## Not done", ""] + [f"- {x}" for x in data.get("not_done", [])] + [""]
     return "\n".join(md)
 
@@ -243,10 +198,13 @@ def plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write(data: dict[str, Any], out: Path, name: str) -> dict[str, Path]:
+def write(data: dict[str, Any], out: Path, name: str, md: Callable[[dict[str, Any]], str] = markdown,
+          png: bool = True) -> dict[str, Path]:
+    """OUT/<name>.json, .md (`md(data)`) and, with `png`, the latency plot; OUT claimed as bench results."""
     out = claim_output_dir(out, "bench")
-    paths = {"json": out / f"{name}.json", "md": out / f"{name}.md", "png": out / f"{name}.png"}
+    paths = {"json": out / f"{name}.json", "md": out / f"{name}.md", **({"png": out / f"{name}.png"} if png else {})}
     atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")
-    atomic.write_text(paths["md"], markdown(data))
-    plot(data, paths["png"])
+    atomic.write_text(paths["md"], md(data))
+    if png:
+        plot(data, paths["png"])
     return paths

@@ -69,7 +69,7 @@ class BundleCard:
     engine: dict[str, Any] | None = None  # the record of an engine built at export
     graph: dict[str, Any] = field(default_factory=dict)  # how the exported graph was simplified
     tensorrt_audit: dict[str, Any] | None = None  # sertrt.export.tensorrt_audit's report (None: int8-dynamic)
-    cpu_target: str | None = None  # int8-dynamic: the CPU its weights suit (precisions.CPU_TARGETS); None: any, or an older card
+    cpu_target: str | None = None  # int8-dynamic: the CPU its weights suit (precisions.CPU_TARGETS); None: any
     local_files: dict[str, str] = field(default_factory=dict)  # added on the device: hashed, not signed
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this sertrt does not know, kept as written
@@ -212,6 +212,29 @@ def _write_description(folder: Path, description: dict[str, Any], signature: byt
         atomic.write_text(folder / SIGNATURE, signature.hex() + "\n")
 
 
+def check_replaceable_bundle(path: str | Path) -> None:
+    """`export --overwrite` replaces a sertrt bundle and nothing else: not a file, not a folder without a
+    sertrt manifest.json, not a bundle holding files its manifest does not list (they would go with it)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise SertrtError(f"{path}: is a file, not a sertrt bundle; --overwrite replaces only a bundle, so it is left as it is")
+    try:
+        description = json.loads((path / CARD).read_text(encoding="utf-8"))
+        ours = isinstance(description, dict) and description.get("format") == FORMAT
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise SertrtError(f"{path}: not a sertrt bundle (no sertrt {CARD}); --overwrite replaces only a bundle, "
+                          "so it is left as it is")
+    listed = set(description.get("files") or {}) | set(description.get(LOCAL_FILES) or {}) | set(DESCRIPTION)
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in listed)
+    if foreign:
+        raise SertrtError(f"{path}: holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which the bundle "
+                          "does not list; --overwrite would delete it, so the bundle is left as it is")
+
+
 def write_bundle(target: str | Path, staged: str | Path, card: BundleCard, overwrite: bool = False,
                  sign_key: str | Path | None = None) -> Path:
     """Hash every file in `staged` into `card`, write it (manifest.json) and its digest (and, with
@@ -219,8 +242,6 @@ def write_bundle(target: str | Path, staged: str | Path, card: BundleCard, overw
 
     An existing bundle is replaced only with `overwrite`, and only once the new one is complete.
     """
-    from .outputs import check_replaceable_bundle
-
     target, staged = Path(target), Path(staged)
     if target.exists() and not overwrite:
         raise SertrtError(f"{target}: already exists; pass --overwrite to replace it")

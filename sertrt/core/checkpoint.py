@@ -20,8 +20,8 @@ from .dims import ModelDims
 from .errors import SertrtError
 
 FORMAT = "sertrt-checkpoint"
-FORMAT_VERSION = 2  # 2: sertrt_sha256 over the header and every tensor
-READS = (1, 2)  # version 1 (no digest) is still read, with a warning that it cannot be checked
+FORMAT_VERSION = 2  # sertrt_sha256 over the header and every tensor
+READS = (FORMAT_VERSION,)
 DIGEST_KEY = "sertrt_sha256"
 
 

@@ -26,6 +26,7 @@ from .. import __version__
 from ..core.bundle import (
     ENGINE_FILE,
     BundleCard,
+    check_replaceable_bundle,
     load_bundle,
     onnx_metadata,
     sha256_file,
@@ -35,7 +36,6 @@ from ..core.bundle import (
 )
 from ..core.checkpoint import resolve_checkpoint
 from ..core.errors import CheckFailed, SertrtError
-from ..core.outputs import check_replaceable_bundle
 from ..core.precisions import CPU_TARGETS, DEFAULT_CPU_TARGET, LIMITS, PRECISIONS
 from ..model.io import load_model
 from .onnx_export import export_onnx, simplify_onnx, stamp_metadata

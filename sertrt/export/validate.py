@@ -19,18 +19,24 @@ from ..core.precisions import LIMITS
 from .spec import VALIDATION_SECONDS
 
 
+def speech_like(seconds: float, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
+    """A voiced, syllable-rate-modulated harmonic signal with a gliding f0 and a noise floor:
+    (num_samples,) float32. Not speech, but never silent and with speech's coarse structure."""
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    f0 = rng.uniform(90, 280) * (1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
+    voiced = np.sin(2 * np.pi * np.cumsum(f0) / sample_rate) + 0.3 * np.sin(4 * np.pi * np.cumsum(f0) / sample_rate)
+    envelope = np.abs(np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+    x = rng.uniform(0.05, 0.5) * voiced * envelope + 0.01 * rng.standard_normal(n)
+    return x.astype(np.float32)
+
+
 def validation_batches(sample_rate: int, seed: int = 0) -> list[list[np.ndarray]]:
     """Deterministic speech-like test signals: batch 1 (30 s), batch 3 and batch 8 of mixed lengths."""
     rng = np.random.default_rng(seed)
 
     def signal(seconds: float) -> np.ndarray:
-        n = int(seconds * sample_rate)
-        t = np.arange(n) / sample_rate
-        f0 = rng.uniform(90, 280) * (1 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
-        voiced = np.sin(2 * np.pi * np.cumsum(f0) / sample_rate) + 0.3 * np.sin(4 * np.pi * np.cumsum(f0) / sample_rate)
-        envelope = np.abs(np.sin(2 * np.pi * rng.uniform(2, 5) * t))
-        x = rng.uniform(0.05, 0.5) * voiced * envelope + 0.01 * rng.standard_normal(n)
-        return x.astype(np.float32)
+        return speech_like(seconds, rng, sample_rate)
 
     long_, *short = VALIDATION_SECONDS[::-1]
     return [

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +125,9 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointHeader, dict[str, torch
     if "sertrt" not in metadata:
         raise SertrtError(f"{path}: safetensors file without sertrt metadata (not a sertrt checkpoint)")
     header = CheckpointHeader.from_json(metadata["sertrt"], path)
-    if header.format_version >= 2:
-        if metadata.get(DIGEST_KEY) != tensors_digest(metadata["sertrt"], tensors):
-            raise SertrtError(f"{path}: checkpoint does not match its sha256 (corrupt or modified); "
-                              "use another checkpoint (last.safetensors / best.safetensors) or retrain")
-    else:
-        warnings.warn(f"{path}: checkpoint format version 1 carries no digest: its weights cannot be checked", stacklevel=2)
+    if metadata.get(DIGEST_KEY) != tensors_digest(metadata["sertrt"], tensors):
+        raise SertrtError(f"{path}: checkpoint does not match its sha256 (corrupt or modified); "
+                          "use another checkpoint (last.safetensors / best.safetensors) or retrain")
     return header, tensors
 
 

@@ -240,18 +240,24 @@ def _collate(items: list[tuple[np.ndarray, int]], min_samples: int) -> tuple[tor
 
 
 def default_workers() -> int:
-    """DataLoader workers per process when --workers is not given: a few, leaving a core for the training loop."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    """DataLoader workers per process when --workers is not given: up to 4, leaving two cores for the training loop and
+    its math threads; none on a machine of 2 cores or fewer, where workers only compete with the loop
+    (benchmarks/results/dataloader.md: 2 workers 6.8 samples/s against 11.9 in-process on 2 cores)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 2))
 
 
 def train_loader(data: AudioSet, sampler: PlannedBatches, max_samples: int, min_samples: int, augment: tuple[str, ...],
                  seed: int, rank: int, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
     """Batches (waveform (B, num_samples), lengths (B,), labels (B,)) of `sampler`'s plan, built by `workers`
-    processes (0: in this one) that stay up across epochs; pinned for an asynchronous copy to a GPU. Its own
+    processes (0: in this one) that stay up across epochs; pinned for an asynchronous copy to a GPU.
+
+    Workers are spawned, not forked: a forked worker would inherit the run folder's lock (and the threads of
+    TensorBoard's writer), and outlive a SIGKILLed trainer by seconds, holding the lock a `--resume` needs. Its own
     generator: starting the workers (once, on a run's first epoch) would otherwise draw from torch's global
     RNG, and a resumed run's dropout would part from an uninterrupted one's."""
     return torch.utils.data.DataLoader(
         TrainClips(data, max_samples, augment, seed, rank), batch_sampler=sampler, num_workers=workers,
         collate_fn=functools.partial(_collate, min_samples=min_samples), pin_memory=pin_memory,
         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
+        multiprocessing_context="spawn" if workers > 0 else None,
     )

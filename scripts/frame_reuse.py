@@ -1,5 +1,7 @@
 """CNN feature-encoder frame reuse across overlapping streaming windows: what it would save, and
-what it would change. A measurement, not a runtime feature (see `frame_reuse_study`).
+what it would change. A study beside `sertrt bench`, not a runtime feature (see `frame_reuse_study`):
+
+    python scripts/frame_reuse.py RUN/best.safetensors OUT.json [--threads 2]
 
 With a 2 s window and a 1 s hop, consecutive windows share 1 s of audio. The wav2vec2 conv stack
 has a 400-sample receptive field and a 320-sample stride, so when the hop is a multiple of 320 the
@@ -26,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
-from .artifacts import speech_like
-from .measure import cosine, interleaved
+from sertrt.bench.measure import cosine, interleaved
+from sertrt.core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from sertrt.export.validate import speech_like
 
 SWINGS_DB = (0.0, 20.0)  # steady loudness, and level steps of up to 20 dB between hops
 
@@ -179,3 +181,26 @@ def frame_reuse_study(model, window_runners: dict[str, Any], window: int, hop: i
         "deviation": {f"{swing:g} dB": reuse_deviation(model, window, hop, seconds=stream_seconds, swing_db=swing)
                       for swing in SWINGS_DB},
     }
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    from sertrt.core import atomic
+    from sertrt.model.io import load_model
+    from sertrt.verify.torch_runner import TorchRunner
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="a wav2vec2-upstream checkpoint (RUN/best.safetensors)")
+    parser.add_argument("out", type=Path, help="JSON file to write")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    model, _ = load_model(args.checkpoint)
+    with TorchRunner(args.checkpoint) as eager:
+        result = frame_reuse_study(model.eval(), {"torch-fp32": eager}, 2 * SAMPLE_RATE, SAMPLE_RATE, args.threads)
+    atomic.write_text(args.out, json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,9 @@
-"""Measurements that need a fresh process: cold start with peak resident memory, and training.
+"""Measurements that need a fresh process: cold start with peak resident memory, training
+throughput, and PyTorch eager under OpenMP's default wait policy. A study beside `sertrt bench`:
 
-    cold_start(bundle, backend="ort", threads=2)  -> import / load / session / first-inference seconds, peak RSS
-    train_throughput("xlsr-53", batch=4, ...)     -> samples/s of full fine-tuning steps (runs in a child)
+    python scripts/cold_start.py cold BUNDLE [ort|trt]        import / open / session / first inference, peak RSS
+    python scripts/cold_start.py train '{"upstream": "tiny"}'  samples/s of full fine-tuning steps
+    python scripts/cold_start.py eager '{"checkpoint": "RUN/best.safetensors", "seconds": 2.0}'
 
 The cold-start child is `python -c` with the clock started before `import sertrt`, so the import
 cost is real (run as `python -m`, the package would be imported before the clock starts).
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import SertrtError
+from sertrt.core.errors import SertrtError
 
 # How the child opens each backend: the runtime's open_runner for the engines (bundle checked, sha256 of
 # every file), the verify wing's TorchRunner for the PyTorch baseline (checkpoint digest checked).
@@ -46,8 +48,9 @@ with runner:
     t4 = time.perf_counter()
     runner.infer({{"waveform": wave, "lengths": np.array([n], dtype=np.int64)}})
     t5 = time.perf_counter()
-import json
-from sertrt.bench.workers import peak_rss_mb
+import json, sys
+sys.path.insert(0, {here!r})
+from cold_start import peak_rss_mb
 print("BENCH-JSON " + json.dumps({{
     "import_s": t1 - t0, "open_runner_s": t2 - t1, "session_s": t3 - t2, "first_inference_s": t5 - t4,
     "torch_imported_by_runtime": torch_loaded, "peak_rss_mb": peak_rss_mb(),
@@ -96,7 +99,7 @@ def cold_start(bundle: Path, backend: str = "ort", threads: int = 2, checkpoint:
     session, run one `seconds` window. cold_start_s = import + open + session (ready to infer)."""
     import_line, open_line = _OPEN[backend]
     open_line = open_line.format(bundle=str(bundle), threads=threads, checkpoint=None if checkpoint is None else str(checkpoint))
-    code = _COLD_START.format(import_line=import_line, open_line=open_line, seconds=seconds)
+    code = _COLD_START.format(import_line=import_line, open_line=open_line, seconds=seconds, here=str(Path(__file__).parent))
     out, wall = _run_child(["-c", code], threads, timeout)
     out["cold_start_s"] = out["import_s"] + out["open_runner_s"] + out["session_s"]
     out["process_wall_s"] = wall  # with interpreter start-up and exit
@@ -107,23 +110,24 @@ def train_throughput(upstream: str, batch: int = 4, seconds: float = 2.0, steps:
                      threads: int = 2, timeout: float = 1800.0) -> dict[str, Any]:
     """Full fine-tuning steps (AdamW, cross-entropy, clip 5.0, as `sertrt train`) in a child process."""
     args = {"upstream": upstream, "batch": batch, "seconds": seconds, "steps": steps, "warmup": warmup, "threads": threads}
-    out, wall = _run_child(["-m", "sertrt.bench.workers", "train", json.dumps(args)], threads, timeout)
+    out, wall = _run_child([__file__, "child-train", json.dumps(args)], threads, timeout)
     out["process_wall_s"] = wall
     return out
 
 
-def eager_latency(checkpoint: Path, seconds: float, batch: int, repeats: int, threads: int, timeout: float = 900.0) -> dict[str, Any]:
+def eager_latency(checkpoint: Path, seconds: float = 2.0, batch: int = 1, repeats: int = 5, threads: int = 2,
+                  timeout: float = 900.0) -> dict[str, Any]:
     """PyTorch eager FP32 latency with OpenMP's default wait policy, alone in a child process."""
     args = {"checkpoint": str(checkpoint), "seconds": seconds, "batch": batch, "repeats": repeats, "threads": threads}
-    out, _ = _run_child(["-m", "sertrt.bench.workers", "eager", json.dumps(args)], threads, timeout, omp_default_wait=True)
+    out, _ = _run_child([__file__, "child-eager", json.dumps(args)], threads, timeout, omp_default_wait=True)
     return out
 
 
 def _eager(checkpoint: str, seconds: float, batch: int, repeats: int, threads: int) -> dict[str, Any]:
     import torch
 
-    from ..verify.torch_runner import TorchRunner
-    from .measure import latency_stats, make_feeds
+    from sertrt.bench.measure import latency_stats, make_feeds
+    from sertrt.verify.torch_runner import TorchRunner
 
     torch.set_num_threads(threads)
     feeds = make_feeds(seconds, batch)
@@ -143,8 +147,8 @@ def _train(upstream: str, batch: int, seconds: float, steps: int, warmup: int, t
     import torch
     import torch.nn.functional as F
 
-    from ..model.ser import apply_strategy, build_model
-    from .artifacts import speech_like
+    from sertrt.export.validate import speech_like
+    from sertrt.model.ser import apply_strategy, build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -174,10 +178,14 @@ def _train(upstream: str, batch: int, seconds: float, steps: int, warmup: int, t
 
 
 def main(argv: list[str]) -> None:
-    tasks = {"train": _train, "eager": _eager}
-    if len(argv) != 2 or argv[0] not in tasks:
-        raise SertrtError(f"usage: python -m sertrt.bench.workers {{{','.join(tasks)}}} JSON")
-    print("BENCH-JSON " + json.dumps(tasks[argv[0]](**json.loads(argv[1]))))
+    if len(argv) in (2, 3) and argv[0] == "cold":
+        print(json.dumps(cold_start(Path(argv[1]), *(argv[2:] or ["ort"])), indent=1))
+    elif len(argv) == 2 and argv[0] in ("train", "eager"):
+        print(json.dumps({"train": train_throughput, "eager": eager_latency}[argv[0]](**json.loads(argv[1])), indent=1))
+    elif len(argv) == 2 and argv[0] in ("child-train", "child-eager"):  # the fresh process the two above start
+        print("BENCH-JSON " + json.dumps({"child-train": _train, "child-eager": _eager}[argv[0]](**json.loads(argv[1]))))
+    else:
+        raise SertrtError("usage: python scripts/cold_start.py {cold BUNDLE [ort|trt] | train JSON | eager JSON}")
 
 
 if __name__ == "__main__":
