@@ -289,7 +289,7 @@ def train(
     opts = TrainOptions(**values, given=given)
     if devices > 1 and not under_torchrun():
         preflight(opts)  # a bad option or manifest: one line here, not one per rank
-        launch_torchrun(devices, sys.argv[1:])
+        launch_torchrun(devices, _ARGV)  # each rank runs this same command line
         return
     summary = run_train(opts)
     if summary.get("last"):
@@ -660,11 +660,15 @@ def _error_line(line: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+_ARGV: list[str] = []  # the arguments main() runs, for `train --devices N` to relaunch under torchrun
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """`sertrt ARGV...` (default: sys.argv[1:]); always ends in SystemExit with its EXIT_CODES code."""
     warnings.formatwarning = _one_line_warning
+    _ARGV[:] = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv)
+        app(args=_ARGV)
     except CheckFailed as e:
         _error_line(f"error: {e}", 3)
     except SertrtError as e:

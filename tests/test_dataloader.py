@@ -14,7 +14,7 @@ from sertrt.core.audio import load_audio
 from sertrt.core.manifest import read_manifest
 from sertrt.model.ser import build_model
 from sertrt.training.data import AudioSet, PlannedBatches, default_workers, train_loader
-from sertrt.training.distributed import DistInfo
+from sertrt.training.distributed import DistInfo, compute_cleanup
 from sertrt.training.evaluate import predict_logits
 from sertrt.training.train import TrainOptions, _epoch_steps
 
@@ -103,17 +103,18 @@ def _score_rank(rank: int, world: int, init: str, manifest: str, out: str) -> No
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    info = DistInfo(rank, 0, world)
     try:
         torch.manual_seed(0)
         model = build_model("tiny").eval()
         seen = []
         forward = model.forward
         model.forward = lambda w, n: seen.append(len(w)) or forward(w, n)
-        logits = predict_logits(model, AudioSet(read_manifest(manifest)), batch_size=3, info=DistInfo(rank, 0, world))
+        logits = predict_logits(model, AudioSet(read_manifest(manifest)), batch_size=3, info=info)
         np.save(f"{out}.{rank}.npy", logits)
         Path(f"{out}.{rank}.json").write_text(json.dumps(seen))
     finally:
-        dist.destroy_process_group()
+        compute_cleanup(info)  # leave together: a rank that tears down early can be SIGABRTed (see its docstring)
 
 
 def test_two_gloo_ranks_each_score_a_share_and_gather_the_one_rank_logits(tmp_path):

@@ -147,9 +147,9 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def open_audio(path: str | Path):
-    """An open soundfile.SoundFile, after the checks every command makes (evaluate, export, parity and
-    stream alike): a missing, unreadable or empty file is a SertrtError naming it, and a truncated WAV
-    is a warning saying how much of it is there."""
+    """An open soundfile.SoundFile, after the checks every command makes (train, evaluate, export, parity and
+    stream alike): a missing, unreadable or empty file, or a float file holding NaN/Inf samples, is a SertrtError
+    naming it (and the time of the first bad sample), and a truncated WAV is a warning saying how much of it is there."""
     import soundfile as sf
 
     path = Path(path)
@@ -163,6 +163,16 @@ def open_audio(path: str | Path):
         f.close()
         raise SertrtError(f"{path}: audio is empty (0 samples)")
     _warn_if_truncated(path, f.frames)
+    if f.subtype in ("FLOAT", "DOUBLE"):  # only float files can hold NaN/Inf: refused before any output, memory flat
+        try:
+            done, block = 0, 10 * f.samplerate
+            while len(data := f.read(block, dtype="float32", always_2d=True)):
+                check_finite(data, str(path), f.samplerate, done)
+                done += len(data)
+            f.seek(0)
+        except SertrtError:
+            f.close()
+            raise
     return f
 
 

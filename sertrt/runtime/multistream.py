@@ -17,8 +17,8 @@ cuts its windows into rows of a preallocated `(max_batch, window)` waveform buff
 take no row. When the buffer is full the runner is called at once (a window must leave the ring
 before later audio overwrites it), and once more at the end of `push` for the rest. A call gets
 `waveform (B, num_samples)` padded with zeros to its longest row and `lengths (B,)`; rows differ only
-for the flush windows shorter than the window. The model masks the padding; an upstream that does
-not (wav2vec2-base's group norm) gives padded short windows slightly different logits.
+for the flush windows shorter than the window. The model masks the padding, so a padded row gives
+what it gives alone.
 
 Timing per window: latency_ms is the batched call's time divided by its rows (what one window cost
 the engine); overhead_ms is the window's own cut/gate and softmax/smoothing time, as in EmotionStream.

@@ -4,7 +4,6 @@ source's own rate, in its own sample type (the stream scales and downmixes them,
 
 from __future__ import annotations
 
-import collections
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -44,13 +43,6 @@ def file_chunks(path: Path, block_seconds: float = 0.5) -> tuple[int, Iterator[n
         f.seek(0)
         while len(data := f.read(block, dtype="float32", always_2d=True)):
             yield data
-
-    if f.subtype in ("FLOAT", "DOUBLE"):  # only float files can hold NaN/Inf: one read through them first
-        try:
-            collections.deque(finite_chunks(blocks(), str(path), f.samplerate), maxlen=0)
-        except SertrtError:
-            f.close()
-            raise
 
     def gen() -> Iterator[np.ndarray]:
         with f:
