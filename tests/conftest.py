@@ -43,6 +43,22 @@ def make_tone_corpus(root: Path, per_label: int = 6, seed: int = 0, rate: int = 
     return manifest
 
 
+def decisive_run(root: Path, upstream: str = "tiny") -> Path:
+    """root/run: a random-init model checkpoint (seed 0) whose output layer is scaled 20x, so its logits are decisive
+    and top-1 agreement means something. Returns the run folder."""
+    import torch
+
+    from sertrt.model.io import save_checkpoint
+    from sertrt.model.ser import build_model
+
+    torch.manual_seed(0)
+    model = build_model(upstream).eval()
+    with torch.no_grad():
+        model.head.out.weight.mul_(20.0)
+    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    return root / "run"
+
+
 @pytest.fixture(scope="session")
 def tone_corpus(tmp_path_factory) -> Path:
     return make_tone_corpus(tmp_path_factory.mktemp("tones"))

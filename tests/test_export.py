@@ -7,25 +7,19 @@ from collections import Counter
 
 import pytest
 import torch
-from conftest import REPO, make_tone_corpus, sertrt_env
+from conftest import REPO, decisive_run, make_tone_corpus, sertrt_env
 from test_precision import forbidden_ops
 
 from sertrt.core.bundle import load_bundle
 from sertrt.core.errors import CheckFailed, SertrtError
 from sertrt.export.exporter import ExportOptions, export_bundle
-from sertrt.model.io import save_checkpoint
-from sertrt.model.ser import build_model
 from sertrt.verify.compare import manifest_scorer
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    model = build_model("tiny").eval()
-    with torch.no_grad():
-        model.head.out.weight.mul_(20.0)  # decisive logits, so top-1 agreement is meaningful
-    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    decisive_run(root)
     manifest = make_tone_corpus(root / "tones", per_label=5, seed=11)
     return root, manifest
 
@@ -235,11 +229,7 @@ def test_checkpoints_read_like_every_other_file(checkpoint):
 def base_checkpoint(tmp_path_factory):
     """wav2vec2-base's layout (group-norm feature encoder, post-LN) at tiny's size."""
     root = tmp_path_factory.mktemp("export-base")
-    torch.manual_seed(0)
-    model = build_model("tiny-base").eval()
-    with torch.no_grad():
-        model.head.out.weight.mul_(20.0)  # decisive logits, so top-1 agreement is meaningful
-    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    decisive_run(root, "tiny-base")
     return root, make_tone_corpus(root / "tones", per_label=5, seed=11)
 
 

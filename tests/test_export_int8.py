@@ -5,27 +5,19 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from conftest import make_tone_corpus, sertrt_env
+from conftest import decisive_run, make_tone_corpus, sertrt_env
 
 from sertrt.core.errors import CheckFailed, SertrtError
 from sertrt.core.precisions import LIMITS
 from sertrt.export.exporter import ExportOptions, export_bundle
 from sertrt.export.precision import split_calibration
-from sertrt.model.io import save_checkpoint
-from sertrt.model.ser import build_model
 from sertrt.verify.compare import manifest_scorer
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("int8-gate")
-    torch.manual_seed(0)
-    model = build_model("tiny").eval()
-    with torch.no_grad():
-        model.head.out.weight.mul_(20.0)  # decisive logits, so top-1 agreement is meaningful
-    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
-    return root / "run", make_tone_corpus(root / "tones", per_label=10, seed=3)
+    return decisive_run(root), make_tone_corpus(root / "tones", per_label=10, seed=3)
 
 
 def test_int8_outside_parity_limits_on_real_utterances_writes_no_bundle(run, tmp_path):

@@ -2,14 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
-from conftest import tone
+from conftest import decisive_run, tone
 
 from sertrt.core.audio import write_wav
 from sertrt.core.manifest import Utterance, read_manifest, write_manifest
 from sertrt.export.exporter import ExportOptions, export_bundle
-from sertrt.model.io import save_checkpoint
-from sertrt.model.ser import build_model
 from sertrt.runtime.runners import RunnerOptions
 from sertrt.runtime.sources import StreamOptions, run_stream
 from sertrt.verify.parity import ParityOptions, format_parity, run_parity
@@ -18,11 +15,7 @@ from sertrt.verify.parity import ParityOptions, format_parity, run_parity
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("parity")
-    torch.manual_seed(0)
-    model = build_model("tiny").eval()
-    with torch.no_grad():
-        model.head.out.weight.mul_(20.0)  # decisive logits
-    save_checkpoint(root / "run" / "best.safetensors", model, {"strategy": "full", "epoch": 0, "metrics": {}})
+    decisive_run(root)
     export_bundle(ExportOptions(root / "run", root / "bundle", "fp32"), log=lambda s: None)
     return root
 

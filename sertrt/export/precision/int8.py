@@ -51,8 +51,8 @@ INT8_OP_TYPES = ("MatMul", "Gemm")
 # logits error of any other MatMul, for 0.2% of XLSR's MatMul FLOPs.
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-# On the demo's test speakers all three keep every answer; percentile had the smallest logits error, and the highest
-# agreement once convolutions were quantised too (benchmarks/results/int8-calibration.md).
+# On the demo's test speakers all three keep every answer; percentile had the smallest logits error, also once
+# convolutions were quantised too (benchmarks/results/int8-calibration.md).
 DEFAULT_CALIBRATION = "percentile"
 HIGH_PRECISIONS = ("fp16", "fp32")  # what the non-quantised part of the INT8 graph runs in
 QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear/DequantizeLinear take FP16 scales and data
