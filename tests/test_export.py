@@ -5,9 +5,11 @@ import subprocess
 import sys
 from collections import Counter
 
+import onnxruntime as ort
 import pytest
 import torch
 from conftest import REPO, decisive_run, make_tone_corpus, sertrt_env
+from packaging.version import Version
 from test_precision import forbidden_ops
 
 from sertrt.core.bundle import load_bundle
@@ -230,7 +232,8 @@ def base_checkpoint(tmp_path_factory):
     """wav2vec2-base's layout (group-norm feature encoder, post-LN) at tiny's size."""
     root = tmp_path_factory.mktemp("export-base")
     decisive_run(root, "tiny-base")
-    return root, make_tone_corpus(root / "tones", per_label=5, seed=11)
+    # 100 utterances: one answer the int8 graph flips moves UA by at most 1 point, inside the export's gate
+    return root, make_tone_corpus(root / "tones", per_label=25, seed=11)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
@@ -244,5 +247,9 @@ def test_group_norm_upstream_exports_and_validates(base_checkpoint, precision):
     assert m.validation["passed"] and m.source_checkpoint["upstream"] == "tiny-base"
     alone = [c for c in m.validation["checks"] if c["name"].endswith("vs one at a time")]
     assert len(alone) == 2 and all(c["passed"] and c["agreement"] == 1.0 for c in alone)
-    assert m.tensorrt_audit["clean"] and forbidden_ops(out / "model.onnx") == {}
-    assert m.accuracy["agreement"] >= 0.9
+    assert forbidden_ops(out / "model.onnx") == {}
+    findings = [f["rule"] for f in m.tensorrt_audit["findings"]]
+    # onnxruntime 1.20's symbolic_shape_infer (the audit's shape check) cannot read the int8 graph and says so; 1.30's can
+    old_ort = Version(ort.__version__) < Version("1.30") and precision == "int8"
+    assert m.tensorrt_audit["clean"] or (old_ort and findings == ["shapes"])
+    assert m.accuracy["agreement"] >= 0.98
