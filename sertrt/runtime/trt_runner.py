@@ -41,6 +41,8 @@ import numpy as np
 
 from ..core.engine import check_engine_compatible, import_cudart, import_tensorrt, record_path
 from ..core.errors import SertrtError
+from ..core.metrics import softmax
+from .stream import window_starts
 
 # trt.DataType member name -> numpy: our own explicit table (names checked against the 10.3, 10.13 and 11 lists)
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
@@ -184,11 +186,9 @@ class TrtRunner:
             raise SertrtError(f"input 'lengths' must hold one count per row in 1 .. {wav.shape[1]}, got {lengths.tolist()!r:.80}")
         rows, spans = [], []
         for row, n in enumerate(int(v) for v in lengths):
-            starts = list(range(0, max(n - width, 0) + 1, max(width // 2, 1)))
-            if starts[-1] + width < n:
-                starts.append(n - width)
-            rows += [row] * len(starts)
-            spans += [(s, min(width, n - s)) for s in starts]
+            cuts = window_starts(n, width, max(width // 2, 1))  # as the stream cuts them
+            rows += [row] * len(cuts)
+            spans += [(a, b - a) for a, b in cuts]
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
         for first in range(0, len(spans), max_batch):
             chunk = spans[first:first + max_batch]
@@ -204,11 +204,7 @@ class TrtRunner:
             out = np.empty((len(wav),) + logits.shape[1:], dtype=logits.dtype)
             for row in range(len(wav)):
                 mine = logits[index == row].astype(np.float64)
-                if len(mine) == 1:
-                    out[row] = mine[0]
-                    continue
-                e = np.exp(mine - mine.max(axis=-1, keepdims=True))
-                out[row] = np.log((e / e.sum(axis=-1, keepdims=True)).mean(axis=0))
+                out[row] = mine[0] if len(mine) == 1 else np.log(softmax(mine).mean(axis=0))
             result[name] = out
         return result
 
