@@ -4,8 +4,9 @@
 
 Wraps the collectives the training loop calls outside the backward pass (barrier, all_reduce, broadcast,
 gather/all_gather of objects) with a timer, runs `sertrt train ...` in this process, and writes
-OUT.json.rank<R>: {"rank", "wait_seconds", "epochs"}. Time in a collective is time a rank waits for the
-others (validation on rank 0 alone, or an uneven share of the work).
+OUT.json.rank<R>: {"rank", "wait_seconds", "epochs", "wait_after_training_seconds"}. Time in a collective is
+time a rank waits for the others (validation or test scoring on rank 0 alone, or an uneven share of the work);
+`wait_after_training_seconds` is the part after the last epoch's validation (checkpoint writes, test scoring).
 """
 
 from __future__ import annotations
@@ -36,9 +37,21 @@ for name in ("barrier", "all_reduce", "broadcast", "gather_object", "all_gather_
 
 if __name__ == "__main__":
     out, argv = Path(sys.argv[1]), sys.argv[2:]
-    run = Path(argv[argv.index("--out") + 1])
+    run, epochs_asked = Path(argv[argv.index("--out") + 1]), int(argv[argv.index("--epochs") + 1])
     sys.argv = ["sertrt", *argv]
     from sertrt.cli import main
+    from sertrt.training import train as trainer
+
+    scored, at_last_validation = [0], [0.0]
+
+    def _predict_logits(*args, **kwargs):
+        logits = predict_logits(*args, **kwargs)
+        scored[0] += 1
+        if scored[0] == epochs_asked:  # the last epoch's validation: what follows is checkpoints and the test set
+            at_last_validation[0] = waited[0]
+        return logits
+
+    predict_logits, trainer.predict_logits = trainer.predict_logits, _predict_logits
 
     try:
         main()
@@ -47,4 +60,5 @@ if __name__ == "__main__":
     finally:
         rank = int(os.environ.get("RANK", 0))
         epochs = sum(1 for _ in (run / "metrics.jsonl").open()) if (run / "metrics.jsonl").is_file() else None
-        Path(f"{out}.rank{rank}").write_text(json.dumps({"rank": rank, "wait_seconds": waited[0], "epochs": epochs}) + "\n")
+        Path(f"{out}.rank{rank}").write_text(json.dumps({"rank": rank, "wait_seconds": waited[0], "epochs": epochs,
+                                                     "wait_after_training_seconds": waited[0] - at_last_validation[0]}) + "\n")

@@ -18,7 +18,10 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .core.choices import (BACKENDS, CALIBRATION_METHODS, GROUPINGS, HEAD_NAMES, PROTOCOLS, SCHEDULES, STRATEGIES,
+                           TABLES, TRITON_KINDS)
 from .core.errors import CheckFailed, SertrtError
+from .core.precisions import CPU_TARGETS, PRECISIONS
 
 EXIT_CODES = "Exit codes: 0 ok, 1 bad input (a file, an option), 2 usage, 3 a check failed (parity, export validation)."
 app = typer.Typer(
@@ -42,6 +45,9 @@ class Choice(str, Enum):
 
     __format__ = str.__format__
 
+    def __reduce_ex__(self, protocol: object) -> tuple:  # pickled as its plain value: no class to look up
+        return str, (self.value,)
+
 
 def choice(name: str, *values: str) -> type[Choice]:
     return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
@@ -64,7 +70,7 @@ def _app(version: bool = typer.Option(False, "--version", callback=_show_version
     pass
 
 # Options several commands share, declared once (RunnerOptions' fields: how a bundle is run).
-Backend = Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT engine in the bundle).")]
+Backend = Annotated[choice("Backend", *BACKENDS), typer.Option(help="ONNX Runtime, or the bundle's TensorRT engine.")]
 # The PyTorch model on a device (sertrt.verify.torch_runner.TorchRunner): parity's reference, stream's --backend torch
 TorchDevice = Annotated[str, typer.Option(help="PyTorch side: cpu, cuda or cuda:N.")]
 # Where PyTorch trains or scores; `auto` is resolved by sertrt.training.distributed.resolve_device in every command
@@ -154,7 +160,9 @@ def data_split(
     manifest: Path = typer.Argument(..., help="Manifest to split."),
     test_fraction: float = typer.Option(0.2, help="Share held out for testing (the paper's 4:1)."),
     seed: int = typer.Option(0),
-    group_by: str = typer.Option("auto", help="speaker: whole speakers per language (speaker-independent); none: the paper's random split, stratified by corpus and label (speaker-dependent); auto: speaker where every row names one."),
+    group_by: choice("GroupBy", *GROUPINGS) = typer.Option(
+        "auto", help="speaker: whole speakers per language held out (speaker-independent); none: the paper's "
+                     "random split, stratified by corpus and label; auto: speaker where every row names one."),
     out_dir: Optional[Path] = typer.Option(None, help="Default: beside the manifest."),
     quiet: Quiet = False,
 ) -> None:
@@ -170,7 +178,9 @@ def data_split(
 def data_protocol(
     manifest: Path = typer.Argument(..., help="Mixed manifest to split into folds."),
     out: Path = typer.Option(..., help="Protocol folder: protocol.json + fold<k>/{train,valid,test}_manifest.jsonl."),
-    protocol: str = typer.Option("random", help="random (the paper's: stratified 4:1 + 5 folds), speaker (speaker-independent), session (IEMOCAP leave-one-session-out)."),
+    protocol: choice("Protocol", *PROTOCOLS) = typer.Option(
+        "random", help="random: the paper's (stratified 4:1 + 5 folds); speaker: speaker-independent; session: IEMOCAP "
+                       "leave-one-session-out."),
     folds: int = typer.Option(5, help="Folds on the train part (session: one per session)."),
     test_fraction: float = typer.Option(0.2),
     seed: int = typer.Option(0),
@@ -187,7 +197,9 @@ def data_protocol(
 
 @app.command()
 def experiment(
-    table: str = typer.Argument(..., help="upstreams, heads, finetune or transfer (the paper's Tables I, I, II, III), or layers (accuracy vs kept transformer layers)."),
+    table: choice("Table", *TABLES) = typer.Argument(
+        ..., help="The paper's Tables I (upstreams, heads), II (finetune), III (transfer); layers: accuracy vs kept "
+                  "transformer layers."),
     protocol: Path = typer.Option(..., help="Protocol folder from `sertrt data protocol`."),
     out: Path = typer.Option(..., help="Experiment folder; OUT/TABLE gets results.md/json, curves and confusion PNGs."),
     xlsr: str = typer.Option("xlsr-53", help="XLSR upstream: named config or pretrained directory / hub id."),
@@ -235,8 +247,9 @@ def train(
                                                         "folder (config.json + model.safetensors or pytorch_model.bin) or "
                                                         "hub id; refused unless its config is that upstream's architecture."),
     upstream_layers: Optional[int] = typer.Option(None, help="Keep only the first K transformer layers of a wav2vec2 upstream (0 to its layer count; default all): a smaller, faster model."),
-    head: str = typer.Option("hgfm", help="hgfm, fcn or cnn-sa-dnn."),
-    strategy: str = typer.Option("full", help="frozen, semi (CNN encoder frozen) or full fine-tuning."),
+    head: choice("Head", *HEAD_NAMES) = typer.Option("hgfm", help="Classifier head (lr: --upstream stats-lr's)."),
+    strategy: choice("Strategy", *STRATEGIES) = typer.Option(
+        "full", help="What of the upstream trains: frozen (none), semi (all but its CNN encoder) or full."),
     freeze_feature_encoder: Optional[bool] = typer.Option(
         None, "--freeze-feature-encoder/--no-freeze-feature-encoder",
         help="Keep the CNN feature encoder fixed under --strategy full (default: on for pretrained weights, off for random init)."),
@@ -245,7 +258,8 @@ def train(
     lr: float = typer.Option(2e-4, help="The upstream's peak learning rate."),
     head_lr: Optional[float] = typer.Option(None, help="The head's peak learning rate (default: --lr); pretrained XLSR: see README."),
     warmup: float = typer.Option(0.0, help="Linear warm-up: optimizer steps if >= 1, else this share of all steps."),
-    schedule: str = typer.Option("constant", help="constant, linear or cosine (decay to 0 at the last step, after warm-up)."),
+    schedule: choice("Schedule", *SCHEDULES) = typer.Option(
+        "constant", help="Learning rate after warm-up: constant, or decaying to 0 at the last step."),
     weight_decay: float = typer.Option(0.01),
     grad_clip: float = typer.Option(5.0),
     max_seconds: float = typer.Option(6.0, help="Training crops longer utterances to this."),
@@ -330,15 +344,19 @@ def evaluate(
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="Run directory (uses best.safetensors) or a checkpoint file."),
-    out: Path = typer.Option(..., help="Bundle directory to write (appears complete or not at all)."),
-    precision: str = typer.Option("fp32", help="fp32, fp16 (FP16 ONNX with FP32 islands), int8 (static QDQ: TensorRT's) "
-                                  "or int8-dynamic (MatMul-only dynamic INT8: ONNX Runtime CPU's)."),
+    out: Path = typer.Option(..., help="Bundle directory to write (appears complete or not at all); with several "
+                             "--precision, the folder of one bundle per precision (OUT/fp32, OUT/int8-dynamic, ...)."),
+    precision: list[choice("Precision", *PRECISIONS)] = typer.Option(
+        ["fp32"], help="fp16: FP16 ONNX with FP32 islands; int8: static QDQ (TensorRT's); int8-dynamic: MatMul-only "
+                       "dynamic INT8 (ONNX Runtime CPU's). Repeat for several: one FP32 export and one PyTorch "
+                       "reference for all of them."),
     calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on (INT8 without "
                                                   "--test-manifest: gated on the ones not calibrated on)."),
     calib_utterances: int = typer.Option(64, help="int8: how many calibration utterances to use."),
-    calibration: Optional[str] = typer.Option(None, help="int8: percentile (default), minmax or entropy."),
-    cpu_target: Optional[str] = typer.Option(None, help="int8-dynamic: the CPU it runs on, vnni (default: x86 with "
-                                             "AVX-512 VNNI/AVX-VNNI/AMX), avx2 (without VNNI) or arm64."),
+    calibration: Optional[choice("Calibration", *CALIBRATION_METHODS)] = typer.Option(
+        None, help="int8: how activation ranges are calibrated (default percentile)."),
+    cpu_target: Optional[choice("CpuTarget", *CPU_TARGETS)] = typer.Option(
+        None, help="int8-dynamic: the CPU it runs on (default vnni: x86 with AVX-512 VNNI, AVX-VNNI or AMX)."),
     test_manifest: Optional[Path] = typer.Option(None, help="Report WA/UA of the bundle vs PyTorch FP32 on this manifest "
                                                  "(int8, int8-dynamic: refused outside their parity limits there)."),
     min_batch: int = typer.Option(1, help="TensorRT profile: smallest batch."),
@@ -355,12 +373,12 @@ def export(
     quiet: Quiet = False,
 ) -> None:
     """Export a checkpoint to a validated ONNX bundle (and optionally a TensorRT engine)."""
-    from .export.exporter import ExportOptions, export_bundle
+    from .export.exporter import ExportOptions, bundle_paths, export_bundles
     from .export.spec import Profile
 
     profile = Profile(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, min_samples=min_samples,
                       opt_samples=opt_samples, max_samples=max_samples)
-    opts = ExportOptions(run=run, out=out, precision=precision, calib_manifest=calib_manifest,
+    opts = ExportOptions(run=run, out=out, precision=",".join(precision), calib_manifest=calib_manifest,
                          calib_utterances=calib_utterances, calibration=calibration, cpu_target=cpu_target,
                          test_manifest=test_manifest,
                          profile=profile, engine=engine, overwrite=overwrite, sign=sign)
@@ -369,10 +387,14 @@ def export(
     if triton is not None:  # the Triton entry is checked before minutes of export, not after
         from .export.triton import TritonOptions, check_triton_options, write_triton_repository
 
+        if len(precision) > 1:
+            raise SertrtError("--triton: one --precision (add the others with `sertrt triton OUT/<precision> ...`)")
+
         triton_opts = TritonOptions(bundle=out, repo=triton, name=triton_name)
         check_triton_options(triton_opts)
-    card = export_bundle(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=manifest_scorer(run))
-    console.print(f"wrote {out} ({card.precision}, validation passed, {len(card.files)} files)")
+    cards = export_bundles(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=manifest_scorer(run))
+    for path, card in zip(bundle_paths(opts).values(), cards.values()):
+        console.print(f"wrote {path} ({card.precision}, validation passed, {len(card.files)} files)")
     if triton is not None:
         try:
             console.print(f"wrote {write_triton_repository(triton_opts)}")
@@ -387,7 +409,7 @@ def triton_cmd(
     bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
     repo: Path = typer.Argument(..., help="Triton model repository (created if missing); the model goes in REPO/NAME."),
     name: str = typer.Option("sertrt", help="The model's name in the repository."),
-    kind: str = typer.Option("auto", help="Instance kind: auto (GPU for a TensorRT plan, else CPU), cpu or gpu."),
+    kind: choice("InstanceKind", *TRITON_KINDS) = typer.Option("auto", help="auto: GPU for a TensorRT plan, else CPU."),
     instances: int = typer.Option(1, help="Model instances (instance_group count)."),
     queue_delay_us: int = typer.Option(100, help="Dynamic batching: how long a request may wait for others."),
     engine: bool = typer.Option(True, help="Serve the bundle's TensorRT plan when it has one (--no-engine: the ONNX)."),
@@ -477,7 +499,7 @@ def stream(
     format: choice("PcmFormat", "s16le", "f32le") = typer.Option("s16le", help="stdin: the PCM's sample format."),
     channels: int = typer.Option(1, help="stdin/--mic: channels (downmixed)."),
     mic: bool = typer.Option(False, "--mic", help="Read the default microphone (needs sounddevice)."),
-    backend: choice("StreamBackend", "ort", "trt", "torch") = typer.Option(
+    backend: choice("StreamBackend", *BACKENDS, "torch") = typer.Option(
         "ort", help="ort (ONNX Runtime), trt (TensorRT engine in the bundle) or torch (the PyTorch model of --run, "
                     "behind the bundle's labels, window and hop)."),
     run: Optional[Path] = typer.Option(None, help="--backend torch: the run (or checkpoint) the bundle came from."),

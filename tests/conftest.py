@@ -64,6 +64,18 @@ def tone_corpus(tmp_path_factory) -> Path:
     return make_tone_corpus(tmp_path_factory.mktemp("tones"))
 
 
+@pytest.fixture(scope="session")
+def decisive_bundle(tmp_path_factory) -> Path:
+    """root/run (decisive_run) and root/bundle, its fp32 bundle, exported once for every test that only reads
+    them (a test that writes into either copies it to tmp_path first). Returns root."""
+    pytest.importorskip("torch")
+    from sertrt.export.exporter import ExportOptions, export_bundle
+
+    root = tmp_path_factory.mktemp("decisive")
+    export_bundle(ExportOptions(decisive_run(root), root / "bundle", "fp32"), log=lambda s: None)
+    return root
+
+
 def sertrt_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

@@ -11,6 +11,7 @@ from sertrt.core.audio import (
     as_mono,
     exact_div,
     load_audio,
+    run_batched,
     write_wav,
 )
 from sertrt.core.errors import SertrtError
@@ -168,3 +169,25 @@ def test_non_finite_samples_are_found_before_any_arithmetic_and_timed_from_the_o
     y[1, 240] = np.inf
     with pytest.raises(SertrtError, match=r"a: audio has 1 NaN/Inf samples, the first at 2.515 s \(sample 40240\)"):
         as_mono(y, "a", rate=16000, offset=40000)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 10])
+def test_run_batched_returns_rows_in_input_order(batch_size):
+    """Unsorted lengths, batch sizes that do not divide 7: row i is clip i's, each batch holds neighbours in length
+    order padded to its longest (at least min_samples), and a clip is loaded only when its batch runs."""
+    lengths = [50, 7, 300, 7, 120, 1, 90]
+    clips = [np.full(n, i + 1, dtype=np.float32) for i, n in enumerate(lengths)]
+    loaded, batches, progress = [], [], []
+
+    def run(waveform, valid):  # -> (B, 2): the clip's marker and its valid samples, as the real runners return rows
+        batches.append((len(loaded), waveform.shape, valid.tolist()))
+        return np.stack([waveform[:, 0], valid], axis=1)
+
+    out = run_batched(lengths, lambda i: loaded.append(i) or clips[i], run, batch_size, min_samples=64,
+                      progress=lambda done, total: progress.append((done, total)))
+    np.testing.assert_array_equal(out, [[i + 1, n] for i, n in enumerate(lengths)])
+    by_length = sorted(lengths)  # stable: the two 7s keep their order
+    assert [valid for _, _, valid in batches] == [by_length[s : s + batch_size] for s in range(0, 7, batch_size)]
+    assert [shape for _, shape, _ in batches] == [(len(v), max(64, v[-1])) for _, _, v in batches]
+    assert [n for n, _, _ in batches] == [min(s + batch_size, 7) for s in range(0, 7, batch_size)]
+    assert progress == [(s, 7) for s in range(0, 7, batch_size)] + [(7, 7)]

@@ -40,14 +40,13 @@ TABLE = {
     ],
     "train": [
         ([*TRAIN, "--upstream", "xlsr53"], "unknown upstream 'xlsr53' (valid: xlsr-53"),  # was: hub retries
-        ([*TRAIN, "--head", "svm"], "unknown head 'svm'"),
-        ([*TRAIN, "--strategy", "half"], "unknown strategy 'half'"),
         ([*TRAIN, "--max-seconds", "0"], "--max-seconds 0.0: must be >= 0.025"),  # was: trained on empty crops
         ([*TRAIN, "--grad-clip", "0"], "--grad-clip 0.0: must be > 0"),
         ([*TRAIN, "--devices", "0"], "--devices 0: must be >= 1"),
         ([*TRAIN, "--device", "tpu"], "--device 'tpu': unknown (valid: auto, cpu, cuda, cuda:N)"),  # was: traceback
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", WAV], "is an existing file, not a folder"),
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run"], "run: already holds a run"),
+        (["train", "--train-manifest", M, "--test-manifest", M, "--out", "tones"], "tones: --out is a folder sertrt did not write"),
         (["train", "--train-manifest", M, "--test-manifest", M, "--out", "run", "--resume", "--epochs", "1"],
          "--epochs 1: run has finished 1 epochs already"),  # was: exit 0, options.json rewritten
     ],
@@ -57,7 +56,6 @@ TABLE = {
         (["evaluate", "run", "--manifest", M, "--batch-size", "0"], "--batch-size 0: must be >= 1"),  # was: traceback
     ],
     "export": [
-        (["export", "run", "--out", "x", "--precision", "fp8"], "unknown precision 'fp8'"),
         (["export", "run", "--out", "x", "--precision", "int8"], "--precision int8 needs --calib-manifest"),
         (["export", "run", "--out", "x", "--precision", "int8", "--calib-manifest", M, "--calib-utterances", "0"],
          "--calib-utterances 0: INT8 calibration needs at least 16"),  # was: refused after the export
@@ -76,16 +74,24 @@ TABLE = {
         (["stream", "b32", WAV, "--hop-seconds", "0.00001"], "less than one sample"),  # was: spun forever
         (["stream", "b32", WAV, "--hop-seconds", "0"], "hop (0.0 s) must be > 0"),  # was: the default, silently
         (["stream", "b32", WAV, "--silence-dbfs", "nan"], "silence threshold nan dBFS"),  # was: never gated, silently
+        (["stream", "b32", WAV, "--threads", "0"], "--threads 0: must be >= 1"),
+        (["stream", "b32", WAV, "--channels", "0"], "--channels 0: must be >= 1"),
+        (["stream", "b32", WAV, "--window-seconds", "nan"], "window (nan s) must be > 0"),
     ],
     "parity": [
         (["parity", "b32", "--run", "nowhere", "--manifest", M], "nowhere: no such checkpoint"),
         (["parity", "b32", "--run", "run", "--manifest", "nope.jsonl"], "nope.jsonl: no such manifest"),
         (["parity", "b32", "--run", "run", "--manifest", M, "--hop-seconds", "0.00001"], "less than one sample"),
+        (["parity", "b32", "--run", "run", "--manifest", M, "--hop-seconds", "0"], "hop (0.0 s) must be > 0"),  # was: crashed
+        (["parity", "b32", "--run", "run", "--manifest", M, "--min-agreement", "1.5"], "--min-agreement 1.5: must be in [0, 1]"),
+        (["parity", "b32", "--run", "run", "--manifest", M, "--max-delta-ua", "-1"], "--max-delta-ua -1.0: must be >= 0 points"),
     ],
     "bench": [
         (["bench", "tiny", "--out", "bo", "--repeats", "0"], "repeats >= 1"),
         (["bench-gpu", "tiny", "--device", "cpu", "--out", "bo", "--repeats", "0"], "repeats >= 1"),
         (["bench", "tiny", "--out", "tones"], "tones: --out is a folder sertrt did not write"),
+        (["bench-gpu", "tiny", "--device", "cpu", "--out", "tones"], "tones: --out is a folder sertrt did not write"),
+        (["bench-gpu", "tiny", "--device", "cpu", "--variants", "half-fp8", "--out", "bo"], "unknown GPU bench variant 'half-fp8'"),
     ],
 }
 ROWS = [(command, argv, fragment) for command, rows in TABLE.items() for argv, fragment in rows]

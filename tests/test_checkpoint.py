@@ -11,15 +11,17 @@ from sertrt.model.io import load_model, read_checkpoint, save_checkpoint
 from sertrt.model.ser import build_model
 
 
-def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
+@pytest.mark.parametrize("upstream", ["tiny", "fbank", "mfcc"])  # fbank/mfcc: buffers computed, not stored
+def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path, upstream):
     torch.manual_seed(0)
-    model = build_model("tiny", head="cnn-sa-dnn").eval()
+    model = build_model(upstream, head="cnn-sa-dnn").eval()
     path = tmp_path / "best.safetensors"
     save_checkpoint(path, model, {"strategy": "semi", "metrics": {"ua": 0.5}})
     loaded, header = load_model(path)
     assert header.dims.labels == tuple(LABELS)
     assert header.strategy == "semi" and header.metrics["ua"] == 0.5
     assert header.dims.head.kind == "cnn-sa-dnn"
+    assert not any(t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
     assert json.loads((tmp_path / "best.json").read_text())["dims"] == header.dims.to_dict()
     w, n = torch.randn(2, 9000), torch.tensor([9000, 5000])
     with torch.no_grad():

@@ -51,11 +51,6 @@ def test_bad_inputs_give_one_line_errors(tone_corpus, tmp_path):
                "--upstream", tmp_path / "no-such-model"),
         "cannot load a pretrained wav2vec2 model",
     )
-    assert_one_line_error(
-        sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", tmp_path / "r",
-               "--strategy", "half"),
-        "valid: frozen, semi, full",
-    )
     assert_one_line_error(sertrt("evaluate", tmp_path, "--manifest", tone_corpus), "no best.safetensors")
     assert_one_line_error(sertrt("data", "split", tone_corpus, "--test-fraction", "2"), "between 0 and 1")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.safetensors"))
@@ -175,6 +170,49 @@ def test_version_and_exit_codes_in_help():
     for option, value, valid in (("--smoothing", "median", "'none', 'ema', 'majority'"), ("--backend", "xyz", "'ort', 'trt', 'torch'")):
         r = sertrt("stream", "b", option, value)  # a choice the help lists, refused as usage: exit 2
         assert r.returncode == 2 and f"'{value}' is not one of {valid}" in r.stderr
+
+
+CHOICES = [  # (command words, its required arguments, the option (None: an argument), the library's constant)
+    (["train"], ["--train-manifest", "m", "--out", "o"], "--head", "HEAD_NAMES"),
+    (["train"], ["--train-manifest", "m", "--out", "o"], "--strategy", "STRATEGIES"),
+    (["train"], ["--train-manifest", "m", "--out", "o"], "--schedule", "SCHEDULES"),
+    (["export"], ["run", "--out", "o"], "--precision", "PRECISIONS"),
+    (["export"], ["run", "--out", "o"], "--calibration", "CALIBRATION_METHODS"),
+    (["export"], ["run", "--out", "o"], "--cpu-target", "CPU_TARGETS"),
+    (["triton"], ["b", "r"], "--kind", "TRITON_KINDS"),
+    (["data", "split"], ["m"], "--group-by", "GROUPINGS"),
+    (["data", "protocol"], ["m", "--out", "o"], "--protocol", "PROTOCOLS"),
+    (["experiment"], ["--protocol", "p", "--out", "o"], None, "TABLES"),
+    (["parity"], ["b", "--run", "r", "--manifest", "m"], "--backend", "BACKENDS"),
+]
+
+
+@pytest.mark.parametrize(("words", "required", "option", "constant"), CHOICES)
+def test_help_lists_each_choice_and_a_bad_one_is_a_usage_error(words, required, option, constant):
+    """The help lists the values the library checks (its own constant); any other is refused before anything runs."""
+    from typer.testing import CliRunner
+
+    import sertrt.core.choices
+    import sertrt.core.precisions
+    from sertrt.cli import app
+
+    valid = getattr(sertrt.core.choices, constant, None) or getattr(sertrt.core.precisions, constant)
+    shown = CliRunner().invoke(app, [*words, "--help"], terminal_width=200)
+    listed = [line for line in shown.output.splitlines() if line.strip().startswith(f"{option or 'table'} <")]
+    assert shown.exit_code == 0 and len(listed) == 1 and "|".join(valid) in listed[0]  # <a|b> or <list[a|b]>
+    bad = CliRunner().invoke(app, [*words, *required, *([option, "bogus"] if option else ["bogus"])])
+    assert bad.exit_code == 2, bad.output
+    assert f"'bogus' is not one of {', '.join(map(repr, valid))}" in bad.output
+
+
+def test_a_choice_pickles_as_its_plain_value():
+    """Options reach spawned worker processes, which cannot look up a class the CLI made on the fly."""
+    import pickle
+
+    from sertrt.cli import choice
+
+    value = pickle.loads(pickle.dumps(choice("Head", "hgfm", "fcn")("fcn")))
+    assert value == "fcn" and type(value) is str
 
 
 def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):

@@ -117,6 +117,7 @@ def _score_rank(rank: int, world: int, init: str, manifest: str, out: str) -> No
         compute_cleanup(info)  # leave together: a rank that tears down early can be SIGABRTed (see its docstring)
 
 
+@pytest.mark.slow  # two spawned gloo ranks
 def test_two_gloo_ranks_each_score_a_share_and_gather_the_one_rank_logits(tmp_path):
     manifest = make_tone_corpus(tmp_path / "tones", per_label=4, seed=2)  # 16 rows: 6 batches of 3
     torch.manual_seed(0)

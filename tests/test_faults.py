@@ -18,6 +18,7 @@ from test_corpora import make_emodb
 from sertrt.core.bundle import load_bundle, staging_dir
 from sertrt.model.io import read_checkpoint
 
+pytestmark = pytest.mark.slow  # every test runs a command several times, each in a process of its own
 KILLS = 2  # kill points per command
 RNG = np.random.default_rng(2026)
 

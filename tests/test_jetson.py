@@ -1,7 +1,7 @@
 """The Jetson path's fast checks (the emulated run itself is opt-in: scripts/jetson_check.sh).
 
-The committed wheel table must describe pyproject's base install as it is now, and the committed aarch64 result must
-have passed on every bundle; the comparison the check relies on must catch what it claims to catch.
+The committed wheel table must describe pyproject's base install as it is now, and the comparison the check relies
+on must catch what it claims to catch.
 """
 
 import copy
@@ -48,22 +48,6 @@ def test_glibc_bounds_the_platforms_pip_may_take():
     jetpack6 = wheels.platforms(35)
     assert "manylinux_2_35_aarch64" in jetpack6 and "manylinux_2_36_aarch64" not in jetpack6
     assert jetpack6[0] == "manylinux2014_aarch64"
-
-
-def test_the_committed_aarch64_run_passed_on_every_bundle():
-    result = json.loads((RESULTS / "jetson.json").read_text())
-    assert result["passed"]
-    emulated = [c for c in result["comparisons"] if c["emulated"]]
-    assert emulated, "no aarch64 run in benchmarks/results/jetson.json"
-    for comparison in emulated:
-        reference, run = comparison["environments"]
-        assert (reference["machine"], run["machine"]) == ("x86_64", "aarch64")
-        assert reference["packages"]["onnxruntime"] == run["packages"]["onnxruntime"]
-        assert not run["torch_installed"]
-        assert {b["precision"] for b in comparison["bundles"].values()} == {"fp32", "int8", "int8-dynamic"}
-        for row in comparison["bundles"].values():
-            assert row["problems"] == [] and row["max_logit_delta"] <= row["tolerance"]
-            assert row["multistream_windows"] > row["files"] > 0
 
 
 def probe_run(precision="fp32"):

@@ -74,6 +74,7 @@ def test_eval_is_deterministic_and_train_is_not():
         assert not torch.allclose(model(w, lens), model(w, lens))  # dropout, SpecAugment
 
 
+@pytest.mark.slow  # builds the 300M-parameter model
 def test_xlsr_53_is_the_published_architecture():
     cfg = WAV2VEC2_CONFIGS["xlsr-53"]
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"]) == (1024, 24, 16, 4096)

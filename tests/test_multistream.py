@@ -143,22 +143,11 @@ def test_batched_streams_match_each_stream_alone(max_batch):
 
 
 @pytest.fixture(scope="module")
-def onnx_runner(tmp_path_factory):
+def onnx_runner(decisive_bundle):
     """A tiny random model as an fp32 bundle, its head scaled so probabilities are far from uniform."""
-    torch = pytest.importorskip("torch")
-    from sertrt.export.exporter import ExportOptions, export_bundle
-    from sertrt.model.io import save_checkpoint
-    from sertrt.model.ser import build_model
     from sertrt.runtime.runners import open_runner
 
-    root = tmp_path_factory.mktemp("multistream")
-    torch.manual_seed(0)
-    model = build_model("tiny").eval()
-    with torch.no_grad():
-        model.head.out.weight.mul_(30.0)
-    save_checkpoint(root / "run" / "best.safetensors", model, {"epoch": 0, "metrics": {}})
-    export_bundle(ExportOptions(root / "run", root / "bundle", "fp32"), log=lambda s: None)
-    runner, card = open_runner(root / "bundle")
+    runner, card = open_runner(decisive_bundle / "bundle")
     with runner:
         yield runner, card.labels
 
@@ -269,6 +258,7 @@ def test_latency_is_the_batched_call_shared_by_its_rows():
     assert streams.summary(0)["mean_latency_ms"] >= 10.0
 
 
+@pytest.mark.slow  # a long run
 def test_memory_stays_flat_over_a_long_run():
     """Three streams of 20 ms chunks for 10 minutes each: nothing the batch holds grows with time."""
     runner = RowStats(keep=False)

@@ -1,26 +1,16 @@
 """`sertrt parity`'s window mode runs the stream users run: the same blocks, resampler and gate as `sertrt stream`."""
 
 import numpy as np
-import pytest
-from conftest import decisive_run, tone
+from conftest import tone
 
 from sertrt.core.audio import write_wav
 from sertrt.core.manifest import Utterance, read_manifest, write_manifest
-from sertrt.export.exporter import ExportOptions, export_bundle
 from sertrt.runtime.runners import RunnerOptions
 from sertrt.runtime.sources import StreamOptions, run_stream
 from sertrt.verify.parity import ParityOptions, format_parity, run_parity
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parity")
-    decisive_run(root)
-    export_bundle(ExportOptions(root / "run", root / "bundle", "fp32"), log=lambda s: None)
-    return root
-
-
-def test_window_mode_compares_the_windows_the_stream_prints(bundle, tmp_path):
+def test_window_mode_compares_the_windows_the_stream_prints(decisive_bundle, tmp_path):
     """A 44.1 kHz file with 2.5 s of silence in it: the stream resamples block by block and its gate skips the
     silent windows; parity scores exactly the windows the stream scores, and counts the ones it skips."""
     rng = np.random.default_rng(0)
@@ -31,12 +21,12 @@ def test_window_mode_compares_the_windows_the_stream_prints(bundle, tmp_path):
     write_manifest(tmp_path / "m.jsonl", [Utterance(str(tmp_path / "a.wav"), "happy", "t", "xx", "s0",
                                                     len(audio) / rate, rate)])
     printed = []
-    run_stream(StreamOptions(bundle / "bundle", str(tmp_path / "a.wav"), runner=RunnerOptions(threads=1)), printed.append)
+    run_stream(StreamOptions(decisive_bundle / "bundle", str(tmp_path / "a.wav"), runner=RunnerOptions(threads=1)), printed.append)
     windows = printed[:-1]
     scored = [[str(read_manifest(tmp_path / "m.jsonl")[0].path), w["start"], w["end"]] for w in windows if not w["silent"]]
     assert scored and len(scored) < len(windows)
 
-    results = run_parity(ParityOptions(bundle / "bundle", bundle / "run", tmp_path / "m.jsonl",
+    results = run_parity(ParityOptions(decisive_bundle / "bundle", decisive_bundle / "run", tmp_path / "m.jsonl",
                                        runner=RunnerOptions(threads=1)))
     window = results["modes"]["window"]
     assert [[p, round(a, 4), round(b, 4)] for p, a, b in window["windows"]] == scored

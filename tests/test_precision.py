@@ -213,6 +213,26 @@ def test_duplicate_casts_of_older_converters_are_merged():
     np.testing.assert_array_equal(b, -x.astype(np.float32))
 
 
+def test_cleanup_drops_what_nobody_reads_and_orders_the_nodes():
+    """What a converter leaves behind (a node read by no one, its weight, nodes appended after their
+    readers) is gone and the nodes come in an order TensorRT's parser can read one by one."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sertrt.export.precision.surgery import cleanup
+
+    w = numpy_helper.from_array(np.ones(3, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["r"], ["y"], name="late"), helper.make_node("Mul", ["x", "w"], ["dead"], name="dead"),
+         helper.make_node("Relu", ["x"], ["r"], name="early")],
+        "appended", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], initializer=[w],
+        value_info=[helper.make_tensor_value_info("dead", TensorProto.FLOAT, [3])],
+    )
+    model = cleanup(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    onnx.checker.check_model(model)
+    assert [n.name for n in model.graph.node] == ["early", "late"]
+    assert not model.graph.initializer and "dead" not in {v.name for v in model.graph.value_info}
+
 def test_fp16_matches_fp32_in_ort_cpu(fp32_onnx, fp16):
     a, b = logits_pairs(fp32_onnx, fp16[0])
     err, scale = float(np.abs(a - b).max()), float(np.abs(a).max())

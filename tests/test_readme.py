@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 
+import pytest
 from conftest import REPO
 
 
@@ -16,6 +17,7 @@ def test_readme_gives_exactly_two_commands():
     assert "bash scripts/test.sh" in (REPO / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow  # the whole demo, twice
 def test_main_job_runs_end_to_end_small(tmp_path):
     """scripts/demo.sh at 5% of the corpus and one epoch: synth -> split -> train -> evaluate, then rerun."""
     env = dict(os.environ, SERTRT_DEMO_DIR=str(tmp_path / "demo"), SERTRT_DEMO_SCALE="0.05", SERTRT_DEMO_EPOCHS="1")

@@ -8,14 +8,13 @@ from sertrt.core.runner import Runner
 
 
 def test_every_backend_is_a_runner(tmp_path):
-    from sertrt.bench.measure import MatmulProbe
     from sertrt.runtime.runners import OrtRunner
     from sertrt.runtime.trt_runner import TrtRunner
     from sertrt.verify.torch_runner import TorchRunner
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not opened before __enter__")
-    for runner in (OrtRunner(tmp_path / "model.onnx"), TrtRunner(plan), TorchRunner(tmp_path / "run"), MatmulProbe("ort", 1)):
+    for runner in (OrtRunner(tmp_path / "model.onnx"), TrtRunner(plan), TorchRunner(tmp_path / "run")):
         assert isinstance(runner, Runner), type(runner).__name__
 
 

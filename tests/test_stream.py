@@ -129,6 +129,7 @@ def test_smoothing_modes():
         EmotionStream(Scripted(seq), LABELS, StreamConfig(smoothing="median"))
 
 
+@pytest.mark.slow  # two hours of audio
 def test_memory_stays_flat_over_hours_of_audio():
     """Two hours of audio in 20 ms chunks: the stream's memory must not grow with it."""
     runner = Recorder(keep=False)
@@ -151,17 +152,10 @@ def test_memory_stays_flat_over_hours_of_audio():
     assert grown_kb < 5_000, f"peak RSS grew {grown_kb} kB over 2 h of audio"
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """A tiny untrained model's fp32 bundle."""
-    from sertrt.export.exporter import ExportOptions, export_bundle
-    from sertrt.model.io import save_checkpoint
-    from sertrt.model.ser import build_model
-
-    root = tmp_path_factory.mktemp("stream")
-    save_checkpoint(root / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
-    export_bundle(ExportOptions(root / "run", root / "bundle", "fp32"), log=lambda s: None)
-    return root / "bundle"
+@pytest.fixture
+def bundle(decisive_bundle):
+    """A tiny random model's fp32 bundle (conftest.decisive_bundle)."""
+    return decisive_bundle / "bundle"
 
 
 def test_stream_command_reads_files_and_stdin(tmp_path, tone_corpus, bundle):

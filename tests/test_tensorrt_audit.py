@@ -88,7 +88,7 @@ def test_a_dimension_outside_batch_and_num_samples_is_flagged(tmp_path):
 def tiny_bundles(tmp_path_factory):
     from conftest import make_tone_corpus
 
-    from sertrt.export.exporter import ExportOptions, export_bundle
+    from sertrt.export.exporter import ExportOptions, export_bundles
     from sertrt.model.io import save_checkpoint
     from sertrt.model.ser import build_model
     from sertrt.verify.compare import manifest_scorer
@@ -97,13 +97,25 @@ def tiny_bundles(tmp_path_factory):
     torch.manual_seed(0)
     save_checkpoint(root / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
     manifest = make_tone_corpus(root / "tones", per_label=4, seed=5)
-    cards = {}
-    for precision in ("fp32", "fp16", "int8"):
-        lines = []
-        cards[precision] = (export_bundle(ExportOptions(root / "run", root / precision, precision, calib_manifest=manifest,
-                                                        calib_utterances=16, test_manifest=manifest), log=lines.append,
-                                          score=manifest_scorer(root / "run")), lines, root / precision)
-    return cards
+    lines = []
+    cards = export_bundles(ExportOptions(root / "run", root, "fp32,fp16,int8", calib_manifest=manifest,
+                                         calib_utterances=16, test_manifest=manifest), log=lines.append,
+                           score=manifest_scorer(root / "run"))
+    return {precision: (card, lines, root / precision) for precision, card in cards.items()}
+
+
+def test_shapes_are_inferred_without_the_weights_as_with_them(tiny_bundles):
+    """The audit's symbolic shape inference reads the graph without its weight matrices (split_weights): every
+    tensor gets the shape it gets with them."""
+    from sertrt.export.tensorrt_audit import _infer_shapes, split_weights
+
+    card, _, bundle = tiny_bundles["fp32"]
+    model = onnx.load(str(bundle / card.model))
+    light, weights = split_weights(model)
+    assert len(weights) > 10 and not {t.name for t in light.graph.initializer} & set(weights)
+    (whole, error), (without, light_error) = _infer_shapes(model), _infer_shapes(light)
+    assert error is light_error is None
+    assert {v.name: v.type for v in without.graph.value_info} == {v.name: v.type for v in whole.graph.value_info}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])

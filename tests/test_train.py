@@ -172,6 +172,45 @@ def test_ddp_averages_gradients_across_ranks(tmp_path):
     assert not torch.allclose(local[0], local[1])  # and the ranks' own gradients did differ
 
 
+def _test_share_worker(rank: int, world: int, port: int, split: tuple, out: str, record: str) -> None:
+    """Trains one epoch as rank `rank`, keeping what the last gather_rows (the test set's) got and gave back."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    import numpy as np
+
+    from sertrt.training import evaluate
+    from sertrt.training.train import TrainOptions, train
+
+    gather, calls = evaluate.gather_rows, []
+    evaluate.gather_rows = lambda rows, info: calls.append((rows.copy(), gather(rows, info))) or calls[-1][1]
+    train(TrainOptions(train_manifest=split[0], test_manifest=split[1], out=out, epochs=1, batch_size=4,
+                       device="cpu", workers=0, quiet=True))
+    np.savez(f"{record}.{rank}.npz", mine=calls[-1][0], gathered=calls[-1][1])
+
+
+def test_ddp_ranks_score_their_share_of_the_test_set_as_one_process_would(tone_split, tmp_path):
+    import numpy as np
+    import torch.multiprocessing as mp
+
+    from sertrt.core.metrics import classification_report
+    from sertrt.model.io import load_model
+    from sertrt.training.data import AudioSet
+    from sertrt.training.evaluate import predict_logits
+
+    out, record = tmp_path / "ddp", str(tmp_path / "test-rows")
+    mp.spawn(_test_share_worker, args=(2, _free_port(), tone_split, str(out), record), nprocs=2, join=True)
+    ranks = [np.load(f"{record}.{r}.npz") for r in range(2)]
+    mine = [r["mine"].any(1) for r in ranks]  # the rows each rank scored itself
+    assert mine[0].any() and mine[1].any() and not (mine[0] & mine[1]).any() and (mine[0] | mine[1]).all()
+    test_set = AudioSet(read_manifest(tone_split[1]))
+    model, _ = load_model(out / "best.safetensors")
+    logits = predict_logits(model, test_set, 4)  # one process
+    np.testing.assert_array_equal(ranks[0]["gathered"], logits)
+    recorded = json.loads((out / "best.json").read_text())["test_metrics"]
+    assert recorded == {**classification_report(test_set.labels, logits.argmax(1), model.dims.labels),
+                        "manifest": str(tone_split[1]), "split": recorded["split"]}
+
+
 def test_stats_lr_trains_in_sync_under_ddp_and_a_rank_error_is_one_line(tone_split, tmp_path):
     """The classical floor steps its head alone: through the DDP wrapper, so the ranks' gradients are averaged.
     An error a rank finds (here: --resume with no epoch left) ends in one line, not one per rank and torchrun's."""

@@ -4,8 +4,8 @@
     run_bench(BenchOptions(target="xlsr-53", out=Path("sertrt-bench")), progress=print)
 
 core.py (options, the run), artifacts.py (random-weight checkpoints and bundles), measure.py
-(interleaved timing, streaming, logit agreement), report.py (JSON, Markdown, plot, targets), gpu.py
-(`sertrt bench-gpu`). Studies beside it live in scripts/ (cold_start.py, frame_reuse.py).
+(interleaved timing, streaming), report.py (JSON, Markdown, plot), gpu.py (`sertrt bench-gpu`).
+Studies beside it live in scripts/ (cold_start.py, frame_reuse.py).
 """
 
 from .core import BenchOptions, run_bench

@@ -1,33 +1,13 @@
-"""PyTorch on a GPU: eager FP32 (the baseline) vs FP16 vs torch.compile vs CUDA graphs, in one run.
+"""`sertrt bench-gpu`: PyTorch eager FP32 (the baseline) vs autocast FP16 (`eager-fp16`), torch.compile
+(`compile-*`), CUDA graphs (`*cudagraph*`), the half model (`half-*`: weights cast once, sertrt.model.half)
+and its layer-wise compile (`compile-layers-*`, sertrt.model.compile), one random-weight model (seed 0).
 
-    opts = GpuBenchOptions(target="xlsr-53", out=Path("sertrt-bench"))
-    report = run_gpu_bench(opts, progress=print)   # OUT/xlsr-53-<device>.json and .md
+    report = run_gpu_bench(GpuBenchOptions(target="xlsr-53"), progress=print)   # OUT/xlsr-53-<device>.json, .md
 
-Variants (all from one random-weight model, seed 0, `torch.inference_mode`):
-
-    eager-fp32           what a transformers user runs: the baseline every ratio is against
-    eager-fp16           autocast float16 (reductions, softmax and LayerNorm stay float32)
-    compile-fp32         torch.compile, inductor's default mode, static shapes
-    compile-fp16         the same under autocast float16
-    compile-cudagraphs-fp16  torch.compile(mode="reduce-overhead"): inductor plus CUDA graphs
-    cudagraph-fp16       the eager FP16 model captured once per shape in a torch.cuda.CUDAGraph and
-                         replayed (input copied into the static buffer first): launch overhead removed,
-                         kernels unchanged
-    half-fp16, half-bf16 the upstream's weights cast once (sertrt.model.half: norms, normalisation and head
-                         FP32): no per-call casts
-    half-fp16-cudagraph  the half model in sertrt.model.cuda_graphs.BucketedGraphs, what `TorchRunner(
-                         cuda_graphs=True)` runs: one graph per (batch, samples) bucket
-    compile-layers-fp16  the half model with each encoder layer compiled (sertrt.model.compile: one layer's
-                         graph serves all, dynamic shapes, fullgraph); the GRU head stays eager
-    compile-layers-fp16-cudagraph  both of the above
-
-Each row also gives the forward's analytic FLOPs per second as a share of a matmul peak measured in
-the same run. Timing: inputs on the device; CUDA events on CUDA, a host clock after a sync elsewhere;
-`warmup` untimed calls (compile and capture happen there: `first_call_s`), then `repeats` timed calls
-over interleaved rounds. A variant that cannot run here is reported with its reason, never dropped
-silently. TensorRT's numbers come from a built engine (`sertrt build-engine`), never from this harness.
-
-On CPU (`device="cpu"`) the same harness runs the variants that need no CUDA, which is how it is tested.
+Per row: p50/p95/p99 (CUDA events on CUDA), the ratio to eager FP32, the analytic FLOPs per second
+as a share of a matmul peak measured in the same run, logits against eager FP32, and the first call
+(compile, capture). A variant that cannot run or overruns its time box is reported with the reason.
+On CPU (`device="cpu"`) the variants that need no CUDA run, which is how this is tested.
 """
 
 from __future__ import annotations
@@ -46,7 +26,8 @@ import numpy as np
 
 from ..core.errors import SertrtError
 from ..core.outputs import claim_output_dir
-from .measure import ROUNDS, latency_stats, logit_agreement, make_feeds, round_share
+from ..export.validate import compare
+from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share, timed
 
 VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16",
             "half-fp16", "half-bf16", "half-fp16-cudagraph", "compile-layers-fp16", "compile-layers-fp16-cudagraph")
@@ -115,15 +96,11 @@ def time_box(seconds: float | None) -> Iterator[None]:
 def device_name(device: str) -> str:
     import torch
 
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SertrtError(f"device {device!r}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
-        return torch.cuda.get_device_name(torch.device(device))
-    return "cpu"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if not device.startswith("cuda"):
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise SertrtError(f"device {device!r}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 def _variant_fns(model, variants: tuple[str, ...], device: str,
@@ -132,81 +109,55 @@ def _variant_fns(model, variants: tuple[str, ...], device: str,
     import torch
 
     cuda = device.startswith("cuda")
-    dev_type = "cuda" if cuda else "cpu"
 
     def fp16(fn: Callable) -> Callable:
-        # No weight-cast cache: it lives one call anyway, and CUDA graph capture requires it off.
-        def run(waveform, lengths):
-            with torch.autocast(dev_type, dtype=torch.float16, cache_enabled=False):
+        def run(waveform, lengths):  # no weight-cast cache: it lives one call anyway, and CUDA graph capture needs it off
+            with torch.autocast("cuda" if cuda else "cpu", dtype=torch.float16, cache_enabled=False):
                 return fn(waveform, lengths)
         return run
 
-    def half(precision: str, compiled: bool = False):
+    def half(v: str) -> Callable:
         import copy
 
         from ..model.compile import compile_encoder_layers
+        from ..model.cuda_graphs import BucketedGraphs
         from ..model.half import half_model
 
-        copied = half_model(copy.deepcopy(model), precision)
-        if compiled:
-            compile_encoder_layers(copied)
-        return copied
+        m = half_model(copy.deepcopy(model), "bf16" if "bf16" in v else "fp16")
+        if v.startswith("compile-layers-"):
+            compile_encoder_layers(m)
+        return BucketedGraphs(m, max_batch=max(8, *batches)) if v.endswith("-cudagraph") else m
 
+    make = {"eager-fp32": lambda: model, "eager-fp16": lambda: fp16(model),
+            "compile-fp32": lambda: torch.compile(model, dynamic=False),
+            "compile-fp16": lambda: fp16(torch.compile(model, dynamic=False)),
+            "compile-cudagraphs-fp16": lambda: fp16(torch.compile(model, mode="reduce-overhead", dynamic=False)),
+            "cudagraph-fp16": lambda: fp16(model)}  # captured per cell: shapes are fixed inside a graph
     fns, skipped = {}, {}
     for v in variants:
         if v in GRAPHED and not cuda:
             skipped[v] = "CUDA graphs need a CUDA device"
-        elif v.startswith("half-") or v.startswith("compile-layers-"):
-            graphed = v.endswith("-cudagraph")
-            fn = half("bf16" if "bf16" in v else "fp16", compiled=v.startswith("compile-layers-"))
-            if graphed:
-                from ..model.cuda_graphs import BucketedGraphs
-
-                fn = BucketedGraphs(fn, max_batch=max(8, *batches))
-            fns[v] = fn
-        elif v == "eager-fp32":
-            fns[v] = model
-        elif v == "eager-fp16":
-            fns[v] = fp16(model)
-        elif v == "compile-fp32":
-            fns[v] = torch.compile(model, dynamic=False)
-        elif v == "compile-fp16":
-            fns[v] = fp16(torch.compile(model, dynamic=False))
-        elif v == "compile-cudagraphs-fp16":
-            fns[v] = fp16(torch.compile(model, mode="reduce-overhead", dynamic=False))
-        elif v == "cudagraph-fp16":
-            fns[v] = fp16(model)  # captured per cell (shapes are fixed inside a graph)
+        else:
+            fns[v] = make[v]() if v in make else half(v)
     return fns, skipped
 
 
-def _timer(device: str) -> Callable[[Callable[[], Any]], float]:
-    """Seconds one call takes: CUDA events on CUDA, a host clock (after a sync) elsewhere."""
+def _cuda_timed(call: Callable[[], Any]) -> float:
+    """Seconds one call takes on the GPU, by CUDA events."""
     import torch
 
-    if device.startswith("cuda"):
-        def timed(call):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000.0
-        return timed
-
-    def timed_host(call):
-        t0 = time.perf_counter()
-        call()
-        return time.perf_counter() - t0
-    return timed_host
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    call()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000.0
 
 
 def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    import platform
-
     import torch
     import torch._dynamo
 
-    from .. import __version__
     from ..model.cuda_graphs import CapturedGraph
     from ..model.flops import matmul_peak
     from ..model.ser import build_model
@@ -215,108 +166,94 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     o = opts.resolved()
     claim_output_dir(o.out, "bench", create=False)  # refuse a folder that is not ours before hours of work
     name = device_name(o.device)
-    o.name = o.name or f"{o.target}-{_slug(name)}"
-    started = time.time()
+    o.name = o.name or f"{o.target}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
+    started, cuda = time.time(), o.device.startswith("cuda")
+    data = report.header(o, device=o.device, device_name=name, versions=report.machine_info()["versions"], cuda=torch.version.cuda)
     torch.manual_seed(0)
     progress(f"building {o.target} (random weights, seed 0) on {name}")
     model = build_model(o.target).eval().to(o.device)
     # One compiled graph per (window, batch) shape: keep them all instead of falling back to eager.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(o.windows) * len(o.batches))
-    cuda = o.device.startswith("cuda")
     progress("measuring the matmul peak")
-    peak_dtype, peak_n = (torch.bfloat16, 8192) if cuda else (torch.float32, 1024)
-    peak = {"dtype": str(peak_dtype).replace("torch.", ""), "n": peak_n,
-            "flops_per_s": matmul_peak(o.device, peak_dtype, size=peak_n, seconds=0.5)}
-    fns, skipped = _variant_fns(model, o.variants, o.device, o.batches)
-    timed = _timer(o.device)
-    results, errors = [], dict(skipped)
-    cells = [(w, b) for b in o.batches for w in o.windows]
+    dtype, n = (torch.bfloat16, 8192) if cuda else (torch.float32, 1024)
+    peak = {"dtype": str(dtype).replace("torch.", ""), "n": n, "flops_per_s": matmul_peak(o.device, dtype, size=n, seconds=0.5)}
+    fns, errors = _variant_fns(model, o.variants, o.device, o.batches)
+    timer = _cuda_timed if cuda else timed
+    results, cells = [], [(w, b) for b in o.batches for w in o.windows]
+
+    def box(v: str, spent: float = 0.0) -> float | None:
+        # The baseline is never time-boxed: it compiles nothing, and every ratio is against it.
+        return None if o.time_box_s is None or v == BASELINE else max(o.time_box_s - spent, 1e-3)
+
+    def drop(v: str, why: str, window: float, batch: int) -> None:
+        errors[v] = why
+        progress(f"{v} at {window:g} s x batch {batch}: {why}")
+
     with torch.inference_mode(), warnings.catch_warnings():
         # transformers' FSDP check is lru_cache-wrapped; dynamo says so on every compile (harmless here)
         warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
         for i, (window, batch) in enumerate(cells):
-            feeds = make_feeds(window, batch)
-            wave = torch.from_numpy(feeds["waveform"]).to(o.device)
-            lengths = torch.from_numpy(feeds["lengths"]).to(o.device)
-            active: dict[str, Callable] = {}
-            first_call, peak_mb, logits = {}, {}, {}
-            for v, fn in fns.items():
-                if v in errors:
-                    continue
+            wave, lengths = (torch.from_numpy(a).to(o.device) for a in make_feeds(window, batch).values())
+            active, spent, peak_mb, logits = {}, {}, {}, {}
+            for v, fn in ((v, fn) for v, fn in fns.items() if v not in errors):
                 progress(f"[{i + 1}/{len(cells)}] {window:g} s x batch {batch}: {v} (warm-up{', compile' if 'compile' in v else ''})")
-                # The baseline is never time-boxed: it compiles nothing, and every ratio is against it (a
-                # loaded machine once cut it out of a cell, and the cell lost its ratios).
-                box = None if v == BASELINE else o.time_box_s
                 try:
-                    with time_box(box):
+                    with time_box(box(v)):
                         if cuda:
                             torch.cuda.reset_peak_memory_stats()
                         t0 = time.perf_counter()
-                        call = CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn  # per cell
+                        call = CapturedGraph(fn, wave, lengths) if v == "cudagraph-fp16" else fn
                         out = call(wave, lengths)
                         if cuda:
                             torch.cuda.synchronize()
-                        first_call[v] = time.perf_counter() - t0
+                        spent[v] = time.perf_counter() - t0  # the first call: compile or capture included
                         for _ in range(o.warmup - 1):
                             out = call(wave, lengths)
                         logits[v] = out.float().cpu().numpy()
                         peak_mb[v] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
                 except (RuntimeError, AssertionError) as exc:  # a capture or compile this model/device refuses
-                    errors[v] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                    progress(f"{v} failed at {window:g} s x batch {batch}: {errors[v]}")
+                    drop(v, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", window, batch)
                     continue
                 except TimeBoxExceeded:
-                    errors[v] = _over_box(o.time_box_s, window, batch, "warm-up")
-                    progress(f"{v}: {errors[v]}")
+                    drop(v, _over_box(o.time_box_s, window, batch, "warm-up"), window, batch)
                     torch._dynamo.reset()  # a compile cut short leaves nothing reusable behind
                     continue
                 active[v] = call
+            first_call = dict(spent)
             times: dict[str, list[float]] = {v: [] for v in active}
-            spent = {v: first_call[v] for v in active}
             for r in range(ROUNDS):  # interleaved, as `sertrt bench` does
                 for v, call in list(active.items()):
-                    share = round_share(o.repeats, r, ROUNDS)
                     try:
-                        with time_box(None if o.time_box_s is None or v == BASELINE else max(o.time_box_s - spent[v], 1e-3)):
+                        with time_box(box(v, spent[v])):
                             t0 = time.perf_counter()
-                            times[v] += [timed(lambda: call(wave, lengths)) for _ in range(share)]
+                            times[v] += [timer(lambda: call(wave, lengths)) for _ in range(round_share(o.repeats, r, ROUNDS))]
                             spent[v] += time.perf_counter() - t0
                     except TimeBoxExceeded:
-                        errors[v] = _over_box(o.time_box_s, window, batch, "timed calls")
-                        progress(f"{v}: {errors[v]}")
+                        drop(v, _over_box(o.time_box_s, window, batch, "timed calls"), window, batch)
                         del active[v], times[v]
-            base = logits.get(BASELINE)
-            base_p50 = float(np.median(times[BASELINE])) * 1000.0 if BASELINE in times else None
+            flops = forward_flops(model, window, batch)
             for v in active:
                 row = {"variant": v, "window_s": window, "batch": batch, **latency_stats(times[v], window, batch),
                        "first_call_s": first_call[v], "peak_memory_mb": peak_mb[v]}
-                row["ratio_vs_baseline"] = base_p50 / row["p50_ms"] if base_p50 else None
-                flops = forward_flops(model, window, batch)
+                row["ratio_vs_baseline"] = float(np.median(times[BASELINE])) * 1000.0 / row["p50_ms"] if BASELINE in times else None
                 row["tflops_per_s"] = flops / (row["p50_ms"] / 1000.0) / 1e12 if flops else None
                 row["share_of_peak"] = row["tflops_per_s"] * 1e12 / peak["flops_per_s"] if flops else None
-                if base is not None:
-                    a = logit_agreement(base, logits[v])
-                    row.update(cosine_vs_fp32=a["cosine"], max_abs_vs_fp32=a["max_abs"], top1_vs_fp32=a["top1_agreement"])
+                if BASELINE in logits:
+                    c = compare("logits", logits[BASELINE], logits[v], atol=np.inf, rtol=0.0, min_agreement=0.0)
+                    row.update(cosine_vs_fp32=cosine(logits[BASELINE], logits[v]), max_abs_vs_fp32=c.max_abs, top1_vs_fp32=c.agreement)
                 results.append(row)
-    data = {"target": o.target, "device": o.device, "device_name": name, "options": report.jsonable(dataclasses.asdict(o)),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)), "sertrt": __version__,
-            "python": platform.python_version(), "versions": report.machine_info()["versions"],
-            "cuda": torch.version.cuda, "matmul_peak": peak, "results": results, "skipped": errors,
-            "duration_s": time.time() - started}
-    paths = report.write(data, o.out, o.name, markdown, png=False)
-    data["files"] = {k: str(p) for k, p in paths.items()}
-    progress(f"wrote {', '.join(data['files'].values())}")
-    return data
+    data.update(matmul_peak=peak, results=results, skipped=errors, duration_s=time.time() - started)
+    return report.write(data, o.out, o.name, progress, markdown, png=False)
 
 
 def forward_flops(model, window: float, batch: int) -> float | None:
     """Analytic FLOPs of one forward at (batch, window seconds), or None for an upstream the count does not model."""
-    from ..core.audio import SAMPLE_RATE
+    from ..core.audio import seconds_to_samples
     from ..model.flops import model_flops
 
     if model.dims.upstream.kind != "wav2vec2":
         return None
-    return model_flops(model.dims.upstream.config, model.dims.head, int(round(window * SAMPLE_RATE)), batch)["total"]
+    return model_flops(model.dims.upstream.config, model.dims.head, seconds_to_samples(window), batch)["total"]
 
 
 def _over_box(seconds: float, window: float, batch: int, stage: str) -> str:
@@ -324,25 +261,17 @@ def _over_box(seconds: float, window: float, batch: int, stage: str) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    from .report import _fmt, _table
+    from .report import fmt, latency_tables
 
+    peak = data["matmul_peak"]
     lines = [f"# sertrt bench-gpu: {data['target']} on {data['device_name']}", "",
-             f"{data['started']}; device `{data['device']}` ({data['device_name']}), CUDA {data['cuda']}; "
-             + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + f". Run took {data['duration_s'] / 60:.1f} min.",
-             "", "Random weights (seed 0). Inputs are on the device before timing; p50 from CUDA events on CUDA. "
-             "x eager: eager FP32 p50 / variant p50 in the same cell. cosine / top-1: logits against eager FP32. "
-             "% peak: the forward's analytic FLOPs per second over the matmul peak measured in this run "
-             f"({data['matmul_peak']['dtype']} {data['matmul_peak']['n']}^3: "
-             f"{data['matmul_peak']['flops_per_s'] / 1e12:.1f} TFLOP/s).", ""]
-    for batch in sorted({r["batch"] for r in data["results"]}):
-        rows = [r for r in data["results"] if r["batch"] == batch]
-        lines += [f"## Batch {batch}", "", _table(
-            ["variant", "window s", "n", "p50 ms", "p95 ms", "p99 ms", "audio s/s", "x eager", "% peak",
-             "first call s", "peak MB", "cosine vs fp32", "top-1 vs fp32"],
-            [[r["variant"], r["window_s"], r["n"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["audio_s_per_s"],
-              r["ratio_vs_baseline"], None if r.get("share_of_peak") is None else 100 * r["share_of_peak"],
-              r["first_call_s"], r["peak_memory_mb"], _fmt(r.get("cosine_vs_fp32"), 5), r.get("top1_vs_fp32")]
-             for r in rows]), ""]
+             f"{data['started']}; `{data['device']}`, CUDA {data['cuda']}; " + ", ".join(f"{k} {v}" for k, v in data["versions"].items())
+             + f"; {data['duration_s'] / 60:.1f} min. Random weights; x eager, cosine and top-1 against eager FP32 in the same cell; "
+             f"% peak of a {peak['dtype']} {peak['n']}^3 matmul measured in this run ({peak['flops_per_s'] / 1e12:.1f} TFLOP/s).", ""]
+    lines += latency_tables(data["results"], (
+        ("% peak", lambda r: None if r.get("share_of_peak") is None else 100 * r["share_of_peak"]),
+        ("first call s", lambda r: r["first_call_s"]), ("peak MB", lambda r: r["peak_memory_mb"]),
+        ("cosine vs fp32", lambda r: fmt(r.get("cosine_vs_fp32"), 5)), ("top-1 vs fp32", lambda r: r.get("top1_vs_fp32"))), "## Batch {batch}")
     if data["skipped"]:
         lines += ["## Not measured", "", *[f"- {v}: {why}" for v, why in data["skipped"].items()], ""]
     return "\n".join(lines)

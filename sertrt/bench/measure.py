@@ -1,75 +1,25 @@
-"""Timing primitives: interleaved latency sweeps, the matmul peak probe, streaming and logit
-agreement. Everything takes runners (names in, names out); nothing prints.
+"""Timing primitives: interleaved latency sweeps and streaming. Everything takes runners (names in,
+names out); nothing prints.
 
 On a shared machine the load drifts during a run, so variants are measured interleaved: in each
-round every variant (and the matmul peak probe) gets its share of timings for the same input, and
-ratios compare medians taken under the same conditions.
+round every variant gets its share of timings for the same input, and ratios compare medians taken
+under the same conditions.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from ..core.audio import SAMPLE_RATE
 from ..core.runner import Runner
-from ..export.validate import compare, speech_like
-from ..verify.compare import run_batches
+from ..export.validate import speech_like
 
-PEAK_N = 2048  # the matmul peak probe: (2048, 2048) @ (2048, 2048) float32
 ROUNDS = 3  # interleaving rounds per cell
 PAUSE_S = 0.05  # between blocks: lets spinning thread pools (ORT's, OpenMP's) go idle first
-Progress = Callable[[str], None]
-
-
-class MatmulProbe:
-    """The peak: (PEAK_N, PEAK_N) fp32 matmul on `threads` threads, by torch (when present) and by
-    ONNX Runtime's MLAS; `infer` runs the one given as `engine`. FLOPs = 2 N^3."""
-
-    flops = 2.0 * PEAK_N**3
-
-    input_names = ["a", "b"]  # fixed: `infer` ignores its feeds
-    output_names = ["c"]
-
-    def __init__(self, engine: str, threads: int):
-        self.engine, self.threads = engine, threads
-        rng = np.random.default_rng(0)
-        self.a = rng.standard_normal((PEAK_N, PEAK_N), dtype=np.float32)
-        self.b = rng.standard_normal((PEAK_N, PEAK_N), dtype=np.float32)
-
-    def __enter__(self) -> MatmulProbe:
-        if self.engine == "torch":
-            import torch
-
-            torch.set_num_threads(self.threads)
-            self._ta, self._tb = torch.from_numpy(self.a), torch.from_numpy(self.b)
-        else:
-            import onnxruntime as ort
-            from onnx import TensorProto, helper
-
-            n = PEAK_N
-            graph = helper.make_graph(
-                [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul_peak",
-                [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")],
-                [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-            model.ir_version = 8
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            self._session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._ta = self._tb = self._session = None
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.engine == "torch":
-            return {"c": (self._ta @ self._tb).numpy()}
-        return {"c": self._session.run(None, {"a": self.a, "b": self.b})[0]}
 
 
 def make_feeds(window_seconds: float, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -85,15 +35,13 @@ def latency_stats(times_s: list[float], window_seconds: float, batch: int) -> di
     t = np.asarray(times_s, dtype=np.float64) * 1000.0
     p50, p95, p99 = (float(np.percentile(t, q)) for q in (50, 95, 99))
     audio = window_seconds * batch
-    return {
-        "n": len(t), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "min_ms": float(t.min()), "mean_ms": float(t.mean()),
-        "audio_s_per_s": audio / (p50 / 1000.0), "utterances_per_s": batch / (p50 / 1000.0), "rtf": (p50 / 1000.0) / audio,
-    }
+    return {"n": len(t), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "min_ms": float(t.min()), "mean_ms": float(t.mean()),
+            "audio_s_per_s": audio / (p50 / 1000.0), "utterances_per_s": batch / (p50 / 1000.0), "rtf": (p50 / 1000.0) / audio}
 
 
-def _timed(runner: Runner, feeds: dict[str, np.ndarray]) -> float:
+def timed(call: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
-    runner.infer(feeds)
+    call()
     return time.perf_counter() - t0
 
 
@@ -110,16 +58,15 @@ def interleaved(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeat
     clamp(cell_seconds / latency, min_repeats, repeats or its cap) timed calls, spread over the rounds."""
     counts = {}
     for name, runner in runners.items():
-        est = min(_timed(runner, feeds) for _ in range(max(warmup, 1)))
+        est = min(timed(lambda: runner.infer(feeds)) for _ in range(max(warmup, 1)))
         most = min(repeats, (caps or {}).get(name, repeats))
         counts[name] = max(min(most, int(cell_seconds / max(est, 1e-6))), min(min_repeats, most))
     rounds = max(1, min(ROUNDS, *counts.values()))
     times: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(rounds):
         for name, runner in runners.items():
-            share = round_share(counts[name], r, rounds)
             time.sleep(PAUSE_S)
-            times[name] += [_timed(runner, feeds) for _ in range(share)]
+            times[name] += [timed(lambda: runner.infer(feeds)) for _ in range(round_share(counts[name], r, rounds))]
     return times
 
 
@@ -128,42 +75,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-def logit_agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    """Logits (N, num_labels) against reference ones: cosine of all of them, the worst row's cosine, and
-    the max abs error and top-1 agreement of export's validation (`export.validate.compare`)."""
-    c = compare("logits", ref, got, atol=np.inf, rtol=0.0, min_agreement=0.0)
-    return {"cosine": cosine(ref, got), "min_cosine": min(cosine(r, g) for r, g in zip(ref, got)),
-            "max_abs": c.max_abs, "top1_agreement": c.agreement}
-
-
-def agreement(reference: Runner, others: dict[str, Runner], num: int = 6, seed: int = 0) -> dict[str, Any]:
-    """`logit_agreement` of each runner vs `reference` over `num` speech-like inputs of 1-4 s (batch 1)."""
-    rng = np.random.default_rng(seed)
-    clips = [speech_like(float(s), rng) for s in np.linspace(1.0, 4.0, num)]
-    ref = run_batches(reference, clips, batch_size=1)
-    return {name: {**logit_agreement(ref, run_batches(r, clips, batch_size=1)), "inputs": num} for name, r in others.items()}
-
-
-@dataclass
-class StreamRun:
-    audio_seconds: float
-    wall_seconds: float
-    windows: int
-    engine_ms: float  # sum of WindowResult.latency_ms
-    overhead_ms: float  # sum of WindowResult.overhead_ms (the runtime's own work per window)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **vars(self), "rtf": self.wall_seconds / self.audio_seconds, "keeps_up": self.wall_seconds < self.audio_seconds,
-            "overhead_share": self.overhead_ms / (1000.0 * self.wall_seconds),
-            # everything but the engine call: push() bookkeeping, ring writes, this loop's slicing
-            "non_engine_share": 1.0 - self.engine_ms / (1000.0 * self.wall_seconds),
-            "mean_engine_ms": self.engine_ms / max(self.windows, 1),
-        }
-
-
 def stream_run(runner: Runner, labels: list[str], seconds: float = 60.0, window: float = 2.0, hop: float = 1.0,
-               chunk_seconds: float = 0.1, seed: int = 0) -> StreamRun:
+               chunk_seconds: float = 0.1, seed: int = 0) -> dict[str, Any]:
     """EmotionStream over `seconds` of speech-like audio pushed in microphone-sized chunks, as fast as
     the engine allows: wall time vs audio time, and the stream's own share of it."""
     from ..runtime.stream import EmotionStream, StreamConfig
@@ -171,14 +84,16 @@ def stream_run(runner: Runner, labels: list[str], seconds: float = 60.0, window:
     audio = speech_like(seconds, np.random.default_rng(seed))
     stream = EmotionStream(runner, labels, StreamConfig(window_seconds=window, hop_seconds=hop))
     chunk = int(chunk_seconds * SAMPLE_RATE)
-    results = []
     t0 = time.perf_counter()
-    for start in range(0, len(audio), chunk):
-        results += stream.push(audio[start : start + chunk])
+    results = [r for start in range(0, len(audio), chunk) for r in stream.push(audio[start : start + chunk])]
     results += stream.flush()
     wall = time.perf_counter() - t0
-    return StreamRun(audio_seconds=seconds, wall_seconds=wall, windows=len(results),
-                     engine_ms=sum(r.latency_ms for r in results), overhead_ms=sum(r.overhead_ms for r in results))
+    engine_ms, overhead_ms = sum(r.latency_ms for r in results), sum(r.overhead_ms for r in results)
+    return {"audio_seconds": seconds, "wall_seconds": wall, "windows": len(results), "engine_ms": engine_ms,
+            "overhead_ms": overhead_ms, "rtf": wall / seconds, "keeps_up": wall < seconds,
+            "overhead_share": overhead_ms / (1000.0 * wall),  # WindowResult.overhead_ms: the runtime's own work
+            # everything but the engine call: push() bookkeeping, ring writes, this loop's slicing
+            "non_engine_share": 1.0 - engine_ms / (1000.0 * wall), "mean_engine_ms": engine_ms / max(len(results), 1)}
 
 
 def multistream_run(runner: Runner, labels: list[str], streams: int = 4, seconds: float = 10.0, window: float = 2.0,
@@ -192,21 +107,15 @@ def multistream_run(runner: Runner, labels: list[str], streams: int = 4, seconds
     config = StreamConfig(window_seconds=window, hop_seconds=hop)
     audio = [speech_like(seconds, np.random.default_rng([7, i])) for i in range(streams)]
     chunk = int(chunk_seconds * SAMPLE_RATE)
-    ticks = range(0, len(audio[0]), chunk)
+    ticks = [{i: a[start : start + chunk] for i, a in enumerate(audio)} for start in range(0, len(audio[0]), chunk)]
 
     def alone() -> int:
         each = [EmotionStream(runner, labels, config) for _ in range(streams)]
-        n = 0
-        for start in ticks:
-            for s, a in zip(each, audio):
-                n += len(s.push(a[start : start + chunk]))
-        return n + sum(len(s.flush()) for s in each)
+        return sum(len(each[i].push(c)) for tick in ticks for i, c in tick.items()) + sum(len(s.flush()) for s in each)
 
     def batched() -> int:
         multi = MultiStream(runner, labels, config, max_batch=streams, stream_ids=range(streams))
-        n = 0
-        for start in ticks:
-            n += sum(len(r) for r in multi.push({i: a[start : start + chunk] for i, a in enumerate(audio)}).values())
+        n = sum(len(r) for tick in ticks for r in multi.push(tick).values())
         return n + sum(len(r) for r in multi.flush_all().values())
 
     walls: dict[str, list[float]] = {"alone": [], "batched": []}
@@ -218,6 +127,5 @@ def multistream_run(runner: Runner, labels: list[str], streams: int = 4, seconds
             windows[mode] = fn()
             walls[mode].append(time.perf_counter() - t0)
     wall = {k: float(np.median(v)) for k, v in walls.items()}
-    audio_s = streams * seconds
     return {"streams": streams, "seconds_per_stream": seconds, "windows": windows, "wall_s": wall, "runs": walls,
-            "rtf": {k: v / audio_s for k, v in wall.items()}, "batched_speedup": wall["alone"] / wall["batched"]}
+            "rtf": {k: v / (streams * seconds) for k, v in wall.items()}, "batched_speedup": wall["alone"] / wall["batched"]}

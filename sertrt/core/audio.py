@@ -7,6 +7,7 @@ utterance, `(B, num_samples)` for a batch, `(B,)` int64 lengths beside it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,28 @@ def pad_batch(clips: list[np.ndarray], min_samples: int = 0) -> tuple[np.ndarray
     for row, clip in enumerate(clips):
         waveform[row, : len(clip)] = clip
     return waveform, lengths
+
+
+def run_batched(lengths: Sequence[float], load: Callable[[int], np.ndarray],
+                run: Callable[[np.ndarray, np.ndarray], np.ndarray], batch_size: int, min_samples: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Rows of `run(waveform (B, num_samples), lengths (B,))` for the clips `load(i)`, i < len(lengths), stacked
+    in input order. Clips go `batch_size` at a time in order of `lengths` (similar lengths together: less padding),
+    each loaded when its batch runs (memory holds one batch) and padded by pad_batch. `progress(done, total)` before
+    each batch and at the end. The one sort -> pad -> run -> unsort of evaluate, the API and parity."""
+    order = np.argsort(lengths, kind="stable")
+    out = np.empty((0,), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        if progress is not None:
+            progress(start, len(order))
+        rows = order[start : start + batch_size]
+        result = np.asarray(run(*pad_batch([load(int(i)) for i in rows], min_samples)))
+        if start == 0:
+            out = np.empty((len(order), *result.shape[1:]), dtype=result.dtype)
+        out[rows] = result
+    if progress is not None:
+        progress(len(order), len(order))
+    return out
 
 
 def resample(audio: np.ndarray, orig_rate: int, rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -70,6 +70,7 @@ class BundleCard:
     graph: dict[str, Any] = field(default_factory=dict)  # how the exported graph was simplified
     tensorrt_audit: dict[str, Any] | None = None  # sertrt.export.tensorrt_audit's report (None: int8-dynamic)
     cpu_target: str | None = None  # int8-dynamic: the CPU its weights suit (precisions.CPU_TARGETS); None: any
+    timings: dict[str, float] = field(default_factory=dict)  # export stage -> seconds (up to writing the bundle)
     local_files: dict[str, str] = field(default_factory=dict)  # added on the device: hashed, not signed
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this sertrt does not know, kept as written
@@ -115,6 +116,8 @@ class BundleCard:
             d["tensorrt_audit"] = self.tensorrt_audit
         if self.cpu_target is not None:
             d["cpu_target"] = self.cpu_target
+        if self.timings:
+            d["timings"] = self.timings
         if self.local_files:
             d[LOCAL_FILES] = self.local_files
         return d
@@ -153,6 +156,7 @@ class BundleCard:
             validation=need("validation", dict, optional=True) or {}, accuracy=need("accuracy", dict, optional=True),
             engine=need("engine", dict, optional=True), local_files=local, graph=need("graph", dict, optional=True) or {},
             tensorrt_audit=need("tensorrt_audit", dict, optional=True), cpu_target=need("cpu_target", str, optional=True),
+            timings=need("timings", dict, optional=True) or {},
             format_version=need("format_version", int), extra={k: v for k, v in d.items() if k not in known})
         if card.sample_rate <= 0:
             raise SertrtError(f"{where}: field 'sample_rate' must be positive, got {card.sample_rate}")

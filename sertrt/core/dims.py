@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .audio import SAMPLE_RATE
+from .choices import STRATEGIES  # noqa: F401  (model.ser reads it here)
 from .labels import LABELS
-
-STRATEGIES = ("frozen", "semi", "full")
 
 
 @dataclass

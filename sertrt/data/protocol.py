@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
+from ..core.choices import PROTOCOLS
 from ..core.errors import SertrtError
 from ..core.manifest import Utterance, read_manifest, write_manifest
 from .split import split_utterances
-
-PROTOCOLS = ("random", "speaker", "session")
 
 
 @dataclass

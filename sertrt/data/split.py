@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.choices import GROUPINGS
 from ..core.errors import SertrtError
 from ..core.manifest import Utterance, read_manifest, write_manifest
 
-GROUPINGS = ("auto", "none", "speaker")  # auto: speaker where every utterance names one, else none
 SPEAKER_INDEPENDENT, SPEAKER_DEPENDENT = "speaker-independent", "speaker-dependent"
 
 

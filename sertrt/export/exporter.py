@@ -1,7 +1,8 @@
-"""`sertrt export RUN --precision {fp32,fp16,int8,int8-dynamic} --out BUNDLE`: checkpoint -> validated bundle.
+"""`sertrt export RUN --precision {fp32,fp16,int8,int8-dynamic}... --out BUNDLE`: checkpoint -> validated bundle(s).
 
     1. rebuild the model from its checkpoint (no hub, no config file)
-    2. export FP32 ONNX (spec: names, dynamic axes, opset), simplified with onnxslim
+    2. export FP32 ONNX (spec: names, dynamic axes, opset), simplified with onnxslim; PyTorch's outputs on the
+       validation signals. Both once per run, however many precisions are asked for (each to OUT/<precision>)
     3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest (TensorRT's);
        int8-dynamic: MatMul-only dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
     4. validate against PyTorch at untraced shapes (fails loudly with a per-output table); audit the graph
@@ -9,21 +10,25 @@
     5. `score` (sertrt.verify's comparison, wired in by the CLI): WA/UA of the bundle vs PyTorch FP32 on real
        utterances (--test-manifest, else for INT8 the calibration manifest's held-out part), recorded as the
        card's `accuracy`; an INT8 bundle outside its parity limits there is refused (chirps cannot gate it)
-    6. the bundle card (manifest.json) with every file's sha256; the bundle appears at once, complete, or
-       not at all
+    6. the bundle card (manifest.json) with every file's sha256 and every stage's seconds (`timings`, also
+       printed as each ends); the bundle appears at once, complete, or not at all
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import platform
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .. import __version__
 from ..core.bundle import (
+    CARD,
     ENGINE_FILE,
     BundleCard,
     check_replaceable_bundle,
@@ -41,7 +46,7 @@ from ..model.io import load_model
 from .onnx_export import export_onnx, simplify_onnx, stamp_metadata
 from .spec import ExportSpec, Profile
 from .tensorrt_audit import audit_onnx, format_audit
-from .validate import validate_onnx
+from .validate import torch_references, validate_onnx, validation_batches
 
 MODEL_FILE = "model.onnx"
 
@@ -50,7 +55,7 @@ MODEL_FILE = "model.onnx"
 class ExportOptions:
     run: Path  # run directory (best.safetensors) or a checkpoint file
     out: Path
-    precision: str = "fp32"
+    precision: str = "fp32"  # or several, comma-separated (fp32,int8-dynamic): one bundle each, in out/<precision>
     calib_manifest: Path | None = None
     calib_utterances: int = 64
     calibration: str | None = None  # int8: minmax, percentile or entropy (default precision.DEFAULT_CALIBRATION)
@@ -79,52 +84,68 @@ MIN_GATE_UTTERANCES = 16  # an INT8 gate on fewer real utterances says little
 MAX_GATE_UTTERANCES = 256  # of a calibration manifest's held-out part: a flip moves agreement by 0.4%, in seconds
 
 
-def _gate_manifest(opts: ExportOptions, scratch: Path) -> tuple[Path | None, str | None]:
+def export_precisions(precision: str) -> tuple[str, ...]:
+    """`--precision fp32` or several, comma-separated (`fp32,int8-dynamic`), in PRECISIONS order (fp32 first)."""
+    names = [p.strip() for p in precision.split(",")]
+    for name in names:
+        if name not in PRECISIONS:
+            raise SertrtError(f"unknown precision {name!r} (valid: {', '.join(PRECISIONS)}, or several comma-separated)")
+    if len(set(names)) != len(names):
+        raise SertrtError(f"--precision {precision}: a precision given twice")
+    return tuple(p for p in PRECISIONS if p in names)
+
+
+def bundle_paths(opts: ExportOptions) -> dict[str, Path]:
+    """precision -> bundle directory: `out` itself for one precision, `out/<precision>` for each of several."""
+    precisions = export_precisions(opts.precision)
+    out = Path(opts.out)
+    return {precisions[0]: out} if len(precisions) == 1 else {p: out / p for p in precisions}
+
+
+def _gate_manifest(opts: ExportOptions, precision: str, scratch: Path) -> tuple[Path | None, str | None]:
     """(manifest the bundle is scored on, how the card names it): --test-manifest, else for a gated precision
     the part of --calib-manifest it was not calibrated on (int8-dynamic calibrates on nothing: all of it)."""
     if opts.test_manifest is not None:
         return opts.test_manifest, str(opts.test_manifest)
-    if not (LIMITS[opts.precision].gated and opts.gate):
+    if not (LIMITS[precision].gated and opts.gate):
         return None, None
     from ..core.manifest import write_manifest
     from .precision import split_calibration
 
-    num = opts.calib_utterances if opts.precision == "int8" else 0  # int8-dynamic calibrates on nothing
+    num = opts.calib_utterances if precision == "int8" else 0  # int8-dynamic calibrates on nothing
     calibrated, held_out = split_calibration(opts.calib_manifest, num=num, min_utterances=min(num, 16),
                                              max_held_out=MAX_GATE_UTTERANCES)
     if len(held_out) < MIN_GATE_UTTERANCES:
         raise SertrtError(f"{opts.calib_manifest}: {len(held_out)} utterance(s) left after the {len(calibrated)} "
-                          f"calibrated on; --precision {opts.precision} is gated on at least {MIN_GATE_UTTERANCES} "
+                          f"calibrated on; --precision {precision} is gated on at least {MIN_GATE_UTTERANCES} "
                           "held-out utterances: pass --test-manifest or a larger --calib-manifest")
-    path = scratch / "gate_manifest.jsonl"
+    path = scratch / f"gate_manifest.{precision}.jsonl"
     write_manifest(path, held_out)
     return path, f"{opts.calib_manifest} ({len(held_out)} utterances not calibrated on)"
 
 
-def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score: Scorer | None = None) -> BundleCard:
-    if opts.precision not in PRECISIONS:
-        raise SertrtError(f"unknown precision {opts.precision!r} (valid: {', '.join(PRECISIONS)})")
-    if opts.precision == "int8" and opts.calib_manifest is None:
+def _check_options(opts: ExportOptions, precisions: tuple[str, ...], score: Scorer | None) -> None:
+    """Every refusal before minutes of export, not after."""
+    if "int8" in precisions and opts.calib_manifest is None:
         raise SertrtError("--precision int8 needs --calib-manifest (utterances to calibrate activation ranges on)")
-    if opts.precision == "int8" and opts.calib_utterances < 16:  # checked before minutes of export, not after
+    if "int8" in precisions and opts.calib_utterances < 16:
         raise SertrtError(f"--calib-utterances {opts.calib_utterances}: INT8 calibration needs at least 16")
-    if opts.precision == "int8-dynamic" and opts.engine:
+    if "int8-dynamic" in precisions and opts.engine:
         from .tensorrt_engine import INT8_DYNAMIC_REFUSED
 
         raise SertrtError(INT8_DYNAMIC_REFUSED)
-    limits = LIMITS[opts.precision]
-    gated = limits.gated and opts.gate
+    gated = [p for p in precisions if LIMITS[p].gated and opts.gate]
     if gated and opts.test_manifest is None and opts.calib_manifest is None:
-        raise SertrtError(f"--precision {opts.precision} is gated on real utterances: pass --test-manifest "
+        raise SertrtError(f"--precision {gated[0]} is gated on real utterances: pass --test-manifest "
                           "(or --calib-manifest, scored on its utterances not calibrated on)")
     if opts.calibration is not None:
         from .precision.int8 import CALIBRATION_METHODS
 
-        if opts.precision != "int8":
+        if "int8" not in precisions:
             raise SertrtError(f"--calibration: only --precision int8 is calibrated, not {opts.precision}")
         if opts.calibration not in CALIBRATION_METHODS:
             raise SertrtError(f"--calibration {opts.calibration}: unknown (valid: {', '.join(CALIBRATION_METHODS)})")
-    if opts.cpu_target is not None and opts.precision != "int8-dynamic":
+    if opts.cpu_target is not None and "int8-dynamic" not in precisions:
         raise SertrtError(f"--cpu-target: only --precision int8-dynamic is made for a CPU, not {opts.precision}")
     if opts.cpu_target not in (None, *CPU_TARGETS):
         raise SertrtError(f"--cpu-target {opts.cpu_target}: unknown (valid: {', '.join(CPU_TARGETS)})")
@@ -132,78 +153,146 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
         raise ValueError("export_bundle: scoring on real utterances needs score= (sertrt.verify.compare.manifest_scorer)")
     if opts.sign is not None:
         sign(b"", opts.sign)  # a bad key is refused now, not after minutes of export
-    if Path(opts.out).exists() and not opts.overwrite:
-        raise SertrtError(f"{opts.out}: already exists; pass --overwrite to replace it")
-    check_replaceable_bundle(opts.out)  # --overwrite replaces a bundle, never anything else
+    if len(precisions) > 1 and (Path(opts.out) / CARD).exists():
+        raise SertrtError(f"{opts.out}: a bundle; several precisions go into a folder of bundles (OUT/<precision>)")
+    for out in bundle_paths(opts).values():
+        if out.exists() and not opts.overwrite:
+            raise SertrtError(f"{out}: already exists; pass --overwrite to replace it")
+        check_replaceable_bundle(out)  # --overwrite replaces a bundle, never anything else
     opts.profile.check()
-    ckpt = resolve_checkpoint(Path(opts.run))
-    model, header = load_model(ckpt)
-    dims = header.dims
-    spec = ExportSpec(labels=tuple(dims.labels), sample_rate=dims.sample_rate, profile=opts.profile)
 
-    staged = staging_dir(opts.out)
-    scratch = Path(tempfile.mkdtemp(prefix="sertrt-export-"))
+
+@contextlib.contextmanager
+def _stage(timings: dict[str, float], name: str, log: Callable[[str], None], label: str = "") -> Iterator[None]:
+    """Time one stage of the export into `timings` (seconds) and say it in one line."""
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 2)
+    log(f"  {label}{name}: {timings[name]:.1f} s")
+
+
+def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score: Scorer | None = None) -> BundleCard:
+    """One precision's bundle at `opts.out` (export_bundles for several)."""
+    if len(export_precisions(opts.precision)) != 1:
+        raise SertrtError(f"--precision {opts.precision}: one precision here (export_bundles takes several)")
+    (card,) = export_bundles(opts, log, score).values()
+    return card
+
+
+def export_bundles(opts: ExportOptions, log: Callable[[str], None] = print,
+                   score: Scorer | None = None) -> dict[str, BundleCard]:
+    """precision -> card of each bundle written (bundle_paths). The FP32 graph, its simplification and PyTorch's
+    reference outputs are made once and shared by every precision; each bundle is written once its own checks
+    pass (a failing one stops the run: no bundle for it or those after it)."""
+    precisions = export_precisions(opts.precision)
+    _check_options(opts, precisions, score)
+    outs = bundle_paths(opts)
+    timings: dict[str, float] = {}
+    ckpt = resolve_checkpoint(Path(opts.run))
+    staged: dict[str, Path] = {}
+    scratch: Path | None = None
     try:
-        gate_manifest, gate_name = _gate_manifest(opts, scratch)
+        for p, out in outs.items():  # an unwritable --out fails here, before the work
+            staged[p] = staging_dir(out)
+        scratch = Path(tempfile.mkdtemp(prefix="sertrt-export-"))
+        gates = {p: _gate_manifest(opts, p, scratch) for p in precisions}
+        with _stage(timings, "load checkpoint", log):
+            model, header = load_model(ckpt)
+            source = {"path": str(ckpt), "sha256": sha256_file(ckpt), "epoch": header.epoch,
+                      "metrics": {k: header.metrics.get(k) for k in ("wa", "ua", "macro_f1")},
+                      "upstream": header.dims.upstream.name, "head": header.dims.head.kind, **header.dims.upstream.layers}
+        spec = ExportSpec(labels=tuple(header.dims.labels), sample_rate=header.dims.sample_rate, profile=opts.profile)
+        fp32 = staged[precisions[-1]] / "model.fp32.onnx"  # in the last bundle's folder: it outlives the others
         log(f"exporting {ckpt} to ONNX (opset {spec.opset})")
-        fp32 = export_onnx(model, staged / "model.fp32.onnx", spec)
-        graph = simplify_onnx(fp32)
+        with _stage(timings, "torch.onnx.export", log):
+            export_onnx(model, fp32, spec)
+        with _stage(timings, "onnxslim", log):  # stamped as the fp32 bundle's model; other precisions restamp theirs
+            graph = simplify_onnx(fp32, onnx_metadata("fp32", spec.labels, spec.sample_rate, spec.to_dict()))
         log(f"simplified with {graph['tool']}: {graph['nodes_before']} -> {graph['nodes_after']} nodes")
-        precision_report: dict[str, Any] = {}
-        target = staged / MODEL_FILE
-        if opts.precision == "fp32":
+        with _stage(timings, "torch reference", log):
+            references = torch_references(model, validation_batches(
+                spec.sample_rate, opts.profile.max_samples / spec.sample_rate), spec.sample_rate)
+        del model  # several GB for xlsr-53; every check from here on reads the references
+        cards = {}
+        for i, precision in enumerate(precisions):
+            card = _finish(opts, precision, fp32, staged[precision], spec, gates[precision], references, score,
+                           dict(timings), log, last=i == len(precisions) - 1)
+            card = dataclasses.replace(card, source_checkpoint=source, graph=graph)
+            with _stage({}, "hash and write", log, f"{precision} " if len(precisions) > 1 else ""):
+                write_bundle(outs[precision], staged[precision], card, overwrite=opts.overwrite, sign_key=opts.sign)
+            cards[precision] = load_bundle(outs[precision], verify=False)
+    finally:
+        for path in (*staged.values(), scratch):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+    return cards
+
+
+def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec: ExportSpec,
+            gate: tuple[Path | None, str | None], references: list, score: Scorer | None,
+            timings: dict[str, float], log: Callable[[str], None], last: bool) -> BundleCard:
+    """One precision from the simplified FP32 graph: convert, stamp, validate, audit, score (and build an engine)
+    in `staged`; `last`: the FP32 graph is not needed after this one."""
+    label = f"{precision} " if opts.precision != precision else ""
+    limits = LIMITS[precision]
+    gated = limits.gated and opts.gate
+    precision_report: dict[str, Any] = {}
+    target = staged / MODEL_FILE
+    if precision == "fp32":
+        if last:
             fp32.rename(target)
         else:
-            from . import precision as prec
+            shutil.copyfile(fp32, target)
+    else:
+        from . import precision as prec
 
-            if opts.precision == "fp16":
+        with _stage(timings, "precision", log, label):
+            if precision == "fp16":
                 precision_report = prec.to_fp16(fp32, target)
-            elif opts.precision == "int8-dynamic":
+            elif precision == "int8-dynamic":
                 precision_report = prec.to_int8_dynamic(fp32, target, cpu_target=opts.cpu_target or DEFAULT_CPU_TARGET)
             else:
                 calib = prec.manifest_calibration(opts.calib_manifest, num=opts.calib_utterances,
                                                   seconds=spec.window_seconds)
                 log(f"calibrating INT8 on {len(calib)} utterances from {opts.calib_manifest}")
                 precision_report = prec.to_int8(fp32, target, calib, method=opts.calibration or prec.DEFAULT_CALIBRATION)
+        if last:
             fp32.unlink()
-        # self-describing: labels, rate, window, precision and I/O ride in the model itself (validated as shipped)
-        stamp_metadata(target, onnx_metadata(opts.precision, spec.labels, spec.sample_rate, spec.to_dict()))
-        log(f"validating {opts.precision} ONNX against PyTorch at untraced shapes")
-        validation = validate_onnx(model, target, opts.precision, spec.sample_rate)
-        log(validation["table"])
-        if not validation["passed"]:
-            raise CheckFailed(f"{opts.precision} ONNX does not match PyTorch within tolerance (table above); no bundle written")
-        audit = None
-        if opts.precision != "int8-dynamic":  # ONNX Runtime CPU's artifact: never given to TensorRT
-            audit = audit_onnx(target, opts.precision)
-            log(format_audit(audit))
-        accuracy = None
-        if gate_manifest is not None:
-            accuracy = {**score(target, spec.labels, opts.precision, gate_manifest), "manifest": gate_name}
-            d = accuracy["delta_points"]
-            log(f"{gate_name}: UA torch {accuracy['torch']['ua']:.1%} -> {opts.precision} "
-                f"{accuracy['engine']['ua']:.1%} ({d['ua']:+.1f} points), top-1 agreement {accuracy['agreement']:.1%}")
-            failures = limits.parity_failures(accuracy["agreement"], d["ua"]) if gated else []
-            if failures:
-                raise CheckFailed(f"{opts.precision} ONNX vs PyTorch on {gate_name}: {'; '.join(failures)}; no bundle written")
-        engine = None
-        if opts.engine:
-            from .tensorrt_engine import EngineOptions, build_engine
+        with _stage(timings, "metadata", log, label):
+            # self-describing: labels, rate, window, precision and I/O ride in the model itself (validated as shipped)
+            stamp_metadata(target, onnx_metadata(precision, spec.labels, spec.sample_rate, spec.to_dict()))
+    log(f"validating {precision} ONNX against PyTorch at untraced shapes")
+    with _stage(timings, "validate", log, label):
+        validation = validate_onnx(target, precision, references)
+    log(validation["table"])
+    if not validation["passed"]:
+        raise CheckFailed(f"{precision} ONNX does not match PyTorch within tolerance (table above); no bundle written")
+    audit = None
+    if precision != "int8-dynamic":  # ONNX Runtime CPU's artifact: never given to TensorRT
+        with _stage(timings, "tensorrt audit", log, label):
+            audit = audit_onnx(target, precision)
+        log(format_audit(audit))
+    gate_manifest, gate_name = gate
+    accuracy = None
+    if gate_manifest is not None:
+        with _stage(timings, "score", log, label):
+            accuracy = {**score(target, spec.labels, precision, gate_manifest), "manifest": gate_name}
+        d = accuracy["delta_points"]
+        log(f"{gate_name}: UA torch {accuracy['torch']['ua']:.1%} -> {precision} "
+            f"{accuracy['engine']['ua']:.1%} ({d['ua']:+.1f} points), top-1 agreement {accuracy['agreement']:.1%}")
+        failures = limits.parity_failures(accuracy["agreement"], d["ua"]) if gated else []
+        if failures:
+            raise CheckFailed(f"{precision} ONNX vs PyTorch on {gate_name}: {'; '.join(failures)}; no bundle written")
+    engine = None
+    if opts.engine:
+        from .tensorrt_engine import EngineOptions, build_engine
 
-            engine = build_engine(EngineOptions(onnx=target, out=staged / ENGINE_FILE, precision=opts.precision,
+        with _stage(timings, "tensorrt engine", log, label):
+            engine = build_engine(EngineOptions(onnx=target, out=staged / ENGINE_FILE, precision=precision,
                                                 profile=opts.profile))
-        card = BundleCard(
-            precision=opts.precision, model=MODEL_FILE, labels=spec.labels, sample_rate=spec.sample_rate,
-            spec=spec.to_dict(), opset=spec.opset,
-            source_checkpoint={"path": str(ckpt), "sha256": sha256_file(ckpt), "epoch": header.epoch,
-                               "metrics": {k: header.metrics.get(k) for k in ("wa", "ua", "macro_f1")},
-                               "upstream": dims.upstream.name, "head": dims.head.kind, **dims.upstream.layers},
-            versions=_versions(), precision_report=precision_report,
-            validation={k: v for k, v in validation.items() if k != "table"}, accuracy=accuracy, engine=engine,
-            graph=graph, tensorrt_audit=audit, cpu_target=precision_report.get("cpu_target"),
-        )
-        write_bundle(opts.out, staged, card, overwrite=opts.overwrite, sign_key=opts.sign)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
-    return load_bundle(opts.out, verify=False)
+    return BundleCard(
+        precision=precision, model=MODEL_FILE, labels=spec.labels, sample_rate=spec.sample_rate,
+        spec=spec.to_dict(), opset=spec.opset, versions=_versions(), precision_report=precision_report,
+        validation={k: v for k, v in validation.items() if k != "table"}, accuracy=accuracy, engine=engine,
+        tensorrt_audit=audit, cpu_target=precision_report.get("cpu_target"), timings=timings,
+    )

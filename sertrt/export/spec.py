@@ -40,9 +40,9 @@ DYNAMIC_AXES = {
     "logits": {0: "batch"},
 }
 
-# Validation runs at shapes the export never traced: 0.5 s to 30 s, batches of 1, 3 and 8.
-VALIDATION_SECONDS = (0.5, 1.3, 2.0, 7.7, 30.0)
-VALIDATION_BATCHES = (1, 3, 8)
+# Validation runs at shapes the export never traced (2 s at batch 2): the profile's longest input alone, and a
+# batch of three short rows (the shortest mostly padding), each also alone.
+VALIDATION_SECONDS = (0.5, 1.7, 1.3)
 
 
 @dataclass

@@ -27,6 +27,7 @@ come from ONNX Runtime's symbolic shape inference.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,6 +86,43 @@ def _nodes(graph) -> list:
     return out
 
 
+WEIGHT_TYPES = (1, 10, 16, 11, 3, 2)  # FP32, FP16, BF16, DOUBLE, INT8, UINT8: weights, never shape values
+
+
+def split_weights(model) -> tuple[Any, dict[str, Any]]:
+    """(the model with its weight matrices as graph inputs of the same type and shape, name -> TensorProto of
+    them). What reads shapes and structure only (shape inference, onnxslim) reads this instead of gigabytes:
+    a weight is a float or int8 initializer of rank >= 2 and more than 64 values that no all-constant node reads
+    (a computation on weights alone is folded, so its inputs keep their values)."""
+    from onnx import helper
+
+    g = model.graph
+    constant = set(constant_tensors(g))
+    folded = {i for n in g.node if n.input and all(i in constant or not i for i in n.input) for i in n.input}
+    weights = {t.name: t for t in g.initializer if t.data_type in WEIGHT_TYPES and len(t.dims) >= 2
+               and math.prod(t.dims) > 64 and t.name not in folded}
+    graph = helper.make_graph(
+        list(g.node), g.name, [*g.input, *(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                                           for t in weights.values())],
+        list(g.output), initializer=[t for t in g.initializer if t.name not in weights], value_info=list(g.value_info))
+    light = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
+                              producer_name=model.producer_name, producer_version=model.producer_version)
+    light.metadata_props.extend(model.metadata_props)
+    return light, weights
+
+
+def join_weights(light, weights: dict[str, Any]):
+    """split_weights undone on `light` (or on what onnxslim made of it): the weights it still reads become
+    initializers again, in place; returns it."""
+    g = light.graph
+    used = {i for n in g.node for i in n.input}
+    kept = [i for i in g.input if i.name not in weights]
+    del g.input[:]
+    g.input.extend(kept)
+    g.initializer.extend(t for name, t in weights.items() if name in used)
+    return light
+
+
 def _infer_shapes(model):
     """(model with value_info, error or None): ONNX Runtime's symbolic shape inference, which names every
     dimension by an expression of the inputs' symbols."""
@@ -127,7 +165,7 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
         if not lo <= opset <= hi:
             findings.append(Finding("opset", "model", f"opset {opset} is outside {lo}..{hi}", (version,)))
 
-    inferred, shape_error = _infer_shapes(model)
+    inferred, shape_error = _infer_shapes(split_weights(model)[0])  # shapes need no weight values
     types: dict[str, int] = {}
     shapes: dict[str, list | None] = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from ..core.atomic import naming
 from ..core.bundle import ENGINE_FILE, load_bundle
+from ..core.choices import TRITON_KINDS as KINDS
 from ..core.errors import SertrtError
 
-KINDS = ("auto", "cpu", "gpu")
 DTYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "int32": "TYPE_INT32"}
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..core.choices import HEAD_NAMES  # noqa: F401  (model.ser and tests read them here)
 from ..core.dims import HeadDims
 from .layers import MaskedBiRNN, last_valid, lengths_to_mask, masked_mean
-
-HEAD_NAMES = ("hgfm", "fcn", "cnn-sa-dnn", "lr")
 
 
 class PerceptronAttention(nn.Module):

@@ -134,10 +134,14 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointHeader, dict[str, torch
 def load_model(path: str | Path) -> tuple[SERModel, CheckpointHeader]:
     """Rebuild the model from the checkpoint alone (no hub, no config file) and load its weights."""
     header, tensors = read_checkpoint(path)
-    model = SERModel(header.dims)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    # wav2vec2 (every tensor stored): no random init of weights about to be replaced (xlsr-53: 7.7 s -> 1.1 s);
+    # fbank/mfcc compute buffers the checkpoint does not hold
+    meta = header.dims.upstream.kind == "wav2vec2"
+    with torch.device("meta" if meta else "cpu"):
+        model = SERModel(header.dims)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=meta)
     except RuntimeError as e:
         raise SertrtError(f"{path}: weights do not match the stored dims ({str(e).splitlines()[0]})") from None
     model.eval()

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.audio import as_mono, load_audio, pad_batch, resample
+from ..core.audio import as_mono, load_audio, resample, run_batched
 from ..core.bundle import ENGINE_FILE, BundleCard
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
@@ -103,12 +103,9 @@ class Recognizer:
         pieces = [(i, clip[a:b]) for i, clip in enumerate(clips)
                   for a, b in (window_starts(len(clip), self._max_samples, self._max_samples // 2)
                                if self._max_samples and len(clip) > self._max_samples else [(0, len(clip))])]
-        order = np.argsort([len(p) for _, p in pieces], kind="stable")  # similar lengths together: less padding
-        logits = np.zeros((len(pieces), len(self.labels)), dtype=np.float64)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            waveform, lengths = pad_batch([pieces[i][1] for i in rows], self._min_samples)
-            logits[rows] = self.runner.infer({"waveform": waveform, "lengths": lengths})["logits"]
+        logits = run_batched([len(p) for _, p in pieces], lambda i: pieces[i][1],
+                             lambda w, n: self.runner.infer({"waveform": w, "lengths": n})["logits"], self.batch_size,
+                             self._min_samples).astype(np.float64)
         owner = np.array([i for i, _ in pieces])
         out = []
         for i in range(len(clips)):

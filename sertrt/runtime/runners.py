@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.choices import BACKENDS
 from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle, sha256_file
 from ..core.errors import SertrtError
 from ..core.precisions import LIMITS, cpu_target_mismatch
 from ..core.runner import Runner
 
-BACKENDS = ("ort", "trt")
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 TRT_WORKSPACE_BYTES = 2 << 30  # what `sertrt build-engine` gives TensorRT by default (--workspace-mb 2048)
 ORT_OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}

@@ -7,7 +7,7 @@ audio however long the manifest, and progress moves from the first batch on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from ..core import atomic
-from ..core.audio import SAMPLE_RATE, load_audio, pad_batch
+from ..core.audio import SAMPLE_RATE, load_audio, run_batched
 from ..core.checkpoint import resolve_checkpoint
 from ..core.errors import SertrtError
 from ..core.labels import label_index
-from ..core.manifest import Utterance, read_manifest
+from ..core.manifest import read_manifest
 from ..core.metrics import classification_report, softmax
 from ..model.io import load_model
 from ..model.ser import SERModel
@@ -55,21 +55,6 @@ def predict_logits(
         plan = plan[info.rank :: info.world_size]
     logits = score_batches(model, ((b, *data.collate(b, max_samples=max_samples)[:2]) for b in plan), len(data), device)
     return gather_rows(logits, info) if info is not None else logits
-
-
-def manifest_batches(utterances: Sequence[Utterance], batch_size: int,
-                     progress: Callable[[int, int], None] | None = None) -> Iterator[Batch]:
-    """Batches of similar length (the manifest's durations, as AudioSet.batches sorts), each decoded only when
-    asked for. `progress(done, total)` before each batch and at the end."""
-    order = np.argsort([u.duration for u in utterances], kind="stable")
-    for start in range(0, len(order), batch_size):
-        if progress is not None:
-            progress(start, len(order))
-        indices = order[start : start + batch_size].tolist()
-        waveform, lengths = pad_batch([load_audio(utterances[i].path, SAMPLE_RATE) for i in indices])
-        yield indices, torch.from_numpy(waveform), torch.from_numpy(lengths)
-    if progress is not None:
-        progress(len(order), len(order))
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
@@ -112,10 +97,16 @@ def evaluate(opts: EvaluateOptions, progress: Callable[[int, int], None] | None 
         raise SertrtError(f"--batch-size {opts.batch_size}: must be >= 1")
     ckpt = resolve_checkpoint(opts.run)
     model, header = load_model(ckpt)
-    model.to(opts.device)
+    model.to(opts.device).eval()
     utterances = read_manifest(opts.manifest)
     truth = np.array([label_index(u.label, u.path) for u in utterances], dtype=np.int64)
-    logits = score_batches(model, manifest_batches(utterances, opts.batch_size, progress), len(utterances), opts.device)
+
+    def run(waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:  # (B, num_samples), (B,) -> (B, num_labels)
+        return model(torch.from_numpy(waveform).to(opts.device), torch.from_numpy(lengths).to(opts.device)).float().cpu().numpy()
+
+    with torch.no_grad():  # batches in the order of the manifest's durations, each decoded when it is scored
+        logits = run_batched([u.duration for u in utterances], lambda i: load_audio(utterances[i].path, SAMPLE_RATE),
+                             run, opts.batch_size, progress=progress)
     labels = list(header.dims.labels)
     report = classification_report(truth, logits.argmax(1), labels)
     report.update(checkpoint=str(ckpt), manifest=str(opts.manifest), epoch=header.epoch)

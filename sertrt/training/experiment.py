@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core import atomic
 from ..core.audio import WINDOW_SAMPLES, WINDOW_SECONDS
+from ..core.choices import TABLES
 from ..core.dims import ModelDims
 from ..core.errors import SertrtError
 from ..core.labels import LABELS
@@ -44,7 +45,6 @@ from .train import TrainOptions, train
 # What each saved protocol (sertrt data protocol) holds out: the paper's random split repeats voices.
 SPLIT_KIND = {"random": "speaker-dependent", "speaker": "speaker-independent",
               "session": "speaker-independent (IEMOCAP sessions)"}
-TABLES = ("upstreams", "heads", "finetune", "transfer", "layers")
 TRANSFER_LABELS = ("happy", "angry", "sad")  # eNTERFACE has no neutral (the paper's Table III)
 
 # The paper's numbers on its real corpora with pretrained upstreams, printed beside ours for scale.

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core import atomic
 from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from ..core.choices import SCHEDULES
 from ..core.errors import SertrtError
 from ..core.manifest import read_manifest
 from ..core.outputs import claim_output_dir
@@ -77,7 +78,6 @@ class TrainOptions:
     given: frozenset[str] | None = None
 
 
-SCHEDULES = ("constant", "linear", "cosine")  # names of transformers.get_scheduler
 
 # What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
 RESUME_KEEPS = ("upstream", "pretrained", "upstream_layers", "head", "strategy", "batch_size", "lr", "head_lr", "warmup",
@@ -129,13 +129,12 @@ def with_defaults(opts: TrainOptions) -> TrainOptions:
 def resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> TrainOptions:
     """The options a resume really runs with: the run's own for everything in RESUME_KEEPS that was not
     set; a set one that differs is refused; --epochs must go beyond what is finished."""
-    path = out / "options.json"
-    stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    stored = json.loads((out / "options.json").read_text(encoding="utf-8"))
     given = set(opts.__dataclass_fields__) if opts.given is None else opts.given
     current = options_record(with_defaults(opts))  # a default derived from other options is compared as derived
     kept: dict[str, Any] = {}
     for name in RESUME_KEEPS:
-        if name not in stored or current[name] == stored[name]:
+        if current[name] == stored[name]:
             continue
         if name in given:
             raise SertrtError(f"--{name.replace('_', '-')} {current[name]}: {out} was trained with {stored[name]}, and a "

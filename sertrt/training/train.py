@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -153,19 +152,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: floa
 
 def make_optimizer(params: list[Any], lr: float, weight_decay: float, fused: bool,
                    state: dict[str, Any] | None = None) -> torch.optim.AdamW:
-    """AdamW over `params` (parameters or param_groups), `fused` (one kernel for every parameter; what CUDA runs) or torch's default. `state` (a
-    checkpoint's, saved by either kind) loads into both: the kind stays this one's, and each step count
-    moves to where this kind keeps it (fused: on the parameter's device; else a CPU scalar)."""
+    """AdamW over `params` (parameters or param_groups), `fused` (one kernel for every parameter; what CUDA runs)
+    or torch's default; `state` (last.safetensors') continues a run where it stopped."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
-    if state is None:
-        return optimizer
-    kinds = [(g["fused"], g["foreach"]) for g in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, (group_fused, foreach) in zip(optimizer.param_groups, kinds):
-        group["fused"], group["foreach"] = group_fused, foreach
-    for p, pstate in optimizer.state.items():
-        if "step" in pstate:
-            pstate["step"] = torch.as_tensor(pstate["step"], dtype=torch.float32).to(p.device if fused else "cpu")
+    if state is not None:
+        optimizer.load_state_dict(state)
     return optimizer
 
 
@@ -319,10 +310,7 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         counts_flops = fixed is None and model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
         # the peak MFU divides by: the device's datasheet peak in the training dtype; None (no MFU) where unknown
         peak = datasheet_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops else None
-        if all("optimizer_steps" in r for r in history):
-            global_step = sum(int(r["optimizer_steps"]) for r in history)
-        else:  # a run recorded before steps were counted
-            global_step = start_epoch * math.ceil(len(train_set) / opts.batch_size / info.world_size)
+        global_step = sum(int(r["optimizer_steps"]) for r in history)
         for epoch in range(start_epoch, opts.epochs):
             # checked before each epoch, so a resumed run that had stopped early stays stopped
             if opts.patience is not None and _early_stop(history, opts.patience, info):
@@ -445,9 +433,11 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                 )
         if writer is not None:
             writer.close()
+    if info.distributed:
+        dist.barrier()  # until rank 0 has written best.safetensors, which every rank then scores its share of the test set with
+    test = _score_test(best_path, test_set, test_split, opts, info) if test_set is not None and best_path.is_file() else None
     if not info.is_main:
         return {}
-    test = _score_test(best_path, test_set, test_split, opts, info) if test_set is not None and best_path.is_file() else None
     return {"out": str(out), "best_ua": best_ua, "epochs": len(history), "last": history[-1] if history else None,
             "test": test}
 
@@ -480,12 +470,14 @@ def _fixed_features(model: SERModel, data: AudioSet, batch_size: int, device: to
 
 
 def _score_test(best_path: Path, test_set: AudioSet, split: str, opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
-    """The test manifest, scored once with the best epoch's weights, recorded in best.safetensors/best.json
-    as `test_metrics` beside the validation `metrics` that chose that epoch; `split` says whether its speakers
-    were unseen (sertrt.data.split.split_kind)."""
+    """The test manifest, scored once with the best epoch's weights, each rank its share (as validation), recorded
+    by rank 0 in best.safetensors/best.json as `test_metrics` beside the validation `metrics` that chose that epoch;
+    `split` says whether its speakers were unseen (sertrt.data.split.split_kind). Other ranks return {}."""
     best, header = load_model(best_path)
     best.to(info.device)
-    logits = predict_logits(best, test_set, opts.batch_size, info.device)
+    logits = predict_logits(best, test_set, opts.batch_size, info.device, info=info)
+    if not info.is_main:
+        return {}
     report = classification_report(test_set.labels, logits.argmax(1), best.dims.labels)
     report["manifest"] = str(opts.test_manifest)
     report["split"] = split

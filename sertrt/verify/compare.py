@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.audio import RECEPTIVE_FIELD, load_audio, pad_batch
+from ..core.audio import RECEPTIVE_FIELD, load_audio, run_batched
 from ..core.labels import label_index
 from ..core.manifest import read_manifest
 from ..core.metrics import classification_report
@@ -25,15 +25,9 @@ METRICS = ("wa", "ua", "macro_f1")
 
 def run_batches(runner: Runner, clips: list[np.ndarray], batch_size: int = 8) -> np.ndarray:
     """Logits (len(clips), num_labels) float32 in clip order; clips of similar length batched together."""
-    order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths together: less padding
-    logits: list[np.ndarray | None] = [None] * len(clips)
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        waveform, lengths = pad_batch([clips[j] for j in idx], min_samples=RECEPTIVE_FIELD)
-        result = runner.infer({"waveform": waveform, "lengths": np.maximum(lengths, RECEPTIVE_FIELD)})["logits"]
-        for row, j in enumerate(idx):
-            logits[j] = result[row]
-    return np.stack(logits).astype(np.float32)
+    return run_batched([len(c) for c in clips], clips.__getitem__,
+                       lambda w, n: runner.infer({"waveform": w, "lengths": np.maximum(n, RECEPTIVE_FIELD)})["logits"],
+                       batch_size, RECEPTIVE_FIELD).astype(np.float32)
 
 
 def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict[str, Any]:

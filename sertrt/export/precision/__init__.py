@@ -13,7 +13,7 @@ One concern per module (each module's docstring says why it does what it does):
     int8         to_int8 (static QDQ for TensorRT) and zero_points, its zero-point check
     dynamic      to_int8_dynamic (the ONNX Runtime CPU artifact)
     calibration  manifest_calibration, split_calibration and the CalibrationDataReader adapter
-    surgery      in-place ONNX graph rewriting shared by the above (casts, Q/DQ rewiring, prune, sort)
+    surgery      ONNX graph rewriting shared by the above (casts, Q/DQ rewiring; cleanup and order by onnx-graphsurgeon)
 
 ONNX Runtime CPU runs all three files (the post-export check uses it). For FP16 it upcasts ops that
 have no FP16 CPU kernel, so ORT-CPU validates FP16 storage at op boundaries, not FP16 arithmetic as

@@ -18,14 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.atomic import atomic_path
-from .surgery import (
-    _drop_cast_round_trips,
-    _float_node_names,
-    _merge_duplicate_casts,
-    _opset,
-    _prune,
-    _topological_sort,
-)
+from .surgery import _drop_cast_round_trips, _float_node_names, _merge_duplicate_casts, _opset, cleanup
 
 # Op types always kept in FP32 by to_fp16 (besides onnxruntime's default list of ops without FP16).
 FP16_KEEP_OPS = (
@@ -68,8 +61,7 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     )
     merged = _merge_duplicate_casts(model.graph)
     removed = _drop_cast_round_trips(model.graph)
-    _prune(model.graph)
-    _topological_sort(model.graph)
+    model = cleanup(model)
     onnx.checker.check_model(model)
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))

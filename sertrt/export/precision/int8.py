@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...core.atomic import atomic_path
+from ...core.choices import CALIBRATION_METHODS
 from ...core.errors import SertrtError
 from .calibration import _FeedReader
-from .surgery import _opset, _prune, _qdq_only_into, _topological_sort, constant_tensors
+from .surgery import _opset, _qdq_only_into, cleanup, constant_tensors
 
 if TYPE_CHECKING:
     import onnx
@@ -50,7 +51,6 @@ INT8_OP_TYPES = ("MatMul", "Gemm")
 # residual stream directly, so its quantisation noise is never diluted: on tiny it alone cost 100x the
 # logits error of any other MatMul, for 0.2% of XLSR's MatMul FLOPs.
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 # On the demo's test speakers all three keep every answer; percentile had the smallest logits error, also once
 # convolutions were quantised too (benchmarks/results/int8-calibration.md).
 DEFAULT_CALIBRATION = "percentile"
@@ -128,8 +128,7 @@ def to_int8(
             )
         model = onnx.load(str(qdq))
         rewired = _qdq_only_into(model.graph, quantised)
-        _prune(model.graph)
-        _topological_sort(model.graph)
+        model = cleanup(model)
         onnx.checker.check_model(model)
         fp16_report = None
         if high_precision == "fp16":

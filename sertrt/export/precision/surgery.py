@@ -1,5 +1,5 @@
-"""ONNX graph surgery shared by the precision converters: rewiring, pruning, ordering and reading types
-of a GraphProto in place.
+"""ONNX graph surgery shared by the precision converters: rewiring a GraphProto in place and reading
+its types; pruning and ordering by onnx-graphsurgeon (`cleanup`).
 
 Everything here decides on the graph's tensor types and edges, never on the converters' node names,
 which differ between onnxruntime versions (tested on 1.20, 1.30 and 1.32). After onnxruntime's FP16
@@ -8,12 +8,11 @@ SSA form) are merged into one, and its FP32->FP16->FP32 Cast pairs between two F
 so the normalisation reads the FP32 waveform itself. After quantize_static, readers of a quantised
 tensor that are not quantised ops get the float tensor back instead of the Q->DQ copy ORT hands
 them. Nodes deleted or appended by a converter leave unread initializers, stale value_info and an
-order TensorRT's parser (which reads nodes in order) cannot take: _prune and _topological_sort fix both.
+order TensorRT's parser (which reads nodes in order) cannot take: `cleanup` (onnx-graphsurgeon) fixes both.
 """
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 _FLOAT, _FLOAT16 = 1, 10  # TensorProto element types
@@ -142,50 +141,10 @@ def _subgraph_inputs(node) -> set[str]:
     return names
 
 
-def _prune(graph) -> None:
-    """Drop nodes whose outputs nobody reads, then unread initializers and stale value_info
-    (deleting in place: re-adding would copy every weight)."""
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = set(outputs)
-        for n in graph.node:
-            used |= set(n.input) | _subgraph_inputs(n)
-        dead = [i for i, n in enumerate(graph.node) if not any(o in used for o in n.output if o)]
-        for i in reversed(dead):
-            del graph.node[i]
-        if not dead:
-            break
-    for i in reversed(range(len(graph.initializer))):
-        if graph.initializer[i].name not in used:
-            del graph.initializer[i]
-    names = {o for n in graph.node for o in n.output} | {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    for i in reversed(range(len(graph.value_info))):
-        if graph.value_info[i].name not in names:
-            del graph.value_info[i]
+def cleanup(model):
+    """A copy of `model` without nodes whose outputs nobody reads, unread initializers and stale
+    value_info, its nodes in topological order (the converters append theirs at the end; TensorRT's
+    parser reads nodes in order): onnx-graphsurgeon's cleanup().toposort(), the copy onnxslim ships."""
+    from onnxslim.third_party import onnx_graphsurgeon as gs
 
-
-def _topological_sort(graph) -> None:
-    """Stable topological order (the converters append their nodes at the end; TensorRT's parser
-    reads nodes in order). Subgraph reads from the outer scope count as dependencies."""
-    nodes = list(graph.node)
-    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
-    deps = [{producer[x] for x in (*n.input, *_subgraph_inputs(n)) if x in producer} for n in nodes]
-    users: list[list[int]] = [[] for _ in nodes]
-    for i, d in enumerate(deps):
-        for j in d:
-            users[j].append(i)
-    waiting = [len(d) for d in deps]
-    ready = [i for i, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(nodes[i])
-        for u in users[i]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        raise AssertionError("graph has a cycle")
-    del graph.node[:]
-    graph.node.extend(order)
+    return gs.export_onnx(gs.import_onnx(model).cleanup().toposort())
