@@ -82,8 +82,8 @@ CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch side (a
                                                                 "CUDA graph per (batch, samples) shape (CUDA only).")]
 Provider = Annotated[choice("Provider", "cpu", "cuda", "tensorrt"), typer.Option(help="ort: the execution provider.")]
 Threads = Annotated[Optional[int], typer.Option(help="ort: intra-op threads (default: ONNX Runtime's).")]
-Spinning = Annotated[Optional[bool], typer.Option("--spinning/--no-spinning",
-                                                  help="ort: intra-op threads spin between calls (default: ONNX Runtime's, on).")]
+Spinning = Annotated[bool, typer.Option("--spinning/--no-spinning",
+                                        help="ort: intra-op threads spin between calls (default off: docs/runtime.md).")]
 Trust = Annotated[Optional[Path], typer.Option(help="ed25519 public key (PEM): refuse a bundle it did not sign.")]
 AllowLocalEngine = Annotated[bool, typer.Option("--allow-local-engine", help="With --trust: load TensorRT engines built on "
                                                 "this device (unsigned; this folder's permissions protect them).")]
@@ -508,7 +508,7 @@ def stream(
     cuda_graphs: CudaGraphs = False,
     provider: Provider = "cpu",
     threads: Threads = None,
-    spinning: Spinning = None,
+    spinning: Spinning = False,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
     smoothing: choice("Smoothing", "none", "ema", "majority") = typer.Option("none", help="Label smoothing over windows."),
@@ -552,7 +552,7 @@ def parity(
     backend: Backend = "ort",
     provider: Provider = "cpu",
     threads: Threads = None,
-    spinning: Spinning = None,
+    spinning: Spinning = False,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
     silence_dbfs: Optional[float] = typer.Option(-50.0, help="Window mode: the stream's gate (as `stream`'s)."),

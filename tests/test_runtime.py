@@ -99,15 +99,16 @@ def test_ort_runner_settings_keep_the_logits(trained, precision):
     bundle = root / f"bundle-{precision}"
     inputs = [feeds(1, 0), feeds(3, 1), feeds(1, 2)]  # the binding is re-bound per call, shapes change
     assert open_runner(bundle)[0].settings() == {"provider": "cpu", "threads": None, "optimization": "all",
-                                                 "spinning": None, "io_binding": False}  # ONNX Runtime's defaults
+                                                 "spinning": False, "io_binding": False}
     runner, _ = open_runner(bundle, RunnerOptions(threads=1))  # same threads as below: only the binding differs
     with runner:
         reference = [runner.infer(f)["logits"] for f in inputs]
-    bound, _ = open_runner(bundle, RunnerOptions(threads=1, io_binding=True, spinning=False))
-    assert bound.settings() == {"provider": "cpu", "threads": 1, "optimization": "all", "spinning": False, "io_binding": True}
+        assert runner.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    bound, _ = open_runner(bundle, RunnerOptions(threads=1, io_binding=True, spinning=True))
+    assert bound.settings() == {"provider": "cpu", "threads": 1, "optimization": "all", "spinning": True, "io_binding": True}
     with bound:
         options = bound.session.get_session_options()
-        assert options.intra_op_num_threads == 1 and options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.intra_op_num_threads == 1 and options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
         for f, ref in zip(inputs, reference):
             out = bound.infer(f)
             assert list(out) == ["logits"] and out["logits"].shape == ref.shape

@@ -42,7 +42,7 @@ class RunnerOptions:
     backend: str = "ort"  # ort | trt
     provider: str = "cpu"  # ort: cpu | cuda | tensorrt
     threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
-    spinning: bool | None = None  # ort: intra-op threads spin between calls (None: ONNX Runtime's default, on)
+    spinning: bool = False  # ort: intra-op threads spin between calls (off: see OrtRunner)
     optimization: str = "all"  # ort: graph optimisation level, basic | extended | all
     io_binding: bool = False  # ort: feed and fetch through an IOBinding
     cuda_graphs: bool = False  # trt: one CUDA graph per input shape, replayed
@@ -63,12 +63,13 @@ class RunnerOptions:
 
 class OrtRunner:
     """ONNX Runtime. `optimization`: graph optimisation level ("basic", "extended", "all");
-    `spinning`: session.intra_op.allow_spinning (None: ONNX Runtime's default, which spins; False frees
-    the cores between calls, which a machine shared with other work wants); `io_binding`: feed and
+    `spinning`: session.intra_op.allow_spinning, off unless asked (ONNX Runtime's default is on): on an idle
+    2-core VNNI host spinning took 8-10% off an xlsr-53 int8 stream hop and cost 6-9% more CPU; beside another
+    job, what an edge device runs, off was faster (docs/runtime.md); `io_binding`: feed and
     fetch through an IOBinding instead of session.run."""
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
-                 optimization: str = "all", spinning: bool | None = None, io_binding: bool = False,
+                 optimization: str = "all", spinning: bool = False, io_binding: bool = False,
                  card: BundleCard | None = None, precision: str | None = None, trt_cache: Path | None = None):
         RunnerOptions(provider=provider, threads=threads, optimization=optimization).check()
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
@@ -145,8 +146,7 @@ class OrtRunner:
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION_LEVELS[self.optimization])
-        if self.spinning is not None:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         for key, value in LIMITS[self.precision].ort_config if self.precision is not None else ():
             options.add_session_config_entry(key, value)
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self.providers())
