@@ -191,7 +191,7 @@ def padded(calls: dict) -> list[dict]:
 
 def markdown(data: dict) -> str:
     m = data["machine"]
-    lines = [f"# sertrt vs Hugging Face Optimum on this CPU", "",
+    lines = ["# sertrt vs Hugging Face Optimum on this CPU", "",
              f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}; onnxruntime {m['onnxruntime']}, "
              f"torch {m['torch']}, {m['threads']} threads; load average {data['loadavg_start']} at the start, "
              f"{data['loadavg_end']} at the end (a shared machine). {data['arch']} size, random weights; made by `{data['command']}`.", "",
