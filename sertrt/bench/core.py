@@ -192,7 +192,8 @@ def _sweep(o: BenchOptions, art, runners: dict[str, tuple[Runner, Any]], data: d
             row["ratio_vs_baseline"] = cell[BASELINE]["p50_ms"] / row["p50_ms"] if BASELINE in cell else None
             if (flops := _flops(runners[name][1], window, batch)) and peak:
                 row.update(gflop=flops["total"] / 1e9, gflops=flops["total"] / 1e9 / (row["p50_ms"] / 1000.0))
-                if "int8" not in name:  # the peak is an FP32 matmul's: an INT8 kernel's share of it passes 100%
+                if not data["variants"][name]["precision"].startswith("int8"):  # the peak is an FP32 matmul's:
+                    # an INT8 kernel's share of it passes 100%
                     row["peak_fraction"] = row["gflops"] / peak
         results += cell.values()
         if (window, batch) == ref and int8s:
