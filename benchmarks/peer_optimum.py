@@ -8,7 +8,8 @@ The same architecture on both sides: XLSR-53's wav2vec2 config with random weigh
 model and Optimum's `Wav2Vec2ForSequenceClassification` (4 labels), each exported by its own tool (Optimum's in
 its venv: `optimum-cli export onnx --task audio-classification`, then `ORTQuantizer` with
 `AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)` on MatMul, its documented dynamic recipe;
-sertrt's `sertrt export` fp32 and int8-dynamic for the vnni target). Export times are taken back to back.
+sertrt's `sertrt export` fp32 and int8-dynamic for the vnni target). Export times: two runs
+each, back to back in the order Optimum, sertrt, sertrt, Optimum; medians.
 Timing runs in sertrt's venv on one onnxruntime: each round calls every variant once on the same input, so
 both systems see the same load; each ratio is that system's PyTorch eager FP32 median over the variant's.
 Padded batches: a 1 s utterance's logits in a batch padded to 2 s vs alone, as each system's ONNX takes it.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -89,19 +89,6 @@ def export_sertrt(work: Path, ckpt: Path) -> dict[str, float]:
     return times
 
 
-def machine() -> dict:
-    text = Path("/proc/cpuinfo").read_text()
-    flags = next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split()
-    import onnxruntime
-    import torch
-    import transformers
-
-    return {"cpu": next(line for line in text.splitlines() if line.startswith("model name")).split(":")[1].strip(),
-            "cores": os.cpu_count(), "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx")) or "vnni" in f),
-            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
-            "transformers (timing)": transformers.__version__, "threads": THREADS}
-
-
 def variants(work: Path, spinning: bool) -> dict[str, tuple[str, str, object]]:
     """name -> (system, precision, call(waveform (B, num_samples), lengths (B,)) -> logits (B, 4))."""
     import onnxruntime as ort
@@ -144,20 +131,17 @@ def variants(work: Path, spinning: bool) -> dict[str, tuple[str, str, object]]:
     }
 
 
-def signal(seconds: float, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(int(seconds * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 150 * t) * np.abs(np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-
-
 def time_cells(calls: dict, spinning: bool, quick: bool) -> list[dict]:
     """Every cell with spinning off; with spinning on, batch 1 (what a stream on an edge device sends)."""
+    from sertrt.export.validate import speech_like
+
     rows = []
     for (window, batch), rounds in CELLS.items():
         if spinning and batch > 1:
             continue
         rounds = 1 if quick else rounds
         rng = np.random.default_rng(0)
-        wave = np.stack([signal(window, rng) for _ in range(batch)])
+        wave = np.stack([speech_like(window, rng) for _ in range(batch)])
         lengths = np.full(batch, wave.shape[1], dtype=np.int64)
         times: dict[str, list[float]] = {name: [] for name in calls}
         for name, (_, _, call) in calls.items():
@@ -178,8 +162,10 @@ def time_cells(calls: dict, spinning: bool, quick: bool) -> list[dict]:
 
 def padded(calls: dict) -> list[dict]:
     """A 1 s utterance padded into a 2 s batch vs alone, through each system's own inputs."""
+    from sertrt.export.validate import speech_like
+
     rng = np.random.default_rng(1)
-    short, long_ = signal(1.0, rng), signal(2.0, rng)
+    short, long_ = speech_like(1.0, rng), speech_like(2.0, rng)
     batch = np.stack([np.pad(short, (0, long_.size - short.size)), long_])
     rows = []
     for name, (system, precision, call) in calls.items():
@@ -192,8 +178,8 @@ def padded(calls: dict) -> list[dict]:
 def markdown(data: dict) -> str:
     m = data["machine"]
     lines = ["# sertrt vs Hugging Face Optimum on this CPU", "",
-             f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}; onnxruntime {m['onnxruntime']}, "
-             f"torch {m['torch']}, {m['threads']} threads; load average {data['loadavg_start']} at the start, "
+             f"{m['cpu']}, {m['cores']} cores, flags {', '.join(m['cpu_flags'])}; onnxruntime {m['versions']['onnxruntime']}, "
+             f"torch {m['versions']['torch']}, {m['threads']} threads; load average {data['loadavg_start']} at the start, "
              f"{data['loadavg_end']} at the end (a shared machine). {data['arch']} size, random weights; made by `{data['command']}`.", "",
              "Ratio = the system's own PyTorch eager FP32 median / the variant's median (higher is faster); "
              "p50 in ms; all variants interleaved call by call.", ""]
@@ -209,7 +195,8 @@ def markdown(data: dict) -> str:
                               == (system, precision, w, b, spinning)) for w, b in cells_run]
                 lines.append(f"| {system} | {precision} | " + " | ".join(f"{c['ratio']:.2f}x ({c['p50_ms']:.0f})" for c in cells) + " |")
         lines.append("")
-    lines += ["## Export time (back to back, seconds)", "", "| precision | optimum | sertrt | sertrt / optimum |", "|---|---|---|---|"]
+    lines += ["## Export time (seconds: median of two runs each, in the order Optimum, sertrt, sertrt, Optimum)", "",
+              "| precision | optimum | sertrt | sertrt / optimum |", "|---|---|---|---|"]
     for p, t in data["export_seconds"]["optimum"].items():
         s = data["export_seconds"]["sertrt"][p]
         lines.append(f"| {p} | {t:.0f} | {s:.0f} | {s / t:.2f}x |")
@@ -236,17 +223,24 @@ def main() -> None:
         return build_optimum(args.work)
     load_start = round(os.getloadavg()[0], 2)
     ckpt = sertrt_checkpoint(args.work, args.arch)
-    subprocess.run([args.optimum_python, __file__, "--work", str(args.work), "--optimum-side"], check=True)
-    export_seconds = {"optimum": json.loads((args.work / "optimum-export-seconds.json").read_text()),
-                      "sertrt": export_sertrt(args.work, ckpt)}
+    runs: dict[str, list[dict[str, float]]] = {"optimum": [], "sertrt": []}
+    for system in ("optimum", "sertrt", "sertrt", "optimum"):  # ABBA: a drift in load weighs on both alike
+        if system == "optimum":
+            subprocess.run([args.optimum_python, __file__, "--work", str(args.work), "--optimum-side"], check=True)
+        runs[system].append(json.loads((args.work / "optimum-export-seconds.json").read_text())
+                            if system == "optimum" else export_sertrt(args.work, ckpt))
+    export_seconds = {system: {p: statistics.median(r[p] for r in rs) for p in rs[0]} for system, rs in runs.items()}
     rows, pads = [], []
     for spin in args.spinning.split(","):
         calls = variants(args.work, spinning=spin == "on")
         rows += time_cells(calls, spinning=spin == "on", quick=args.quick)
         pads = pads or padded(calls)
         del calls
-    data = {"machine": machine(), "command": " ".join(["python benchmarks/peer_optimum.py", *sys.argv[1:]]),
+    from sertrt.bench.report import machine_info
+
+    data = {"machine": {**machine_info(), "threads": THREADS}, "command": " ".join(["python benchmarks/peer_optimum.py", *sys.argv[1:]]),
             "arch": args.arch, "loadavg_start": load_start, "loadavg_end": round(os.getloadavg()[0], 2), "export_seconds": export_seconds,
+            "export_runs": runs,
             "rows": rows, "padded": pads}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "peer-optimum.json").write_text(json.dumps(data, indent=1) + "\n")

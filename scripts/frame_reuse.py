@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from sertrt.bench.measure import cosine, interleaved
+from sertrt.bench.measure import interleaved
 from sertrt.core.audio import RECEPTIVE_FIELD, SAMPLE_RATE
+from sertrt.core.metrics import compare_logits
 from sertrt.export.validate import speech_like
 
 SWINGS_DB = (0.0, 20.0)  # steady loudness, and level steps of up to 20 dB between hops
@@ -121,8 +122,9 @@ def reuse_deviation(model, window: int, hop: int, seconds: float = 20.0, seed: i
     exact, reused = np.stack(exact), np.stack(reused)
     # Window 0 has nothing to reuse; compare the rest.
     e, r = exact[1:], reused[1:]
-    return {"windows": len(e), "cosine": cosine(e, r), "min_cosine": min(cosine(x, y) for x, y in zip(e, r)),
-            "max_abs": float(np.abs(e - r).max()), "top1_agreement": float(np.mean(e.argmax(1) == r.argmax(1)))}
+    c, worst = compare_logits(e, r), min(compare_logits(x, y)["cosine"] for x, y in zip(e, r))
+    return {"windows": len(e), "cosine": c["cosine"], "min_cosine": worst, "max_abs": c["max_abs"],
+            "top1_agreement": c["agreement"]}
 
 
 class _ConvStackRunner:

@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .core.choices import (BACKENDS, CALIBRATION_METHODS, GROUPINGS, HEAD_NAMES, PROTOCOLS, SCHEDULES, STRATEGIES,
-                           TABLES, TRITON_KINDS)
+from .core.choices import (BACKENDS, CALIBRATION_METHODS, DEVICES, GROUPINGS, HEAD_NAMES, ORT_PROVIDERS, PCM_FORMATS,
+                           PROTOCOLS, SCHEDULES, SMOOTHINGS, STRATEGIES, TABLES, TORCH_PRECISIONS, TRITON_KINDS)
 from .core.errors import CheckFailed, SertrtError
 from .core.precisions import CPU_TARGETS, PRECISIONS
 
@@ -54,7 +54,7 @@ def choice(name: str, *values: str) -> type[Choice]:
 
 
 def _set_quiet(quiet: bool) -> bool:
-    err.quiet = quiet  # progress and log lines; errors are printed all the same (_error_line)
+    err.quiet = quiet  # progress and log lines; errors are printed all the same (_print_error)
     return quiet
 
 
@@ -69,18 +69,16 @@ def _app(version: bool = typer.Option(False, "--version", callback=_show_version
                                        help="Print sertrt's version and exit.")) -> None:
     pass
 
-# Options several commands share, declared once (RunnerOptions' fields: how a bundle is run).
+# Options several commands share, declared once (mostly RunnerOptions' fields: how a bundle is run).
 Backend = Annotated[choice("Backend", *BACKENDS), typer.Option(help="ONNX Runtime, or the bundle's TensorRT engine.")]
-# The PyTorch model on a device (sertrt.verify.torch_runner.TorchRunner): parity's reference, stream's --backend torch
 TorchDevice = Annotated[str, typer.Option(help="PyTorch side: cpu, cuda or cuda:N.")]
-# Where PyTorch trains or scores; `auto` is resolved by sertrt.training.distributed.resolve_device in every command
 AutoDevice = Annotated[str, typer.Option(help="PyTorch device: auto (cuda when PyTorch sees a GPU, else cpu), cpu, "
                                               "cuda or cuda:N.")]
-TorchPrecision = Annotated[choice("TorchPrecision", "fp32", "fp16", "bf16"), typer.Option(
+TorchPrecision = Annotated[choice("TorchPrecision", *TORCH_PRECISIONS), typer.Option(
     help="PyTorch side: fp32, or fp16/bf16 (the half model: weights cast once, norms and head FP32).")]
 CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch side (and stream --backend trt): replay one "
                                                                 "CUDA graph per (batch, samples) shape (CUDA only).")]
-Provider = Annotated[choice("Provider", "cpu", "cuda", "tensorrt"), typer.Option(help="ort: the execution provider.")]
+Provider = Annotated[choice("Provider", *ORT_PROVIDERS), typer.Option(help="ort: the execution provider.")]
 Threads = Annotated[Optional[int], typer.Option(help="ort: intra-op threads (default: ONNX Runtime's).")]
 Spinning = Annotated[bool, typer.Option("--spinning/--no-spinning",
                                         help="ort: intra-op threads spin between calls (default off: docs/runtime.md).")]
@@ -91,9 +89,17 @@ WindowSeconds = Annotated[Optional[float], typer.Option(help="Streaming window (
 HopSeconds = Annotated[Optional[float], typer.Option(help="Streaming hop (default: the bundle's, 0.5).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet, help="No progress or log lines on stderr: "
                                                                                 "results and errors only.")]
-Device = Annotated[choice("Device", "cpu", "cuda", "tensorrt"), typer.Option(
+Device = Annotated[choice("Device", *DEVICES), typer.Option(
     help="cpu and cuda: ONNX Runtime's CPU or CUDA provider; tensorrt: the bundle's TensorRT engine (`sertrt "
          "build-engine`), or ONNX Runtime's TensorRT provider when the bundle has none.")]
+# The stream's gate (`parity` checks windows through the same one)
+SilenceDbfs = Annotated[Optional[float], typer.Option(help="Windows quieter than this skip inference.")]
+Vad = Annotated[bool, typer.Option("--vad", help="Score only windows with at least --min-speech of speech, by a "
+                                                 "trained voice-activity detector (--vad-model).")]
+VadModel = Annotated[Optional[str], typer.Option(
+    help="The --vad detector (implies --vad; default silero): silero[:MODEL.onnx], webrtc[:0-3] (sertrt[vad]) "
+         "or energy[:DBFS].")]
+MinSpeech = Annotated[float, typer.Option(help="--vad: share of a window's frames that must be speech.")]
 
 
 @data_app.command("synth")
@@ -112,10 +118,8 @@ def data_synth(
 
     from .data.synth import SynthOptions, synthesize
 
-    opts = SynthOptions(
-        out=out, seed=seed, scale=scale, languages=tuple(x.strip() for x in languages.split(",") if x.strip()),
-        noise_snr_db=None if no_noise else noise_snr_db, workers=workers,
-    )
+    opts = SynthOptions(out=out, seed=seed, scale=scale, languages=_csv(languages),
+                        noise_snr_db=None if no_noise else noise_snr_db, workers=workers)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("synthesizing", total=None)
         manifest = synthesize(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -152,7 +156,7 @@ def data_prepare(
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("preparing", total=None)
         report = prepare(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
-    console.print(report.markdown(), markup=False, highlight=False)
+    console.print(report.markdown())
 
 
 @data_app.command("split")
@@ -226,8 +230,8 @@ def experiment(
                              transfer_manifest=transfer_manifest, epochs=epochs, batch_size=batch_size, lr=lr,
                              max_seconds=max_seconds, max_folds=max_folds, seed=seed, device=device, configs=config,
                              layers=list(_csv(layers, int)))
-    run_experiment(opts, log=lambda msg: err.print(msg, markup=False, highlight=False))
-    console.print((out / table / "results.md").read_text(), markup=False, highlight=False)
+    run_experiment(opts, log=err.print)
+    console.print((out / table / "results.md").read_text())
 
 
 @app.command()
@@ -392,7 +396,7 @@ def export(
 
         triton_opts = TritonOptions(bundle=out, repo=triton, name=triton_name)
         check_triton_options(triton_opts)
-    cards = export_bundles(opts, log=lambda msg: err.print(msg, markup=False, highlight=False), score=manifest_scorer(run))
+    cards = export_bundles(opts, log=err.print, score=manifest_scorer(run))
     for path, card in zip(bundle_paths(opts).values(), cards.values()):
         console.print(f"wrote {path} ({card.precision}, validation passed, {len(card.files)} files)")
     if triton is not None:
@@ -443,9 +447,9 @@ def build_engine_cmd(
         audit = card.tensorrt_audit
         console.print(f"# {bundle}: {card.precision}; TensorRT audit at export: "
                       + ("clean" if audit and audit["clean"] else "NOT clean, see manifest.json" if audit else "none")
-                      + ". Not run here: run these on the device, in the bundle folder.", markup=False, highlight=False)
+                      + ". Not run here: run these on the device, in the bundle folder.")
         for what, line in device_commands(bundle, card.precision, Profile(**card.profile), card.sample_rate, card.window_seconds):
-            console.print(f"# {what}\n{line}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"# {what}\n{line}")
         return
     engine = bundle / ENGINE_FILE
     record = build_engine(EngineOptions(onnx=bundle / card.model, out=engine, precision=card.precision,
@@ -481,12 +485,12 @@ def predict(
             failed += isinstance(result, SertrtError)
             if json_output:
                 row = {"error": str(result)} if isinstance(result, SertrtError) else result.as_dict()
-                console.print(json.dumps({"path": path, **row}), markup=False, highlight=False)
+                console.print(json.dumps({"path": path, **row}))
             elif isinstance(result, SertrtError):
-                err.print(f"error: {result}", markup=False, highlight=False)
+                _print_error(f"error: {result}")
             else:
                 probs = " ".join(f"{k} {v:.3f}" for k, v in result.probabilities.items())
-                console.print(f"{path}: {result.label} ({probs})", markup=False, highlight=False)
+                console.print(f"{path}: {result.label} ({probs})")
     if failed:
         raise SertrtError(f"{failed} of {len(files)} files could not be labelled")
 
@@ -496,7 +500,7 @@ def stream(
     bundle: Path = typer.Argument(..., help="Bundle from `sertrt export`."),
     source: str = typer.Argument("-", help="Audio file (read incrementally), or - for raw PCM on stdin."),
     rate: Optional[int] = typer.Option(None, help="stdin/--mic: sample rate of the PCM."),
-    format: choice("PcmFormat", "s16le", "f32le") = typer.Option("s16le", help="stdin: the PCM's sample format."),
+    format: choice("PcmFormat", *PCM_FORMATS) = typer.Option("s16le", help="stdin: the PCM's sample format."),
     channels: int = typer.Option(1, help="stdin/--mic: channels (downmixed)."),
     mic: bool = typer.Option(False, "--mic", help="Read the default microphone (needs sounddevice)."),
     backend: choice("StreamBackend", *BACKENDS, "torch") = typer.Option(
@@ -511,14 +515,11 @@ def stream(
     spinning: Spinning = False,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
-    smoothing: choice("Smoothing", "none", "ema", "majority") = typer.Option("none", help="Label smoothing over windows."),
-    silence_dbfs: Optional[float] = typer.Option(-50.0, help="Windows quieter than this skip inference."),
-    vad: bool = typer.Option(False, "--vad", help="Score only windows with at least --min-speech of speech, by a trained "
-                                                   "voice-activity detector (--vad-model; benchmarks/results/vad.md)."),
-    vad_model: Optional[str] = typer.Option(None, help="The --vad detector (implies --vad; default silero): "
-                                                       "silero[:MODEL.onnx] (Silero's ONNX model; pip install --no-deps "
-                                                       "silero-vad), webrtc[:0-3] (sertrt[vad]) or energy[:DBFS]."),
-    min_speech: float = typer.Option(0.3, help="--vad: share of a window's frames that must be speech."),
+    smoothing: choice("Smoothing", *SMOOTHINGS) = typer.Option("none", help="Label smoothing over windows."),
+    silence_dbfs: SilenceDbfs = -50.0,
+    vad: Vad = False,
+    vad_model: VadModel = None,
+    min_speech: MinSpeech = 0.3,
     trust: Trust = None,
     allow_local_engine: AllowLocalEngine = False,
     quiet: Quiet = False,
@@ -555,10 +556,10 @@ def parity(
     spinning: Spinning = False,
     window_seconds: WindowSeconds = None,
     hop_seconds: HopSeconds = None,
-    silence_dbfs: Optional[float] = typer.Option(-50.0, help="Window mode: the stream's gate (as `stream`'s)."),
-    vad: bool = typer.Option(False, "--vad", help="Window mode: the stream's VAD gate (as `stream --vad`)."),
-    vad_model: Optional[str] = typer.Option(None, help="Window mode: as `stream --vad-model` (implies --vad)."),
-    min_speech: float = typer.Option(0.3, help="--vad: share of a window's frames that must be speech."),
+    silence_dbfs: SilenceDbfs = -50.0,
+    vad: Vad = False,
+    vad_model: VadModel = None,
+    min_speech: MinSpeech = 0.3,
     torch_device: AutoDevice = "auto",
     torch_precision: TorchPrecision = "fp32",
     cuda_graphs: CudaGraphs = False,
@@ -582,7 +583,7 @@ def parity(
                                        min_speech=min_speech, min_agreement=min_agreement, max_delta_ua=max_delta_ua,
                                        torch_device=resolve_device(torch_device, "--torch-device"),
                                        torch_precision=torch_precision, cuda_graphs=cuda_graphs))
-    console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results), markup=False, highlight=False)
+    console.print_json(json.dumps(results)) if json_output else console.print(format_parity(results))
     check(results)
 
 
@@ -596,7 +597,7 @@ def _csv(value: str, cast=str) -> tuple:
 @app.command()
 def bench(
     target: str = typer.Argument(..., help="A bundle directory, or an architecture with random weights: tiny, xlsr-53."),
-    out: Path = typer.Option(Path("sertrt-bench"), help="Folder for <name>.json, .md and .png (made if missing; "
+    out: Path = typer.Option(Path("sertrt-bench"), help="Folder for <name>.json and .md (made if missing; "
                                                          "refused if it holds files sertrt did not write)."),
     backends: str = typer.Option("", help="Comma-separated subset of the backends (default: all)."),
     precisions: str = typer.Option("", help="Comma-separated subset of the precisions (default: all)."),
@@ -612,7 +613,6 @@ def bench(
     name: Optional[str] = typer.Option(None, help="Output file stem (default <target>-cpu; <target>-cpu-quick with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="2 s window at batch 1, few repeats: a smoke run."),
     layers: str = typer.Option("", help="Also time the architecture cut to its first K transformer layers, e.g. 12,6."),
-    streams: int = typer.Option(4, help="Streams batched together in the multi-stream measurement."),
     quiet: Quiet = False,
 ) -> None:
     """Latency, throughput, real-time factor and memory against PyTorch eager FP32."""
@@ -625,7 +625,7 @@ def bench(
         target=target, out=out, backends=_csv(backends) or BACKENDS, precisions=_csv(precisions) or PRECISIONS,
         windows=_csv(windows, float), batches=_csv(batches, int), batched_windows=_csv(batched_windows, float) or None,
         repeats=repeats, warmup=warmup, cell_seconds=cell_seconds, threads=threads, stream_seconds=stream_seconds,
-        cache=cache, name=name, quick=quick, layers=_csv(layers, int), streams=streams,
+        cache=cache, name=name, quick=quick, layers=_csv(layers, int),
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("bench", total=None)
@@ -670,6 +670,12 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+def _print_error(line: str) -> None:
+    quiet, err.quiet = err.quiet, False  # --quiet hides progress, never an error
+    err.print(line)
+    err.quiet = quiet
+
+
 def _error_line(line: str, code: int = 1) -> None:
     """Print a user error and exit with `code` (EXIT_CODES). A torchrun rank writes it to its error file instead, which
     torchrun reads: `train --devices N` then prints the first failed rank's line once (training.distributed.launch_torchrun)."""
@@ -677,8 +683,7 @@ def _error_line(line: str, code: int = 1) -> None:
     if error_file:
         Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}), encoding="utf-8")
     else:
-        err.quiet = False  # --quiet hides progress, never the error
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        _print_error(line)
     sys.exit(code)
 
 

@@ -184,6 +184,11 @@ CHOICES = [  # (command words, its required arguments, the option (None: an argu
     (["data", "protocol"], ["m", "--out", "o"], "--protocol", "PROTOCOLS"),
     (["experiment"], ["--protocol", "p", "--out", "o"], None, "TABLES"),
     (["parity"], ["b", "--run", "r", "--manifest", "m"], "--backend", "BACKENDS"),
+    (["parity"], ["b", "--run", "r", "--manifest", "m"], "--torch-precision", "TORCH_PRECISIONS"),
+    (["stream"], ["b"], "--provider", "ORT_PROVIDERS"),
+    (["stream"], ["b"], "--smoothing", "SMOOTHINGS"),
+    (["stream"], ["b"], "--format", "PCM_FORMATS"),
+    (["predict"], ["b", "f.wav"], "--device", "DEVICES"),
 ]
 
 
@@ -235,6 +240,8 @@ def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):
     for line in lines:
         path, rest = line.split(": ", 1)
         assert rest == f"{want[path].label} (" + " ".join(f"{k} {v:.3f}" for k, v in want[path].probabilities.items()) + ")"
+    quiet = sertrt("predict", bundle, *files, "--quiet")  # --quiet hides progress, never which file failed
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (text.returncode, text.stdout, text.stderr)
     machine = sertrt("predict", bundle, *files, "--json", "--quiet")
     assert machine.returncode == 1 and machine.stderr.strip() == "error: 1 of 3 files could not be labelled"
     rows = [json.loads(line) for line in machine.stdout.splitlines()]

@@ -183,7 +183,8 @@ def test_stream_and_parity_run_the_pytorch_side_as_asked(tone_run):
 
 
 def test_bench_gpu_half_variants_and_share_of_a_measured_peak_on_cpu(tmp_path):
-    from sertrt.bench.gpu import GpuBenchOptions, forward_flops, run_gpu_bench
+    from sertrt.bench.gpu import GpuBenchOptions, run_gpu_bench
+    from sertrt.bench.measure import forward_flops
     from sertrt.model.flops import model_flops
 
     data = run_gpu_bench(GpuBenchOptions(target="tiny", out=tmp_path, device="cpu", variants=("half-bf16", "half-fp16-cudagraph"),
@@ -195,7 +196,7 @@ def test_bench_gpu_half_variants_and_share_of_a_measured_peak_on_cpu(tmp_path):
     assert data["skipped"]["half-fp16-cudagraph"] == "CUDA graphs need a CUDA device"
     model = build_model("tiny")
     flops = model_flops(model.dims.upstream.config, model.dims.head, 16000, 2)["total"]
-    assert forward_flops(model, 1.0, 2) == flops
+    assert forward_flops(model.dims, 1.0, 2)["total"] == flops
     for r in rows.values():
         assert r["tflops_per_s"] == pytest.approx(flops / (r["p50_ms"] / 1000) / 1e12)
         assert r["share_of_peak"] == pytest.approx(r["tflops_per_s"] * 1e12 / peak["flops_per_s"])

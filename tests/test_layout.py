@@ -1,6 +1,7 @@
 """The floors guard (scripts/check_layout.py, run by scripts/lint.sh) can fail: a planted upward import, at the top
 or lazily in a function, a loose module or a missing floor is reported."""
 
+import graphlib
 import importlib.util
 import shutil
 
@@ -35,3 +36,19 @@ def test_the_guard_sees_a_module_off_its_floor(copy):
     shutil.rmtree(copy / "verify")
     assert check_layout.violations(copy) == ["helpers.py: a module beside cli.py (it belongs on a floor)",
                                              "sertrt/verify/__init__.py: missing floor"]
+
+
+def core_import_order(package):
+    """core's modules, each after those it imports (lazily too); graphlib.CycleError names a circle."""
+    graph = {name: {t[:2] for t in check_layout.imports(path, name, False) if t[:1] == ("core",) and len(t) > 1}
+             for path, name, is_package in check_layout.modules(package / "core") if not is_package}
+    return list(graphlib.TopologicalSorter(graph).static_order())
+
+
+def test_core_imports_one_way(copy):
+    assert core_import_order(check_layout.PACKAGE)
+    for module, line in (("outputs", "from .bundle import CARD"), ("bundle", "from .outputs import MARKER")):
+        path = copy / "core" / f"{module}.py"
+        path.write_text(path.read_text() + f"\n{line}\n")
+    with pytest.raises(graphlib.CycleError, match="bundle"):
+        core_import_order(copy)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from sertrt.core.errors import SertrtError
-from sertrt.model.heads import HEAD_NAMES, HeadDims, build_head
+from sertrt.core.choices import HEAD_NAMES
+from sertrt.model.heads import HeadDims, build_head
 from sertrt.model.ser import apply_strategy, build_model, normalize_waveform
 from sertrt.model.upstream import MANUAL_UPSTREAMS, UPSTREAM_NAMES, WAV2VEC2_CONFIGS
 

@@ -32,3 +32,23 @@ def test_window_mode_compares_the_windows_the_stream_prints(decisive_bundle, tmp
     assert [[p, round(a, 4), round(b, 4)] for p, a, b in window["windows"]] == scored
     assert window["count"] == len(scored) and window["skipped_silent"] == len(windows) - len(scored)
     assert results["passed"] and window["agreement"] == 1.0, format_parity(results)
+
+
+def test_parity_and_export_validation_report_the_one_logit_comparison():
+    """`sertrt parity` (verify.compare) and export validation (export.validate.compare) report core.metrics'
+    numbers for the same logits."""
+    from sertrt.core.metrics import compare_logits
+    from sertrt.export.validate import compare as validate_compare
+    from sertrt.verify.compare import compare as parity_compare
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((6, 4)).astype(np.float32)
+    out = ref + 0.01 * rng.standard_normal((6, 4)).astype(np.float32)
+    out[0] = out[0, ::-1]  # one decision changed
+    e = compare_logits(ref, out, rtol=1e-3)
+    p = parity_compare(ref, out, ref.argmax(1), ("a", "b", "c", "d"))
+    assert (p["logits_max_abs"], p["logits_max_rel"], p["agreement"]) == (e["max_abs"], e["max_rel"], e["agreement"])
+    v = validate_compare("x", ref, out, atol=e["required_atol"], rtol=1e-3, min_agreement=e["agreement"])
+    assert (v.max_abs, v.max_rel, v.required_atol, v.agreement, v.passed) == (
+        e["max_abs"], e["max_rel"], e["required_atol"], e["agreement"], True)
+    assert not validate_compare("x", ref, out, atol=0.99 * e["required_atol"], rtol=1e-3, min_agreement=0.0).passed

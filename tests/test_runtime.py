@@ -47,6 +47,13 @@ def trained(tmp_path_factory):
     return root, manifest
 
 
+def read_checkpoint_digest(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return f.metadata()["sertrt_sha256"]
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8", "int8-dynamic"])
 def test_parity_passes_for_exported_bundles(trained, precision):
     root, manifest = trained
@@ -55,6 +62,8 @@ def test_parity_passes_for_exported_bundles(trained, precision):
     assert results["passed"], results["failures"]
     assert results["precision"] == precision and results["thresholds"] == LIMITS[precision].parity()
     assert set(results["modes"]) == {"utterance", "window"}
+    source = results["source_checkpoint"]  # the bundle names its checkpoint by the digest the checkpoint stores
+    assert source["matches"] and source["sha256"] == read_checkpoint_digest(root / "run" / "best.safetensors")
     assert results["modes"]["utterance"]["count"] == 32 and results["modes"]["window"]["count"] >= 32
     if precision == "fp32":
         assert results["modes"]["utterance"]["logits_max_abs"] < 1e-3

@@ -125,6 +125,15 @@ def test_every_training_language_has_six_distinct_voices():
         assert len({(spk.pitch, spk.wpm) for spk in speakers}) == len(speakers), language
 
 
+def test_every_corpus_acts_its_labels_with_a_text_for_each():
+    """Every label has a style; a training corpus speaks all of LABELS, the held-out one a subset; a text per
+    emotion covers exactly the corpus's emotions."""
+    assert set(synth.STYLES) == set(LABELS)
+    for c in synth.CORPORA.values():
+        assert set(c.emotions) <= set(LABELS) and (c.held_out or set(c.emotions) == set(LABELS)), c.name
+        assert all(isinstance(t, str) or set(t) == set(c.emotions) for t in c.texts.values()), c.name
+
+
 @needs_espeak
 def test_transfer_manifest_is_separate_and_disjoint(corpus):
     out, train, transfer = corpus

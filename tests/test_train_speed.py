@@ -17,12 +17,17 @@ from sertrt.core.dims import HeadDims
 from sertrt.core.errors import SertrtError
 from sertrt.core.manifest import read_manifest
 from sertrt.data.split import carve_validation
-from sertrt.training.data import AudioSet, group_steps, padding_share
+from sertrt.training.data import AudioSet, group_steps
 from sertrt.training.distributed import DistInfo
 from sertrt.model.flops import datasheet_peak, matmul_peak
 from sertrt.training.throughput import micro_batch_loss, throughput, training_flops
 from sertrt.training.options import options_record, resumed_options, with_defaults
 from sertrt.training.train import TrainOptions, _epoch_steps, make_optimizer, train
+
+
+def padding_share(lengths, batches) -> float:
+    """Padded samples / all samples of the padded (rows, longest row) batches."""
+    return 1.0 - sum(int(lengths[b].sum()) for b in batches) / sum(len(b) * int(lengths[b].max()) for b in batches)
 
 
 def lengths_only(lengths, labels=None) -> AudioSet:

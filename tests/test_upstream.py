@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from sertrt.model.heads import HEAD_NAMES
+from sertrt.core.choices import HEAD_NAMES
 from sertrt.core.audio import RECEPTIVE_FIELD
 from sertrt.model.layers import lengths_to_mask, masked_group_norm
 from sertrt.model.ser import build_model

@@ -1,25 +1,16 @@
 """What a benchmark measures, built from an architecture name or taken from a bundle.
 
-    prepare_artifacts("xlsr-53", work)  ->  Artifacts(checkpoint, bundles {"fp32", "int8", "int8-dynamic"})
+    prepare_artifacts("xlsr-53", precisions, work)  ->  Artifacts(checkpoint, bundles {"fp32", "int8", "int8-dynamic"})
 
-For an architecture the model gets random weights (seed 0), a checkpoint, and bundles exported by the
-ordinary exporter (validated against PyTorch like any export). INT8 comes in two artifacts, both the
-exporter's (sertrt.export.precision):
-
-    int8          explicit QDQ model (symmetric, static, calibrated: TensorRT's input)
-    int8-dynamic  MatMul-only dynamic INT8 (per-channel QUInt8 weights, activations quantised per call):
-                  what ONNX Runtime's CPU kernels run fastest (fused MatMulIntegerToFloat)
-
-Everything is cached in `work` (bundles in `<arch>-seed0/bundles/<precision>`), keyed by architecture and seed:
-the precisions not cached yet are exported in one run (one FP32 export and PyTorch reference for all of them),
-and a second benchmark run reuses the bundles (each bundle still checks its hashes on load).
+An architecture gets random weights (seed 0), a checkpoint and bundles from the ordinary exporter (validated
+against PyTorch like any export), cached in `work` by architecture: a second run reuses them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -40,11 +31,6 @@ class Artifacts:
     bundles: dict[str, Path] = field(default_factory=dict)  # precision -> bundle dir
     export_seconds: dict[str, float] = field(default_factory=dict)  # precision(s) of one export run -> s; 0.0: cached
     dims: ModelDims | None = None  # the checkpoint's, when it is on this machine
-
-    @property
-    def upstream_config(self) -> dict[str, Any] | None:
-        """Wav2Vec2Config dict, for the FLOP count (None: not a wav2vec2 upstream, or no checkpoint)."""
-        return self.dims.upstream.config if self.dims and self.dims.upstream.kind == "wav2vec2" else None
 
 
 def read_dims(checkpoint: Path) -> ModelDims | None:
@@ -77,15 +63,13 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
                       progress: Callable[[str], None] = lambda _: None, layers: int | None = None) -> Artifacts:
     """Bundles for every precision in `precisions` ("fp32", "int8", "int8-dynamic"), built or cached.
     `layers=K`: the architecture with only its first K transformer layers (`--upstream-layers`)."""
-
     if Path(target).is_dir():
-        return _from_bundle(Path(target), precisions)
+        return _from_bundle(Path(target))
     if str(target) not in ARCHITECTURES:
         raise SertrtError(f"bench target {target!r} is neither a bundle directory nor an architecture (valid: {', '.join(ARCHITECTURES)})")
     name = str(target)
     root = Path(work) / (f"{name}-seed0" if layers is None else f"{name}-L{layers}-seed0")
     ckpt = root / "run" / "best.safetensors"
-    times: dict[str, float] = {}
     if not ckpt.is_file():
         import torch
 
@@ -100,7 +84,7 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
     wanted = [p for p in ("fp32", "int8", "int8-dynamic") if p in precisions]  # fp32 first: the bench tunes it first
     bundles = {p: root / "bundles" / p for p in wanted}
     missing = [p for p in wanted if not (bundles[p] / CARD).is_file()]  # others exported by an earlier run
-    times.update({p: 0.0 for p in wanted if p not in missing})
+    times = {p: 0.0 for p in wanted if p not in missing}
     if missing:
         import time
 
@@ -119,13 +103,11 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
     return Artifacts(name=name, checkpoint=ckpt, bundles=bundles, export_seconds=times, dims=read_dims(ckpt))
 
 
-def _from_bundle(bundle: Path, precisions: tuple[str, ...]) -> Artifacts:
+def _from_bundle(bundle: Path) -> Artifacts:
     """A bundle as the target: it is measured as its own precision; the PyTorch baseline needs its
     source checkpoint on this machine."""
-
     card = load_bundle(bundle, verify=False)
     ckpt = Path(card.source_checkpoint.get("path", ""))
-    precision = card.precision
     return Artifacts(name=card.source_checkpoint.get("upstream", bundle.name),
-                     checkpoint=ckpt if ckpt.is_file() else None, bundles={precision: bundle},
+                     checkpoint=ckpt if ckpt.is_file() else None, bundles={card.precision: bundle},
                      dims=read_dims(ckpt) if ckpt.is_file() else None)

@@ -2,13 +2,9 @@
 
     report = run_bench(BenchOptions(target="xlsr-53", out=Path("sertrt-bench")), progress=print)
 
-Order of a run (each step reports through `progress`; the library never prints):
-    1. artifacts: random-weight checkpoint and exported bundles (cached in `cache` when given)
-    2. runners opened, each one's resident memory noted
-    3. latency sweep over windows x batches, every variant interleaved with the baseline, and the
-       matmul peak per cell; the reference cell (2 s, batch 1) comes first and picks the fastest INT8
-       artifact for this CPU. The target cut to its first K layers (`layers`) runs there only.
-    4. streaming, one stream and several batched
+Artifacts are built (or taken from `cache`), runners opened with their resident memory noted, then a
+latency sweep over windows x batches with every variant interleaved (the reference cell, 2 s at batch 1,
+first: it picks the fastest INT8 for this CPU), then streaming.
 """
 
 from __future__ import annotations
@@ -25,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.audio import seconds_to_samples
 from ..core.bundle import load_bundle
 from ..core.errors import SertrtError
 from ..core.labels import LABELS
 from ..core.outputs import claim_output_dir
 from ..core.runner import Runner
-from ..model.flops import matmul_peak, model_flops
+from ..model.flops import matmul_peak
 from ..runtime.runners import OrtRunner, RunnerOptions
 from ..verify.torch_runner import TorchRunner
 from . import measure
@@ -66,7 +61,6 @@ class BenchOptions:
     name: str | None = None  # output file stem (default "<target>-cpu", "<target>-cpu-quick" with quick)
     quick: bool = False  # the 2 s window at batch 1, few repeats, short stream
     layers: tuple[int, ...] = ()  # also time the architecture cut to its first K transformer layers
-    streams: int = 4  # streams batched together in the multi-stream measurement
 
     def resolved(self) -> BenchOptions:
         """The options actually used (quick mode narrows them)."""
@@ -91,9 +85,8 @@ def run_bench(opts: BenchOptions, progress: Progress = lambda _: None) -> dict[s
 
     o = opts.resolved()
     claim_output_dir(o.out, "bench", create=False)  # refuse a folder that is not ours before the long run
-    # GNU OpenMP's default spin-wait makes torch's threads stall whenever another process holds a core,
-    # which would inflate every ratio. Passive waiting must be set before torch loads libgomp; a user's
-    # own setting wins.
+    # GNU OpenMP's default spin-wait stalls torch's threads whenever another process holds a core, inflating
+    # every ratio; it must be set before torch loads libgomp, and a user's own setting wins.
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.time()
@@ -156,19 +149,11 @@ def _open_runners(o: BenchOptions, art, stack: ExitStack, data: dict[str, Any], 
                 "backend": v.split("-")[0], "precision": precision, "settings": settings, "layers": k,
                 "description": DESCRIPTIONS[v] + ("" if k is None else f", first {k} transformer layers"),
                 "memory_mb": None if before is None or after is None else after - before,
-                **({} if v == BASELINE else {"bundle": str(a.bundles[precision]), "bundle_mb": _size_mb(a.bundles[precision])})}
+                **({} if v == BASELINE else {"bundle": str(bundle), "bundle_mb": sum(
+                    f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 2**20})}
     if not runners:
         raise SertrtError("nothing to benchmark: no backend/precision left (the torch baseline needs the bundle's checkpoint)")
     return runners
-
-
-def _size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
-
-
-def _flops(art, window: float, batch: int = 1) -> dict[str, Any] | None:
-    """model_flops of one forward, None where the count does not apply (not wav2vec2, no checkpoint)."""
-    return model_flops(art.upstream_config, art.dims.head, seconds_to_samples(window), batch) if art.upstream_config else None
 
 
 def _sweep(o: BenchOptions, art, runners: dict[str, tuple[Runner, Any]], data: dict[str, Any], progress: Progress) -> None:
@@ -184,16 +169,16 @@ def _sweep(o: BenchOptions, art, runners: dict[str, tuple[Runner, Any]], data: d
         active = {k: r for k, (r, _) in runners.items() if (best is None or k not in int8s or k == best) and ("@" not in k or (window, batch) == ref)}
         progress(f"[{i + 1}/{len(cells)}] {window:g} s x batch {batch}: {', '.join(active)}")
         times = measure.interleaved(active, measure.make_feeds(window, batch), o.repeats, o.warmup, o.cell_seconds)
-        peak = matmul_peak("cpu", size=PEAK_N) / 1e9 if BASELINE in runners and art.upstream_config else None
+        counted = BASELINE in runners and measure.forward_flops(art.dims, window)
+        peak = matmul_peak("cpu", size=PEAK_N) / 1e9 if counted else None
         peaks += [peak] if peak else []
         cell = {name: {"variant": name, "window_s": window, "batch": batch, **measure.latency_stats(times[name], window, batch)}
                 for name in active}
         for name, row in cell.items():
             row["ratio_vs_baseline"] = cell[BASELINE]["p50_ms"] / row["p50_ms"] if BASELINE in cell else None
-            if (flops := _flops(runners[name][1], window, batch)) and peak:
+            if (flops := measure.forward_flops(runners[name][1].dims, window, batch)) and peak:
                 row.update(gflop=flops["total"] / 1e9, gflops=flops["total"] / 1e9 / (row["p50_ms"] / 1000.0))
-                if not data["variants"][name]["precision"].startswith("int8"):  # the peak is an FP32 matmul's:
-                    # an INT8 kernel's share of it passes 100%
+                if not data["variants"][name]["precision"].startswith("int8"):  # INT8's share of an FP32 peak is no MFU
                     row["peak_fraction"] = row["gflops"] / peak
         results += cell.values()
         if (window, batch) == ref and int8s:
@@ -203,22 +188,19 @@ def _sweep(o: BenchOptions, art, runners: dict[str, tuple[Runner, Any]], data: d
     if peaks:
         data["peak"] = {"gflops": statistics.median(peaks), "per_cell": peaks, "matrix": PEAK_N,
                         "note": f"torch, {PEAK_N}x{PEAK_N} fp32, {o.threads} threads, median over cells"}
-    if (fl := _flops(art, ref[0])) is not None:
+    if (fl := measure.forward_flops(art.dims, ref[0])) is not None:
         data["flops"] = {"reference_gflop": fl["total"] / 1e9, "parts_gflop": {k: v / 1e9 for k, v in fl["parts"].items()},
                          "num_frames": fl["num_frames"]}
 
 
 def _streams(o: BenchOptions, art, runners: dict[str, tuple[Runner, Any]], data: dict[str, Any], progress: Progress) -> None:
-    """Streaming, one stream and several batched, through ORT FP32 and the fastest INT8."""
+    """Streaming through ORT FP32 and the fastest INT8."""
     labels = list(art.dims.labels) if art.dims else list(LABELS)
     best = data["best_cpu_int8"]
     ref = {r["variant"]: r["p50_ms"] for r in data["results"] if (r["window_s"], r["batch"]) == (data["reference_cell"]["window_s"], 1)}
     # ORT FP32 streams too when it is the only one, or fast enough for the stream to take a moment
     names = [v for v in ("ort-fp32", best) if v in runners and (v != "ort-fp32" or not best or ref[v] < 100.0)]
-    data["streaming"], data["multistream"] = {}, {}
+    data["streaming"] = {}
     for name in names:
         progress(f"streaming {o.stream_seconds:g} s through {name} (2 s window, 1 s hop)")
         data["streaming"][name] = measure.stream_run(runners[name][0], labels, o.stream_seconds)
-    for name in names:
-        progress(f"{o.streams} streams through {name}: one call per window vs one batched call per tick")
-        data["multistream"][name] = measure.multistream_run(runners[name][0], labels, o.streams, min(o.stream_seconds, 10.0))

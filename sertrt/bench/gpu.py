@@ -1,13 +1,8 @@
-"""`sertrt bench-gpu`: PyTorch eager FP32 (the baseline) vs autocast FP16 (`eager-fp16`), torch.compile
-(`compile-*`), CUDA graphs (`*cudagraph*`), the half model (`half-*`: weights cast once, sertrt.model.half)
-and its layer-wise compile (`compile-layers-*`, sertrt.model.compile), one random-weight model (seed 0).
+"""`sertrt bench-gpu`: PyTorch eager FP32 (the baseline) against autocast FP16, torch.compile, CUDA graphs,
+the half model (sertrt.model.half) and its layer-wise compile (sertrt.model.compile), on one random-weight
+model (seed 0). On CPU (`device="cpu"`) the variants that need no CUDA run, which is how this is tested.
 
     report = run_gpu_bench(GpuBenchOptions(target="xlsr-53"), progress=print)   # OUT/xlsr-53-<device>.json, .md
-
-Per row: p50/p95/p99 (CUDA events on CUDA), the ratio to eager FP32, the analytic FLOPs per second
-as a share of a matmul peak measured in the same run, logits against eager FP32, and the first call
-(compile, capture). A variant that cannot run or overruns its time box is reported with the reason.
-On CPU (`device="cpu"`) the variants that need no CUDA run, which is how this is tested.
 """
 
 from __future__ import annotations
@@ -26,8 +21,8 @@ import numpy as np
 
 from ..core.errors import SertrtError
 from ..core.outputs import claim_output_dir
-from ..export.validate import compare
-from .measure import ROUNDS, cosine, latency_stats, make_feeds, round_share, timed
+from ..core.metrics import compare_logits
+from .measure import ROUNDS, forward_flops, latency_stats, make_feeds, round_share, timed
 
 VARIANTS = ("eager-fp32", "eager-fp16", "compile-fp32", "compile-fp16", "compile-cudagraphs-fp16", "cudagraph-fp16",
             "half-fp16", "half-bf16", "half-fp16-cudagraph", "compile-layers-fp16", "compile-layers-fp16-cudagraph")
@@ -46,9 +41,8 @@ class GpuBenchOptions:
     repeats: int = 30  # timed calls per variant and cell
     warmup: int = 3  # untimed calls per variant and cell (the first compiles or captures)
     name: str | None = None  # output file stem (default "<target>-<device name>")
-    # Seconds a variant may spend on its warm-up (compile, capture) and timed calls in one cell; past it the
-    # variant is reported as over its time box and dropped from later cells (never the eager FP32 baseline:
-    # every ratio is against it). None: no box.
+    # Seconds a variant may spend in one cell, compile and capture included; past it the variant is reported and
+    # dropped from later cells. Never the eager FP32 baseline: every ratio is against it.
     time_box_s: float | None = None
 
     def resolved(self) -> GpuBenchOptions:
@@ -65,15 +59,10 @@ class GpuBenchOptions:
         return o
 
 
-class TimeBoxExceeded(Exception):
-    pass
-
-
 @contextlib.contextmanager
 def time_box(seconds: float | None) -> Iterator[None]:
-    """Raise TimeBoxExceeded in this (main) thread once `seconds` have passed; a no-op with None or off the
-    main thread. SIGALRM interrupts Python code (torch.compile is mostly Python, and waits for its compile
-    workers in Python), not a single long CUDA kernel, which ends first."""
+    """Raise TimeoutError in the main thread once `seconds` have passed (None: no box). SIGALRM interrupts
+    Python code, which torch.compile mostly is, not a single CUDA kernel."""
     import signal
     import threading
 
@@ -82,7 +71,7 @@ def time_box(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(signum, frame):
-        raise TimeBoxExceeded
+        raise TimeoutError
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -182,7 +171,6 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
     results, cells = [], [(w, b) for b in o.batches for w in o.windows]
 
     def box(v: str, spent: float = 0.0) -> float | None:
-        # The baseline is never time-boxed: it compiles nothing, and every ratio is against it.
         return None if o.time_box_s is None or v == BASELINE else max(o.time_box_s - spent, 1e-3)
 
     def drop(v: str, why: str, window: float, batch: int) -> None:
@@ -214,7 +202,7 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                 except (RuntimeError, AssertionError) as exc:  # a capture or compile this model/device refuses
                     drop(v, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", window, batch)
                     continue
-                except TimeBoxExceeded:
+                except TimeoutError:
                     drop(v, _over_box(o.time_box_s, window, batch, "warm-up"), window, batch)
                     torch._dynamo.reset()  # a compile cut short leaves nothing reusable behind
                     continue
@@ -228,10 +216,10 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                             t0 = time.perf_counter()
                             times[v] += [timer(lambda: call(wave, lengths)) for _ in range(round_share(o.repeats, r, ROUNDS))]
                             spent[v] += time.perf_counter() - t0
-                    except TimeBoxExceeded:
+                    except TimeoutError:
                         drop(v, _over_box(o.time_box_s, window, batch, "timed calls"), window, batch)
                         del active[v], times[v]
-            flops = forward_flops(model, window, batch)
+            flops = (forward_flops(model.dims, window, batch) or {}).get("total")
             for v in active:
                 row = {"variant": v, "window_s": window, "batch": batch, **latency_stats(times[v], window, batch),
                        "first_call_s": first_call[v], "peak_memory_mb": peak_mb[v]}
@@ -239,21 +227,11 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
                 row["tflops_per_s"] = flops / (row["p50_ms"] / 1000.0) / 1e12 if flops else None
                 row["share_of_peak"] = row["tflops_per_s"] * 1e12 / peak["flops_per_s"] if flops else None
                 if BASELINE in logits:
-                    c = compare("logits", logits[BASELINE], logits[v], atol=np.inf, rtol=0.0, min_agreement=0.0)
-                    row.update(cosine_vs_fp32=cosine(logits[BASELINE], logits[v]), max_abs_vs_fp32=c.max_abs, top1_vs_fp32=c.agreement)
+                    c = compare_logits(logits[BASELINE], logits[v])
+                    row.update(cosine_vs_fp32=c["cosine"], max_abs_vs_fp32=c["max_abs"], top1_vs_fp32=c["agreement"])
                 results.append(row)
     data.update(matmul_peak=peak, results=results, skipped=errors, duration_s=time.time() - started)
-    return report.write(data, o.out, o.name, progress, markdown, png=False)
-
-
-def forward_flops(model, window: float, batch: int) -> float | None:
-    """Analytic FLOPs of one forward at (batch, window seconds), or None for an upstream the count does not model."""
-    from ..core.audio import seconds_to_samples
-    from ..model.flops import model_flops
-
-    if model.dims.upstream.kind != "wav2vec2":
-        return None
-    return model_flops(model.dims.upstream.config, model.dims.head, seconds_to_samples(window), batch)["total"]
+    return report.write(data, o.out, o.name, progress, markdown)
 
 
 def _over_box(seconds: float, window: float, batch: int, stage: str) -> str:

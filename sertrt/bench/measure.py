@@ -1,9 +1,7 @@
-"""Timing primitives: interleaved latency sweeps and streaming. Everything takes runners (names in,
-names out); nothing prints.
+"""Timing primitives: interleaved latency sweeps and streaming, on runners (names in, names out).
 
-On a shared machine the load drifts during a run, so variants are measured interleaved: in each
-round every variant gets its share of timings for the same input, and ratios compare medians taken
-under the same conditions.
+The load of a shared machine drifts during a run, so variants are measured interleaved: each round gives
+every variant its share of timings on the same input, and ratios compare medians taken under the same load.
 """
 
 from __future__ import annotations
@@ -14,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.audio import SAMPLE_RATE
+from ..core.audio import SAMPLE_RATE, seconds_to_samples
+from ..core.dims import ModelDims
 from ..core.runner import Runner
 from ..export.validate import speech_like
 
@@ -37,6 +36,15 @@ def latency_stats(times_s: list[float], window_seconds: float, batch: int) -> di
     audio = window_seconds * batch
     return {"n": len(t), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "min_ms": float(t.min()), "mean_ms": float(t.mean()),
             "audio_s_per_s": audio / (p50 / 1000.0), "utterances_per_s": batch / (p50 / 1000.0), "rtf": (p50 / 1000.0) / audio}
+
+
+def forward_flops(dims: ModelDims | None, window_seconds: float, batch: int = 1) -> dict[str, Any] | None:
+    """model_flops of one forward at (batch, window), None where the count does not apply (no dims, not wav2vec2)."""
+    from ..model.flops import model_flops
+
+    if dims is None or dims.upstream.kind != "wav2vec2":
+        return None
+    return model_flops(dims.upstream.config, dims.head, seconds_to_samples(window_seconds), batch)
 
 
 def timed(call: Callable[[], Any]) -> float:
@@ -70,11 +78,6 @@ def interleaved(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeat
     return times
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-
-
 def stream_run(runner: Runner, labels: list[str], seconds: float = 60.0, window: float = 2.0, hop: float = 1.0,
                chunk_seconds: float = 0.1, seed: int = 0) -> dict[str, Any]:
     """EmotionStream over `seconds` of speech-like audio pushed in microphone-sized chunks, as fast as
@@ -94,38 +97,3 @@ def stream_run(runner: Runner, labels: list[str], seconds: float = 60.0, window:
             "overhead_share": overhead_ms / (1000.0 * wall),  # WindowResult.overhead_ms: the runtime's own work
             # everything but the engine call: push() bookkeeping, ring writes, this loop's slicing
             "non_engine_share": 1.0 - engine_ms / (1000.0 * wall), "mean_engine_ms": engine_ms / max(len(results), 1)}
-
-
-def multistream_run(runner: Runner, labels: list[str], streams: int = 4, seconds: float = 10.0, window: float = 2.0,
-                    hop: float = 1.0, chunk_seconds: float = 0.1, rounds: int = 2) -> dict[str, Any]:
-    """`streams` streams of speech-like audio, pushed a chunk per stream per tick, through one runner:
-    one EmotionStream per stream (batch-1 engine calls) vs MultiStream (one batched call per tick).
-    The two modes alternate for `rounds` rounds; wall time is the median per mode."""
-    from ..runtime.multistream import MultiStream
-    from ..runtime.stream import EmotionStream, StreamConfig
-
-    config = StreamConfig(window_seconds=window, hop_seconds=hop)
-    audio = [speech_like(seconds, np.random.default_rng([7, i])) for i in range(streams)]
-    chunk = int(chunk_seconds * SAMPLE_RATE)
-    ticks = [{i: a[start : start + chunk] for i, a in enumerate(audio)} for start in range(0, len(audio[0]), chunk)]
-
-    def alone() -> int:
-        each = [EmotionStream(runner, labels, config) for _ in range(streams)]
-        return sum(len(each[i].push(c)) for tick in ticks for i, c in tick.items()) + sum(len(s.flush()) for s in each)
-
-    def batched() -> int:
-        multi = MultiStream(runner, labels, config, max_batch=streams, stream_ids=range(streams))
-        n = sum(len(r) for tick in ticks for r in multi.push(tick).values())
-        return n + sum(len(r) for r in multi.flush_all().values())
-
-    walls: dict[str, list[float]] = {"alone": [], "batched": []}
-    windows = {}
-    for _ in range(rounds):
-        for mode, fn in (("alone", alone), ("batched", batched)):
-            time.sleep(PAUSE_S)
-            t0 = time.perf_counter()
-            windows[mode] = fn()
-            walls[mode].append(time.perf_counter() - t0)
-    wall = {k: float(np.median(v)) for k, v in walls.items()}
-    return {"streams": streams, "seconds_per_stream": seconds, "windows": windows, "wall_s": wall, "runs": walls,
-            "rtf": {k: v / (streams * seconds) for k, v in wall.items()}, "batched_speedup": wall["alone"] / wall["batched"]}

@@ -1,5 +1,4 @@
-"""Benchmark results as files: OUT/<name>.json (everything), .md (tables) and .png (p50 latency vs
-window length at batch 1, log y), and the machine they were measured on."""
+"""Benchmark results as files, OUT/<name>.json (everything) and .md (tables), and the machine they were measured on."""
 
 from __future__ import annotations
 
@@ -102,48 +101,17 @@ def markdown(data: dict[str, Any]) -> str:
             [[k, v["audio_seconds"], v["wall_seconds"], fmt(v["rtf"], 3), v["keeps_up"], str(v["windows"]), v["mean_engine_ms"],
               _pct(v["overhead_share"], 2), _pct(v["non_engine_share"], 2)] for k, v in data["streaming"].items()],
             "overhead share: sum of WindowResult.overhead_ms / wall; non-engine share: 1 - engine time / wall.")]
-    if data.get("multistream"):
-        md += ["## Several streams through one engine (2 s window, 1 s hop, 0.1 s chunks per stream per tick)", "", *table(
-            ["variant", "streams", "audio s", "windows", "wall s, a call per window", "wall s, MultiStream", "RTF alone", "RTF batched", "speedup"],
-            [[k, str(v["streams"]), v["streams"] * v["seconds_per_stream"], str(v["windows"]["batched"]), v["wall_s"]["alone"],
-              v["wall_s"]["batched"], fmt(v["rtf"]["alone"], 3), fmt(v["rtf"]["batched"], 3), v["batched_speedup"]]
-             for k, v in data["multistream"].items()], "Both modes push the same chunks and alternate (median of the rounds).")]
     return "\n".join(md)
 
 
-def plot(data: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    rows = [r for r in data.get("results", []) if r["batch"] == 1]
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        ax.plot(*zip(*sorted((r["window_s"], r["p50_ms"]) for r in rows if r["variant"] == variant)), marker="o", label=variant)
-    windows = sorted({r["window_s"] for r in rows})
-    ax.set_xscale("log", base=2)
-    ax.set(yscale="log", xlabel="window (s)", ylabel="p50 latency (ms), batch 1",
-           title=f"{data.get('architecture')} on {data['machine']['cpu']}, {data['options']['threads']} threads")
-    ax.set_xticks(windows, [f"{w:g}" for w in windows])
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
 def write(data: dict[str, Any], out: Path, name: str, progress: Callable[[str], None],
-          md: Callable[[dict[str, Any]], str] = markdown, png: bool = True) -> dict[str, Any]:
-    """OUT/<name>.json, .md (`md(data)`) and, with `png`, the latency plot, in OUT claimed as bench results;
-    returns `data` with their paths under "files"."""
+          md: Callable[[dict[str, Any]], str] = markdown) -> dict[str, Any]:
+    """OUT/<name>.json and .md (`md(data)`), in OUT claimed as bench results; returns `data` with their paths
+    under "files"."""
     out = claim_output_dir(out, "bench")
-    paths = {"json": out / f"{name}.json", "md": out / f"{name}.md", **({"png": out / f"{name}.png"} if png else {})}
+    paths = {"json": out / f"{name}.json", "md": out / f"{name}.md"}
     atomic.write_text(paths["json"], json.dumps(data, indent=1, default=str) + "\n")
     atomic.write_text(paths["md"], md(data))
-    if png:
-        plot(data, paths["png"])
     data["files"] = {k: str(v) for k, v in paths.items()}
     progress(f"wrote {', '.join(data['files'].values())}")
     return data

@@ -1,11 +1,9 @@
-"""Atomic file writes: write a temp file beside the target, fsync, then rename over it.
+"""Atomic file writes (a temp file beside the target, fsync, rename) and `folder_lock` for a folder one
+process writes at a time.
 
-`folder_lock` keeps a second process from writing a folder another one is writing (a run).
-
-A crash or kill mid-write leaves the previous good file in place, never a half-written one. Temp names
-carry the writer's process id (`.<name>.<pid>.<random>.tmp`), so a process's first write into a folder
-removes what killed writers left there, and never what a live one is still writing. (Once per folder
-and process: a sweep per write would list the folder on every write, quadratic in a corpus folder.)
+A kill mid-write leaves the previous file, never a half-written one. Temp names carry the writer's pid
+(`.<name>.<pid>.<random>.tmp`), so a process's first write into a folder removes what dead writers left
+there, never what a live one is writing (once per folder and process: a sweep per write is quadratic).
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             yield tmp_path
             # mkstemp makes 0600, and some writers (safetensors) make a new file 0600 too: the result should
             # read like any other file the user's umask lets them write
-            os.chmod(tmp_path, 0o666 & ~_umask())
+            os.chmod(tmp_path, 0o666 & ~umask())
             with open(tmp_path, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp_path, path)
@@ -65,10 +63,8 @@ def naming(path: str | Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on `folder` while writing it; SertrtError naming it when another process holds it.
-    flock on the folder itself: no lock file to leave behind, and the OS releases it when the holder ends however
-    it ends (a killed run leaves no stale lock). A folder it had to create and that is still empty at the end
-    (the writer failed before writing) is removed again. POSIX only."""
+    """Hold an exclusive flock on `folder` itself (no lock file; the OS releases it however the holder ends);
+    SertrtError when another process holds it. A folder it created that is still empty at the end is removed."""
     import fcntl
 
     folder = Path(folder)
@@ -126,7 +122,8 @@ def remove_stale(folder: Path, prefix: str) -> list[Path]:
     return removed
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -46,8 +46,7 @@ assert exact_div(WINDOW_SAMPLES, HOP_SAMPLES) == 4
 
 def pad_batch(clips: list[np.ndarray], min_samples: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Clips `(n_i,)` -> waveform (B, num_samples) float32 zero-padded to the longest clip (and to at least
-    `min_samples`), lengths (B,) int64: the valid samples of each row. The one batch builder of every
-    stage (training, validation, calibration, parity)."""
+    `min_samples`), lengths (B,) int64: the valid samples of each row."""
     lengths = np.array([len(c) for c in clips], dtype=np.int64)
     waveform = np.zeros((len(clips), max(int(lengths.max()), min_samples)), dtype=np.float32)
     for row, clip in enumerate(clips):
@@ -59,9 +58,8 @@ def run_batched(lengths: Sequence[float], load: Callable[[int], np.ndarray],
                 run: Callable[[np.ndarray, np.ndarray], np.ndarray], batch_size: int, min_samples: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Rows of `run(waveform (B, num_samples), lengths (B,))` for the clips `load(i)`, i < len(lengths), stacked
-    in input order. Clips go `batch_size` at a time in order of `lengths` (similar lengths together: less padding),
-    each loaded when its batch runs (memory holds one batch) and padded by pad_batch. `progress(done, total)` before
-    each batch and at the end. The one sort -> pad -> run -> unsort of evaluate, the API and parity."""
+    in input order. Clips go `batch_size` at a time in order of `lengths` (less padding), each loaded when its
+    batch runs (memory holds one batch). `progress(done, total)` before each batch and at the end."""
     order = np.argsort(lengths, kind="stable")
     out = np.empty((0,), dtype=np.float32)
     for start in range(0, len(order), batch_size):
@@ -106,15 +104,12 @@ MAX_CHANNELS = 8  # a 2-D array's axis of 1-8 is its channels (no audio is 8 sam
 
 def as_mono(audio: Any, where: str, channels_first: bool | None = None, rate: int | None = None,
             offset: int = 0) -> np.ndarray:
-    """An array of audio as float32 mono `(num_samples,)`: the one door every array passes (the one-call API,
-    EmotionStream, MultiStream, `sertrt stream`'s sources).
+    """An array of audio as float32 mono `(num_samples,)`: the one door every array passes.
 
-    `(num_samples,)`, or 2-D averaged over its channels: `(num_samples, channels)` (soundfile, sounddevice) or
-    `(channels, num_samples)` (torchaudio, librosa). A 2-D array lies the way its one axis of 1 to MAX_CHANNELS (8)
-    says; when both axes or neither are that small (a stereo chunk of 8 samples or fewer, 16 channels) it is
-    refused unless `channels_first` says. Integers are scaled by their range to [-1, 1) (unsigned ones centred
-    first); floats are taken as they are. SertrtError naming `where` for another shape or dtype, or NaN/Inf
-    samples (their time given `rate`, counted from `offset` samples before this array).
+    2-D arrays are averaged over channels, `(num_samples, channels)` or `(channels, num_samples)`: the axis of 1 to
+    MAX_CHANNELS says which, and when both or neither are that small, `channels_first` must. Integers are scaled
+    to [-1, 1) (unsigned ones centred first); floats are taken as they are. SertrtError naming `where` for another
+    shape or dtype, or NaN/Inf samples (their time given `rate`, counted from `offset` earlier samples).
     """
     x = np.asarray(audio)
     if x.dtype.kind not in "iuf":
@@ -140,8 +135,8 @@ def as_mono(audio: Any, where: str, channels_first: bool | None = None, rate: in
 
 
 def check_finite(audio: np.ndarray, where: str, rate: int | None = None, offset: int = 0) -> None:
-    """SertrtError naming `where`, how many samples of `audio` `(num_samples, ...)` are NaN/Inf and (given `rate`) when
-    the first one is, counting `offset` samples that came before."""
+    """SertrtError naming `where`, how many samples of `audio` `(num_samples, ...)` are NaN/Inf and (given `rate`)
+    when the first one is, counting `offset` earlier samples."""
     finite = np.isfinite(audio)
     if not finite.all():
         bad = ~finite if finite.ndim == 1 else ~finite.all(axis=tuple(range(1, finite.ndim)))
@@ -151,11 +146,8 @@ def check_finite(audio: np.ndarray, where: str, rate: int | None = None, offset:
 
 
 def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read any soundfile-readable file as mono float32 at `rate`: `(num_samples,)`.
-
-    Stereo is downmixed and other rates are resampled. Unreadable, empty or non-finite audio is a
-    SertrtError naming the file; it is never silently replaced.
-    """
+    """Any soundfile-readable file as mono float32 `(num_samples,)` at `rate`, downmixed and resampled.
+    Unreadable, empty or non-finite audio is a SertrtError naming the file."""
     import soundfile as sf
 
     with open_audio(path) as f:
@@ -170,9 +162,8 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def open_audio(path: str | Path):
-    """An open soundfile.SoundFile, after the checks every command makes (train, evaluate, export, parity and
-    stream alike): a missing, unreadable or empty file, or a float file holding NaN/Inf samples, is a SertrtError
-    naming it (and the time of the first bad sample), and a truncated WAV is a warning saying how much of it is there."""
+    """An open soundfile.SoundFile, after the checks every command makes: a missing, unreadable or empty file, or
+    a float file holding NaN/Inf samples, is a SertrtError naming it; a truncated WAV is a warning."""
     import soundfile as sf
 
     path = Path(path)

@@ -1,26 +1,12 @@
-"""Deployment bundles: a directory with the ONNX file(s), an optional TensorRT engine and the bundle's
-card, manifest.json (labels, sample rate, window defaults, I/O spec, precision, opset, source checkpoint
-sha256, tool versions, validation results, and the sha256 of every file), checked on load.
+"""Deployment bundles: a folder with the ONNX file(s), an optional TensorRT engine and the bundle's card,
+manifest.json (labels, sample rate, window defaults, I/O spec, precision, tool versions, validation results
+and the sha256 of every file), checked on load.
 
-    card = load_bundle("bundle")       a BundleCard: typed, checked, with window_samples / hop_samples
-    card.model, card.labels, card.precision, card.window_samples, card.files
-
-What loading checks (`load_bundle`): manifest.json against manifest.sha256 (a digest of its canonical
-form, so labels, window, model name cannot be edited unnoticed); every listed name is a plain file in
-the bundle (no folders, no `..`, no links out); the list is not empty and holds the model; every file
-against its sha256; every field's type; with `trust=PUBKEY`, manifest.sig, an ed25519 signature over
-the canonical card (which holds every file's hash). A digest protects against corruption and careless
-edits, not against someone who rewrites both files: that is what the signature is for. Files a device
-adds itself (a TensorRT engine built there) go under `local_files`: hashed and digested, not signed, and
-never under a name the signed `files` hold; with a trust key the runtime loads them only when told to
-(`--allow-local-engine`, sertrt.runtime.runners).
-
-("manifest" in sertrt means a data manifest, the JSON Lines list of utterances; the bundle's
-description is its card. The file keeps its name, manifest.json, so bundles stay readable.)
-
-numpy-free and torch-free: the runtime reads bundles on devices without either training stack.
-Writing goes to a temp folder beside the target; a failed or interrupted export never leaves a
-half-written bundle and never replaces a good one.
+`load_bundle` checks manifest.json against manifest.sha256 (a digest of its canonical form), that every
+listed name is a plain file inside the bundle, every file's sha256, every field's type and, with
+`trust=PUBKEY`, manifest.sig (ed25519 over the canonical card). The digest catches corruption and careless
+edits; the signature catches someone who rewrites both. Files a device adds itself (a TensorRT engine) go
+under `local_files`: hashed and digested, never signed. numpy-free and torch-free.
 """
 
 from __future__ import annotations
@@ -41,11 +27,11 @@ from .errors import SertrtError
 from .precisions import CPU_TARGETS
 
 FORMAT = "sertrt-bundle"
-FORMAT_VERSION = 2  # 2: manifest.json covered by manifest.sha256; paths checked; optional ed25519 signature
+FORMAT_VERSION = 2
 CARD = "manifest.json"  # the bundle card
-DIGEST = "manifest.sha256"  # sha256 of the card's canonical form: the description itself is covered
+DIGEST = "manifest.sha256"  # sha256 of the card's canonical form
 SIGNATURE = "manifest.sig"  # optional: ed25519 over the canonical card without `local_files`
-LOCAL_FILES = "local_files"  # files a device added itself (a TensorRT engine): hashed, never signed
+LOCAL_FILES = "local_files"
 DESCRIPTION = (CARD, DIGEST, SIGNATURE)
 ENGINE_FILE = "model.plan"  # a TensorRT engine, when the bundle has one (its record: model.plan.json)
 
@@ -61,7 +47,7 @@ class BundleCard:
     spec: dict[str, Any]  # the export spec as written: window_seconds, hop_seconds, profile, inputs, outputs
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256 (filled in by write_bundle)
     opset: int | None = None
-    source_checkpoint: dict[str, Any] = field(default_factory=dict)  # path, sha256, epoch, metrics, upstream, head
+    source_checkpoint: dict[str, Any] = field(default_factory=dict)  # path, sha256 (the digest it stores), epoch, metrics, ...
     versions: dict[str, str] = field(default_factory=dict)
     precision_report: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
@@ -108,19 +94,9 @@ class BundleCard:
              "source_checkpoint": self.source_checkpoint, "versions": self.versions,
              "precision_report": self.precision_report, "validation": self.validation, "accuracy": self.accuracy,
              **self.extra, "files": self.files}
-        if self.engine is not None:
-            d["engine"] = self.engine
-        if self.graph:
-            d["graph"] = self.graph
-        if self.tensorrt_audit is not None:
-            d["tensorrt_audit"] = self.tensorrt_audit
-        if self.cpu_target is not None:
-            d["cpu_target"] = self.cpu_target
-        if self.timings:
-            d["timings"] = self.timings
-        if self.local_files:
-            d[LOCAL_FILES] = self.local_files
-        return d
+        optional = {"engine": self.engine, "graph": self.graph, "tensorrt_audit": self.tensorrt_audit,
+                    "cpu_target": self.cpu_target, "timings": self.timings, LOCAL_FILES: self.local_files}
+        return {**d, **{k: v for k, v in optional.items() if v is not None and v != {}}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str | Path) -> BundleCard:
@@ -147,17 +123,15 @@ class BundleCard:
             if not isinstance(digest, str):
                 raise SertrtError(f"{where}: the sha256 of {name!r} must be a string, got {digest!r:.60}")
         known = {f.name for f in dataclasses.fields(cls)} | {"format", LOCAL_FILES}
+        tables = {key: need(key, dict, optional=True) or {} for key in
+                  ("source_checkpoint", "versions", "precision_report", "validation", "graph", "timings")}
         card = cls(
             precision=need("precision", str), model=need("model", str), labels=tuple(labels),
-            sample_rate=need("sample_rate", int), spec=spec, files=files, opset=need("opset", int, optional=True),
-            source_checkpoint=need("source_checkpoint", dict, optional=True) or {},
-            versions=need("versions", dict, optional=True) or {},
-            precision_report=need("precision_report", dict, optional=True) or {},
-            validation=need("validation", dict, optional=True) or {}, accuracy=need("accuracy", dict, optional=True),
-            engine=need("engine", dict, optional=True), local_files=local, graph=need("graph", dict, optional=True) or {},
-            tensorrt_audit=need("tensorrt_audit", dict, optional=True), cpu_target=need("cpu_target", str, optional=True),
-            timings=need("timings", dict, optional=True) or {},
-            format_version=need("format_version", int), extra={k: v for k, v in d.items() if k not in known})
+            sample_rate=need("sample_rate", int), spec=spec, files=files, local_files=local,
+            opset=need("opset", int, optional=True), accuracy=need("accuracy", dict, optional=True),
+            engine=need("engine", dict, optional=True), tensorrt_audit=need("tensorrt_audit", dict, optional=True),
+            cpu_target=need("cpu_target", str, optional=True), format_version=need("format_version", int),
+            extra={k: v for k, v in d.items() if k not in known}, **tables)
         if card.sample_rate <= 0:
             raise SertrtError(f"{where}: field 'sample_rate' must be positive, got {card.sample_rate}")
         if card.cpu_target not in (None, *CPU_TARGETS):
@@ -181,7 +155,7 @@ def onnx_metadata(precision: str, labels: tuple[str, ...] | list[str], sample_ra
 
 def check_onnx_metadata(card: BundleCard, props: dict[str, str], where: str | Path) -> None:
     """The model's metadata_props agree with its card: SertrtError naming the first key that differs. A model with
-    none of them (exported before sertrt wrote them) passes; its card's file hash still covers it."""
+    none of them passes (its card's file hash covers it)."""
     expected = onnx_metadata(card.precision, card.labels, card.sample_rate, card.spec)
     if not set(expected) & set(props):
         return
@@ -217,21 +191,18 @@ def _write_description(folder: Path, description: dict[str, Any], signature: byt
 
 
 def check_replaceable_bundle(path: str | Path) -> None:
-    """`export --overwrite` replaces a sertrt bundle and nothing else: not a file, not a folder without a
-    sertrt manifest.json, not a bundle holding files its manifest does not list (they would go with it)."""
+    """`export --overwrite` replaces a sertrt bundle and nothing else: not a file, not a foreign folder, not a
+    bundle holding files its card does not list (they would go with it)."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or not path.is_dir():
         raise SertrtError(f"{path}: is a file, not a sertrt bundle; --overwrite replaces only a bundle, so it is left as it is")
     try:
-        description = json.loads((path / CARD).read_text(encoding="utf-8"))
-        ours = isinstance(description, dict) and description.get("format") == FORMAT
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
+        description = _read_description(path)
+    except SertrtError:
         raise SertrtError(f"{path}: not a sertrt bundle (no sertrt {CARD}); --overwrite replaces only a bundle, "
-                          "so it is left as it is")
+                          "so it is left as it is") from None
     listed = set(description.get("files") or {}) | set(description.get(LOCAL_FILES) or {}) | set(DESCRIPTION)
     foreign = sorted(p.name for p in path.iterdir() if p.name not in listed)
     if foreign:
@@ -267,7 +238,7 @@ def write_bundle(target: str | Path, staged: str | Path, card: BundleCard, overw
 
 def staging_dir(target: str | Path) -> Path:
     """A fresh temp folder beside `target` (same file system, so the final rename is cheap)."""
-    from .atomic import remove_stale
+    from .atomic import remove_stale, umask
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -275,9 +246,7 @@ def staging_dir(target: str | Path) -> Path:
     for kind in ("staging", "old"):  # what a killed export left beside this target
         remove_stale(target.parent, re.escape(f".{target.name}.{kind}."))
     staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging.{os.getpid()}."))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(staged, 0o777 & ~mask)  # mkdtemp makes 0700; the bundle should be readable like any folder
+    os.chmod(staged, 0o777 & ~umask())  # mkdtemp makes 0700; the bundle should be readable like any folder
     return staged
 
 
@@ -333,8 +302,7 @@ def _read_description(path: Path) -> dict[str, Any]:
         raise SertrtError(f"{cpath}: format {description.get('format') if isinstance(description, dict) else None!r} is not {FORMAT!r}")
     version = description.get("format_version")
     if version != FORMAT_VERSION:
-        hint = "; export it again with this sertrt" if isinstance(version, int) and version < FORMAT_VERSION else ""
-        raise SertrtError(f"{cpath}: bundle format version {version}; this sertrt reads {FORMAT_VERSION}{hint}")
+        raise SertrtError(f"{cpath}: bundle format version {version}; this sertrt reads {FORMAT_VERSION}")
     return description
 
 
@@ -376,14 +344,11 @@ def load_bundle(path: str | Path, verify: bool = True, trust: str | Path | None 
     return BundleCard.from_dict(description, path / CARD)
 
 
-# ---------------------------------------------------------------------------------------------
-# ed25519 signing (optional: `pip install 'sertrt[sign]'`, the cryptography package)
-
-
 def _crypto():
+    """ed25519 from the optional cryptography package (`pip install 'sertrt[sign]'`)."""
     from .versions import require
 
-    require("sign")  # one line naming the package when it is missing or too old
+    require("sign")
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519

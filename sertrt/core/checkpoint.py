@@ -1,11 +1,6 @@
-"""The checkpoint's header: what a checkpoint says about itself, without torch.
-
-    RUN/best.safetensors   tensors "model.*" (+ "optim.*" in last.safetensors for --resume)
-                           metadata {"sertrt": the header JSON, "sertrt_sha256": digest}
-    RUN/best.json          the same JSON, for people and tools that do not read safetensors
-
-The tensors are read and written by `sertrt.model.io` (torch); this module holds the format: its
-version, the typed header every reader uses, and which file a run directory names.
+"""The checkpoint's header, without torch: RUN/best.safetensors holds tensors "model.*" (+ "optim.*" in
+last.safetensors) and metadata {"sertrt": the header JSON, "sertrt_sha256": digest}; RUN/best.json the same
+JSON. The tensors are read and written by `sertrt.model.io`.
 """
 
 from __future__ import annotations
@@ -20,8 +15,7 @@ from .dims import ModelDims
 from .errors import SertrtError
 
 FORMAT = "sertrt-checkpoint"
-FORMAT_VERSION = 2  # sertrt_sha256 over the header and every tensor
-READS = (FORMAT_VERSION,)
+FORMAT_VERSION = 2
 DIGEST_KEY = "sertrt_sha256"
 
 
@@ -55,12 +49,10 @@ class CheckpointHeader:
         """SertrtError (one line naming `path`) unless `d` is a header of a version this sertrt reads."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise SertrtError(f"{path}: format {d.get('format') if isinstance(d, dict) else None!r} is not {FORMAT!r}")
-        if d.get("format_version") not in READS:
-            raise SertrtError(
-                f"{path}: checkpoint format version {d.get('format_version')} (written by sertrt "
-                f"{(d.get('code') or {}).get('sertrt', '?')}); this sertrt {__version__} reads versions "
-                f"{', '.join(map(str, READS))}"
-            )
+        if d.get("format_version") != FORMAT_VERSION:
+            raise SertrtError(f"{path}: checkpoint format version {d.get('format_version')} (written by sertrt "
+                              f"{(d.get('code') or {}).get('sertrt', '?')}); this sertrt {__version__} reads "
+                              f"versions {FORMAT_VERSION}")
         try:
             dims = ModelDims.from_dict(d["dims"])
         except (KeyError, TypeError, ValueError) as e:

@@ -11,3 +11,8 @@ TRITON_KINDS = ("auto", "cpu", "gpu")  # triton --kind: Triton instance kind (ex
 BACKENDS = ("ort", "trt")  # RunnerOptions.backend: ONNX Runtime, TensorRT (runtime.runners)
 GROUPINGS = ("auto", "none", "speaker")  # data split --group-by; auto: speaker where every utterance names one
 PROTOCOLS = ("random", "speaker", "session")  # data protocol --protocol (data.protocol)
+DEVICES = ("cpu", "cuda", "tensorrt")  # predict --device, sertrt.load(device=) (runtime.api)
+ORT_PROVIDERS = ("cpu", "cuda", "tensorrt")  # --provider: ONNX Runtime's execution provider (runtime.runners)
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16")  # --torch-precision: the PyTorch side (verify.torch_runner)
+SMOOTHINGS = ("none", "ema", "majority")  # stream --smoothing (runtime.stream)
+PCM_FORMATS = ("s16le", "f32le")  # stream --format: raw PCM on stdin (runtime.sources)

@@ -1,8 +1,5 @@
 """Model dimensions: everything needed to rebuild a model, stored in every checkpoint (whisper's
-`ModelDimensions`). Plain data, no torch: the export, the bench and the runtime read it too.
-
-    ModelDims(upstream=UpstreamSpec(...), head=HeadDims(...), labels, sample_rate)
-"""
+`ModelDimensions`). Plain data, no torch."""
 
 from __future__ import annotations
 
@@ -22,11 +19,8 @@ class UpstreamSpec:
     name: str  # a name in UPSTREAM_NAMES, or the path / hub id the weights came from
     kind: str  # "wav2vec2" | "fbank" | "mfcc" | "cnn-lstm" | "stats-lr"
     config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config.to_dict() or baseline sizes
-    # Transformer layers of the upstream that `layers=K` cut down to config["num_hidden_layers"];
-    # None: nothing was cut (and every checkpoint written before the option existed).
-    source_layers: int | None = None
-    # A learnable softmax-weighted sum over every hidden layer (wav2vec2; `--layer-weights`) instead of the last.
-    layer_weights: bool = False
+    source_layers: int | None = None  # layers before `--upstream-layers` cut them to num_hidden_layers; None: uncut
+    layer_weights: bool = False  # `--layer-weights`: a learnt softmax-weighted sum of every hidden layer
 
     @property
     def layers(self) -> dict[str, int]:

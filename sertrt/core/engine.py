@@ -1,12 +1,6 @@
-"""The engine record: what a TensorRT engine depends on, and whether this machine has it.
-
-    record_path("bundle/model.plan")   -> bundle/model.plan.json (written by the export, read by the runtime)
-    environment()                       TensorRT version, GPU name, compute capability of this machine
-    check_engine_compatible(record)     one line refusing an engine built for another GPU or TensorRT
-
-An engine is bound to one GPU model and one TensorRT version. Both the export (which builds engines)
-and the runtime (which runs them) need these facts, so they live here, below both. `tensorrt` and
-cuda-python are imported lazily, when an engine is built, checked or run; never torch.
+"""The engine record (model.plan.json beside model.plan): the TensorRT version, GPU name and compute
+capability an engine was built for, since an engine runs only there. The export writes it and the runtime
+checks it, so it lives below both. `tensorrt` and cuda-python are imported lazily; never torch.
 """
 
 from __future__ import annotations
@@ -25,8 +19,6 @@ TRT_MISSING = (
 POLYGRAPHY_MISSING = "Polygraphy not found (sertrt builds TensorRT engines through it): `pip install polygraphy`"
 CUDA_PYTHON_MISSING = ("cuda-python not found (the TensorRT runner's device memory and stream): `pip install "
                        "'cuda-python>=12.6,<13'` for CUDA 12 (JetPack 6), `cuda-python>=13` for CUDA 13")
-
-
 
 def import_tensorrt():
     try:
@@ -52,17 +44,17 @@ def import_polygraphy_trt() -> tuple[Any, type[Exception]]:
 def _import_cudart() -> Any:
     """cuda-python's runtime bindings, or None."""
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1
     except ImportError:
         try:
-            from cuda import cudart  # older cuda-python layout
+            from cuda import cudart  # up to 12.6.0 (removed in 13)
         except ImportError:
             return None
     return cudart
 
 
 def import_cudart() -> Any:
-    """cuda-python's runtime bindings (`cuda.bindings.runtime`), which the TensorRT runner needs."""
+    """cuda-python's runtime bindings, which the TensorRT runner needs."""
     cudart = _import_cudart()
     if cudart is None:
         raise SertrtError(CUDA_PYTHON_MISSING)
@@ -109,9 +101,8 @@ def environment() -> dict[str, Any]:
 
 
 def check_engine_compatible(record: dict[str, Any]) -> None:
-    """SertrtError (one line) if this machine's TensorRT version, GPU model or compute capability
-    differs from the engine record's. A GPU field unknown on either side is not compared (TensorRT
-    still refuses a foreign plan when deserializing, with a less helpful message)."""
+    """SertrtError (one line) if this machine's TensorRT version, GPU model or compute capability differs from
+    the engine record's. A GPU field unknown on either side is not compared (TensorRT still refuses the plan)."""
     from packaging.version import InvalidVersion, Version
 
     here = environment()

@@ -93,31 +93,19 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]
                     raise SertrtError(f"{where}: {e}") from None
                 if frames == 0:
                     raise SertrtError(f"{where}: {audio_path}: audio is empty (0 samples)")
-            try:
-                utt = Utterance(
-                    path=str(audio_path.resolve()),
-                    label=str(row["label"]),
-                    corpus=str(row["corpus"]),
-                    language=str(row["language"]),
-                    speaker=str(row["speaker"]),
-                    duration=float(row["duration"]),
-                    sample_rate=int(row["sample_rate"]),
-                    **{k: (None if row.get(k) is None else str(row[k])) for k in OPTIONAL_FIELDS},
-                )
-            except (TypeError, ValueError) as e:
-                raise SertrtError(f"{where}: bad field value ({e})") from None
-            utterances.append(utt)
+            utterances.append(Utterance(  # the types are checked: these conversions cannot fail
+                path=str(audio_path.resolve()), label=row["label"], corpus=row["corpus"], language=row["language"],
+                speaker=str(row["speaker"]), duration=float(row["duration"]), sample_rate=row["sample_rate"],
+                **{k: (None if row.get(k) is None else str(row[k])) for k in OPTIONAL_FIELDS},
+            ))
     if not utterances:
         raise SertrtError(f"{path}: manifest has no utterances")
     return utterances
 
 
 def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> None:
-    """Write atomically, with paths relative to the manifest's folder where possible.
-
-    A relative `Utterance.path` is taken relative to the current folder (as Python opens it) and
-    rewritten relative to the manifest's folder, where `read_manifest` looks for it.
-    """
+    """Write atomically, paths relative to the manifest's folder where possible (a relative `Utterance.path`
+    is taken relative to the current folder, as Python opens it)."""
     path = Path(path)
     root = path.parent.resolve()
     lines = []

@@ -55,3 +55,16 @@ def classification_report(
     report["labels"] = list(labels)
     report["count"] = int(cm.sum())
     return report
+
+
+def compare_logits(ref: np.ndarray, out: np.ndarray, rtol: float = 0.0) -> dict[str, float]:
+    """Logits `out` against the reference `ref`, both (N, num_labels): max absolute and relative error, the
+    smallest atol that passes |out - ref| <= atol + rtol * |ref| everywhere (NaN if `out` has NaN), the cosine
+    over all values and top-1 agreement over rows. The one comparison export validation, parity and the
+    benchmarks report."""
+    a, b = ref.astype(np.float64), out.astype(np.float64)
+    diff, scale = np.abs(a - b), np.abs(a)
+    return {"max_abs": float(diff.max()), "max_rel": float((diff / np.maximum(scale, 1e-6)).max()),
+            "required_atol": float(np.maximum((diff - rtol * scale).max(), 0.0)),
+            "cosine": float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)),
+            "agreement": float(np.mean(a.argmax(-1) == b.argmax(-1)))}

@@ -1,11 +1,6 @@
-"""Folders that commands write into: sertrt writes only into a folder that is new, empty, or one it
-wrote itself. Anything else at the path is someone else's: one line refuses it, and nothing there is
-touched. (`export --overwrite` replaces only a sertrt bundle: `core.bundle.check_replaceable_bundle`.)
-
-    claim_output_dir(path, "run")      train runs, synth corpora, prepared corpora, bench results
-
-A folder a command claims gets a small marker file naming what wrote it (`.sertrt-output.json`), so a
-rerun or resume is recognised. numpy-free: every stage uses it.
+"""Folders that commands write into: only one that is new, empty, or that sertrt wrote as the same kind
+(a marker file, `.sertrt-output.json`, says which). Anything else is someone else's: one line refuses it
+and nothing there is touched.
 """
 
 from __future__ import annotations

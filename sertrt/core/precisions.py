@@ -1,10 +1,6 @@
-"""The precisions a bundle can have, and what each must meet against PyTorch FP32: one table that the
-export's validation and `sertrt parity` (and `export --test-manifest`) both read.
-
-    fp32          the ONNX as exported
-    fp16          FP16 ONNX with FP32 islands (TensorRT's and GPU ONNX Runtime's)
-    int8          explicit QDQ INT8, calibrated (TensorRT's input)
-    int8-dynamic  MatMul-only dynamic INT8, no calibration (ONNX Runtime CPU's)
+"""The precisions a bundle can have and what each must meet against PyTorch FP32, read by the export's
+validation and `sertrt parity`: fp32 (as exported), fp16 (FP32 islands), int8 (calibrated QDQ, for TensorRT)
+and int8-dynamic (MatMul-only, uncalibrated, for ONNX Runtime on CPU).
 """
 
 from __future__ import annotations
@@ -17,14 +13,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Limits:
-    """Per precision. Validation runs on synthetic speech at shapes the export never traced (logits within
-    atol + rtol * |ref|, and top-1 agreement); parity runs on real utterances (top-1 agreement and the UA
-    difference in points), whole and in streaming windows. A `gated` precision's export is refused unless the
-    parity limits hold on real utterances (export --test-manifest, or the calibration manifest's held-out part).
-
-    A row can flip its top-1 within the elementwise tolerance only if its reference margin (top-1 minus
-    runner-up logit) is below 2 * (atol + rtol * |ref|): the tolerances are kept small enough that only
-    near-ties can, and those are what the agreement limit counts."""
+    """Per precision. Validation: synthetic speech at untraced shapes, logits within atol + rtol * |ref| and
+    top-1 agreement. Parity: real utterances, top-1 agreement and UA difference in points. A `gated`
+    precision's export is refused unless the parity limits hold on real utterances. Only rows whose top-1
+    margin is below 2 * (atol + rtol * |ref|) can flip within tolerance: the agreement limit counts those."""
 
     atol: float
     rtol: float
@@ -32,8 +24,7 @@ class Limits:
     parity_agreement: float
     max_delta_ua: float = 1.0
     gated: bool = False
-    # ONNX Runtime session config entries every CPU session of this precision gets (export validation, the runtime,
-    # examples/bundle_client.py), so a bundle computes the same on every machine and ONNX Runtime version.
+    # ONNX Runtime session config entries of every CPU session of this precision: the same logits everywhere.
     ort_config: tuple[tuple[str, str], ...] = ()
 
     def validation(self) -> dict[str, Any]:
@@ -57,25 +48,18 @@ class Limits:
 LIMITS = {
     "fp32": Limits(atol=1e-4, rtol=1e-3, validation_agreement=1.0, parity_agreement=0.999),
     "fp16": Limits(atol=5e-2, rtol=5e-2, validation_agreement=0.99, parity_agreement=0.995),
-    # The QDQ graph runs as written (DequantizeLinear, then the FP16 MatMul), not fused: onnxruntime 1.32 on aarch64
-    # fuses DQ -> MatMul -> Q into QLinearMatMul, which takes no FP16 scales, and refuses the model at session creation
-    # (found by scripts/jetson_check.sh; 1.23 on aarch64 does not fuse there). On x86-64, 1.32's logits are bit-identical
-    # either way, while 1.20 and 1.23 fuse some nodes and move them by up to about 0.01. TensorRT, the backend int8 is
-    # for, reads the same Q/DQ and fuses it itself.
-    # INT8: no rtol (logits have no natural scale, and an allowance that grows with |logit| let every row of the
-    # validation flip); atol a few times the measured error (tiny: int8 0.065, int8-dynamic 0.007 on the
-    # validation signals), so only rows within 2 * atol of a tie can flip and pass. Gated on real utterances.
+    # int8's QDQ graph runs unfused on ONNX Runtime CPU: some versions fuse DQ -> MatMul -> Q into QLinearMatMul,
+    # which takes no FP16 scales (refused on aarch64) or moves logits. TensorRT fuses the Q/DQ itself.
+    # INT8: no rtol (logits have no natural scale); atol a few times the typical error, so only near-ties can flip.
     "int8": Limits(atol=0.2, rtol=0.0, validation_agreement=0.90, parity_agreement=0.98, gated=True,
                    ort_config=(("session.disable_quant_qdq", "1"),)),
     "int8-dynamic": Limits(atol=0.1, rtol=0.0, validation_agreement=0.90, parity_agreement=0.98, gated=True),
 }
 PRECISIONS = tuple(LIMITS)
 
-# int8-dynamic's weights follow the CPU that runs them (export --cpu-target). ONNX Runtime multiplies uint8
-# activations by int8 weights (u8s8) with VNNI, AMX or ARM's dot product exactly and fastest, so those take QInt8
-# weights. AVX2 without VNNI sums u8s8 products in saturating 16-bit pairs: ONNX Runtime's quantisation docs
-# prescribe reduce_range (7-bit weights) there. "vnni" is the default: x86 servers since 2019 (Cascade Lake,
-# Zen 4) have it, and its artifact is the arm64 one.
+# int8-dynamic's weights follow the CPU that runs them (export --cpu-target): VNNI, AMX and ARM's dot product
+# multiply u8s8 exactly, so they take 8-bit weights; AVX2 sums u8s8 products in saturating 16-bit pairs, where
+# ONNX Runtime's quantisation docs prescribe reduce_range (7-bit weights). vnni's artifact is arm64's too.
 CPU_TARGETS = ("vnni", "avx2", "arm64")
 DEFAULT_CPU_TARGET = "vnni"
 _SAME_WEIGHTS = {"vnni": "s8", "arm64": "s8", "avx2": "s7"}

@@ -1,14 +1,6 @@
-"""The package versions each stage is tested with, declared once (pyproject.toml says the same; a test
-holds them together), and the check each stage runs when it is imported.
-
-    require("export")   onnxruntime, onnx, onnxscript, onnxslim, torch, transformers
-    require("train")    torch, transformers
-    require("runtime")  onnxruntime, when it is installed (a TensorRT-only runtime needs none)
-    require("sign")     cryptography (only when a bundle is signed or checked against a key)
-
-A version outside the range is refused with one line naming the package, the version found and the range
-supported, instead of a traceback from inside onnx or onnxruntime later. Reads package metadata only:
-no heavy import, no torch.
+"""The package versions each stage supports (pyproject.toml says the same; a test holds them together), and
+`require(stage)`, which refuses a missing or unsupported one in one line instead of a traceback from inside
+onnx later. Reads package metadata only: no heavy import.
 """
 
 from __future__ import annotations
@@ -17,8 +9,7 @@ from importlib import metadata
 
 from .errors import SertrtError
 
-# The oldest of each that CI runs the export, validation and parity tests with (scripts/test.sh builds
-# that environment), or, for torch, the versions seen running: 2.13 in CI, 2.11 on the GPU machine.
+# The oldest of each that scripts/test-oldest.sh runs the tests with.
 SUPPORTED = {
     "onnxruntime": ">=1.20",
     "onnx": ">=1.17",
@@ -36,7 +27,7 @@ STAGES = {
 }
 # onnxruntime ships under several distribution names (the GPU build, Jetson Zoo's, ...): any one counts.
 DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")}
-OPTIONAL = {"runtime": ("onnxruntime",)}  # checked only when installed
+OPTIONAL = {"runtime": ("onnxruntime",)}  # checked only when installed: a TensorRT-only runtime needs none
 
 
 def installed_version(package: str) -> str | None:

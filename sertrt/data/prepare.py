@@ -1,18 +1,7 @@
-"""Prepare corpora: read each one as distributed, cache its audio at 16 kHz, write manifests.
-
-    sertrt data prepare --corpus emodb=/data/emodb --corpus iemocap=/data/IEMOCAP --out prepared/
-
-OUT then holds
-
-    audio/<corpus>/...              16 kHz mono 16-bit WAV, mirroring the corpus's own paths
-    audio/<corpus>/cache_index.json source size+mtime of every cached file, so reruns skip them
-    <corpus>_manifest.jsonl         one per corpus
-    manifest.jsonl                  every prepared corpus but the held-out eNTERFACE (the mixed set)
-    prepare_report.json / .md       found, kept per label, dropped per code, unreadable, speakers
-
-The corpus files are only read. Unreadable ones are listed in the report with their errors and
-counted in a warning; the rest are prepared. A partial corpus (missing sessions or speakers) is
-an error unless `allow_partial`, then a warning; both land in the report.
+"""Prepare corpora: read each one as distributed (only read), cache its audio as 16 kHz mono WAV under
+OUT/audio/<corpus>/ (with a cache_index.json of source size+mtime, so reruns skip them), and write
+<corpus>_manifest.jsonl, manifest.jsonl (every corpus but the held-out eNTERFACE) and prepare_report.json/.md.
+Unreadable files are reported and skipped; a partial corpus is an error unless `allow_partial`.
 """
 
 from __future__ import annotations
@@ -115,9 +104,7 @@ class _Done:
 
 def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = None) -> PrepareReport:
     """Prepare every corpus in `opts.corpora` into `opts.out`; returns the report (also written there).
-
-    `progress(done, total)` is called from this thread as files are converted or found cached.
-    """
+    `progress(done, total)` is called from this thread as files are converted or found cached."""
     if not opts.corpora:
         raise SertrtError(f"no corpus given: name one or more as NAME=ROOT (valid names: {', '.join(ADAPTERS)})")
     if opts.workers < 1:
@@ -160,28 +147,17 @@ def prepare(opts: PrepareOptions, progress: Callable[[int, int], None] | None = 
     unreadable = {n: len(reports[n].unreadable) for n in names if reports[n].unreadable}
     if unreadable:
         counts = ", ".join(f"{n} {k}" for n, k in unreadable.items())
-        warnings.warn(
-            f"{sum(unreadable.values())} unreadable file(s) skipped ({counts}): listed in {out / REPORT_MD}",
-            stacklevel=2,
-        )
+        warnings.warn(f"{sum(unreadable.values())} unreadable file(s) skipped ({counts}): listed in {out / REPORT_MD}",
+                      stacklevel=2)
     if report.error:
         raise SertrtError(report.error)
     return report
 
 
 def _start_report(adapter: Adapter, root: Path, scan: Scan) -> CorpusReport:
-    return CorpusReport(
-        name=adapter.name,
-        title=adapter.title,
-        root=str(root.expanduser().resolve()),
-        language=adapter.language,
-        in_mix=adapter.in_mix,
-        found=scan.found,
-        dropped=dict(scan.dropped),
-        unmatched=list(scan.unmatched),
-        partial=list(scan.partial),
-        warnings=list(scan.warnings),
-    )
+    return CorpusReport(adapter.name, adapter.title, str(root.expanduser().resolve()), adapter.language,
+                        adapter.in_mix, found=scan.found, dropped=dict(scan.dropped), unmatched=list(scan.unmatched),
+                        partial=list(scan.partial), warnings=list(scan.warnings))
 
 
 def _jobs(out: Path, names: list[str], scans: dict[str, Scan]) -> list[_Job]:
@@ -269,22 +245,14 @@ def _convert_one(job: _Job, stat: os.stat_result, ffmpeg: str | None) -> _Done:
         return _Done(job, error=str(e))
     _write_cache(job.cache, audio)
     duration = round(audio.shape[0] / SAMPLE_RATE, 4)
-    entry = {
-        "source": str(source),
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "cache_size": job.cache.stat().st_size,
-        "duration": duration,
-    }
+    entry = {"source": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+             "cache_size": job.cache.stat().st_size, "duration": duration}
     return _Done(job, duration=duration, entry=entry)
 
 
 def _extract_audio(path: Path, ffmpeg: str | None) -> np.ndarray:
-    """The first audio track of a video as `(num_samples,)` float32 at SAMPLE_RATE.
-
-    ffmpeg only demuxes and decodes, at the track's own rate and channels; downmixing and
-    resampling stay with load_audio, so AVI and WAV sources are converted the same way.
-    """
+    """The first audio track of a video as `(num_samples,)` float32 at SAMPLE_RATE. ffmpeg only decodes;
+    load_audio downmixes and resamples, as for a WAV."""
     assert ffmpeg is not None, "checked before the pool starts"
     with tempfile.TemporaryDirectory(prefix="sertrt-ffmpeg-") as tmp:
         wav = Path(tmp) / "audio.wav"
@@ -300,10 +268,8 @@ def _extract_audio(path: Path, ffmpeg: str | None) -> np.ndarray:
 
 
 def _write_cache(path: Path, audio: np.ndarray) -> None:
-    """Atomic, like every other output (write_wav writes a temp file and renames it): a killed run
-    leaves no half-written WAV under its final name, and the next run removes its temp file. A failure
-    here is OUT's problem (full disk, no permission), so it stops the run instead of blaming the source.
-    """
+    """Atomic (write_wav). A failure here is OUT's problem (full disk, no permission): it stops the run
+    instead of blaming the source."""
     import soundfile as sf
 
     try:
@@ -317,20 +283,9 @@ def _finish_corpus(out: Path, adapter: Adapter, report: CorpusReport, done: list
     """Fill the report from the conversions, write the manifest and cache index; returns the utterances."""
     done = sorted(done, key=lambda d: d.job.item.rel)
     ok = [d for d in done if d.error is None]
-    utterances = [
-        Utterance(
-            path=str(d.job.cache),
-            label=d.job.item.label,
-            corpus=adapter.name,
-            language=adapter.language,
-            speaker=d.job.item.speaker,
-            duration=d.duration,
-            sample_rate=SAMPLE_RATE,
-            original_path=str(d.job.item.source),
-            session=d.job.item.session,
-        )
-        for d in ok
-    ]
+    utterances = [Utterance(str(d.job.cache), d.job.item.label, adapter.name, adapter.language, d.job.item.speaker,
+                            d.duration, SAMPLE_RATE, original_path=str(d.job.item.source), session=d.job.item.session)
+                  for d in ok]
     labels = Counter(u.label for u in utterances)
     report.kept = {label: labels[label] for label in LABELS}
     report.speakers = dict(sorted(Counter(u.speaker for u in utterances).items()))
@@ -369,12 +324,9 @@ def _markdown(report: PrepareReport) -> str:
         lines.append(f"- manifest: {f'`{c.manifest}`' if c.manifest else 'not written'}")
         lines.append(f"- found {c.found} utterances; kept {sum(c.kept.values())} ({c.duration_s / 3600:.2f} h)")
         lines.append(f"- cache: {c.converted} converted, {c.reused} reused")
-        if c.kept:
-            lines += ["", "| label | utterances |", "|---|---|"]
-            lines += [f"| {label} | {n} |" for label, n in c.kept.items()]
-        if c.dropped:
-            lines += ["", "| dropped code | utterances |", "|---|---|"]
-            lines += [f"| `{code}` | {n} |" for code, n in c.dropped.items()]
+        for head, counts in (("label", c.kept), ("dropped code", {f"`{code}`": n for code, n in c.dropped.items()})):
+            if counts:
+                lines += ["", f"| {head} | utterances |", "|---|---|"] + [f"| {k} | {n} |" for k, n in counts.items()]
         if c.speakers:
             speakers = ", ".join(f"{s} ({n})" for s, n in c.speakers.items())
             lines += ["", f"Speakers ({len(c.speakers)}): {speakers}"]

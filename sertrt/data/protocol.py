@@ -1,13 +1,9 @@
-"""Evaluation protocols, saved to disk so every experiment on them is reproducible.
+"""Evaluation protocols, saved to PROTOCOL_DIR (protocol.json, fold<k>/{train,valid,test}_manifest.jsonl).
 
-    random   the paper's: stratified 4:1 train/test, then 5 stratified folds on the train part;
-             fold k trains on the other four folds, picks its best epoch on fold k, reports on test.
-             Speakers appear on both sides (the paper's split leaks speakers).
-    speaker  the same with whole speakers held out: no speaker in two of test / valid / train.
-    session  IEMOCAP leave-one-session-out: fold k tests on Session k, validates on a stratified
-             20% of the other sessions and trains on the rest (needs `session` in every row).
-
-PROTOCOL_DIR/protocol.json records the options; fold<k>/{train,valid,test}_manifest.jsonl the parts.
+    random   the paper's: stratified 4:1 train/test, then stratified folds on the train part; fold k
+             validates on fold k and trains on the others. Speakers appear on both sides.
+    speaker  the same with whole speakers: no speaker in two of test / valid / train.
+    session  IEMOCAP leave-one-session-out: fold k tests on Session k, validates on 20% of the rest.
 """
 
 from __future__ import annotations
@@ -121,7 +117,6 @@ def read_protocol(path: str | Path) -> tuple[dict, list[dict[str, Path]]]:
     if not path.is_file():
         raise SertrtError(f"{path}: no protocol.json (make one with `sertrt data protocol`)")
     record = json.loads(path.read_text())
-    folds = []
-    for k in range(len(record["fold_sizes"])):
-        folds.append({part: path.parent / f"fold{k}" / f"{part}_manifest.jsonl" for part in ("train", "valid", "test")})
+    folds = [{part: path.parent / f"fold{k}" / f"{part}_manifest.jsonl" for part in ("train", "valid", "test")}
+             for k in range(len(record["fold_sizes"]))]
     return record, folds

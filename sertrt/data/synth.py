@@ -1,29 +1,15 @@
-"""Synthetic emotional speech from espeak-ng, laid out like EmoDB, EMOVO, TESS and eNTERFACE'05.
+"""Synthetic emotional speech from espeak-ng, laid out like EmoDB, EMOVO, TESS, SAVEE and eNTERFACE'05,
+so the whole pipeline runs end to end without licensed corpora.
 
-Lets the whole pipeline (adapters, training, export, runtime) run end to end without licensed
-corpora. Emotions are acted through SSML prosody, which espeak-ng 1.51 honours for all four
-attributes (measured: pitch "+40%" raises f0 by about 20%, range "40%" shrinks the f0 spread to a
-third, rate scales duration, volume scales RMS linearly) plus `<break>` pauses between phrases:
+Emotions are acted through SSML prosody (pitch, range, rate, volume) and `<break>` pauses between phrases:
+sad is low, narrow, slow, quiet with long pauses; angry raised, wide, fast, loud; happy high, wide, fairly
+fast; neutral in between. The `fr` part stands in for eNTERFACE'05, the held-out corpus of the paper's
+transfer experiment: French voices at base pitches no other corpus uses, happy/angry/sad only, each emotion
+with its own sentences, in eNTERFACE's layout (WAV for AVI; subject 3's files named `s_3_*`). Its rows go to
+OUT/transfer_manifest.jsonl, never to OUT/manifest.jsonl, so it cannot leak into training.
 
-    sad      low pitch, narrow range, slow, quiet, long pauses
-    angry    raised pitch, wide range, fast, loud, short pauses
-    happy    high pitch, wide range, fairly fast
-    neutral  mid everything
-
-The fourth part (`fr`) stands in for eNTERFACE'05, the held-out corpus of the paper's transfer experiment
-(train on the en/de/it mix, test on happy, sad and angry only, in another setting). The real corpus
-is English spoken by non-native speakers of 14 nationalities; espeak has no such accents, so we
-approximate "unseen speakers in another setting" with French voices (France, Belgium, Switzerland)
-at base pitches no other corpus uses, speaking French sentences. As in eNTERFACE, every emotion
-has its own 5 sentences whose words carry the emotion too. It copies the real layout with WAV for
-AVI, `enterface/subject N/<anger|happiness|sadness>/sentence K/sN_<an|ha|sa>_K.wav`, and one of
-its naming glitches: subject 3's files are named `s_3_<code>_K.wav`. Its rows go to
-OUT/transfer_manifest.jsonl and never to OUT/manifest.jsonl, so the transfer set cannot leak into
-training.
-
-Every utterance draws its own jitter from a Generator seeded by (seed, its relative path), so the
-output is byte-identical for a seed whatever the number of workers or the languages chosen.
-Audio stays at espeak's own 22050 Hz, 16-bit mono; the pipeline resamples it like a real corpus.
+Each utterance draws its jitter from a Generator seeded by (seed, its relative path): the output is
+byte-identical for a seed whatever the workers or languages. Audio stays at espeak's 22050 Hz, 16-bit mono.
 """
 
 from __future__ import annotations
@@ -180,8 +166,7 @@ TESS = Corpus(
     ),
 )
 
-# Four male voices of British English, as in the real corpus (DC, JE, JK, KL); with TESS's two, English has six.
-# The real corpus speaks TIMIT sentences; these are our own, each spoken in every emotion (take NN).
+# Four male British voices, as in the real corpus; with TESS's two, English has six.
 SAVEE = Corpus(
     name="savee",
     language="en",
@@ -205,8 +190,7 @@ SAVEE = Corpus(
     path=lambda spk, take, emo: f"savee/AudioData/{spk.code}/{emo}{take}.wav",
 )
 
-# Sentence K of each emotion; eNTERFACE's disgust, fear and surprise are not spoken (the paper
-# drops them, and there is no neutral).
+# Sentence K of each emotion; the paper drops disgust, fear and surprise, and there is no neutral.
 ENTERFACE_SENTENCES = {
     "angry": (
         "C'est la troisième fois | que tu me fais le coup, | j'en ai assez !",
@@ -260,12 +244,6 @@ ENTERFACE = Corpus(
 # language -> its corpora; English is TESS-like and SAVEE-like, so every training language has six voices or more
 CORPORA_BY_LANGUAGE = {"de": (EMODB,), "it": (EMOVO,), "en": (TESS, SAVEE), "fr": (ENTERFACE,)}
 CORPORA = {c.name: c for corpora in CORPORA_BY_LANGUAGE.values() for c in corpora}
-assert set(STYLES) == set(LABELS)
-assert all(set(c.emotions) == set(LABELS) for c in CORPORA.values() if not c.held_out)
-assert all(
-    set(c.emotions) <= set(LABELS) and all(isinstance(t, str) or set(t) == set(c.emotions) for t in c.texts.values())
-    for c in CORPORA.values()
-)
 
 
 @dataclass(frozen=True)
@@ -313,10 +291,7 @@ def _ssml(text: str, style: Style, rng: np.random.Generator) -> str:
 
 
 def _espeak(espeak: str, ssml: str, speaker: Speaker, where: str) -> tuple[np.ndarray, int]:
-    """Run espeak-ng once: `(num_samples,)` float32 audio and its sample rate.
-
-    `where` names the file, text and voice in every error.
-    """
+    """Run espeak-ng once: `(num_samples,)` float32 audio and its sample rate; errors name `where`."""
     import soundfile as sf
 
     cmd = [espeak, "-m", "-b", "1", "--stdin", "--stdout"]
@@ -356,15 +331,8 @@ def _render(job: Job, out: Path, seed: int, noise_snr_db: float | None, espeak: 
         write_wav(path, audio.astype(np.float32), rate)
     except sf.LibsndfileError as e:  # libsndfile says "System error." for a full disk, and names no file
         raise OSError(errno.EIO, f"could not write the WAV (libsndfile: {e.error_string} Is the disk full?)", str(path)) from None
-    return Utterance(
-        path=str(path),
-        label=job.label,
-        corpus=job.corpus.name,
-        language=job.corpus.language,
-        speaker=job.speaker.code,
-        duration=round(audio.shape[0] / rate, 4),
-        sample_rate=rate,
-    )
+    return Utterance(str(path), job.label, job.corpus.name, job.corpus.language, job.speaker.code,
+                     duration=round(audio.shape[0] / rate, 4), sample_rate=rate)
 
 
 def _check(opts: SynthOptions) -> None:
@@ -384,43 +352,28 @@ def _check(opts: SynthOptions) -> None:
 def _readme(opts: SynthOptions, espeak: str, utterances: list[Utterance]) -> str:
     version = subprocess.run([espeak, "--version"], capture_output=True, text=True, check=False)
     version_text = version.stdout.split("Data at")[0].strip() or "espeak-ng (unknown version)"
-    held_out = [u for u in utterances if CORPORA[u.corpus].held_out]
+    held_out = sum(CORPORA[u.corpus].held_out for u in utterances)
     lines = [
-        "Synthetic emotional speech: NOT real recordings.",
-        f"Generated by sertrt.data.synth with espeak-ng ({version_text}).",
-        "Emotions (neutral, happy, angry, sad) are acted through SSML pitch, pitch range, rate,",
-        "volume and pauses, with per-utterance jitter. Laid out like EmoDB (emodb/, German),",
-        "EMOVO (emovo/, Italian), TESS (tess/, English) and SAVEE (savee/, English) so the corpus adapters",
-        "read it as is.",
+        f"Synthetic emotional speech, NOT real recordings: sertrt.data.synth with espeak-ng ({version_text}).",
         f"seed={opts.seed} scale={opts.scale} noise_snr_db={opts.noise_snr_db}",
-        f"{len(utterances) - len(held_out)} utterances, 16-bit mono WAV at espeak's own rate; list: manifest.jsonl",
+        f"{len(utterances) - held_out} utterances, 16-bit mono WAV at espeak's own rate; list: manifest.jsonl",
     ]
     if held_out:
-        lines += [
-            f"{len(held_out)} held-out utterances for the transfer test; list: transfer_manifest.jsonl.",
-            "enterface/ is laid out like eNTERFACE'05 (WAV for AVI; subject 3's files are named s_3_*)",
-            "but spoken in French by 8 voices heard nowhere else, happy, angry and sad only. It is",
-            "never listed in manifest.jsonl, so it cannot leak into training.",
-        ]
+        lines.append(f"{held_out} held-out utterances for the transfer test (enterface/, French, 8 voices heard "
+                     "nowhere else); list: transfer_manifest.jsonl, never manifest.jsonl.")
     lines.append("")
     for c in CORPORA.values():
         rows = [u for u in utterances if u.corpus == c.name]
         if rows:
-            labels = [label for label in LABELS if label in c.emotions]
-            counts = ", ".join(f"{label} {sum(u.label == label for u in rows)}" for label in labels)
+            counts = ", ".join(f"{e} {sum(u.label == e for u in rows)}" for e in LABELS if e in c.emotions)
             lines.append(f"{c.name}: {len(rows)} ({counts}), {len({u.speaker for u in rows})} speakers")
     return "\n".join(lines) + "\n"
 
 
 def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Speak every corpus in `opts.languages` into `opts.out`; returns OUT/manifest.jsonl.
-
-    The training corpora are listed in OUT/manifest.jsonl, the held-out eNTERFACE-like part in
-    OUT/transfer_manifest.jsonl; each is written only when it has rows (with `languages=("fr",)`
-    only the transfer manifest is, and that is the path returned). Manifests are written last and
-    atomically, so a failed run never leaves one behind that lists missing or half-written audio.
-    `progress(done, total)` is called from this thread.
-    """
+    """Speak every corpus in `opts.languages` into `opts.out`; returns OUT/manifest.jsonl (with only
+    `fr`, OUT/transfer_manifest.jsonl). Manifests are written last, each only when it has rows, so a failed run
+    never leaves one listing missing audio. `progress(done, total)` is called from this thread."""
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise SertrtError(INSTALL_HINT)

@@ -34,7 +34,6 @@ from ..core.bundle import (
     check_replaceable_bundle,
     load_bundle,
     onnx_metadata,
-    sha256_file,
     sign,
     staging_dir,
     write_bundle,
@@ -42,7 +41,7 @@ from ..core.bundle import (
 from ..core.checkpoint import resolve_checkpoint
 from ..core.errors import CheckFailed, SertrtError
 from ..core.precisions import CPU_TARGETS, DEFAULT_CPU_TARGET, LIMITS, PRECISIONS
-from ..model.io import load_model
+from ..model.io import checkpoint_digest, load_model
 from .onnx_export import export_onnx, simplify_onnx, stamp_metadata
 from .spec import ExportSpec, Profile
 from .tensorrt_audit import audit_onnx, format_audit
@@ -162,13 +161,20 @@ def _check_options(opts: ExportOptions, precisions: tuple[str, ...], score: Scor
     opts.profile.check()
 
 
-@contextlib.contextmanager
-def _stage(timings: dict[str, float], name: str, log: Callable[[str], None], label: str = "") -> Iterator[None]:
-    """Time one stage of the export into `timings` (seconds) and say it in one line."""
-    t0 = time.perf_counter()
-    yield
-    timings[name] = round(time.perf_counter() - t0, 2)
-    log(f"  {label}{name}: {timings[name]:.1f} s")
+class _Stages:
+    """Times each stage into a `timings` dict (seconds) and says it in one line, counted against the run's total:
+    `  [3/9] onnxslim: 4.1 s`."""
+
+    def __init__(self, total: int, log: Callable[[str], None]):
+        self.total, self.done, self.log = total, 0, log
+
+    @contextlib.contextmanager
+    def __call__(self, timings: dict[str, float], name: str, label: str = "") -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 2)
+        self.done += 1
+        self.log(f"  [{self.done}/{self.total}] {label}{name}: {timings[name]:.1f} s")
 
 
 def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score: Scorer | None = None) -> BundleCard:
@@ -196,29 +202,31 @@ def export_bundles(opts: ExportOptions, log: Callable[[str], None] = print,
             staged[p] = staging_dir(out)
         scratch = Path(tempfile.mkdtemp(prefix="sertrt-export-"))
         gates = {p: _gate_manifest(opts, p, scratch) for p in precisions}
-        with _stage(timings, "load checkpoint", log):
+        stage = _Stages(4 + sum(2 * (p != "fp32") + 2 + (p != "int8-dynamic") + (gates[p][0] is not None) + opts.engine
+                                for p in precisions), log)  # the stages below, as each precision runs them
+        with stage(timings, "load checkpoint"):
             model, header = load_model(ckpt)
-            source = {"path": str(ckpt), "sha256": sha256_file(ckpt), "epoch": header.epoch,
+            source = {"path": str(ckpt), "sha256": checkpoint_digest(ckpt), "epoch": header.epoch,
                       "metrics": {k: header.metrics.get(k) for k in ("wa", "ua", "macro_f1")},
                       "upstream": header.dims.upstream.name, "head": header.dims.head.kind, **header.dims.upstream.layers}
         spec = ExportSpec(labels=tuple(header.dims.labels), sample_rate=header.dims.sample_rate, profile=opts.profile)
         fp32 = staged[precisions[-1]] / "model.fp32.onnx"  # in the last bundle's folder: it outlives the others
         log(f"exporting {ckpt} to ONNX (opset {spec.opset})")
-        with _stage(timings, "torch.onnx.export", log):
+        with stage(timings, "torch.onnx.export"):
             export_onnx(model, fp32, spec)
-        with _stage(timings, "onnxslim", log):  # stamped as the fp32 bundle's model; other precisions restamp theirs
+        with stage(timings, "onnxslim"):  # stamped as the fp32 bundle's model; other precisions restamp theirs
             graph = simplify_onnx(fp32, onnx_metadata("fp32", spec.labels, spec.sample_rate, spec.to_dict()))
         log(f"simplified with {graph['tool']}: {graph['nodes_before']} -> {graph['nodes_after']} nodes")
-        with _stage(timings, "torch reference", log):
+        with stage(timings, "torch reference"):
             references = torch_references(model, validation_batches(
                 spec.sample_rate, opts.profile.max_samples / spec.sample_rate), spec.sample_rate)
         del model  # several GB for xlsr-53; every check from here on reads the references
         cards = {}
         for i, precision in enumerate(precisions):
             card = _finish(opts, precision, fp32, staged[precision], spec, gates[precision], references, score,
-                           dict(timings), log, last=i == len(precisions) - 1)
+                           dict(timings), log, stage, last=i == len(precisions) - 1)
             card = dataclasses.replace(card, source_checkpoint=source, graph=graph)
-            with _stage({}, "hash and write", log, f"{precision} " if len(precisions) > 1 else ""):
+            with stage({}, "hash and write", f"{precision} " if len(precisions) > 1 else ""):
                 write_bundle(outs[precision], staged[precision], card, overwrite=opts.overwrite, sign_key=opts.sign)
             cards[precision] = load_bundle(outs[precision], verify=False)
     finally:
@@ -230,7 +238,7 @@ def export_bundles(opts: ExportOptions, log: Callable[[str], None] = print,
 
 def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec: ExportSpec,
             gate: tuple[Path | None, str | None], references: list, score: Scorer | None,
-            timings: dict[str, float], log: Callable[[str], None], last: bool) -> BundleCard:
+            timings: dict[str, float], log: Callable[[str], None], stage: _Stages, last: bool) -> BundleCard:
     """One precision from the simplified FP32 graph: convert, stamp, validate, audit, score (and build an engine)
     in `staged`; `last`: the FP32 graph is not needed after this one."""
     label = f"{precision} " if opts.precision != precision else ""
@@ -246,7 +254,7 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
     else:
         from . import precision as prec
 
-        with _stage(timings, "precision", log, label):
+        with stage(timings, "precision", label):
             if precision == "fp16":
                 precision_report = prec.to_fp16(fp32, target)
             elif precision == "int8-dynamic":
@@ -258,24 +266,24 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
                 precision_report = prec.to_int8(fp32, target, calib, method=opts.calibration or prec.DEFAULT_CALIBRATION)
         if last:
             fp32.unlink()
-        with _stage(timings, "metadata", log, label):
+        with stage(timings, "metadata", label):
             # self-describing: labels, rate, window, precision and I/O ride in the model itself (validated as shipped)
             stamp_metadata(target, onnx_metadata(precision, spec.labels, spec.sample_rate, spec.to_dict()))
     log(f"validating {precision} ONNX against PyTorch at untraced shapes")
-    with _stage(timings, "validate", log, label):
+    with stage(timings, "validate", label):
         validation = validate_onnx(target, precision, references)
     log(validation["table"])
     if not validation["passed"]:
         raise CheckFailed(f"{precision} ONNX does not match PyTorch within tolerance (table above); no bundle written")
     audit = None
     if precision != "int8-dynamic":  # ONNX Runtime CPU's artifact: never given to TensorRT
-        with _stage(timings, "tensorrt audit", log, label):
+        with stage(timings, "tensorrt audit", label):
             audit = audit_onnx(target, precision)
         log(format_audit(audit))
     gate_manifest, gate_name = gate
     accuracy = None
     if gate_manifest is not None:
-        with _stage(timings, "score", log, label):
+        with stage(timings, "score", label):
             accuracy = {**score(target, spec.labels, precision, gate_manifest), "manifest": gate_name}
         d = accuracy["delta_points"]
         log(f"{gate_name}: UA torch {accuracy['torch']['ua']:.1%} -> {precision} "
@@ -287,7 +295,7 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
     if opts.engine:
         from .tensorrt_engine import EngineOptions, build_engine
 
-        with _stage(timings, "tensorrt engine", log, label):
+        with stage(timings, "tensorrt engine", label):
             engine = build_engine(EngineOptions(onnx=target, out=staged / ENGINE_FILE, precision=precision,
                                                 profile=opts.profile))
     return BundleCard(

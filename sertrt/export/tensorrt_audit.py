@@ -3,25 +3,13 @@
     report = audit_onnx(Path("bundle/model.onnx"))    # {"clean": bool, "findings": [...], ...}
     print(format_audit(report))
 
-TensorRT cannot run where sertrt is built and tested, so every graph `sertrt export` writes is read the
-way TensorRT's ONNX parser would read it, against what NVIDIA documents (tensorrt_ops.json: the parser's
-operator table per TensorRT version, with its source):
-
-    op-support      every node (subgraphs too) is a supported op, for its input dtype, on TensorRT 10.3
-                    (JetPack 6), the latest 10.x and 11.x; the opset is within each version's range
-    refused         control flow (If/Loop/Scan), data-dependent shapes (NonZero, Compress, Unique, ...),
-                    CumSum (10.3 builds it as a loop with one step per element: 32,000 at 2 s), ScatterND
-                    and the other scatters
-    fusion          IsNaN + Where after a Softmax (torch's SDPA export) keeps TensorRT from fusing attention
-    shapes          symbolic shape inference gives every tensor a rank and every dimension an expression
-                    of `batch` and `num_samples` alone (nothing data-dependent)
-    qdq             zero-points 0; weights quantised per output channel; a DequantizeLinear feeds only ops
-                    TensorRT fuses it into (its Q/DQ placement rules)
-    gru             bidirectional GRUs use the same activations in both directions
-
-Numbers (node count, Constants, int64 shape arithmetic, op histogram) are reported too. A finding is one
-line: rule, node, what is wrong. Nothing here imports TensorRT; the graph is read with onnx and the shapes
-come from ONNX Runtime's symbolic shape inference.
+Every graph `sertrt export` writes is read the way TensorRT's ONNX parser would read it, against NVIDIA's
+parser operator tables per TensorRT version (tensorrt_ops.json, with its sources). Rules: op-support (every
+node, subgraphs too, for its input dtype and the opset), refused (control flow, data-dependent shapes, CumSum,
+scatters), fusion (IsNaN + Where after a Softmax keeps TensorRT from fusing attention), shapes (every
+dimension an expression of `batch` and `num_samples`, by ONNX Runtime's symbolic shape inference), qdq
+(zero-points 0, weights per output channel, DequantizeLinear only into ops TensorRT fuses it into) and gru
+(both directions with the same activations). A finding is one line: rule, node, what is wrong.
 """
 
 from __future__ import annotations
@@ -42,7 +30,7 @@ REFUSED = {
     "If": "runtime conditional: TensorRT needs equal-rank branches and cannot fold a shape-driven condition",
     "Loop": "runtime loop: one TensorRT iteration per step, serial",
     "Scan": "runtime loop: one TensorRT iteration per step, serial",
-    "CumSum": "TensorRT 10.3 builds CumSum as a loop of one step per element (32,000 at 2 s)",
+    "CumSum": "TensorRT 10.3 builds CumSum as a loop of one step per element",
     "NonZero": "data-dependent output shape", "Compress": "data-dependent output shape",
     "Unique": "data-dependent output shape", "NonMaxSuppression": "data-dependent output shape",
     "ScatterND": "scatter with runtime indices (slow, int64)", "ScatterElements": "scatter with runtime indices",

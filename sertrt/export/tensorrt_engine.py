@@ -4,24 +4,12 @@
                                precision="fp16", profile=Profile()))
 
 The build is NVIDIA's Polygraphy (`NetworkFromOnnxPath(strongly_typed=True)`, `CreateConfig(profiles=...)`,
-`EngineBytesFromNetwork`); around it we keep our checks (precision, profile, input names), the atomic
-write of the plan and the engine record. Precision is carried by the ONNX itself (FP32, FP16, INT8 as
-Q/DQ on the FP16 graph), so the network is strongly typed and no precision builder flag is ever set:
-  - TensorRT 10.x (JetPack 6 = 10.3, JetPack 7.2 = 10.16): STRONGLY_TYPED opts in. The FP16/INT8 flags
-    would make TensorRT pick precisions itself, are deprecated since 10.12 and are not allowed with
-    strong typing. On 10.3 strong typing exists with fewer type rules and fusions than 10.12+.
-  - TensorRT 11.x removed BuilderFlag.FP16/INT8 and weak typing; strong typing is always on and the
-    STRONGLY_TYPED flag Polygraphy passes is accepted and ignored.
-    One ONNX therefore gives the same precision on every TensorRT version we support.
-An engine only runs on the GPU model and TensorRT version that built it: the record stores both
-and `check_engine_compatible` refuses a mismatch. Build on the target (the Jetson itself).
-
-TensorRT 11 needs Polygraphy >= 0.50.3 (`check_polygraphy`): JetPack ships its own Polygraphy, which
-the `trt` extra's pin does not reach.
-
-NOT RUN AGAINST A REAL TENSORRT: TensorRT was not installable where this was written. Tests drive it
-with stand-ins for Polygraphy's loaders and fake `tensorrt` modules shaped like 10.3, 10.13 and 11.x,
-each exposing only names its version's bindings have (docs/tensorrt-api-versions.md, section F).
+`EngineBytesFromNetwork`). Precision is carried by the ONNX (FP32, FP16, INT8 as Q/DQ on the FP16 graph), so
+the network is strongly typed and no precision builder flag is set: on 10.x STRONGLY_TYPED opts in (the
+FP16/INT8 flags are deprecated since 10.12 and not allowed with it); 11.x removed them and is always strongly
+typed (TensorRT developer guide, "Strongly Typed Networks"; docs/tensorrt-api-versions.md). An engine runs only
+on the GPU model and TensorRT version that built it: the record stores both, `check_engine_compatible` refuses
+a mismatch.
 """
 
 from __future__ import annotations
@@ -34,18 +22,10 @@ from typing import Any
 
 from .. import __version__
 from ..core.atomic import atomic_path, write_text
-from ..core.engine import (
-    check_engine_compatible,
-    environment,
-    import_polygraphy_trt,
-    import_tensorrt,
-    record_path,
-)
+from ..core.engine import environment, import_polygraphy_trt, import_tensorrt, record_path
 from ..core.errors import SertrtError
 from ..core.precisions import PRECISIONS
 from .spec import INPUTS, Profile
-
-__all__ = ["EngineOptions", "build_engine", "engine_record", "check_engine_compatible", "trtexec_command"]
 
 INT8_DYNAMIC_REFUSED = ("an int8-dynamic bundle is ONNX Runtime CPU's artifact: TensorRT takes the `int8` (QDQ) bundle "
                         "(DynamicQuantizeLinear/MatMulInteger are not TensorRT's INT8 format); "
@@ -72,9 +52,8 @@ def trt_major(trt: Any) -> int:
     return major
 
 
-# Up to 0.49.x Polygraphy's CreateConfig reads ILayer.precision_is_set unguarded; TensorRT 11 removed it, so
-# the build dies mid-way on an AttributeError (no PolygraphyException). 0.50.3 is the oldest release seen
-# catching it (0.50.0-0.50.2 were not checked).
+# Up to 0.49.x Polygraphy's CreateConfig reads ILayer.precision_is_set, which TensorRT 11 removed: the build
+# dies mid-way on an AttributeError. 0.50.3 is the oldest release known to handle it.
 POLYGRAPHY_FOR_TRT11 = "0.50.3"
 
 
@@ -169,7 +148,7 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
 
 
 def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, precision: str, trt_major: int, *,
-                    workspace_mb: int = 2048, optimization_level: int = 3, timing_cache: str | Path | None = None) -> str:
+                    workspace_mb: int = 2048, optimization_level: int = 3) -> str:
     """The trtexec line equivalent to `build_engine` (JetPack: /usr/src/tensorrt/bin/trtexec; the pip
     wheels ship none). Never --fp16/--int8/--best: precision is in the ONNX. --stronglyTyped on 10.x
     (on 11.x strong typing is always on and the option is a no-op)."""
@@ -184,8 +163,6 @@ def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, prec
     args = [f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={at(0)}", f"--optShapes={at(1)}",
             f"--maxShapes={at(2)}", f"--memPoolSize=workspace:{workspace_mb}",
             f"--builderOptimizationLevel={optimization_level}"]
-    if timing_cache is not None:
-        args.append(f"--timingCacheFile={timing_cache}")
     if trt_major == 10:
         args.append("--stronglyTyped")
     return " ".join(["trtexec", *(shlex.quote(a) for a in args)])
@@ -195,7 +172,7 @@ def device_commands(bundle: str | Path, precision: str, profile: Profile, sample
                     window_seconds: float = 2.0) -> list[tuple[str, str]]:
     """[(what, command line)]: build the engine with Polygraphy or trtexec, compare it with ONNX Runtime,
     time it; run from inside the bundle on the device (`sertrt build-engine BUNDLE --dry-run` prints
-    them). Precision is in the ONNX: no --fp16/--int8 anywhere. NOT RUN HERE: no TensorRT."""
+    them). Precision is in the ONNX: no --fp16/--int8 anywhere."""
     from ..core.audio import seconds_to_samples
     from ..core.precisions import LIMITS
 

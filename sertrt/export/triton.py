@@ -1,15 +1,13 @@
 """A bundle as a Triton Inference Server model repository entry (`sertrt triton BUNDLE REPO`, `export --triton`).
 
     REPO/<name>/config.pbtxt     platform, inputs and outputs, max_batch_size, dynamic batching, instance group
-    REPO/<name>/labels.txt       one label per line, in logits order (Triton's label_filename: classification output)
+    REPO/<name>/labels.txt       one label per line, in logits order (Triton's label_filename)
     REPO/<name>/1/model.onnx     the bundle's ONNX (platform onnxruntime_onnx), or
     REPO/<name>/1/model.plan     its TensorRT engine when the bundle has one (platform tensorrt_plan)
 
-Triton adds the batch dimension itself when max_batch_size > 0, so the config lists the per-request shapes:
-`waveform` [-1] (any length), `lengths` [1] reshaped to a scalar (the model takes (batch,)), `logits`
-[num_labels]. Dynamic batching joins requests of the same length into one call, up to the profile's max batch:
-streaming windows all have the bundle's window length, so they batch. The entry is written to a temp folder
-beside it and renamed: it appears complete or not at all, and an existing entry is never replaced.
+Triton adds the batch dimension itself when max_batch_size > 0, so the config lists per-request shapes.
+Dynamic batching joins requests of the same length: streaming windows all have the bundle's window length.
+The entry is staged beside its place and renamed: it appears complete or not at all, never replacing one.
 """
 
 from __future__ import annotations

@@ -1,33 +1,25 @@
-"""Validate an exported ONNX against PyTorch at shapes the export never traced.
-
-Every precision is checked at once after export (optimum's `_run_validation`, Polygraphy's
-`CompareFunc.simple`): per output, max absolute and relative error, the smallest atol (at the
-spec's rtol) that would have passed, and top-1 agreement.
+"""Validate an exported ONNX against PyTorch at shapes the export never traced (traced: 2 s at batch 2).
 
     refs = torch_references(model, validation_batches(rate, longest_seconds), rate)  # PyTorch, once per export
     report = validate_onnx(onnx_path, precision, refs)                                # per precision, one session
 
-Two batches at untraced shapes (traced: 2 s at batch 2): the profile's longest input alone (8 s by default:
-the longest any runtime gives the graph) and three short rows (0.5, 1.7, 1.3 s), checked three ways, each
-catching what the other two cannot:
+Two batches: the profile's longest input alone, and three short rows, checked three ways:
 
     one at a time vs torch    batch 1 at every length: a shape or constant frozen at trace time
     batch 3 vs torch          the same answers in a padded batch of an untraced size
-    batch 3 vs one at a time  the same runtime with and without padding, at a tighter tolerance for fp32:
-                              padding bugs live there (for INT8 dynamic, scales differ per call)
-
-PyTorch runs each row alone (the answer a user means), once for every precision exported from it.
+    batch 3 vs one at a time  the same runtime with and without padding: padding bugs live there
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.audio import pad_batch
+from ..core.metrics import compare_logits
 from ..core.precisions import LIMITS
 from .spec import VALIDATION_SECONDS
 
@@ -78,20 +70,11 @@ class Comparison:
     rows: int
     passed: bool
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
 
 def compare(name: str, ref: np.ndarray, out: np.ndarray, atol: float, rtol: float, min_agreement: float) -> Comparison:
-    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
-    scale = np.abs(ref.astype(np.float64))
-    required = float(np.max(diff - rtol * scale)) if diff.size else 0.0
-    agreement = float(np.mean(ref.argmax(-1) == out.argmax(-1))) if ref.size else 1.0
-    return Comparison(
-        name=name, max_abs=float(diff.max()), max_rel=float((diff / np.maximum(scale, 1e-6)).max()),
-        required_atol=max(required, 0.0), agreement=agreement, rows=int(ref.shape[0]),
-        passed=bool(np.all(diff <= atol + rtol * scale)) and agreement >= min_agreement,
-    )
+    e = compare_logits(ref, out, rtol)
+    return Comparison(name, e["max_abs"], e["max_rel"], e["required_atol"], e["agreement"], int(ref.shape[0]),
+                      passed=e["required_atol"] <= atol and e["agreement"] >= min_agreement)
 
 
 def format_table(rows: list[Comparison], atol: float, rtol: float) -> str:
@@ -132,5 +115,5 @@ def validate_onnx(onnx_path: Path, precision: str, references: list[Reference], 
                             limits.validation_agreement if precision == "int8-dynamic" else 1.0))
     return {
         "precision": precision, "tolerances": tol, "passed": all(r.passed for r in rows),
-        "checks": [r.as_dict() for r in rows], "table": format_table(rows, limits.atol, limits.rtol),
+        "checks": [asdict(r) for r in rows], "table": format_table(rows, limits.atol, limits.rtol),
     }

@@ -3,22 +3,16 @@
     graphed = BucketedGraphs(model, max_batch=8, bucket_seconds=0.5)   # on a CUDA device, eval mode
     logits = graphed(waveform, lengths)   # (B, N) float32, (B,) int64 on the device -> (B, labels), a new tensor
 
-A bucket is the batch rounded up to a power of two (at most `max_batch`) and the samples rounded up to a
-multiple of `bucket_seconds`. The extra samples are zeros past each row's length, which the model masks
-(the frame mask is built from `lengths`; tests/test_model.py checks that padding does not change the logits
-of a layer-norm upstream), and the extra rows are silent rows of minimal length whose logits are dropped.
-So a stream's windows, all one length, replay one graph; utterances of any length replay a few.
-
-A graph is captured the first time its bucket is seen (a few warm-up calls on a side stream, then the
-capture), which costs about as much as those calls; `captures` counts them. The model must not sync with the
-host inside forward (SERModel's eval forward does not: see Wav2Vec2Upstream.forward). Needs CUDA: nothing
-here runs on this project's CI, which has no GPU.
+A bucket is the batch rounded up to a power of two (at most `max_batch`) and the samples up to a multiple of
+`bucket_seconds`: zeros past each row's length, which the model masks, and silent rows whose logits are dropped.
+A graph is captured the first time its bucket is seen; the model's forward must not sync with the host
+(SERModel's eval forward does not). PyTorch's "CUDA Graphs" notes (torch.cuda.graph) describe the capture rules.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -71,12 +65,9 @@ class BucketedGraphs:
     def __init__(self, model: Callable[..., torch.Tensor], max_batch: int = 8, bucket_seconds: float = 0.5):
         if not torch.cuda.is_available():
             raise SertrtError("CUDA graphs need a CUDA device (torch.cuda.is_available() is False)")
-        if max_batch < 1 or not bucket_seconds > 0:
-            raise SertrtError(f"CUDA graph buckets need max_batch >= 1 and bucket_seconds > 0, got {max_batch}, {bucket_seconds}")
         self.model, self.max_batch = model, max_batch
         self.bucket_samples = max(int(round(bucket_seconds * SAMPLE_RATE)), 1)
         self.graphs: dict[tuple[int, int], CapturedGraph] = {}
-        self.captures = 0
 
     def __call__(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, samples = waveform.shape
@@ -85,8 +76,4 @@ class BucketedGraphs:
         graph = self.graphs.get((rows, width))
         if graph is None:
             graph = self.graphs[(rows, width)] = CapturedGraph(self.model, padded, padded_lengths)
-            self.captures += 1
         return graph(padded, padded_lengths)[:batch].clone()
-
-    def stats(self) -> dict[str, Any]:
-        return {"graphs": sorted(self.graphs), "captures": self.captures}

@@ -1,16 +1,8 @@
-"""Analytic FLOPs of one forward pass, per layer, from the model's stored config; and the matmul peak they are against.
+"""Analytic FLOPs of one forward pass, per part, from the model's stored config; and the matmul peak they are against.
 
-    wav2vec2_flops(config, num_samples)        the upstream: conv stack, feature projection,
-                                               positional conv, per layer QKV/out, scores, FFN
-    head_flops(head_dims, num_frames)          HGFM (rough: projection, BiGRU, attention, output)
-    model_flops(config, head_dims, num_samples, batch) -> {"total": ..., "parts": {...}}
-
-A multiply-add counts 2 FLOPs; only the weighted ops (convolutions, matmuls, attention products) are
-counted: LayerNorm, GELU, softmax and the in-graph normalisation are memory-bound and add < 1%.
-`datasheet_peak(device, dtype)` is the rate a training MFU is against: a CUDA GPU's datasheet peak (PEAKS), or
-None where no trustworthy peak is known. `matmul_peak(device)` measures one (bench-gpu's "% of peak").
-"2 x parameters per frame" undercounts wav2vec2 badly: the conv stack runs at 3,200 to 100 steps per
-second, not 50, and is ~14% of xlsr-53's FLOPs at 2 s.
+A multiply-add counts 2 FLOPs; only weighted ops (convolutions, matmuls, attention products) count: norms, GELU and
+softmax are memory-bound and add < 1%. The conv stack runs at 3,200 to 100 steps per second, so "2 x parameters per
+frame" undercounts wav2vec2.
 """
 
 from __future__ import annotations
@@ -20,11 +12,9 @@ from typing import Any
 
 from ..core.dims import HeadDims
 
-# Dense (no sparsity) tensor-core peaks from NVIDIA's datasheets, FLOP/s per GPU by matmul dtype; "tf32" is fp32
-# matmuls with torch.backends.cuda.matmul.allow_tf32. Keyed by a pattern of torch.cuda.get_device_name; the first
-# match wins, so the variants come before the family. Not here: a CPU (its rate is the threads and load of the
-# moment: a peak measured beside other work gave MFU 190%), and Jetson Orin (every module reports "Orin", while
-# their peaks differ tenfold).
+# Dense tensor-core peaks from NVIDIA's datasheets, FLOP/s by matmul dtype ("tf32": fp32 matmuls with
+# allow_tf32), keyed by a pattern of torch.cuda.get_device_name; the first match wins. No CPU (its rate is its
+# load of the moment) and no Jetson Orin (every module reports "Orin", their peaks differ tenfold).
 PEAKS: list[tuple[str, dict[str, float]]] = [
     (r"H100.*PCIe", {"bf16": 756e12, "fp16": 756e12, "tf32": 378e12, "fp32": 51.2e12}),
     (r"H[12]00.*NVL", {"bf16": 835e12, "fp16": 835e12, "tf32": 417.5e12, "fp32": 60e12}),
@@ -100,9 +90,8 @@ def datasheet_peak(device: Any, dtype: Any) -> float | None:
 
 
 def matmul_peak(device: Any, dtype: Any = None, size: int | None = None, seconds: float = 0.2, trials: int = 5) -> float:
-    """FLOP/s of a (size, size) @ (size, size) product in `dtype` on `device` (default: bf16 4096 on CUDA, fp32 512 on
-    a CPU): the median of `trials` timings, about `seconds` in all: what this machine does now, beside whatever
-    else it runs, not a datasheet's. Constant operands: the global RNG is left alone."""
+    """Measured FLOP/s of a (size, size) @ (size, size) product in `dtype` on `device` (default: bf16 4096 on CUDA,
+    fp32 512 on a CPU): the median of `trials` timings, about `seconds` in all."""
     import statistics
     import time
 

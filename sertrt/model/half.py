@@ -1,16 +1,8 @@
-"""A half-precision model for inference: the upstream's weights cast once to FP16 or BF16.
+"""A half-precision model for inference: the upstream's weights cast once to FP16 or BF16 (`half_model`).
 
-    half_model(model, "fp16")      # in place, returns the model; "bf16" likewise; "fp32" leaves it as it is
-
-What stays FP32: the waveform normalisation (SERModel.features runs it on FP32 audio, then casts), every
-LayerNorm and GroupNorm's parameters (torch's norm kernels take half input with FP32 weight and bias and
-compute their statistics in FP32), the layer-weights softmax, and the HGFM head (under 1% of the FLOPs; its
-GRU and attention softmax stay exact). Attention softmax runs inside SDPA's fused kernels, which accumulate
-in FP32 for half inputs.
-
-Why not autocast: autocast casts every weight on every call (about 260 cast kernels per xlsr-53 forward at
-batch 1, which made eager FP16 slower than FP32 on an H200); cast once, the forward holds no casts but the
-two at the upstream's ends, and a CUDA graph of it replays only compute.
+FP32 stays where precision matters: the waveform normalisation, norm parameters (torch's norm kernels take half
+input with FP32 weights and keep FP32 statistics), the layer-weights softmax and the head. Not autocast: it casts
+every weight on every call (hundreds of cast kernels per xlsr-53 forward); cast once, a CUDA graph replays compute.
 """
 
 from __future__ import annotations

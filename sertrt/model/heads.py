@@ -1,15 +1,11 @@
-"""Classifier heads over upstream frames. All take (hidden (B, T, H), frame_lengths (B,)) and return
-logits (B, num_labels); padding is masked everywhere, so a padded batch gives each utterance the
-logits it gets alone.
+"""Classifier heads: (hidden (B, T, H), frame_lengths (B,)) -> logits (B, num_labels), padding masked everywhere.
 
 HGFM follows Zhang et al. eqs. (3)-(6):
     F   = hidden W_fc                      (B, T, L)       eq. 3
     w_c = BiGRU(F) = [w_l | w_r]           (B, T, 2 h1)    eq. 4, split into the two directions
     att = sum_i softmax_i(v . tanh(W q + U k_i)) k_i       eq. 5, per direction
     v_out = [w_l, w_r, att_l, att_r, F]    (B, 4 h1 + L)   eq. 6, then FC -> logits
-The paper writes w_c and F as one vector per utterance, so w_l and w_r are each direction's final
-state (forward: last valid frame, backward: frame 0), the perceptron query q is that final state,
-and F is mean-pooled over valid frames.
+w_l and w_r are each direction's final state (also the query q), F is mean-pooled over valid frames.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..core.choices import HEAD_NAMES  # noqa: F401  (model.ser and tests read them here)
 from ..core.dims import HeadDims
 from .layers import MaskedBiRNN, last_valid, lengths_to_mask, masked_mean
 

@@ -13,11 +13,9 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """`norm` (an nn.GroupNorm over time) with each row's statistics taken over its first `lengths` steps only:
-    (B, C, T), (B,) -> (B, C, T). A padded row then normalises as it would alone, and a row with no padding gets
-    GroupNorm's own numbers (so pretrained weights keep their meaning). Every row needs a valid step. Statistics
-    in FP32, as torch's kernel takes them for half input; means over T divided by the valid share of T, never a
-    count of frames, which passes FP16's 65504 after 20 s at wav2vec2's first-layer rate (an FP16 export)."""
+    """`norm` (an nn.GroupNorm over time) with each row's statistics over its first `lengths` steps only:
+    (B, C, T), (B,) -> (B, C, T); a padded row normalises as it would alone. Statistics in FP32; means over T
+    divided by the valid share of T, never a frame count, which passes FP16's 65504 after 20 s (an FP16 export)."""
     batch, channels, steps = x.shape
     mask = lengths_to_mask(lengths, steps)[:, None, None, :]  # (B, 1, 1, T)
     y = x.float().reshape(batch, norm.num_groups, channels // norm.num_groups, steps)  # (B, G, C/G, T)
@@ -31,11 +29,8 @@ def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence within its own length: (B, T, D) -> (B, T, D); padding stays at the end.
-
-    Running a forward RNN over this is an exact backward RNN for padded batches, with plain Gather
-    ops instead of packed sequences (which ONNX/TensorRT handle badly).
-    """
+    """Reverse each sequence within its own length: (B, T, D) -> (B, T, D); padding stays at the end. A forward
+    RNN over this is an exact backward RNN, with Gather ops instead of packed sequences (bad in ONNX/TensorRT)."""
     steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
     rev = lengths.unsqueeze(1) - 1 - steps
     index = torch.where(rev >= 0, rev, steps)  # (B, T)
@@ -70,15 +65,11 @@ class MaskedBiRNN(nn.Module):
         return fw, reverse_padded(bw, lengths)
 
 
-
-
 def time_mask_spans(frame_lengths: torch.Tensor, num_frames: int, prob: float, length: int,
                     min_masks: int = 0) -> torch.Tensor:
-    """SpecAugment's time mask as transformers' `_compute_mask_indices` draws it, but on the lengths' device with no
-    host sync: (B,) valid frames -> (B, num_frames) bool. Per row, floor(prob * frames / length + e) spans (e one
-    uniform draw per batch; at least `min_masks`; no more than fit), each `length` frames from a uniform start in
-    the row's valid frames (distinct starts, as transformers' numpy sampler draws them), so padding is never
-    masked."""
+    """SpecAugment's time mask as transformers' `_compute_mask_indices` draws it, on the lengths' device with no host
+    sync: (B,) valid frames -> (B, num_frames) bool. Per row, floor(prob * frames / length + e) spans (at least
+    `min_masks`, no more than fit) of `length` frames from distinct uniform starts; padding is never masked."""
     device = frame_lengths.device
     lengths = torch.clamp(frame_lengths, max=num_frames).to(torch.float32)
 
@@ -87,8 +78,7 @@ def time_mask_spans(frame_lengths: torch.Tensor, num_frames: int, prob: float, l
     count = torch.clamp(torch.minimum(count, lengths - (length - 1)), max=float(num_frames // length), min=0.0)  # (B,)
     most = max(int(prob * num_frames / length + 1.0), min_masks, 1)  # from shapes: a Python int, no sync
     room = lengths - (length - 1)  # starts in [0, len - length]
-    # distinct uniform starts, as numpy's choice without replacement: the `most` smallest of random keys, the
-    # keys of impossible starts pushed past every possible one (count <= room, so only possible ones are active)
+    # distinct uniform starts: the `most` smallest of random keys, impossible starts' keys pushed past the rest
     positions = torch.arange(num_frames, device=device, dtype=torch.float32)
     keys = torch.where(positions[None, :] < room[:, None], torch.rand((len(lengths), num_frames), device=device), 2.0)
     starts = torch.argsort(keys, dim=1)[:, :most].to(torch.float32)  # (B, most)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..core.choices import HEAD_NAMES
 from ..core.dims import STRATEGIES, HeadDims, ModelDims
 from ..core.errors import SertrtError
 from ..core.labels import LABELS
-from .heads import HEAD_NAMES, build_head
+from .heads import build_head
 from .layers import lengths_to_mask
 from .upstream import build_upstream, resolve_upstream
 
@@ -75,9 +76,7 @@ def build_model(
     pretrained: str | None = None,
 ) -> SERModel:
     """A fresh model: `upstream` is a named config (random init, or `pretrained` weights of that architecture) or
-    a pretrained directory / hub id;
-    `upstream_layers=K` keeps its first K transformer layers (stored in the dims, so `load_model`
-    rebuilds the cut model with no option)."""
+    a pretrained directory / hub id; `upstream_layers=K` keeps its first K transformer layers (stored in the dims)."""
     if upstream == "stats-lr":
         head = "lr"  # the classical floor is one model: utterance statistics + logistic regression
     if head not in HEAD_NAMES:

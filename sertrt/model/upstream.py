@@ -3,13 +3,9 @@
     forward(waveform (B, num_samples) float32 @ 16 kHz, lengths (B,) int64)
         -> hidden (B, num_frames, hidden_size), frame_lengths (B,) int64
 
-plus `hidden_size`, `downsample_rate` (samples per frame) and `min_samples` (shortest input that
-yields one frame). The XLSR/wav2vec2 upstreams are transformers' Wav2Vec2Model; Fbank and MFCC are
-the paper's manual baselines, computed with torch alone (no torchaudio).
-
-A wav2vec2 upstream can keep only its first K transformer layers (`layers=K`, `--upstream-layers`):
-the conv feature encoder, feature projection, positional conv and the encoder's final LayerNorm
-stay, the upper layers are never built or loaded. K=0 leaves conv features + positional conv.
+plus `hidden_size`, `downsample_rate` (samples per frame) and `min_samples` (shortest input that yields one
+frame). XLSR/wav2vec2 are transformers' Wav2Vec2Model, optionally cut to its first K transformer layers
+(`--upstream-layers`; K=0 keeps conv features + positional conv); Fbank and MFCC are computed with torch alone.
 """
 
 from __future__ import annotations
@@ -47,31 +43,18 @@ _LARGE_STABLE = dict(
     hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
     layerdrop=0.1, mask_time_prob=0.075, mask_time_length=10,
 )
+_BASE_LAYOUT = dict(conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False)  # post-LN, group norm
+# tiny: XLSR's layout and 20 ms frames, sized for CPU tests; tiny-base: wav2vec2-base's layout at tiny's size
+_TINY = dict(_LARGE_STABLE, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+             conv_dim=[32] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layerdrop=0.0,
+             mask_time_prob=0.05, mask_time_length=5)
 WAV2VEC2_CONFIGS: dict[str, dict[str, Any]] = {
     "xlsr-53": _LARGE_STABLE,
     "xls-r-300m": _LARGE_STABLE,
-    "wav2vec2-base": dict(
-        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-        conv_dim=[512] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
-        conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False,
-        num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16, layer_norm_eps=1e-5,
-        hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
-        layerdrop=0.05, mask_time_prob=0.05, mask_time_length=10,
-    ),
-    # Same conv strides (20 ms frames) and XLSR's layer-norm/pre-LN layout, sized for CPU tests.
-    "tiny": dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-        conv_dim=[32] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
-        conv_bias=True, feat_extract_norm="layer", do_stable_layer_norm=True,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, layer_norm_eps=1e-5,
-        hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
-        layerdrop=0.0, mask_time_prob=0.05, mask_time_length=5,
-    ),
-}
-# wav2vec2-base's layout (group-norm encoder, post-LN, no conv bias) at tiny's size: the CPU
-# stand-in for the paper's wav2vec2 upstream, as tiny stands in for XLSR.
-WAV2VEC2_CONFIGS["tiny-base"] = {
-    **WAV2VEC2_CONFIGS["tiny"], "conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False,
+    "wav2vec2-base": dict(_LARGE_STABLE, **_BASE_LAYOUT, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                          intermediate_size=3072, layerdrop=0.05, mask_time_prob=0.05),
+    "tiny": _TINY,
+    "tiny-base": dict(_TINY, **_BASE_LAYOUT),
 }
 MANUAL_UPSTREAMS = ("fbank", "mfcc", "cnn-lstm", "stats-lr")  # stats-lr: the classical floor (with the lr head)
 # Attention back-ends whose mask format Wav2Vec2Upstream builds: boolean (sdpa) or additive (eager).
@@ -154,18 +137,20 @@ def _load_pretrained(name: str, layers: int | None):
     from transformers import Wav2Vec2Model
 
     pretrained_config(name)
-    if layers is None:
-        try:
-            return Wav2Vec2Model.from_pretrained(name)
-        except (OSError, ValueError) as e:
-            raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
-    total = num_layers(name)
-    check_layers(name, layers, total)
+    if layers is not None:
+        total = num_layers(name)
+        check_layers(name, layers, total)
     with _held_load_report() as held:
         try:
-            model, info = Wav2Vec2Model.from_pretrained(name, num_hidden_layers=layers, output_loading_info=True)
+            model, info = Wav2Vec2Model.from_pretrained(
+                name, output_loading_info=True, **({} if layers is None else {"num_hidden_layers": layers}))
         except (OSError, ValueError) as e:
             raise SertrtError(f"{name}: cannot load a pretrained wav2vec2 model ({_first_line(e)})") from None
+    if layers is None or info["missing_keys"] or info["mismatched_keys"]:  # transformers' own full report
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+    if layers is None:
+        return model
     # Checkpoint keys are "encoder.layers.<i>...", or "wav2vec2.encoder..." in a pretraining checkpoint.
     dropped = re.compile(r"(^|\.)encoder\.layers\.(\d+)\.")
     other = sorted(k for k in info["unexpected_keys"]
@@ -174,9 +159,6 @@ def _load_pretrained(name: str, layers: int | None):
     if other:  # e.g. the quantizer of a Wav2Vec2ForPreTraining checkpoint, unused with or without K
         message += f"; {len(other)} other checkpoint tensors unused ({', '.join(other[:2])}{', ...' if len(other) > 2 else ''})"
     warnings.warn(message, stacklevel=2)
-    if info["missing_keys"] or info["mismatched_keys"]:  # real problems: show transformers' full report
-        for record in held:
-            logging.getLogger(record.name).handle(record)
     return model
 
 
@@ -232,22 +214,17 @@ class Wav2Vec2Upstream(nn.Module):
         return lengths.to(torch.long)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wav2Vec2Model's forward, step by step, with the frame mask built from `lengths`.
+        """Wav2Vec2Model's forward, step by step, with the frame mask built arithmetically from `lengths`.
 
-        transformers derives the frame mask from a sample-level mask (`_get_feature_vector_attention_mask`:
-        a CumSum over num_samples, an index_put of a host scalar, then a flipped CumSum) and checks it
-        with `.all()` before attention: host syncs on every call, a failed CUDA graph capture, and
-        ScatterND/CumSum in the ONNX graph. Here every step is arithmetic on the device, so the eval
-        forward never waits for the host; the numbers are transformers' for a row alone (tests compare both
-        paths). Every layout is masked, group-norm (wav2vec2-base) too, so a padded batch gives each row what
-        it gets alone.
+        transformers' own frame mask syncs with the host (a CUDA graph capture fails) and exports as
+        ScatterND/CumSum; this one gives a row in a padded batch transformers' numbers for that row alone.
         """
         model = self.model
         features = self._conv_features(waveform, lengths).transpose(1, 2)  # (B, num_frames, C)
         frame_lengths = self.frame_lengths(lengths)
         hidden, _ = model.feature_projection(features)  # (B, num_frames, D)
         frame_mask = lengths_to_mask(frame_lengths, hidden.shape[1]).to(torch.bool)  # (B, num_frames)
-        if self.training:  # SpecAugment (training only)
+        if self.training:
             hidden = self._spec_augment(hidden, frame_lengths, frame_mask)
         hidden = self._encode(hidden, frame_mask)
         if model.adapter is not None:
@@ -256,9 +233,7 @@ class Wav2Vec2Upstream(nn.Module):
 
     def _conv_features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """transformers' conv feature encoder, (B, num_samples) -> (B, C, num_frames), except that a group-norm
-        first layer (wav2vec2-base: GroupNorm over time) takes its statistics over each row's valid frames only.
-        Later layers' valid frames read only valid frames (conv arithmetic), so padding moves none of them.
-        A layer-norm encoder (XLSR) is local already and runs as transformers' module, hooks and all."""
+        first layer (wav2vec2-base) takes its statistics over each row's valid frames only; later layers are local."""
         encoder = self.model.feature_extractor
         first, *rest = encoder.conv_layers
         if not isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
@@ -278,10 +253,8 @@ class Wav2Vec2Upstream(nn.Module):
 
     def _spec_augment(self, hidden: torch.Tensor, frame_lengths: torch.Tensor,
                       frame_mask: torch.Tensor) -> torch.Tensor:
-        """transformers' SpecAugment. On the CPU its own (numpy sampling, a boolean index write); on a GPU both
-        would wait for the host every step, so the time mask is drawn on the device (layers.time_mask_spans)
-        and applied with torch.where. Feature masking (mask_feature_prob, 0 in every config here) stays
-        transformers'."""
+        """transformers' SpecAugment on the CPU; on a GPU its numpy sampling would sync every step, so the time mask
+        is drawn on the device (layers.time_mask_spans). Feature masking (0 in every config here) stays theirs."""
         model, cfg = self.model, self.model.config
         if not hidden.is_cuda or not getattr(cfg, "apply_spec_augment", True) or cfg.mask_feature_prob > 0:
             return model._mask_hidden_states(hidden, attention_mask=frame_mask)
@@ -296,7 +269,7 @@ class Wav2Vec2Upstream(nn.Module):
         encoder, cfg = self.model.encoder, self.model.config
         hidden = hidden * frame_mask.unsqueeze(-1).to(hidden.dtype)
         keys = frame_mask[:, None, None, :]
-        # sdpa takes a boolean mask (True = attend), eager adds a float bias (_ATTENTION_IMPLEMENTATIONS).
+        # sdpa takes a boolean mask (True = attend), eager adds a float bias
         attention_mask = keys if cfg._attn_implementation != "eager" else \
             (~keys).to(hidden.dtype) * torch.finfo(hidden.dtype).min
         hidden = hidden + encoder.pos_conv_embed(hidden)
@@ -305,7 +278,7 @@ class Wav2Vec2Upstream(nn.Module):
         hidden = encoder.dropout(hidden)
         states = [hidden]
         for layer in encoder.layers:
-            if not (self.training and cfg.layerdrop > 0.0 and torch.rand([]) < cfg.layerdrop):  # LayerDrop (training only)
+            if not (self.training and cfg.layerdrop > 0.0 and torch.rand([]) < cfg.layerdrop):  # LayerDrop
                 out = layer(hidden, attention_mask=attention_mask)
                 hidden = out[0] if isinstance(out, tuple) else out
             states.append(hidden)
@@ -381,11 +354,9 @@ class FbankUpstream(nn.Module):
 
 
 class StatsUpstream(nn.Module):
-    """The classical floor's features: per 25 ms frame, 13 MFCCs and log energy (14); over the utterance's valid
-    frames, their mean, standard deviation, the standard deviation of their deltas (x[t+1] - x[t-1]) and their range
-    (max - min), plus the share of active frames (log energy within 4 nats, about 17 dB, of the loudest) and the log
-    duration: one (B, 1, 58) "frame" per utterance. With the `lr` head this is logistic regression on utterance
-    statistics (`--upstream stats-lr`), the openSMILE-style functionals a classical SER baseline uses."""
+    """The classical floor's features (`--upstream stats-lr`, with the `lr` head): per 25 ms frame 13 MFCCs and log
+    energy; over the valid frames their mean, std, delta std and range, the share of active frames (within 4 nats of
+    the loudest) and the log duration: one (B, 1, 58) "frame" per utterance (openSMILE-style functionals)."""
 
     def __init__(self):
         super().__init__()
@@ -471,9 +442,7 @@ def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool =
                  if k in _ARCHITECTURE and getattr(config, k) != v]
         if wrong:
             raise SertrtError(f"--pretrained {pretrained}: its config is not {name}'s architecture ({'; '.join(wrong)})")
-        up = Wav2Vec2Upstream({}, pretrained=pretrained, layers=layers, layer_weights=layer_weights)
-        return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers, layer_weights), up
-    if name in WAV2VEC2_CONFIGS:
+    elif name in WAV2VEC2_CONFIGS:
         config = copy.deepcopy(WAV2VEC2_CONFIGS[name])
         if layers is not None:
             config["num_hidden_layers"] = layers
@@ -481,9 +450,10 @@ def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool =
         up = build_upstream(spec)
         spec.config = up.config_dict()
         return spec, up
-    if name in MANUAL_UPSTREAMS:
+    elif name in MANUAL_UPSTREAMS:
         spec = UpstreamSpec(name, name, {})
         return spec, build_upstream(spec)
-    check_pretrained_name(name)
-    up = Wav2Vec2Upstream({}, pretrained=name, layers=layers, layer_weights=layer_weights)
+    else:
+        check_pretrained_name(name)
+    up = Wav2Vec2Upstream({}, pretrained=pretrained or name, layers=layers, layer_weights=layer_weights)
     return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers, layer_weights), up

@@ -1,7 +1,4 @@
-"""Runtime stage: torch-free inference on exported bundles (numpy at import; TensorRT and CUDA imported lazily).
-
-    from sertrt.runtime import load      # the one-call API (sertrt.runtime.api), also `sertrt.load`
-"""
+"""Runtime stage: torch-free inference on exported bundles (numpy at import); `load` is `sertrt.load`."""
 
 from typing import Any
 

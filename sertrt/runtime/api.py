@@ -9,18 +9,11 @@
     stream = rec.stream(smoothing="ema")          # an EmotionStream with the bundle's window and hop
     rec.close()                                   # or: with sertrt.load("bundle") as rec: ...
 
-`device`: "cpu" and "cuda" run the bundle's ONNX in ONNX Runtime (CPU, CUDA execution provider); "tensorrt" runs
-the bundle's TensorRT engine (`sertrt build-engine`, sertrt.runtime.trt_runner) when it has one, else its ONNX in
-ONNX Runtime's TensorRT execution provider (which builds and caches an engine beside the bundle).
-
-One utterance is a file path or an array read as the stream reads a chunk (`core.audio.as_mono`): `(num_samples,)`,
-or `(num_samples, channels)` / `(channels, num_samples)` downmixed (`channels_first=` where the shape does not
-say), float or integer (scaled by its range), at any rate (resampled with soxr); a batch is a list of them.
-Each utterance is scored whole, as `sertrt evaluate` does, padded with its length given to the model: a
-batch gives what each utterance alone gives. Audio shorter than the model's shortest input is zero-padded to it;
-audio longer than the export profile's longest (`max_samples`, 8 s by default) is scored in windows of that
-length, hop half a window, the last ending at the end, and gets the log of its windows' mean probability as
-logits (the TensorRT runner's rule, on every device).
+`device`: cpu and cuda run the ONNX in ONNX Runtime; tensorrt runs the bundle's TensorRT engine when it has one,
+else the ONNX on ONNX Runtime's TensorRT provider. An utterance is a path or an array (`core.audio.as_mono`'s
+shapes and dtypes, resampled), scored whole and padded with its length given, so a batch gives what each
+utterance alone gives. Audio longer than the profile's `max_samples` is scored in windows of that length (hop half
+a window) and gets the log of its windows' mean probability as logits (`stream.pool_windows`).
 """
 
 from __future__ import annotations
@@ -34,13 +27,12 @@ import numpy as np
 
 from ..core.audio import as_mono, load_audio, resample, run_batched
 from ..core.bundle import ENGINE_FILE, BundleCard
+from ..core.choices import DEVICES
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
 from ..core.runner import Runner
 from .runners import RunnerOptions, open_runner
-from .stream import EmotionStream, StreamConfig, window_starts
-
-DEVICES = ("cpu", "cuda", "tensorrt")
+from .stream import EmotionStream, StreamConfig, long_audio_windows, pool_windows
 
 
 @dataclass(frozen=True)
@@ -99,22 +91,13 @@ class Recognizer:
         return resample(x, int(rate), self.sample_rate)
 
     def _score(self, clips: list[np.ndarray]) -> list[Prediction]:
-        # (clip index, samples) per piece: a clip past the profile's longest input is cut into windows
-        pieces = [(i, clip[a:b]) for i, clip in enumerate(clips)
-                  for a, b in (window_starts(len(clip), self._max_samples, self._max_samples // 2)
-                               if self._max_samples and len(clip) > self._max_samples else [(0, len(clip))])]
-        logits = run_batched([len(p) for _, p in pieces], lambda i: pieces[i][1],
+        pieces = long_audio_windows([len(clip) for clip in clips], self._max_samples)
+        logits = run_batched([b - a for _, a, b in pieces], lambda i: clips[pieces[i][0]][pieces[i][1]:pieces[i][2]],
                              lambda w, n: self.runner.infer({"waveform": w, "lengths": n})["logits"], self.batch_size,
-                             self._min_samples).astype(np.float64)
-        owner = np.array([i for i, _ in pieces])
-        out = []
-        for i in range(len(clips)):
-            mine = logits[owner == i]
-            row = mine[0] if len(mine) == 1 else np.log(softmax(mine).mean(axis=0))
-            probs = softmax(row)
-            out.append(Prediction(self.labels[int(np.argmax(row))], dict(zip(self.labels, probs.tolist())),
-                                  row.astype(np.float32)))
-        return out
+                             self._min_samples)
+        rows = pool_windows(logits, np.array([row for row, _, _ in pieces]), len(clips))
+        return [Prediction(self.labels[int(np.argmax(row))], dict(zip(self.labels, softmax(row).tolist())),
+                           row.astype(np.float32)) for row in rows]
 
     def __call__(self, audio: Any, sample_rate: int | None = None,
                  channels_first: bool | None = None) -> Prediction | list[Prediction]:

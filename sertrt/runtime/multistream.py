@@ -6,24 +6,11 @@
             for r in results: print(mic, r.label, r.start, r.end)
     streams.flush_all(); print({mic: streams.summary(mic) for mic in streams.stream_ids})
 
-Each stream is an `EmotionStream` state (its own ring, resampler, smoothing, silence gate and
-summary; its own `StreamConfig`, but every stream shares the window, hop and labels) and gives the
-same windows, labels and probabilities as that stream would alone. Streams come and go with
-`add(id, config)` / `remove(id)`. A server collects the chunks that arrived since its last tick
-into one dict: one `push` per tick is what makes batches.
-
-`push` checks every chunk (stream ids, shapes, NaN/Inf) before any stream changes; then each stream
-cuts its windows into rows of a preallocated `(max_batch, window)` waveform buffer. Silent windows
-take no row. When the buffer is full the runner is called at once (a window must leave the ring
-before later audio overwrites it), and once more at the end of `push` for the rest. A call gets
-`waveform (B, num_samples)` padded with zeros to its longest row and `lengths (B,)`; rows differ only
-for the flush windows shorter than the window. The model masks the padding, so a padded row gives
-what it gives alone.
-
-Timing per window: latency_ms is the batched call's time divided by its rows (what one window cost
-the engine); overhead_ms is the window's own cut/gate and softmax/smoothing time, as in EmotionStream.
-Thread-safe: every public method holds one lock, so threads (a server's connections) may push and flush
-their own streams at once; each push then runs the engine for its windows before the next push starts.
+Each stream is an `EmotionStream` state (all share window, hop and labels) and gives what it would give alone:
+windows are cut into rows of a preallocated `(max_batch, window)` buffer, padded rows carry their `lengths`, which
+the model masks. The runner is called when the buffer is full (a window must leave its ring before later audio
+overwrites it) and once at the end of each `push`. latency_ms is the batched call's time divided by its rows.
+Every public method holds one lock, so a server's threads may push their own streams at once.
 """
 
 from __future__ import annotations

@@ -1,18 +1,12 @@
-"""Engine backends as runners (`sertrt.core.runner.Runner`): names in, names out, numpy arrays.
+"""ONNX Runtime as a runner (`sertrt.core.runner.Runner`): names in, names out, numpy arrays; `open_runner` opens
+a bundle on ONNX Runtime or its TensorRT engine (sertrt.runtime.trt_runner).
 
     runner, card = open_runner("bundle", RunnerOptions(backend="ort", threads=2))
     with runner:
         logits = runner.infer({"waveform": wav, "lengths": lengths})["logits"]
 
-    ort      ONNX Runtime; providers "cpu", "cuda" or "tensorrt" (onnxruntime-gpu)
-    trt      TensorRT native, from the bundle's model.plan (sertrt.runtime.trt_runner)
-
-With a trust key, nothing outside the bundle's signature is loaded unless `allow_local_engine` says so: a
-plan `build-engine` added on the device (`local_files`, hashed but never signed) and ONNX Runtime's TensorRT
-engine and timing caches (a folder beside the bundle) are files anyone who can write there can replace.
-
-The PyTorch reference runner lives in `sertrt.verify` (it needs torch and the checkpoint); the runtime
-never imports it. Importing this module costs numpy.
+With a trust key, files outside the bundle's signature (a plan `build-engine` added on the device, ONNX Runtime's
+TensorRT caches beside the bundle) load only with `allow_local_engine`: anyone who can write there can replace them.
 """
 
 from __future__ import annotations
@@ -24,20 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from ..core.choices import BACKENDS
+from ..core.choices import BACKENDS, ORT_PROVIDERS
 from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle, sha256_file
 from ..core.errors import SertrtError
 from ..core.precisions import LIMITS, cpu_target_mismatch
 from ..core.runner import Runner
 
-ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PROVIDER_NAMES = dict(zip(ORT_PROVIDERS, ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")))
 TRT_WORKSPACE_BYTES = 2 << 30  # what `sertrt build-engine` gives TensorRT by default (--workspace-mb 2048)
 ORT_OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
-    """How to run a bundle; shared by `stream`, `parity` and `bench` (and their CLI options)."""
+    """How to run a bundle: `stream`, `parity`, `bench` and `sertrt.load` share it."""
 
     backend: str = "ort"  # ort | trt
     provider: str = "cpu"  # ort: cpu | cuda | tensorrt
@@ -62,11 +56,8 @@ class RunnerOptions:
 
 
 class OrtRunner:
-    """ONNX Runtime. `optimization`: graph optimisation level ("basic", "extended", "all");
-    `spinning`: session.intra_op.allow_spinning, off unless asked (ONNX Runtime's default is on): on an idle
-    2-core VNNI host spinning took 8-10% off an xlsr-53 int8 stream hop and cost 6-9% more CPU; beside another
-    job, what an edge device runs, off was faster (docs/runtime.md); `io_binding`: feed and
-    fetch through an IOBinding instead of session.run."""
+    """ONNX Runtime. `spinning` (session.intra_op.allow_spinning) is off unless asked, although ONNX Runtime's
+    default is on: beside another job, as on an edge device, off is faster (docs/runtime.md)."""
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
                  optimization: str = "all", spinning: bool = False, io_binding: bool = False,
@@ -74,9 +65,8 @@ class OrtRunner:
         RunnerOptions(provider=provider, threads=threads, optimization=optimization).check()
         self.onnx_path, self.provider, self.threads = Path(onnx_path), provider, threads
         self.optimization, self.spinning, self.io_binding = optimization, spinning, io_binding
-        self.card = card  # the bundle's card: the model's metadata_props must agree with it
+        self.card = card  # the model's metadata_props must agree with it
         self.trt_cache = trt_cache  # provider "tensorrt": engine and timing caches here (None: none kept)
-        # what the model is (the card's, unless given): its session config comes from LIMITS[precision].ort_config
         self.precision = precision or (card.precision if card is not None else None)
         self.input_names: list[str] = []
         self.output_names: list[str] = []
@@ -96,12 +86,9 @@ class OrtRunner:
                 "spinning": self.spinning, "io_binding": self.io_binding}
 
     def providers(self) -> list[str | tuple[str, dict[str, str]]]:
-        """ONNX Runtime's providers in priority order, with their options, as its documentation gives them: TensorRT,
-        then CUDA for the nodes TensorRT declines, then the CPU (onnxruntime.ai/docs/execution-providers/
-        TensorRT-ExecutionProvider.html, "Usage" and "Configurations"; CUDA-ExecutionProvider.html, "Configuration
-        Options"). Values are strings, as the docs' Python examples and the C API's key/value form take them."""
-        # HEURISTIC: the stream's shapes vary (flush windows, batches) and EXHAUSTIVE, the default, benchmarks every
-        # cuDNN convolution algorithm again at each new shape
+        """Providers in priority order with their options, values as strings (onnxruntime.ai/docs/execution-providers/
+        TensorRT-ExecutionProvider.html "Configurations", CUDA-ExecutionProvider.html "Configuration Options")."""
+        # HEURISTIC: the stream's shapes vary and EXHAUSTIVE, the default, benchmarks cuDNN again at each new shape
         cuda = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC", "do_copy_in_default_stream": "1"})
         if self.provider == "cpu":
             return ["CPUExecutionProvider"]
@@ -110,18 +97,15 @@ class OrtRunner:
         return [("TensorrtExecutionProvider", self.tensorrt_options()), cuda, "CPUExecutionProvider"]
 
     def tensorrt_options(self) -> dict[str, str]:
-        """TensorRT provider options from the bundle's card: its precision, its profile (trt_profile_*_shapes, the
-        export's min/opt/max, so no shape the stream sends leaves the engine and forces a rebuild), and with
-        `trt_cache` the engine and timing caches (else every process builds the engine again, minutes for xlsr-53)."""
+        """From the card: its precision, its profile (so no shape the stream sends forces a rebuild) and, with
+        `trt_cache`, the engine and timing caches (else every process builds the engine again)."""
         opts = {"trt_max_workspace_size": str(TRT_WORKSPACE_BYTES)}
         if self.precision == "fp16":
-            # the ONNX is already half, but the provider builds a weakly typed network: without the flag TensorRT may
-            # run those layers in FP32. With it, TensorRT may also pick half kernels for the FP32 layers the export
-            # kept: trt_layer_norm_fp32_fallback holds layer norms in FP32 (softmax is not covered: `parity` checks)
+            # a weakly typed network: without the flag TensorRT may run the half layers in FP32; with it, it may
+            # pick half kernels for the export's FP32 layers, so layer norms are held in FP32 (`parity` checks the rest)
             opts.update(trt_fp16_enable="True", trt_layer_norm_fp32_fallback="True")
         elif self.precision == "int8":
-            # a Q/DQ graph: INT8 enabled, no calibration table ("should not be provided for QDQ model because
-            # TensorRT doesn't allow calibration table to be loaded if there is any Q/DQ node in the model")
+            # Q/DQ graph: no calibration table (the provider's docs: not allowed with Q/DQ nodes)
             opts["trt_int8_enable"] = "True"
         profile = self.card.profile if self.card is not None else {}
         if profile:
@@ -136,7 +120,7 @@ class OrtRunner:
     def __enter__(self) -> OrtRunner:
         import onnxruntime as ort
 
-        wanted = ORT_PROVIDERS[self.provider]
+        wanted = PROVIDER_NAMES[self.provider]
         if wanted not in ort.get_available_providers():
             raise SertrtError(f"ONNX Runtime here has no {wanted} (available: {', '.join(ort.get_available_providers())}); "
                               "install onnxruntime-gpu for cuda/tensorrt")
@@ -174,16 +158,14 @@ class OrtRunner:
         return dict(zip(self.output_names, b.copy_outputs_to_cpu()))
 
 
-
 def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tuple[Runner, BundleCard]:
-    """(runner, bundle card), the runner not yet entered. The bundle's digest and hashes are checked first
-    (and with `options.trust`, an ed25519 public key, its signature); a tampered bundle is refused before
-    any model file is read."""
+    """(runner, bundle card), the runner not yet entered. The bundle's hashes (and with `options.trust`, its
+    signature) are checked before any model file is read."""
     options = options or RunnerOptions()
     options.check()
     card = load_bundle(bundle, trust=options.trust)
     bundle = Path(bundle)
-    local_ok = options.trust is None or options.allow_local_engine  # what protects a device-built engine: see above
+    local_ok = options.trust is None or options.allow_local_engine
     if options.backend == "ort":
         cache = trt_cache_dir(bundle, card) if options.provider == "tensorrt" and local_ok else None
         return OrtRunner.from_options(bundle / card.model, options, card=card, trt_cache=cache), card
@@ -193,7 +175,6 @@ def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tup
     if not engine.is_file():
         raise SertrtError(f"{bundle}: no TensorRT engine ({ENGINE_FILE}); build one on the device with `sertrt build-engine {bundle}`")
     if ENGINE_FILE not in card.all_files:
-        # load_bundle hashed every listed file; an unlisted plan was never checked and is never deserialised
         raise SertrtError(f"{bundle}: {ENGINE_FILE} is not listed in its manifest.json, so it was not checked; "
                           f"build it with `sertrt build-engine {bundle}`")
     if ENGINE_FILE not in card.files and not local_ok:
@@ -203,10 +184,8 @@ def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tup
 
 
 def trt_cache_dir(bundle: Path, card: BundleCard) -> Path:
-    """ONNX Runtime's TensorRT engine and timing caches for this bundle's model: beside the bundle, one folder per
-    model sha256 and ONNX Runtime version. ONNX Runtime names a cached engine by the graph, not by its weights, and
-    its documentation says to clear the cache when the model, ONNX Runtime, TensorRT or GPU changes: the folder
-    name covers the first two (TensorRT itself refuses to deserialise a plan from another version or GPU)."""
+    """ONNX Runtime's TensorRT caches, beside the bundle: one folder per model sha256 and ONNX Runtime version, since
+    its docs say to clear the cache when either changes (TensorRT refuses a plan from another version or GPU)."""
     import onnxruntime as ort
 
     digest = card.files.get(card.model) or sha256_file(bundle / card.model)

@@ -1,12 +1,11 @@
-"""Audio sources for `sertrt stream`: files read block by block (never loaded whole), raw PCM on
-stdin, or a microphone (sounddevice, when installed). Each yields chunks `(n, channels)` at the
-source's own rate, in its own sample type (the stream scales and downmixes them, `core.audio.as_mono`)."""
+"""Audio sources for `sertrt stream`: a file read block by block, raw PCM on stdin, or a microphone (sounddevice).
+Each yields chunks `(n, channels)` at the source's rate and sample type (the stream scales and downmixes them)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,46 +14,34 @@ import numpy as np
 
 from ..core.audio import check_finite, open_audio
 from ..core.bundle import load_bundle
+from ..core.choices import PCM_FORMATS
 from ..core.errors import SertrtError
 from ..core.runner import Runner
 from .runners import RunnerOptions, open_runner
 from .stream import EmotionStream, StreamConfig
 
-PCM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
-
-
-def finite_chunks(chunks: Iterable[np.ndarray], where: str, rate: int) -> Iterator[np.ndarray]:
-    """The chunks `(n, channels)`, each checked for NaN/Inf: the error names `where` and the time in it."""
-    done = 0
-    for chunk in chunks:
-        check_finite(chunk, where, rate, done)
-        done += len(chunk)
-        yield chunk
+PCM_DTYPES = dict(zip(PCM_FORMATS, (np.dtype("<i2"), np.dtype("<f4"))))
 
 
 def file_chunks(path: Path, block_seconds: float = 0.5) -> tuple[int, Iterator[np.ndarray]]:
-    """(rate, chunks) of a file, after the same checks `load_audio` makes (missing, unreadable or empty
-    files are errors; a truncated WAV warns; NaN/Inf samples are refused naming the file and their time,
-    before the stream prints a window)."""
+    """(rate, chunks) of a file, after the checks `load_audio` makes (missing, unreadable or empty files are
+    errors; a truncated WAV warns)."""
     f = open_audio(path)
     block = max(1, int(block_seconds * f.samplerate))
 
     def blocks() -> Iterator[np.ndarray]:
-        f.seek(0)
-        while len(data := f.read(block, dtype="float32", always_2d=True)):
-            yield data
-
-    def gen() -> Iterator[np.ndarray]:
         with f:
-            yield from blocks()
+            f.seek(0)
+            while len(data := f.read(block, dtype="float32", always_2d=True)):
+                yield data
 
-    return f.samplerate, gen()
+    return f.samplerate, blocks()
 
 
 def pcm_chunks(stream, fmt: str, channels: int, block_bytes: int = 32000) -> Iterator[np.ndarray]:
-    if fmt not in PCM_FORMATS:
+    if fmt not in PCM_DTYPES:
         raise SertrtError(f"unknown PCM format {fmt!r} (valid: {', '.join(PCM_FORMATS)})")
-    dtype = PCM_FORMATS[fmt]
+    dtype = PCM_DTYPES[fmt]
     frame = dtype.itemsize * channels
     pending = b""
     while True:
@@ -98,8 +85,8 @@ class StreamOptions:
     silence_dbfs: float | None = -50.0
     vad: str | None = None
     min_speech: float = 0.3
-    # Another model behind the bundle's contract (the CLI's `--backend torch --run RUN`: the PyTorch model the
-    # bundle came from): the bundle gives labels, window and hop, this runner the logits. None: the bundle's engine.
+    # Another model behind the bundle's contract (`--backend torch`): the bundle gives labels, window and hop, this
+    # runner the logits. None: the bundle's engine.
     runner_factory: Callable[[], Runner] | None = None
 
 
@@ -128,9 +115,11 @@ def run_stream(opts: StreamOptions, write: Callable[[dict[str, Any]], None] | No
         input_rate=rate, smoothing=opts.smoothing, silence_dbfs=opts.silence_dbfs, vad=opts.vad, min_speech=opts.min_speech,
     )
     with runner:
-        stream = EmotionStream(runner, card.labels, config)
+        stream, done = EmotionStream(runner, card.labels, config), 0
         try:
-            for chunk in finite_chunks(chunks, where, rate):  # the error names the source and the time in it
+            for chunk in chunks:
+                check_finite(chunk, where, rate, done)  # naming the source and the time in it
+                done += len(chunk)
                 for result in stream.push(chunk, channels_first=False):
                     write(result.as_dict())
         except KeyboardInterrupt:

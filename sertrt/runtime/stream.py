@@ -6,11 +6,9 @@
             print(result.label, result.start, result.end)
     stream.flush(); print(stream.summary())  # the tail, then the utterance-level aggregate
 
-Input at another rate is resampled (soxr, streaming), a chunk with channels is downmixed (its layout read
-as `core.audio.as_mono` reads it, or given by `push(chunk, channels_first=...)`), integers are scaled by
-their range, and a chunk with NaN/Inf is rejected, naming its time in the stream, before it touches the
-stream's state. Windows quieter than `silence_dbfs`, or (with `vad`) with less than `min_speech` of
-their frames speech, skip inference and say so. State is fixed-size: memory stays flat over hours.
+A chunk is read as `core.audio.as_mono` reads it and resampled; a refused chunk leaves the state unchanged.
+Windows quieter than `silence_dbfs`, or (with `vad`) with less than `min_speech` of their frames speech, skip
+inference. State is fixed-size: memory stays flat over hours.
 """
 
 from __future__ import annotations
@@ -24,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..core.audio import RECEPTIVE_FIELD, SAMPLE_RATE, as_mono, seconds_to_samples
+from ..core.choices import SMOOTHINGS
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
 from ..core.runner import Runner
 
-SMOOTHING = ("none", "ema", "majority")
 MAX_WINDOW_SECONDS = 3600.0  # one hour of 16 kHz float32 is 230 MB per buffer: beyond that is a typo
 
 
@@ -46,7 +44,7 @@ class StreamConfig:
 
     @property
     def window_samples(self) -> int:
-        """The window in 16 kHz samples: the one rounding every stream, MultiStream and parity use."""
+        """The window in 16 kHz samples (the one rounding streams and parity share)."""
         return seconds_to_samples(self.window_seconds)
 
     @property
@@ -54,8 +52,8 @@ class StreamConfig:
         return seconds_to_samples(self.hop_seconds)
 
     def check(self) -> None:
-        if self.smoothing not in SMOOTHING:
-            raise SertrtError(f"unknown smoothing {self.smoothing!r} (valid: {', '.join(SMOOTHING)})")
+        if self.smoothing not in SMOOTHINGS:
+            raise SertrtError(f"unknown smoothing {self.smoothing!r} (valid: {', '.join(SMOOTHINGS)})")
         if not 0 < self.window_seconds <= MAX_WINDOW_SECONDS:  # also refuses NaN
             raise SertrtError(f"window ({self.window_seconds} s) must be > 0 and <= {MAX_WINDOW_SECONDS:g} s")
         if not 0 < self.hop_seconds <= self.window_seconds:
@@ -96,11 +94,8 @@ class WindowResult:
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> list[tuple[int, int]]:
-    """(start, end) of the windows a stream emits for `num_samples`, flush included.
-
-    Full windows every `hop` once `window` samples are in; then, if samples remain after the last
-    one, a final window ending at the last sample (shorter than `window` only for short input).
-    """
+    """(start, end) of the windows a stream emits for `num_samples`: full windows every `hop`, then, if samples
+    remain, a final window ending at the last sample (shorter than `window` only for short input)."""
     if num_samples <= 0:
         return []
     if num_samples <= window:
@@ -109,6 +104,24 @@ def window_starts(num_samples: int, window: int, hop: int) -> list[tuple[int, in
     if spans[-1][1] < num_samples:
         spans.append((num_samples - window, num_samples))
     return spans
+
+
+def long_audio_windows(lengths: list[int], max_samples: int) -> list[tuple[int, int, int]]:
+    """(row, start, end) of the pieces that score rows of `lengths` samples: a row within `max_samples` (0: no limit)
+    whole, a longer one in windows of `max_samples`, hop half a window, the last ending at the row's end."""
+    return [(row, a, b) for row, n in enumerate(lengths)
+            for a, b in window_starts(n, max_samples or n, max(max_samples // 2, 1))]
+
+
+def pool_windows(logits: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
+    """`(count, num_labels)` float64 from the pieces' `(num_pieces, num_labels)` logits, piece i from row `rows[i]`:
+    a row's own logits where it is one piece, else the log of its pieces' mean probability (probabilities are
+    averaged, not logits, so one confident window cannot outvote the rest by its scale)."""
+    out = np.empty((count, *logits.shape[1:]))
+    for row in range(count):
+        mine = logits[rows == row].astype(np.float64)
+        out[row] = mine[0] if len(mine) == 1 else np.log(softmax(mine).mean(axis=0))
+    return out
 
 
 class EmotionStream:
@@ -146,7 +159,6 @@ class EmotionStream:
         if self._resampler is not None:
             self._resampler.clear()
 
-    # -- input -------------------------------------------------------------------------------
     def _check(self, chunk: np.ndarray, channels_first: bool | None = None) -> np.ndarray:
         """Any accepted chunk -> float32 mono `(n,)`; touches no state, so a rejected chunk changes nothing."""
         try:
@@ -172,10 +184,8 @@ class EmotionStream:
         return [self._emit(start, n) for start, n in self._flush_spans()]
 
     def _spans(self, x: np.ndarray) -> Iterator[tuple[int, int]]:
-        """Write x (model rate) into the ring; yields (start, n) of each window as it becomes full.
-
-        The caller takes the window (`_take`) before resuming: the ring moves on after the yield.
-        """
+        """Write x (model rate) into the ring; yields (start, n) of each window as it becomes full, which the
+        caller takes (`_take`) before resuming: the ring moves on after the yield."""
         pos = 0
         while pos < len(x):
             take = min(len(x) - pos, self._next_end - self._total)
@@ -201,7 +211,6 @@ class EmotionStream:
         self._ring[: len(x) - first] = x[first:]
         self._total += len(x)
 
-    # -- output ------------------------------------------------------------------------------
     def _emit(self, start: int, n: int) -> WindowResult:
         t0 = time.perf_counter()
         wave, lengths = self._feed["waveform"], self._feed["lengths"]
@@ -216,11 +225,8 @@ class EmotionStream:
         return self._finish(start, n, dbfs, silent, logits, latency, (time.perf_counter() - t0) * 1000.0 - latency)
 
     def _take(self, row: np.ndarray, n: int) -> tuple[float, bool]:
-        """Copy the window's n samples into row[:n] (zeros after), gate it; (rms dBFS, silent).
-
-        row is `(window,)`; `_spans`/`_flush_spans` say when to call this and with which n.
-        """
-        # The last n samples in time order, unwrapped from the ring without allocating.
+        """Copy the window's last n samples, unwrapped from the ring, into row[:n] (`(window,)`, zeros after) and
+        gate it: (rms dBFS, silent)."""
         first = (self._total - n) % self.window
         head = min(n, self.window - first)
         row[:head] = self._ring[first : first + head]
@@ -237,11 +243,8 @@ class EmotionStream:
 
     def _finish(self, start: int, n: int, dbfs: float, silent: bool, logits: np.ndarray | None,
                 latency_ms: float, overhead_ms: float) -> WindowResult:
-        """A taken window's result: softmax of its `(num_labels,)` logits (None when silent), smoothing, summary.
-
-        Windows of one stream must be finished in the order they were taken (smoothing state).
-        overhead_ms is what the caller spent on this window outside the engine so far.
-        """
+        """A taken window's result from its `(num_labels,)` logits (None when silent); windows must be finished in
+        the order taken (smoothing state). overhead_ms: the caller's time on it outside the engine so far."""
         t0 = time.perf_counter()
         probs = raw = None
         if silent:

@@ -1,33 +1,17 @@
-"""TensorRT runner on TensorRT's own Python API and cuda-python: names in, names out, numpy at the boundary.
+"""TensorRT runner on TensorRT's Python API and cuda-python (never torch): names in, names out, numpy at the boundary.
 
     with TrtRunner("bundle/model.plan", cuda_graphs=True) as runner:
-        out = runner.infer({"waveform": wav, "lengths": lengths})   # wav (B, num_samples) float32
-        logits = out["logits"]                                      # (B, num_labels) float32
+        logits = runner.infer({"waveform": wav, "lengths": lengths})["logits"]   # (B, num_samples) -> (B, num_labels)
 
-The way NVIDIA's own samples run an engine (samples/python/common_runtime.py; the TensorRT Python API's
-`IExecutionContext`): `Runtime.deserialize_cuda_engine`, one execution context, `set_input_shape`,
-`set_tensor_address`, `execute_async_v3` on a stream of ours (not the default stream: its docstring warns of
-an extra cudaDeviceSynchronize). Around that, what a production runner needs and Polygraphy's TrtRunner (a
-debugging tool by its own docstring; sertrt keeps it for `build-engine` and comparisons) does not do:
-device buffers allocated once for the profile's maximum and reused, pinned host staging (cudaMallocHost),
-one copy in per input, one copy out per output, one stream synchronisation per call, and optionally one
-CUDA graph per (batch, num_samples) shape, captured around `execute_async_v3` after that shape's first
-call and replayed from then on (trtexec --useCudaGraph; the TensorRT developer guide's "CUDA Graphs":
-enqueue once after a shape change, then capture). Device memory through `cuda.bindings.runtime`, never torch.
+The engine runs as NVIDIA's samples run one (samples/python/common_runtime.py): `deserialize_cuda_engine`, one
+execution context, `set_input_shape`, `set_tensor_address`, `execute_async_v3` on a stream of ours (the default
+stream adds a cudaDeviceSynchronize, per its docstring). Device buffers and pinned host staging are allocated once
+for the profile's maximum; optionally one CUDA graph per input shape is captured after that shape's first call
+(TensorRT developer guide, "CUDA Graphs": enqueue once after a shape change, then capture).
 
-Audio longer than the profile's `max_samples` is scored in windows of `max_samples`, hop half a window,
-the last one ending at the row's end; such a row's logits are the log of its windows' mean probability, so
-softmax(logits) is exactly that mean (probabilities averaged, not logits: one confident window cannot
-outvote the rest by its scale). Rows beyond the profile's `max_batch` run in several calls; a row that fits
-the profile keeps its own logits, whatever else is in the batch.
-
-The engine record beside the plan (`model.plan.json`) is checked first, so an engine built for another GPU
-or TensorRT is refused in one line, and every feed is checked against the profile before TensorRT sees it.
-Importing this module costs numpy; `tensorrt` and cuda-python are imported when a runner is entered.
-
-NOT RUN AGAINST A REAL TENSORRT OR GPU: neither was available where this was written. Tests drive it with
-fake `tensorrt` (shaped like 10.3, 10.13 and 11.x) and `cuda.bindings.runtime` modules that expose only
-names the real bindings have (tests/test_trt_runner.py, against tests/data/*-names.txt.gz).
+Audio longer than the profile's `max_samples` is scored in windows (`long_audio_windows`) and gets the log of
+its windows' mean probability as logits (`pool_windows`); rows beyond `max_batch` run in several calls. The engine
+record (`model.plan.json`) is checked first, so an engine built for another GPU or TensorRT is refused in one line.
 """
 
 from __future__ import annotations
@@ -41,8 +25,7 @@ import numpy as np
 
 from ..core.engine import check_engine_compatible, import_cudart, import_tensorrt, record_path
 from ..core.errors import SertrtError
-from ..core.metrics import softmax
-from .stream import window_starts
+from .stream import long_audio_windows, pool_windows
 
 # trt.DataType member name -> numpy: our own explicit table (names checked against the 10.3, 10.13 and 11 lists)
 NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
@@ -184,29 +167,18 @@ class TrtRunner:
         width = min(width, wav.shape[1])
         if lengths.ndim != 1 or not all(1 <= v <= wav.shape[1] for v in lengths.tolist()):
             raise SertrtError(f"input 'lengths' must hold one count per row in 1 .. {wav.shape[1]}, got {lengths.tolist()!r:.80}")
-        rows, spans = [], []
-        for row, n in enumerate(int(v) for v in lengths):
-            cuts = window_starts(n, width, max(width // 2, 1))  # as the stream cuts them
-            rows += [row] * len(cuts)
-            spans += [(a, b - a) for a, b in cuts]
+        pieces = long_audio_windows([int(v) for v in lengths], width)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
-        for first in range(0, len(spans), max_batch):
-            chunk = spans[first:first + max_batch]
+        for first in range(0, len(pieces), max_batch):
+            chunk = pieces[first:first + max_batch]
             windows = np.zeros((len(chunk), width), dtype=wav.dtype)
-            for i, ((s, k), row) in enumerate(zip(chunk, rows[first:first + max_batch])):
-                windows[i, :k] = wav[row, s:s + k]
-            for name, logits in self._run({"waveform": windows, "lengths": np.array([k for _, k in chunk], dtype=lengths.dtype)}).items():
+            for i, (row, a, b) in enumerate(chunk):
+                windows[i, :b - a] = wav[row, a:b]
+            counts = np.array([b - a for _, a, b in chunk], dtype=lengths.dtype)
+            for name, logits in self._run({"waveform": windows, "lengths": counts}).items():
                 parts[name].append(logits)
-        index = np.array(rows)
-        result = {}
-        for name, chunks in parts.items():
-            logits = np.concatenate(chunks)
-            out = np.empty((len(wav),) + logits.shape[1:], dtype=logits.dtype)
-            for row in range(len(wav)):
-                mine = logits[index == row].astype(np.float64)
-                out[row] = mine[0] if len(mine) == 1 else np.log(softmax(mine).mean(axis=0))
-            result[name] = out
-        return result
+        rows = np.array([row for row, _, _ in pieces])
+        return {name: pool_windows(np.concatenate(p), rows, len(wav)).astype(p[0].dtype) for name, p in parts.items()}
 
     def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One call within the profile: shapes, copies in, the enqueue (or the shape's graph), copies out, one sync."""

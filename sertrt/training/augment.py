@@ -1,14 +1,9 @@
-"""Waveform augmentation for training, per clip on the fly (numpy + soxr, no new dependency).
+"""Waveform augmentation for training, per clip on the fly (`sertrt train --augment speed,noise`).
 
-    speed   speed perturbation by 0.9, 1.0 or 1.1 (resampled, so pitch and tempo move together, as Kaldi's and
-            SpeechBrain's speed perturbation do)
+    speed   speed perturbation by 0.9, 1.0 or 1.1 (resampled: pitch and tempo move together, as in Kaldi)
     noise   white + 1/f noise at a random SNR of 5-30 dB, on half of the clips
-    gain    a random gain of -6..+6 dB (the model normalises each utterance, so alone it changes little)
-    reverb  on half of the clips, a synthetic room: exponentially decaying noise, RT60 0.15-0.6 s, with the
-            direct path kept
-
-`sertrt train --augment speed,noise` picks any of them; each clip draws from the epoch's generator, so a
-resumed run repeats exactly what an uninterrupted one would have done.
+    gain    a random gain of -6..+6 dB
+    reverb  on half of the clips, a synthetic room: exponentially decaying noise, RT60 0.15-0.6 s
 """
 
 from __future__ import annotations

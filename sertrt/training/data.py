@@ -1,16 +1,9 @@
 """Manifest -> 16 kHz audio -> padded batches, decoded where they are used (DataLoader workers in training).
 
-Only the headers are read up front (lengths for batching; a missing, unreadable or empty file stops the run
-before the first step, naming it); audio is decoded when its batch is built. Batches group utterances of
-similar length to keep padding small; each epoch's order comes from (seed, epoch) alone, so a resumed run sees
-the same batches it would have seen.
-
-Two ways to batch an epoch:
-    batches(batch_size, ...)              fixed-size batches (one optimizer step each)
-    budget_batches(budget_samples, ...)   micro-batches of at most `budget_samples` padded samples
-                                          (rows x longest row), cut from length-sorted pools; then
-    group_steps(micro_batches, ...)       consecutive micro-batches per optimizer step (gradient accumulation)
-Training feeds them through `train_loader`: a DataLoader whose workers decode, augment and crop.
+Only the headers are read up front (lengths for batching; a bad file stops the run before the first step). Batches
+group utterances of similar length; each epoch's order comes from (seed, epoch) alone, so a resumed run sees the
+same batches. `batches` cuts fixed-size batches (one step each); `budget_batches` cuts micro-batches of at most a
+budget of padded samples, which `group_steps` accumulates into optimizer steps; `train_loader` feeds them.
 """
 
 from __future__ import annotations
@@ -30,17 +23,16 @@ from .augment import augment as augment_clip
 POOL_BATCHES = 64  # a sort pool holds about this many micro-batches' worth of audio
 
 
-def bucket_by_length(lengths: np.ndarray, order: np.ndarray, budget_samples: int, rng: np.random.Generator,
-                     pool_batches: int = POOL_BATCHES) -> list[list[int]]:
+def bucket_by_length(lengths: np.ndarray, order: np.ndarray, budget_samples: int,
+                     rng: np.random.Generator) -> list[list[int]]:
     """Micro-batches of `order` (indices into `lengths`, in the epoch's random order), each within
     rows x longest row <= `budget_samples`; an utterance longer than the budget gets one of its own.
 
-    `order` is cut into pools of about `pool_batches` x `budget_samples` samples of audio; each pool is
-    sorted by length and filled greedily, so a micro-batch holds near-equal lengths (little padding), and
-    which utterances meet changes with each epoch's pools (a set smaller than one pool keeps its micro-batches,
-    as fixed batches do within their chunks). The micro-batches are then shuffled with `rng`.
+    `order` is cut into pools of about POOL_BATCHES x `budget_samples` samples; each pool is sorted by length
+    and filled greedily (little padding, and which utterances meet changes with each epoch's pools). The
+    micro-batches are then shuffled with `rng`.
     """
-    pool_samples = pool_batches * budget_samples
+    pool_samples = POOL_BATCHES * budget_samples
     pools, start, total = [], 0, 0
     for i, n in enumerate(lengths[order]):
         total += int(n)
@@ -87,21 +79,10 @@ def group_steps(micro_batches: Sequence[list[int]], batch_size: int, world_size:
     return steps
 
 
-def padding_share(lengths: np.ndarray, batches: Sequence[Sequence[int]]) -> float:
-    """Padded samples / all samples of the padded (rows, longest row) batches: the share of work spent on padding."""
-    valid = sum(int(lengths[b].sum()) for b in batches)
-    total = sum(len(b) * int(lengths[b].max()) for b in batches)
-    return 1.0 - valid / total if total else 0.0
-
-
-def resampled_length(frames: int, rate: int) -> int:
-    """Samples of a `frames`-long file at `rate` once load_audio resamples it to SAMPLE_RATE: soxr rounds half up."""
-    return (2 * frames * SAMPLE_RATE + rate) // (2 * rate)
-
-
 def _header_length(path: str) -> int:
+    """Samples of the file once load_audio resamples it to SAMPLE_RATE (soxr rounds half up)."""
     with open_audio(path) as f:
-        return resampled_length(f.frames, f.samplerate)
+        return (2 * f.frames * SAMPLE_RATE + f.samplerate) // (2 * f.samplerate)
 
 
 class _Decoded(Sequence[np.ndarray]):
@@ -142,8 +123,7 @@ class AudioSet:
         return rng.permutation(len(self))
 
     def batches(self, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0, balanced: bool = False) -> list[list[int]]:
-        """Index lists of similar-length utterances; shuffled per (seed, epoch) when `shuffle`. `balanced`: an
-        epoch of as many utterances drawn with replacement, each label equally likely (class-balanced sampling)."""
+        """Index lists of similar-length utterances; shuffled per (seed, epoch) when `shuffle`; `balanced`: `_draw`."""
         if not shuffle:
             order = np.argsort(self.lengths, kind="stable")
             return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
@@ -161,9 +141,8 @@ class AudioSet:
 
     def budget_batches(self, budget_samples: int, max_samples: int, seed: int = 0, epoch: int = 0,
                        balanced: bool = False, min_samples: int = 0) -> list[list[int]]:
-        """Micro-batches of at most `budget_samples` padded samples each, by the lengths training really
-        runs: cropped to `max_samples`, a batch tensor at least `min_samples` long (collate's). Order and
-        draw come from (seed, epoch), as in `batches`."""
+        """Micro-batches of at most `budget_samples` padded samples each, by the lengths training runs: cropped to
+        `max_samples`, a batch tensor at least `min_samples` long (collate's). Order and draw as in `batches`."""
         rng = np.random.default_rng([seed, epoch])
         order = self._draw(rng, balanced)
         return bucket_by_length(np.clip(self.lengths, min_samples, max_samples), order, budget_samples, rng)
@@ -172,12 +151,8 @@ class AudioSet:
         self, indices: Sequence[int], max_samples: int | None = None, rng: np.random.Generator | None = None,
         min_samples: int = 0, augment: tuple[str, ...] = (),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> waveform (B, num_samples) zero-padded, lengths (B,), labels (B,).
-
-        `augment` (training only, needs `rng`) passes each whole utterance through sertrt.training.augment first.
-        Utterances longer than `max_samples` are then cropped (randomly with `rng`, else centred).
-        `min_samples` pads the batch tensor (not the lengths) to at least that many samples.
-        """
+        """-> waveform (B, num_samples) zero-padded to at least `min_samples`, lengths (B,), labels (B,); each row
+        as `clip` makes it."""
         clips = [self.clip(i, max_samples, rng, augment) for i in indices]
         return pad_clips(clips, self.labels[list(indices)], min_samples)
 
@@ -240,9 +215,8 @@ def _collate(items: list[tuple[np.ndarray, int]], min_samples: int) -> tuple[tor
 
 
 def default_workers() -> int:
-    """DataLoader workers per process when --workers is not given: up to 4, leaving two cores for the training loop and
-    its math threads; none on a machine of 2 cores or fewer, where workers only compete with the loop
-    (benchmarks/results/dataloader.md: 2 workers 6.8 samples/s against 11.9 in-process on 2 cores)."""
+    """DataLoader workers per process when --workers is not given: up to 4, leaving two cores for the training loop;
+    none on 2 cores or fewer, where workers only compete with it (benchmarks/results/dataloader.md)."""
     return max(0, min(4, (os.cpu_count() or 1) - 2))
 
 
@@ -251,9 +225,8 @@ def train_loader(data: AudioSet, sampler: PlannedBatches, max_samples: int, min_
     """Batches (waveform (B, num_samples), lengths (B,), labels (B,)) of `sampler`'s plan, built by `workers`
     processes (0: in this one) that stay up across epochs; pinned for an asynchronous copy to a GPU.
 
-    Workers are spawned, not forked: a forked worker would inherit the run folder's lock (and the threads of
-    TensorBoard's writer), and outlive a SIGKILLed trainer by seconds, holding the lock a `--resume` needs. Its own
-    generator: starting the workers (once, on a run's first epoch) would otherwise draw from torch's global
+    Spawned, not forked: a forked worker would inherit the run folder's lock and could outlive a SIGKILLed trainer,
+    holding the lock a `--resume` needs. Its own generator: starting workers would otherwise draw from torch's global
     RNG, and a resumed run's dropout would part from an uninterrupted one's."""
     return torch.utils.data.DataLoader(
         TrainClips(data, max_samples, augment, seed, rank), batch_sampler=sampler, num_workers=workers,

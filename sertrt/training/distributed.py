@@ -53,25 +53,19 @@ def compute_init(device: str = "auto") -> DistInfo:
     if not under_torchrun():
         return DistInfo(device=torch.device(device if device != "cuda" else "cuda:0"))
     rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
-    if device.startswith("cuda"):  # one process per GPU: the local rank picks it
+    cuda = device.startswith("cuda")
+    if cuda:  # one process per GPU: the local rank picks it
         torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-        backend = "nccl"
-    else:
-        dev = torch.device("cpu")
-        backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return DistInfo(rank, local_rank, world, dev)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return DistInfo(rank, local_rank, world, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
 
 
 def compute_cleanup(info: DistInfo, wait: bool = True) -> None:
-    """Leave the process group together: a barrier first, so no rank tears down its connections while
-    another still has collective traffic in flight with it (a rank that destroyed the group early was
-    killed by SIGABRT, "terminate called without an active exception", about 1 run in 10 on CPU/gloo).
-    Then collect garbage, so a DDP wrapper caught in a reference cycle releases the group now, while the
-    interpreter is whole, not during its finalization. `wait=False` (a rank failing) skips the barrier:
-    the other ranks may never reach it."""
+    """Leave the process group together: a barrier first, so no rank tears down its connections while another
+    still has collectives in flight with it (gloo aborts that rank); then collect garbage, so a DDP wrapper in a
+    reference cycle releases the group now, not during interpreter shutdown. `wait=False` (a failing rank) skips
+    the barrier the other ranks may never reach."""
     if info.distributed and dist.is_initialized():
         if wait:
             dist.barrier()
@@ -80,8 +74,8 @@ def compute_cleanup(info: DistInfo, wait: bool = True) -> None:
 
 
 def gather_rows(rows: np.ndarray, info: DistInfo) -> np.ndarray:
-    """Every rank's share of `rows` (N, ...), each rank's array holding zeros where another rank scored: their
-    sum over ranks is each row exactly as its rank computed it (x + 0 is x). Every rank gets the whole array."""
+    """Every rank's share of `rows` (N, ...), zeros where another rank scored, summed over ranks (x + 0 is x, so
+    each row is exactly as its rank computed it). Every rank gets the whole array."""
     if not info.distributed:
         return rows
     total = torch.from_numpy(np.ascontiguousarray(rows)).to(info.device)
@@ -90,17 +84,13 @@ def gather_rows(rows: np.ndarray, info: DistInfo) -> np.ndarray:
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> None:
-    """Run `sertrt <argv>` under torch.distributed.run --standalone with `nproc` processes.
-
-    Equivalent to: torchrun --standalone --nproc-per-node NPROC -m sertrt <argv>
-    A failure is one line (SertrtError): the error line of the first rank that failed, which a rank writes to
-    its torchrun error file (sertrt.cli), or which rank stopped; not torchrun's report of its children.
-    """
+    """`torchrun --standalone --nproc-per-node NPROC -m sertrt <argv>`. A failure is one SertrtError line: the
+    first failed rank's error line (from its torchrun error file, sertrt.cli), or which rank stopped."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     if nproc > 1 and not torch.cuda.is_available():
-        # Two CPU processes on a small machine: give each its share of the cores.
+        # CPU processes: each its share of the cores
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // nproc)))
     for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # its per-child warnings would repeat the error

@@ -7,7 +7,7 @@ audio however long the manifest, and progress moves from the first batch on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,32 +28,21 @@ from .data import AudioSet
 from .distributed import DistInfo, gather_rows
 
 
-Batch = tuple[Sequence[int], torch.Tensor, torch.Tensor]  # row indices, waveform (B, num_samples), lengths (B,)
-
-
 @torch.no_grad()
-def score_batches(model: SERModel, batches: Iterable[Batch], rows: int, device: torch.device | str = "cpu") -> np.ndarray:
-    """Logits (rows, num_labels), each batch's at its row indices; a batch is scored as it arrives and not kept."""
-    was_training = model.training
-    model.eval()
-    out = np.zeros((rows, len(model.dims.labels)), dtype=np.float32)
-    for indices, waveform, lengths in batches:
-        out[list(indices)] = model(waveform.to(device), lengths.to(device)).float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def predict_logits(
-    model: SERModel, data: AudioSet, batch_size: int = 8, device: torch.device | str = "cpu",
-    max_samples: int | None = None, info: DistInfo | None = None,
-) -> np.ndarray:
-    """Logits (num_utterances, num_labels) in manifest order, whole utterances unless `max_samples`, each batch
-    decoded when scored. Under DDP (`info`) each rank scores every world_size-th batch of the one-process plan and
-    every rank gets all rows: the one-process result to the bit, with no rank idle while another scores."""
+def predict_logits(model: SERModel, data: AudioSet, batch_size: int = 8, device: torch.device | str = "cpu",
+                   info: DistInfo | None = None) -> np.ndarray:
+    """Logits (num_utterances, num_labels) of whole utterances in manifest order, each batch decoded when scored.
+    Under DDP (`info`) each rank scores every world_size-th batch and every rank gets all rows, to the bit."""
     plan = data.batches(batch_size, shuffle=False)
     if info is not None:
         plan = plan[info.rank :: info.world_size]
-    logits = score_batches(model, ((b, *data.collate(b, max_samples=max_samples)[:2]) for b in plan), len(data), device)
+    was_training = model.training
+    model.eval()
+    logits = np.zeros((len(data), len(model.dims.labels)), dtype=np.float32)
+    for indices in plan:
+        waveform, lengths, _ = data.collate(indices)
+        logits[indices] = model(waveform.to(device), lengths.to(device)).float().cpu().numpy()
+    model.train(was_training)
     return gather_rows(logits, info) if info is not None else logits
 
 

@@ -8,12 +8,10 @@
     layers     not the paper's: xlsr + hgfm fully fine-tuned with only the first K transformer layers,
                one row per K, with parameters and analytic GFLOP per 2 s window (the speed side)
 
-For every configuration and fold: train on the fold's train part, keep the epoch with the best UA
-on its valid part, score that checkpoint on the test part. Every paper table also trains the classical
-floor (`stats-lr`: utterance statistics + logistic regression) and marks a configuration that does not
-beat it. OUT/<table>/ gets results.md (WA/UA/F1, mean and std over folds), results.json, curves.png
-and a confusion-matrix PNG per configuration.
-A finished fold is not trained again, so an interrupted experiment continues where it stopped.
+For every configuration and fold: train on the fold's train part, keep the epoch with the best valid UA, score
+it on the test part. Every paper table also trains the classical floor (`stats-lr`) and marks a configuration
+that does not beat it. OUT/<table>/ gets results.md, results.json, curves.png and a confusion-matrix PNG per
+configuration. A finished fold is not trained again, so an interrupted experiment continues where it stopped.
 """
 
 from __future__ import annotations
@@ -67,8 +65,7 @@ class Config:
     lr: float | None = None  # None: the experiment's --lr
 
 
-# The classical floor, a row of every paper table: utterance statistics + logistic regression. Its own
-# learning rate: a linear model on standardised statistics, not a network fine-tuned at 2e-4.
+# The classical floor: utterance statistics + logistic regression, at a linear model's learning rate.
 FLOOR = Config("stats-lr floor", "stats-lr", "lr", strategy="full", lr=1e-2)
 
 
@@ -98,20 +95,19 @@ def default_layers(total: int) -> list[int]:
 
 
 def _layer_configs(opts: ExperimentOptions) -> list[Config]:
-    # Checked against the upstream's config before anything trains: a bad K fails now, not hours in.
+    # checked before anything trains: a bad K fails now, not hours in
     total = num_layers(opts.xlsr)
     ks = list(dict.fromkeys(opts.layers)) or default_layers(total)
     for k in ks:
         check_layers(opts.xlsr, k, total)
-    # Full fine-tuning, the paper's best strategy: the kept layers adapt to being the last ones.
+    # full fine-tuning: the kept layers adapt to being the last ones
     return [Config(f"xlsr+hgfm {k} layer{'' if k == 1 else 's'}", opts.xlsr, strategy="full", upstream_layers=k) for k in ks]
 
 
 def table_configs(opts: ExperimentOptions) -> list[Config]:
     x, w = opts.xlsr, opts.wav2vec2
     tables = {
-        # Table I's XLSR row equals Table II's frozen row: Table I used frozen upstreams. The
-        # manual upstreams have nothing (fbank, mfcc) or a from-scratch CNN-LSTM to train.
+        # Table I used frozen upstreams; the manual ones have nothing or a from-scratch CNN-LSTM to train
         "upstreams": [
             Config("fbank+hgfm", "fbank", strategy="full"), Config("mfcc+hgfm", "mfcc", strategy="full"),
             Config("cnn-lstm+hgfm", "cnn-lstm", strategy="full"), Config("wav2vec2+hgfm", w), Config("xlsr+hgfm", x),
@@ -138,8 +134,7 @@ def table_configs(opts: ExperimentOptions) -> list[Config]:
 def _score(
     run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: int, device: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(report, cost): best.safetensors scored on `test`, restricted to `labels` (argmax over those
-    logits only), and its size and FLOPs."""
+    """(report, cost): best.safetensors scored on `test`, argmax over `labels`' logits only; its size and FLOPs."""
     model, header = load_model(run_dir / "best.safetensors")
     model.to(device)
     logits = predict_logits(model, test, batch_size, device)
@@ -192,14 +187,18 @@ def _plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -
     plt.close(fig)
 
 
+def _protocol_line(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    split = SPLIT_KIND.get(record.get("protocol", ""), "split unknown")
+    return (f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
+            f"{rows[0]['folds'] if rows else 0} fold(s), {split}; ")
+
+
 def _layers_markdown(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     source = rows[0]["cost"]["source_layers"] if rows else None
     lines = [
         "# sertrt experiment layers",
         "",
-        f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
-        f"{rows[0]['folds'] if rows else 0} fold(s), {SPLIT_KIND.get(record.get('protocol', ''), 'split unknown')}; "
-        f"`{rows[0]['upstream'] if rows else ''}` + hgfm fully fine-tuned "
+        _protocol_line(record, rows) + f"`{rows[0]['upstream'] if rows else ''}` + hgfm fully fine-tuned "
         f"with only its first K of {source} transformer layers; best epoch by valid UA, scored on the test part.",
         "",
         f"| layers kept | WA | UA | macro-F1 | parameters | GFLOP per {WINDOW_SECONDS:g} s window | vs all {source} layers |",
@@ -222,9 +221,7 @@ def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) ->
     lines = [
         f"# sertrt experiment {table}",
         "",
-        f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
-        f"{rows[0]['folds'] if rows else 0} fold(s), {SPLIT_KIND.get(record.get('protocol', ''), 'split unknown')}; "
-        "best epoch by valid UA, scored on the test part"
+        _protocol_line(record, rows) + "best epoch by valid UA, scored on the test part"
         + (" (transfer set, happy/angry/sad only)." if table == "transfer" else "."),
         "",
         "| configuration | upstream | strategy | WA | UA | macro-F1 | paper WA / UA / F1 |",
@@ -270,8 +267,9 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
     test_cache: dict[Path, AudioSet] = {}
     for config in configs:
         per_fold, cm_sum, config_curves = [], np.zeros((len(labels), len(labels)), dtype=np.int64), []
+        slug = config.name.replace(" ", "-").replace("+", "_")
         for k, fold in enumerate(folds):
-            run_dir = out / config.name.replace(" ", "-").replace("+", "_") / f"fold{k}"
+            run_dir = out / slug / f"fold{k}"
             metrics_path = run_dir / "metrics.jsonl"
             done = metrics_path.exists() and len(metrics_path.read_text().splitlines()) >= opts.epochs
             if not done:
@@ -301,7 +299,6 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                "per_fold": per_fold, "confusion_matrix": cm_sum.tolist()}
         rows.append(row)
         curves[config.name] = config_curves
-        slug = config.name.replace(" ", "-").replace("+", "_")
         plot_confusion(cm_sum, list(labels), out / f"confusion_{slug}.png",
                        f"{config.name}: UA {summary['ua']['mean']:.1%} (sum over {len(per_fold)} folds)")
         log(f"{config.name}: WA {summary['wa']['mean']:.1%}  UA {summary['ua']['mean']:.1%}  F1 {summary['macro_f1']['mean']:.1%}")

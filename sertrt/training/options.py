@@ -1,8 +1,4 @@
-"""What `sertrt train` is asked to do: its options, their checks, and what a resumed run keeps.
-
-`preflight` is everything a run refuses before it loads anything; `sertrt train --devices N` runs it once
-before it starts the ranks.
-"""
+"""What `sertrt train` is asked to do: its options, their checks (`preflight`), and what a resumed run keeps."""
 
 from __future__ import annotations
 
@@ -25,15 +21,12 @@ from .distributed import resolve_device
 class TrainOptions:
     train_manifest: Path
     out: Path
-    # The test set is scored once, at the end, with the best epoch's weights; it never chooses anything.
-    test_manifest: Path | None = None
-    # The best epoch is chosen on validation: this manifest, or `valid_fraction` of the training manifest
-    # held out (whole speakers where a corpus has enough of them; sertrt.data.split.carve_validation).
+    test_manifest: Path | None = None  # scored once, at the end, with the best epoch's weights
+    # the best epoch is chosen on this manifest, or on `valid_fraction` of the training manifest held out
     valid_manifest: Path | None = None
     valid_fraction: float = 0.1
     upstream: str = "tiny"  # named config, or a pretrained directory / hub id
-    # weights for the named wav2vec2 upstream: a Hugging Face model folder or hub id whose config must be that name's
-    pretrained: str | None = None
+    pretrained: str | None = None  # weights for the named wav2vec2 upstream: a model folder or hub id
     upstream_layers: int | None = None  # keep the first K transformer layers (wav2vec2 upstreams); None: all
     head: str = "hgfm"
     strategy: str = "full"
@@ -43,8 +36,7 @@ class TrainOptions:
     head_lr: float | None = None  # the head's (and --layer-weights'); None: --lr, one parameter group
     warmup: float = 0.0  # linear warm-up: optimizer steps if >= 1, else this share of all steps
     schedule: str = "constant"  # of SCHEDULES: after warm-up, lr stays, or decays to 0 at the last step
-    # Keep the CNN feature encoder fixed under strategy full (as fairseq, HF and SpeechBrain fine-tune wav2vec2);
-    # None: on for pretrained weights (--pretrained, a directory / hub id), off for random init.
+    # keep the CNN feature encoder fixed under strategy full; None: on for pretrained weights, off for random init
     freeze_feature_encoder: bool | None = None
     weight_decay: float = 0.01
     grad_clip: float = 5.0
@@ -52,7 +44,6 @@ class TrainOptions:
     proj_size: int | None = None
     hidden_size: int | None = None
     dropout: float = 0.1
-    # The recipe (sertrt/training/augment.py; benchmarks/results/recipe.md measures each on unseen speakers)
     augment: tuple[str, ...] = ()  # of AUGMENTATIONS: speed, noise, gain, reverb
     layer_weights: bool = False  # a learnable softmax-weighted sum over every upstream layer (wav2vec2), as SUPERB
     balanced: bool = False  # class-balanced sampling: every label equally likely in each batch
@@ -62,21 +53,17 @@ class TrainOptions:
     devices: int = 1
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA; ignored on CPU
-    # Seconds of padded audio (rows x longest row) per micro-batch, accumulated into steps of >= batch_size
-    # utterances; None: fixed batches of batch_size, one step each.
+    # seconds of padded audio per micro-batch, accumulated into steps of >= batch_size; None: fixed batches
     max_batch_seconds: float | None = None
     log_every: int = 50  # optimizer steps between reads of the loss (the only host sync of the loop)
-    # DataLoader worker processes per rank that decode, augment and crop (0: in the training process); None:
-    # sertrt.training.data.default_workers(). Results do not depend on it, so a resumed run may change it.
+    # DataLoader processes per rank (0: in the training process); None: default_workers(). Results do not depend on it.
     workers: int | None = None
     compile: bool = False  # torch.compile the upstream's encoder layers (wav2vec2)
     grad_checkpointing: bool = False  # recompute the upstream's layers in the backward pass (wav2vec2)
     resume: bool = False
     quiet: bool = False
-    # The options the user set (the CLI reads them from the command line); None: every field counts as set.
-    # On --resume, an option not set is taken from the run, and a set one must equal the run's.
+    # the options the user set (None: all); on --resume an unset option is the run's, a set one must equal it
     given: frozenset[str] | None = None
-
 
 
 # What a run is: a resumed run keeps these, so setting one to another value is refused, never ignored.
@@ -147,9 +134,8 @@ def resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> Trai
 
 
 def preflight(opts: TrainOptions) -> None:
-    """What a run refuses before it loads anything: a run folder another process is writing, one that holds
-    something else, options out of range, unreadable manifests. `--devices N` runs it before it starts the
-    ranks, so such an error is one line, not one per rank."""
+    """What a run refuses before it loads anything (busy or foreign run folder, options out of range, unreadable
+    manifests); `--devices N` runs it before starting the ranks, so an error is one line, not one per rank."""
     out = Path(opts.out)
     if out.is_dir():
         with atomic.folder_lock(out, "run"):

@@ -5,16 +5,10 @@ Several GPUs/processes: sertrt train ... --devices 2        (starts torch.distri
               same as:  torchrun --standalone --nproc-per-node 2 -m sertrt train ... --devices 2
 Several nodes:          torchrun --nnodes N --node-rank K --rdzv-endpoint HOST:PORT --nproc-per-node G -m sertrt train ...
 
-RUN gets best.safetensors (+ .json; best UA so far), last.safetensors (model, optimizer and epoch for
---resume), metrics.jsonl (one line per epoch), options.json and tensorboard/. Only rank 0 writes, and it
-holds RUN locked while it does: a second `train --out RUN` is refused.
-
-Throughput: --max-batch-seconds S cuts length-bucketed micro-batches of at most S seconds of padded audio
-and accumulates them into optimizer steps of >= --batch-size utterances (the step's gradient is one big
-batch's). The step never waits for the host: loss is summed on the device and read every --log-every
-steps. Each epoch's metrics row records samples/s, audio-s/s, padding share, optimizer steps, FLOP/s and,
-on a GPU whose datasheet peak is known, MFU (sertrt.model.flops.datasheet_peak). --compile compiles the
-upstream's encoder layers; --grad-checkpointing recomputes them in the backward pass (long crops).
+RUN gets best.safetensors (+ .json; best validation UA), last.safetensors (model, optimizer and epoch for
+--resume), metrics.jsonl (one line per epoch), options.json and tensorboard/. Only rank 0 writes, holding RUN
+locked. --max-batch-seconds S accumulates length-bucketed micro-batches of at most S seconds of padded audio into
+steps of >= --batch-size utterances. The step never waits for the host: the loss is read every --log-every steps.
 """
 
 from __future__ import annotations
@@ -77,18 +71,16 @@ def _check_in_sync(model: torch.nn.Module) -> float:
     return float(hi - lo)
 
 
-def _autocast(info: DistInfo, enabled: bool):
-    if info.device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
-
-
 def _train_dtype(info: DistInfo, amp: bool) -> torch.dtype:
-    """The dtype of the training matmuls: what _autocast runs them in."""
+    """The dtype of the training matmuls (--amp on CUDA: bf16 where supported, else fp16)."""
     if info.device.type == "cuda" and amp:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def _autocast(info: DistInfo, enabled: bool):
+    dtype = _train_dtype(info, enabled)
+    return torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else torch.autocast("cpu", enabled=False)
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -96,20 +88,13 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
-def _no_sync(net: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
-    assert isinstance(net, torch.nn.parallel.DistributedDataParallel)
-    return net.no_sync()
-
-
 def _speed_options(model: SERModel, opts: TrainOptions) -> None:
-    """--grad-checkpointing, then --compile: both act on a wav2vec2 upstream's transformer layers and leave
-    the math (and the checkpoint's state) as it is."""
+    """--grad-checkpointing, then --compile: both act on a wav2vec2 upstream's layers and leave the math as it is."""
     for name in ("grad_checkpointing", "compile"):
         if getattr(opts, name) and model.dims.upstream.kind != "wav2vec2":
             raise SertrtError(f"--{name.replace('_', '-')} needs a wav2vec2 upstream, not {model.dims.upstream.name!r}")
     if opts.grad_checkpointing:
-        # transformers' layers (GradientCheckpointingLayer) checkpoint their own forward, so the upstream's
-        # own loop over them (Wav2Vec2Upstream._encode) recomputes them too; the conv layers likewise.
+        # transformers' layers checkpoint their own forward, so Wav2Vec2Upstream's loop over them recomputes them too
         hf: Any = model.upstream.model
         enable = getattr(hf, "activation_checkpointing_enable", None) or hf.gradient_checkpointing_enable  # renamed in 5.x
         enable({"use_reentrant": False})
@@ -131,10 +116,8 @@ def param_groups(model: SERModel, lr: float, head_lr: float) -> list[dict[str, A
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: float, total_steps: Any,
                    state: dict[str, Any] | None = None) -> Any:
-    """transformers.get_scheduler over the run's optimizer steps (`total_steps()`, counted only when needed):
-    linear warm-up over `warmup` steps (a share of them when < 1), then constant, or linear / cosine decay to 0.
-    None for constant without warm-up: every group keeps its lr. `state` (last.safetensors' train_state)
-    continues a run's curve where it stopped."""
+    """transformers.get_scheduler over `total_steps()` optimizer steps: linear warm-up over `warmup` steps (a share
+    when < 1), then constant or a decay to 0; None for constant without warm-up. `state` continues a resumed run."""
     if schedule == "constant" and warmup == 0:
         return None
     from transformers import get_scheduler
@@ -152,8 +135,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: floa
 
 def make_optimizer(params: list[Any], lr: float, weight_decay: float, fused: bool,
                    state: dict[str, Any] | None = None) -> torch.optim.AdamW:
-    """AdamW over `params` (parameters or param_groups), `fused` (one kernel for every parameter; what CUDA runs)
-    or torch's default; `state` (last.safetensors') continues a run where it stopped."""
+    """AdamW over `params` (parameters or param_groups), `fused` on CUDA; `state` continues a resumed run."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
     if state is not None:
         optimizer.load_state_dict(state)
@@ -202,14 +184,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         state = header.train_state or {}
         if "epoch" not in state or header.optimizer is None:
             raise SertrtError(f"{last_path}: holds no training state to resume from (a best.safetensors copied over it?)")
-        opts = resumed_options(opts, out, state["epoch"] + 1)
-        dims = header.dims
-        kept = dims.upstream.config.get("num_hidden_layers") if dims.upstream.kind == "wav2vec2" else None
-        if opts.upstream_layers is not None and opts.upstream_layers != kept:
-            what = f"{kept} upstream layers" if kept is not None else f"a {dims.upstream.kind} upstream"
-            raise SertrtError(f"{last_path}: the run has {what}, not --upstream-layers {opts.upstream_layers}; "
-                              "a resumed run keeps its model (drop the option or choose another --out)")
-        model = SERModel(dims)
+        opts = resumed_options(opts, out, state["epoch"] + 1)  # refuses another model (RESUME_KEEPS)
+        model = SERModel(header.dims)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         optim_state = unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optim.")}, header.optimizer)
         start_epoch, best_ua, history = state["epoch"] + 1, state["best_ua"], state["history"]
@@ -222,18 +198,11 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         strategy = opts.strategy
     opts = with_defaults(opts)
     apply_strategy(model, strategy, opts.freeze_feature_encoder)
-    # what the FLOP count's backward covers: a frozen feature encoder under full is semi
     flops_strategy = "semi" if opts.freeze_feature_encoder and strategy == "full" else str(strategy)
     model.to(info.device)
     _speed_options(model, opts)
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -260,8 +229,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         params = [p for group in optimizer.param_groups for p in group["params"]]
         use_scaler = info.device.type == "cuda" and opts.amp and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        # The classical floor trains its head alone, on fixed features: the head is what steps (and what DDP syncs).
-        net: torch.nn.Module = model.head if model.dims.upstream.kind == "stats-lr" else model
+        # the classical floor trains its head alone, on fixed features
+        net: Any = model.head if model.dims.upstream.kind == "stats-lr" else model
         if info.distributed:
             # Layer drop skips whole transformer layers, leaving their parameters unused in a step.
             layerdrop = model.dims.upstream.config.get("layerdrop", 0.0) if model.dims.upstream.kind == "wav2vec2" else 0.0
@@ -302,17 +271,15 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         max_samples = int(opts.max_seconds * SAMPLE_RATE)
         scheduler = make_scheduler(optimizer, opts.schedule, opts.warmup, lambda: sum(
             len(_epoch_steps(train_set, opts, e, info, max_samples)[0]) for e in range(opts.epochs)), sched_state)
-        # workers decode, augment and crop each epoch's planned micro-batches (the classical floor trains on `fixed`)
         sampler = PlannedBatches()
-        loader = train_loader(train_set, sampler, max_samples, SAMPLE_RATE,  # SpecAugment needs more frames than its mask length
+        loader = train_loader(train_set, sampler, max_samples, SAMPLE_RATE,  # 1 s: more frames than a SpecAugment span
                               opts.augment, opts.seed, info.rank, default_workers() if opts.workers is None else opts.workers,
                               pin_memory=info.device.type == "cuda")
         counts_flops = fixed is None and model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
-        # the peak MFU divides by: the device's datasheet peak in the training dtype; None (no MFU) where unknown
         peak = datasheet_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops else None
         global_step = sum(int(r["optimizer_steps"]) for r in history)
         for epoch in range(start_epoch, opts.epochs):
-            # checked before each epoch, so a resumed run that had stopped early stays stopped
+            # before each epoch, so a resumed run that had stopped early stays stopped
             if opts.patience is not None and _early_stop(history, opts.patience, info):
                 _print0(info, opts.quiet, f"early stop after epoch {epoch}: no better validation UA for {opts.patience} epochs")
                 break
@@ -336,7 +303,7 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                 for m, indices in enumerate(step):
                     # DDP averages gradients once per step, after its last micro-batch
                     sync = m == len(step) - 1 or not info.distributed
-                    with contextlib.nullcontext() if sync else _no_sync(net):
+                    with contextlib.nullcontext() if sync else net.no_sync():
                         if fixed is not None:
                             labels = torch.from_numpy(train_set.labels[indices]).to(info.device)
                             logits = net(fixed[indices], torch.ones(len(indices), dtype=torch.long, device=info.device))
@@ -442,15 +409,10 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
             "test": test}
 
 
-def _stale_epochs(history: list[dict[str, Any]]) -> int:
-    """Epochs since the best validation UA (0 when the last epoch was the best)."""
-    uas = [row["ua"] for row in history]
-    return len(uas) - 1 - int(np.argmax(uas)) if uas else 0
-
-
 def _early_stop(history: list[dict[str, Any]], patience: int, info: DistInfo) -> bool:
-    """Rank 0 keeps the history, so rank 0 decides; under DDP every rank gets its decision, and they stop together."""
-    stop = info.is_main and _stale_epochs(history) >= patience
+    """`patience` epochs since the best validation UA? Rank 0 keeps the history and decides for every rank."""
+    uas = [row["ua"] for row in history]
+    stop = info.is_main and bool(uas) and len(uas) - 1 - int(np.argmax(uas)) >= patience
     if info.distributed:
         flag = torch.tensor([float(stop)], device=info.device)
         dist.broadcast(flag, 0)
@@ -460,8 +422,7 @@ def _early_stop(history: list[dict[str, Any]], patience: int, info: DistInfo) ->
 
 @torch.no_grad()
 def _fixed_features(model: SERModel, data: AudioSet, batch_size: int, device: torch.device) -> torch.Tensor:
-    """The upstream's output for every whole utterance, (N, 1, D): for an upstream without parameters or
-    randomness (the stats-lr floor's statistics), which then trains only its head."""
+    """The upstream's output for every whole utterance, (N, 1, D): the stats-lr floor's fixed statistics."""
     out = torch.zeros(len(data), 1, model.upstream.hidden_size, device=device)
     for indices in data.batches(batch_size, shuffle=False):
         waveform, lengths, _ = data.collate(indices)
@@ -470,9 +431,8 @@ def _fixed_features(model: SERModel, data: AudioSet, batch_size: int, device: to
 
 
 def _score_test(best_path: Path, test_set: AudioSet, split: str, opts: TrainOptions, info: DistInfo) -> dict[str, Any]:
-    """The test manifest, scored once with the best epoch's weights, each rank its share (as validation), recorded
-    by rank 0 in best.safetensors/best.json as `test_metrics` beside the validation `metrics` that chose that epoch;
-    `split` says whether its speakers were unseen (sertrt.data.split.split_kind). Other ranks return {}."""
+    """The test manifest, scored once with the best epoch's weights (each rank its share), recorded by rank 0 in
+    best.safetensors as `test_metrics` beside the validation `metrics`; `split`: whether its speakers were unseen."""
     best, header = load_model(best_path)
     best.to(info.device)
     logits = predict_logits(best, test_set, opts.batch_size, info.device, info=info)

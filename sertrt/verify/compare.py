@@ -1,9 +1,7 @@
 """PyTorch FP32 against an engine on labelled audio: the one comparison `sertrt parity` and
 `sertrt export --test-manifest` both report.
 
-    compare(ref_logits, engine_logits, targets, labels) -> {"count", "agreement", "torch", "engine",
-                                                            "delta_points", "logits_max_abs", "logits_max_rel"}
-    score_engine(TorchRunner(run), OrtRunner(onnx), data_manifest, labels)   the same, on a data manifest
+    score_engine(TorchRunner(run), OrtRunner(onnx), data_manifest, labels)   compare() on a data manifest
     manifest_scorer(run)(onnx, labels, precision, data_manifest)   export's score of the exported ONNX
 """
 
@@ -17,7 +15,7 @@ import numpy as np
 from ..core.audio import RECEPTIVE_FIELD, load_audio, run_batched
 from ..core.labels import label_index
 from ..core.manifest import read_manifest
-from ..core.metrics import classification_report
+from ..core.metrics import classification_report, compare_logits
 from ..core.runner import Runner
 
 METRICS = ("wa", "ua", "macro_f1")
@@ -34,15 +32,15 @@ def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[
     """Reference (PyTorch) vs engine logits (N, num_labels) on N utterances with true `targets` (N,)."""
     r_ref = classification_report(targets, ref.argmax(1), list(labels))
     r_out = classification_report(targets, out.argmax(1), list(labels))
-    diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
+    errors = compare_logits(ref, out)
     return {
         "count": int(len(targets)),
-        "agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
+        "agreement": errors["agreement"],
         "torch": {k: r_ref[k] for k in METRICS},
         "engine": {k: r_out[k] for k in METRICS},
         "delta_points": {k: 100 * (r_out[k] - r_ref[k]) for k in METRICS},
-        "logits_max_abs": float(diff.max()),
-        "logits_max_rel": float((diff / np.maximum(np.abs(ref), 1e-6)).max()),
+        "logits_max_abs": errors["max_abs"],
+        "logits_max_rel": errors["max_rel"],
     }
 
 

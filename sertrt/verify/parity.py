@@ -1,12 +1,8 @@
 """`sertrt parity BUNDLE --run RUN --manifest M`: is the engine the model we trained?
 
-PyTorch FP32 (the checkpoint) and the bundle's engine each score the manifest twice: on whole
-utterances, and on streaming windows. The window mode runs the code `sertrt stream FILE` runs: each
-file read in the same blocks at its own rate and pushed through an `EmotionStream` per side (ring
-buffer, resampler, silence gate and VAD included), so the windows compared are the ones the stream
-prints and scores; the windows the gate skips are counted, not compared. Reported per mode: top-1
-agreement, WA/UA/macro-F1 of both and the difference, logits max abs/rel error. Beyond the
-thresholds (per precision, configurable) the command exits non-zero.
+PyTorch FP32 and the bundle's engine each score the manifest on whole utterances, and on the windows
+`sertrt stream FILE` scores: each file pushed in the same blocks through an `EmotionStream` per side
+(resampler, silence gate and VAD included). Beyond the thresholds (per precision) the command exits 3.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ..core.audio import load_audio
-from ..core.bundle import sha256_file
 from ..core.errors import CheckFailed, SertrtError
 from ..core.labels import label_index
 from ..core.manifest import Utterance, read_manifest
@@ -88,9 +83,11 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
                                                                    config, opts.manifest)
         results["modes"]["window"] = {**compare(ref, out, window_targets, card.labels), "skipped_silent": skipped,
                                       "windows": spans}
-    # Is the run the bundle's own source? A bundle records its checkpoint's sha256 when it is exported.
+    # Is the run the bundle's own source? A bundle records its checkpoint's digest when it is exported.
     expected = card.source_checkpoint.get("sha256")
-    found = sha256_file(ref_runner.resolved)
+    from ..model.io import checkpoint_digest  # the reference is PyTorch's: torch is loaded
+
+    found = checkpoint_digest(ref_runner.resolved)
     results["source_checkpoint"] = {"path": str(ref_runner.resolved), "sha256": found, "bundle_records": expected,
                                     "matches": found == expected}
     failures = []

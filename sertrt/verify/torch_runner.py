@@ -4,9 +4,8 @@
         logits = ref.infer({"waveform": wav, "lengths": lengths})["logits"]
     TorchRunner(run, device="cuda", precision="fp16", cuda_graphs=True)   # the fast GPU reference
 
-`precision` fp32 is the reference parity compares against; fp16 and bf16 are the half model
-(sertrt.model.half: weights cast once, norms, normalisation and head FP32). `cuda_graphs` replays one CUDA
-graph per (batch, samples) bucket (sertrt.model.cuda_graphs), CUDA only.
+fp16 and bf16 are the half model (sertrt.model.half); `cuda_graphs` replays one CUDA graph per
+(batch, samples) bucket (sertrt.model.cuda_graphs).
 """
 
 from __future__ import annotations
@@ -17,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..core.checkpoint import resolve_checkpoint
+from ..core.choices import TORCH_PRECISIONS as PRECISIONS
 from ..core.errors import SertrtError
-
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class TorchRunner:

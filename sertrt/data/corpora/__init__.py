@@ -1,8 +1,5 @@
-"""Corpus adapters: each reads one corpus in its distributed layout and label codes.
-
-`ADAPTERS[name].label_map` is the code -> label table (None: dropped, as in the paper) and
-`ADAPTERS[name].table()` renders it in Markdown for the README. One module per corpus.
-"""
+"""Corpus adapters, one module per corpus: each reads one corpus in its distributed layout and label codes.
+`ADAPTERS[name].label_map` is its code -> label table (None: dropped, as in the paper)."""
 
 from __future__ import annotations
 
@@ -14,16 +11,7 @@ from .base import Adapter, Item, Scan
 
 # The order manifests and reports list corpora in.
 ADAPTERS: dict[str, Adapter] = {
-    a.name: a
-    for a in (
-        iemocap.ADAPTER,
-        emodb.ADAPTER,
-        tess.ADAPTER,
-        savee.ADAPTER,
-        ema.ADAPTER,
-        emovo.ADAPTER,
-        enterface.ADAPTER,
-    )
+    m.ADAPTER.name: m.ADAPTER for m in (iemocap, emodb, tess, savee, ema, emovo, enterface)
 }
 
 

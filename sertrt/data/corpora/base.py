@@ -1,8 +1,6 @@
-"""What every corpus adapter shares: the found-file record, the scan result and the Adapter itself.
-
-An adapter reads one corpus as distributed (its folders, file names and label codes) and says,
-for every file it recognises, which utterance it is, who speaks and which of LABELS it maps to
-(or that the paper drops it). It never reads audio: conversion is `sertrt.data.prepare`'s job.
+"""What every corpus adapter shares. An adapter reads one corpus as distributed (folders, file names, label
+codes) and says, for every file it recognises, which utterance it is, who speaks and which of LABELS it maps
+to (or that the paper drops it). It never reads audio: that is `sertrt.data.prepare`'s job.
 """
 
 from __future__ import annotations
@@ -12,10 +10,10 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ...core.errors import SertrtError
-from ...core.labels import LABELS
 
 EXAMPLES = 5  # how many file names a warning quotes
 
@@ -49,20 +47,20 @@ class Scan:
 
 @dataclass(frozen=True)
 class Adapter:
-    """A corpus as distributed. `label_map` is the table the README copies: code -> label or None."""
+    """A corpus as distributed."""
 
     name: str
     title: str
     language: str  # ISO 639-1
     layout: str  # the expected layout in a few words, for "not this corpus" errors
-    label_map: Mapping[str, str | None]
-    code_names: Mapping[str, str]  # code -> what it means in the corpus's documentation
+    codes: Mapping[str, tuple[str | None, str]]  # code -> (label, None where the paper drops it; its meaning)
     find: Callable[[Path], Scan]  # root (absolute, existing folder) -> Scan
     in_mix: bool = True  # False: a held-out set, kept out of the mixed manifest.jsonl
 
-    def __post_init__(self) -> None:
-        assert all(v is None or v in LABELS for v in self.label_map.values()), self.name
-        assert set(self.code_names) >= set(self.label_map), self.name
+    @cached_property
+    def label_map(self) -> dict[str, str | None]:
+        """code -> label, or None: dropped."""
+        return {code: label for code, (label, _) in self.codes.items()}
 
     def scan(self, root: str | Path) -> Scan:
         """Find this corpus's files under `root`; SertrtError if `root` is missing or not this corpus."""
@@ -80,18 +78,14 @@ class Adapter:
     def table(self) -> str:
         """The label mapping as a Markdown table (README)."""
         rows = ["| code | meaning | label |", "|---|---|---|"]
-        for code, label in self.label_map.items():
-            rows.append(f"| `{code}` | {self.code_names[code]} | {label or 'dropped'} |")
+        for code, (label, meaning) in self.codes.items():
+            rows.append(f"| `{code}` | {meaning} | {label or 'dropped'} |")
         return "\n".join(rows)
 
 
 def walk_files(root: Path, subdir: str = "", recursive: bool = True) -> Iterator[Path]:
-    """Files below root/subdir in sorted order, hidden ones skipped.
-
-    Hidden files are never corpus files: zip copies made on macOS carry `._03a01Fa.wav` resource
-    forks that would otherwise look like unreadable audio. Folder links are followed (corpora are
-    often linked in) but each real folder is visited once, so a link loop cannot hang the walk.
-    """
+    """Files below root/subdir in sorted order. Hidden ones are skipped (macOS zips carry `._03a01Fa.wav`
+    resource forks); folder links are followed, each real folder once, so a link loop cannot hang the walk."""
     top = root / subdir if subdir else root
     if not top.is_dir():
         return
@@ -150,12 +144,8 @@ def examples(names: list[str]) -> str:
 
 
 def finish(items: list[Item], unmatched: list[str], expected_speakers: Iterable[str] = (), what: str = "") -> Scan:
-    """Deduplicate copies, split kept from dropped and run the speaker completeness check.
-
-    `expected_speakers` with `what` (e.g. "EmoDB speakers") adds a partial-corpus message when
-    some are absent. Copies of one utterance (same key) keep the lowest rank, then the first path;
-    the others are reported, never counted twice.
-    """
+    """Deduplicate copies (same key: the lowest rank, then the first path is kept, the others reported), split
+    kept from dropped, and add a partial-corpus message when some of `expected_speakers` (`what`) are absent."""
     best: dict[tuple, Item] = {}
     copies: list[str] = []
     for item in sorted(items, key=lambda i: (i.rank, i.rel)):

@@ -1,13 +1,10 @@
 """USC EMA database (SAIL, English): 3 speakers, anger/happiness/neutrality/sadness.
 
-No public source documents its file naming, and copies differ, so the layout is a regex with
-named groups `speaker` and `emotion`, searched in each WAV/FLAC file's path relative to the root
-('/' separators; anchor it with ^...$ for a full match), and the emotion text is looked up,
-lower-cased, in a code -> label map. Codes missing from the map are dropped and reported.
-
-The default accepts any path where a folder or file-name token (split at / _ - . or a space,
-trailing digits allowed: `ang01`) is an emotion code, with the speaker the first folder:
-`F1/ang/s01_r1.wav`, `M1/sentence3_happy_2.wav`, `F2/neutral/03.wav`.
+No public source documents its file naming, and copies differ, so the layout is a regex with named groups
+`speaker` and `emotion`, searched in each WAV/FLAC file's path below the root ('/' separators), and the
+emotion, lower-cased, is looked up in a code -> label map; codes missing from it are dropped and reported.
+The default takes the first folder as the speaker and any folder or file-name token (split at / _ - . or a
+space, trailing digits allowed) that is an emotion code: `F1/ang/s01_r1.wav`, `M1/sentence3_happy_2.wav`.
 """
 
 from __future__ import annotations
@@ -20,21 +17,11 @@ from ...core.errors import SertrtError
 from ...core.labels import LABELS
 from .base import Adapter, Item, Scan, finish, rel_path, walk_files
 
-LABEL_MAP: dict[str, str | None] = {
-    "neu": "neutral",
-    "neutral": "neutral",
-    "neutrality": "neutral",
-    "hap": "happy",
-    "happy": "happy",
-    "happiness": "happy",
-    "ang": "angry",
-    "anger": "angry",
-    "sad": "sad",
-    "sadness": "sad",
-}
 MEANING = {"neutral": "neutrality", "happy": "happiness", "angry": "anger", "sad": "sadness"}
-CODE_NAMES = {code: MEANING[label] for code, label in LABEL_MAP.items()}
-_CODES = "|".join(sorted(LABEL_MAP, key=len, reverse=True))  # longest first: "anger" before "ang"
+SPELLINGS = {"neutral": ("neu", "neutral", "neutrality"), "happy": ("hap", "happy", "happiness"),
+             "angry": ("ang", "anger"), "sad": ("sad", "sadness")}  # label -> the codes that spell it
+CODES = {code: (label, MEANING[label]) for label, codes in SPELLINGS.items() for code in codes}
+_CODES = "|".join(sorted(CODES, key=len, reverse=True))  # longest first: "anger" before "ang"
 _SEP = r"[/_\-. ]"
 DEFAULT_PATTERN = (
     rf"(?i)^(?P<speaker>[^/]+)/"  # the first folder below the root
@@ -49,17 +36,13 @@ LAYOUT = "<speaker>/.../<file>.wav with an ang|hap|neu|sad token in the path"
 def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = None) -> Adapter:
     """The EMA adapter for a layout: `pattern` (regex) and `labels` (code -> label) override the defaults."""
     regex = _compile(pattern or DEFAULT_PATTERN)
-    if labels is None:
-        label_map = dict(LABEL_MAP)
-        code_names = CODE_NAMES
-    else:
-        bad = {code: label for code, label in labels.items() if label not in LABELS}
-        if bad:
-            code, label = next(iter(bad.items()))
-            valid = ", ".join(LABELS)
-            raise SertrtError(f"EMA label map: code {code!r} maps to unknown label {label!r} (valid: {valid})")
-        label_map = {code.lower(): label for code, label in labels.items()}
-        code_names = {code: "user-defined" for code in label_map}
+    codes = CODES
+    if labels is not None:
+        for code, label in labels.items():
+            if label not in LABELS:
+                raise SertrtError(f"EMA label map: code {code!r} maps to unknown label {label!r} "
+                                  f"(valid: {', '.join(LABELS)})")
+        codes = {code.lower(): (label, "user-defined") for code, label in labels.items()}
 
     def find(root: Path) -> Scan:
         items, unmatched = [], []
@@ -72,11 +55,12 @@ def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = 
                 unmatched.append(rel)
                 continue
             code = m["emotion"].lower()
-            items.append(Item(path, rel, code, label_map.get(code), m["speaker"]))
+            items.append(Item(path, rel, code, adapter.label_map.get(code), m["speaker"]))
         return finish(items, unmatched)
 
     layout = LAYOUT if pattern is None else f"paths matching {pattern!r}"
-    return Adapter("ema", "USC EMA", "en", layout, label_map, code_names, find)
+    adapter = Adapter("ema", "USC EMA", "en", layout, codes, find)
+    return adapter
 
 
 def _compile(pattern: str) -> re.Pattern:

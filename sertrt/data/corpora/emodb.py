@@ -12,23 +12,14 @@ from pathlib import Path
 
 from .base import Adapter, Item, Scan, finish, matching_wavs
 
-LABEL_MAP: dict[str, str | None] = {
-    "N": "neutral",
-    "F": "happy",
-    "W": "angry",
-    "E": "angry",  # merged with anger, as in the paper
-    "T": "sad",
-    "A": None,
-    "L": None,
-}
-CODE_NAMES = {
-    "N": "neutral",
-    "F": "happiness (Freude)",
-    "W": "anger (Wut)",
-    "E": "disgust (Ekel)",
-    "T": "sadness (Trauer)",
-    "A": "fear (Angst)",
-    "L": "boredom (Langeweile)",
+CODES = {
+    "N": ("neutral", "neutral"),
+    "F": ("happy", "happiness (Freude)"),
+    "W": ("angry", "anger (Wut)"),
+    "E": ("angry", "disgust (Ekel)"),  # merged with anger, as in the paper
+    "T": ("sad", "sadness (Trauer)"),
+    "A": (None, "fear (Angst)"),
+    "L": (None, "boredom (Langeweile)"),
 }
 SPEAKERS = ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")
 STEM = re.compile(r"^(\d\d)([a-z]\d\d)([A-Z])([a-z])$")
@@ -42,16 +33,8 @@ def find(root: Path) -> Scan:
     for rank, folder in enumerate(FOLDERS):
         for path, rel, m in matching_wavs(root, STEM, unmatched, folder, recursive=False):
             code = m[3]
-            items.append(Item(path, rel, code, LABEL_MAP.get(code), m[1], key=(path.stem,), rank=rank))
+            items.append(Item(path, rel, code, ADAPTER.label_map.get(code), m[1], key=(path.stem,), rank=rank))
     return finish(items, unmatched, SPEAKERS, "EmoDB speakers")
 
 
-ADAPTER = Adapter(
-    name="emodb",
-    title="EmoDB",
-    language="de",
-    layout="wav/NNtttEv.wav, e.g. wav/03a01Fa.wav",
-    label_map=LABEL_MAP,
-    code_names=CODE_NAMES,
-    find=find,
-)
+ADAPTER = Adapter("emodb", "EmoDB", "de", "wav/NNtttEv.wav, e.g. wav/03a01Fa.wav", CODES, find)

@@ -11,23 +11,14 @@ from pathlib import Path
 
 from .base import Adapter, Item, Scan, finish, matching_wavs
 
-LABEL_MAP: dict[str, str | None] = {
-    "neu": "neutral",
-    "gio": "happy",
-    "rab": "angry",
-    "tri": "sad",
-    "dis": None,
-    "pau": None,
-    "sor": None,
-}
-CODE_NAMES = {
-    "neu": "neutral",
-    "gio": "joy (gioia)",
-    "rab": "anger (rabbia)",
-    "tri": "sadness (tristezza)",
-    "dis": "disgust (disgusto)",
-    "pau": "fear (paura)",
-    "sor": "surprise (sorpresa)",
+CODES = {
+    "neu": ("neutral", "neutral"),
+    "gio": ("happy", "joy (gioia)"),
+    "rab": ("angry", "anger (rabbia)"),
+    "tri": ("sad", "sadness (tristezza)"),
+    "dis": (None, "disgust (disgusto)"),
+    "pau": (None, "fear (paura)"),
+    "sor": (None, "surprise (sorpresa)"),
 }
 SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
 STEM = re.compile(r"^([a-z]{3})-([fm]\d)-([a-z]\d)$", re.IGNORECASE)
@@ -37,16 +28,8 @@ def find(root: Path) -> Scan:
     items, unmatched = [], []
     for path, rel, m in matching_wavs(root, STEM, unmatched):
         code, speaker, sentence = m[1].lower(), m[2].lower(), m[3].lower()
-        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(code, speaker, sentence)))
+        items.append(Item(path, rel, code, ADAPTER.label_map.get(code), speaker, key=(code, speaker, sentence)))
     return finish(items, unmatched, SPEAKERS, "EMOVO speakers")
 
 
-ADAPTER = Adapter(
-    name="emovo",
-    title="EMOVO",
-    language="it",
-    layout="<spk>/<emo>-<spk>-<sentence>.wav, e.g. f1/neu-f1-b1.wav",
-    label_map=LABEL_MAP,
-    code_names=CODE_NAMES,
-    find=find,
-)
+ADAPTER = Adapter("emovo", "EMOVO", "it", "<spk>/<emo>-<spk>-<sentence>.wav, e.g. f1/neu-f1-b1.wav", CODES, find)

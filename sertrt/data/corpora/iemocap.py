@@ -17,42 +17,26 @@ from pathlib import Path
 
 from .base import Adapter, Item, Scan, examples, finish, missing, rel_path, walk_files
 
-LABEL_MAP: dict[str, str | None] = {
-    "neu": "neutral",
-    "hap": "happy",
-    "exc": "happy",  # excitement merged into happiness: the 5,531-turn 4-class set
-    "ang": "angry",
-    "sad": "sad",
-    "fru": None,
-    "sur": None,
-    "fea": None,
-    "dis": None,
-    "oth": None,
-    "xxx": None,
-}
-CODE_NAMES = {
-    "neu": "neutral",
-    "hap": "happiness",
-    "exc": "excitement",
-    "ang": "anger",
-    "sad": "sadness",
-    "fru": "frustration",
-    "sur": "surprise",
-    "fea": "fear",
-    "dis": "disgust",
-    "oth": "other",
-    "xxx": "no agreement",
+CODES = {
+    "neu": ("neutral", "neutral"),
+    "hap": ("happy", "happiness"),
+    "exc": ("happy", "excitement"),  # merged into happiness: the 5,531-turn 4-class set
+    "ang": ("angry", "anger"),
+    "sad": ("sad", "sadness"),
+    "fru": (None, "frustration"),
+    "sur": (None, "surprise"),
+    "fea": (None, "fear"),
+    "dis": (None, "disgust"),
+    "oth": (None, "other"),
+    "xxx": (None, "no agreement"),
 }
 SESSIONS = tuple(f"Session{n}" for n in range(1, 6))
 TURN = re.compile(r"^Ses(\d\d)[FM]_.+_([FM])[^_]*$")
 
 
 def _labels(root: Path, session: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """turn -> (dialog, code) from the session's EmoEvaluation files, and the lines that did not parse.
-
-    Only the files directly in EmoEvaluation/: its subfolders (Categorical/, Attribute/,
-    Self-evaluation/) hold per-annotator ratings in other formats.
-    """
+    """turn -> (dialog, code) from the files directly in the session's EmoEvaluation/ (its subfolders hold
+    per-annotator ratings), and the lines that did not parse."""
     labels: dict[str, tuple[str, str]] = {}
     bad: list[str] = []
     for path in walk_files(root, f"{session}/dialog/EmoEvaluation", recursive=False):
@@ -81,7 +65,8 @@ def find(root: Path) -> Scan:
                 continue
             m = TURN.match(turn)
             speaker = m[1] + m[2]
-            items.append(Item(path, rel_path(path, root), code, LABEL_MAP.get(code), speaker, session, key=(turn,)))
+            label = ADAPTER.label_map.get(code)
+            items.append(Item(path, rel_path(path, root), code, label, speaker, session, key=(turn,)))
         for path in walk_files(root, f"{session}/sentences/wav"):
             if path.suffix.lower() == ".wav" and path.stem not in labels:
                 unmatched.append(rel_path(path, root))
@@ -95,12 +80,5 @@ def find(root: Path) -> Scan:
     return scan
 
 
-ADAPTER = Adapter(
-    name="iemocap",
-    title="IEMOCAP",
-    language="en",
-    layout="SessionN/sentences/wav/<dialog>/<turn>.wav labelled in SessionN/dialog/EmoEvaluation/<dialog>.txt",
-    label_map=LABEL_MAP,
-    code_names=CODE_NAMES,
-    find=find,
-)
+ADAPTER = Adapter("iemocap", "IEMOCAP", "en", "SessionN/sentences/wav/<dialog>/<turn>.wav labelled in "
+                  "SessionN/dialog/EmoEvaluation/<dialog>.txt", CODES, find)

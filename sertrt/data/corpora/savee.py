@@ -13,23 +13,14 @@ from pathlib import Path
 
 from .base import Adapter, Item, Scan, finish, rel_path, walk_files
 
-LABEL_MAP: dict[str, str | None] = {
-    "n": "neutral",
-    "h": "happy",
-    "a": "angry",
-    "sa": "sad",
-    "d": None,
-    "f": None,
-    "su": None,
-}
-CODE_NAMES = {
-    "n": "neutral",
-    "h": "happiness",
-    "a": "anger",
-    "sa": "sadness",
-    "d": "disgust",
-    "f": "fear",
-    "su": "surprise",
+CODES = {
+    "n": ("neutral", "neutral"),
+    "h": ("happy", "happiness"),
+    "a": ("angry", "anger"),
+    "sa": ("sad", "sadness"),
+    "d": (None, "disgust"),
+    "f": (None, "fear"),
+    "su": (None, "surprise"),
 }
 SPEAKERS = ("DC", "JE", "JK", "KL")
 NESTED = re.compile(r"^([a-z][a-z]?)(\d\d)$")
@@ -51,16 +42,9 @@ def find(root: Path) -> Scan:
         else:
             unmatched.append(rel)
             continue
-        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(speaker, code, take), rank=rank))
+        items.append(Item(path, rel, code, ADAPTER.label_map.get(code), speaker, key=(speaker, code, take), rank=rank))
     return finish(items, unmatched, SPEAKERS, "SAVEE speakers")
 
 
-ADAPTER = Adapter(
-    name="savee",
-    title="SAVEE",
-    language="en",
-    layout="AudioData/<SPK>/<code><NN>.wav or <SPK>_<code><NN>.wav, e.g. AudioData/DC/a01.wav",
-    label_map=LABEL_MAP,
-    code_names=CODE_NAMES,
-    find=find,
-)
+ADAPTER = Adapter("savee", "SAVEE", "en", "AudioData/<SPK>/<code><NN>.wav or <SPK>_<code><NN>.wav, e.g. "
+                  "AudioData/DC/a01.wav", CODES, find)

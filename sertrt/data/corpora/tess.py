@@ -13,23 +13,14 @@ from pathlib import Path
 
 from .base import Adapter, Item, Scan, finish, matching_wavs
 
-LABEL_MAP: dict[str, str | None] = {
-    "neutral": "neutral",
-    "happy": "happy",
-    "angry": "angry",
-    "sad": "sad",
-    "disgust": None,
-    "fear": None,
-    "ps": None,
-}
-CODE_NAMES = {
-    "neutral": "neutral",
-    "happy": "happiness",
-    "angry": "anger",
-    "sad": "sadness",
-    "disgust": "disgust",
-    "fear": "fear",
-    "ps": "pleasant surprise",
+CODES = {
+    "neutral": ("neutral", "neutral"),
+    "happy": ("happy", "happiness"),
+    "angry": ("angry", "anger"),
+    "sad": ("sad", "sadness"),
+    "disgust": (None, "disgust"),
+    "fear": (None, "fear"),
+    "ps": (None, "pleasant surprise"),
 }
 SPEAKERS = ("OAF", "YAF")
 STEM = re.compile(r"^(OAF|YAF)_(.+)_([a-z]+)$", re.IGNORECASE)
@@ -40,16 +31,9 @@ def find(root: Path) -> Scan:
     for path, rel, m in matching_wavs(root, STEM, unmatched):
         speaker, word, code = m[1].upper(), m[2].lower(), m[3].lower()
         depth = rel.count("/")
-        items.append(Item(path, rel, code, LABEL_MAP.get(code), speaker, key=(speaker, word, code), rank=depth))
+        items.append(Item(path, rel, code, ADAPTER.label_map.get(code), speaker, key=(speaker, word, code), rank=depth))
     return finish(items, unmatched, SPEAKERS, "TESS speakers")
 
 
-ADAPTER = Adapter(
-    name="tess",
-    title="TESS",
-    language="en",
-    layout="<SPK>_<emotion>/<SPK>_<word>_<emotion>.wav, e.g. OAF_angry/OAF_back_angry.wav",
-    label_map=LABEL_MAP,
-    code_names=CODE_NAMES,
-    find=find,
-)
+ADAPTER = Adapter("tess", "TESS", "en", "<SPK>_<emotion>/<SPK>_<word>_<emotion>.wav, e.g. "
+                  "OAF_angry/OAF_back_angry.wav", CODES, find)

@@ -18,7 +18,7 @@ from ...core.precisions import CPU_TARGETS, DEFAULT_CPU_TARGET
 from .int8 import INT8_EXCLUDE, _quiet_preprocess_advice
 from .surgery import _opset
 
-DYNAMIC_OP_TYPES = ("MatMul",)  # Conv as ConvInteger measured 2x slower than FP32 Conv on ORT CPU
+DYNAMIC_OP_TYPES = ("MatMul",)  # Conv stays float: see to_int8_dynamic
 
 
 def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE,
@@ -28,13 +28,11 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
     quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT fuses into MatMulIntegerToFloat).
     No calibration.
 
-    QUInt8 weights would put ONNX Runtime on its u8u8 kernels, which VNNI and the dot product do not speed
-    up (xlsr-53, 2 s, AVX-512 VNNI host: 1.8x eager with QUInt8 weights, 3.1x with QInt8). On an AVX2 CPU
-    without VNNI, full-range QInt8 weights measured a logits cosine of 0.984 to FP32 (QUInt8: 0.998). Conv
-    as ConvInteger ran 2x slower than FP32 Conv, so Conv stays float. Ops whose node name contains a scope
-    in `exclude` stay float: the head, and the
-    feature projection, whose error goes straight into the residual stream (quantised, xlsr-53's
-    logits cosine fell to 0.976).
+    QInt8 weights keep ONNX Runtime on its u8s8 kernels, which VNNI and ARM's dot product speed up (QUInt8 would
+    put it on u8u8); avx2 without VNNI gets reduce_range against u8s8 saturation. Conv stays float: ConvInteger
+    is slower than float Conv, and feature-encoder Convs quantised as MatMuls push the logits past the
+    int8-dynamic tolerance (docs/benchmarks.md). Ops whose node name contains a scope in `exclude` stay float:
+    the head, and the feature projection, whose error goes straight into the residual stream.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
