@@ -123,8 +123,9 @@ def _gate_manifest(opts: ExportOptions, precision: str, scratch: Path) -> tuple[
     return path, f"{opts.calib_manifest} ({len(held_out)} utterances not calibrated on)"
 
 
-def _check_options(opts: ExportOptions, precisions: tuple[str, ...], score: Scorer | None) -> None:
-    """Every refusal before minutes of export, not after."""
+def _check_options(opts: ExportOptions, outs: dict[str, Path], score: Scorer | None) -> None:
+    """Every refusal before minutes of export, not after; `outs`: bundle_paths(opts)."""
+    precisions = tuple(outs)
     if "int8" in precisions and opts.calib_manifest is None:
         raise SertrtError("--precision int8 needs --calib-manifest (utterances to calibrate activation ranges on)")
     if "int8" in precisions and opts.calib_utterances < 16:
@@ -154,7 +155,7 @@ def _check_options(opts: ExportOptions, precisions: tuple[str, ...], score: Scor
         sign(b"", opts.sign)  # a bad key is refused now, not after minutes of export
     if len(precisions) > 1 and (Path(opts.out) / CARD).exists():
         raise SertrtError(f"{opts.out}: a bundle; several precisions go into a folder of bundles (OUT/<precision>)")
-    for out in bundle_paths(opts).values():
+    for out in outs.values():
         if out.exists() and not opts.overwrite:
             raise SertrtError(f"{out}: already exists; pass --overwrite to replace it")
         check_replaceable_bundle(out)  # --overwrite replaces a bundle, never anything else
@@ -190,9 +191,9 @@ def export_bundles(opts: ExportOptions, log: Callable[[str], None] = print,
     """precision -> card of each bundle written (bundle_paths). The FP32 graph, its simplification and PyTorch's
     reference outputs are made once and shared by every precision; each bundle is written once its own checks
     pass (a failing one stops the run: no bundle for it or those after it)."""
-    precisions = export_precisions(opts.precision)
-    _check_options(opts, precisions, score)
     outs = bundle_paths(opts)
+    precisions = tuple(outs)
+    _check_options(opts, outs, score)
     timings: dict[str, float] = {}
     ckpt = resolve_checkpoint(Path(opts.run))
     staged: dict[str, Path] = {}
