@@ -185,7 +185,7 @@ def _test_share_worker(rank: int, world: int, port: int, split: tuple, out: str,
     evaluate.gather_rows = lambda rows, info: calls.append((rows.copy(), gather(rows, info))) or calls[-1][1]
     train(TrainOptions(train_manifest=split[0], test_manifest=split[1], out=out, epochs=1, batch_size=4,
                        device="cpu", workers=0, quiet=True))
-    np.savez(f"{record}.{rank}.npz", mine=calls[-1][0], gathered=calls[-1][1])
+    np.savez(f"{record}.{rank}.npz", mine=calls[-1][0], gathered=calls[-1][1], threads=torch.get_num_threads())
 
 
 def test_ddp_ranks_score_their_share_of_the_test_set_as_one_process_would(tone_split, tmp_path):
@@ -204,7 +204,14 @@ def test_ddp_ranks_score_their_share_of_the_test_set_as_one_process_would(tone_s
     assert mine[0].any() and mine[1].any() and not (mine[0] & mine[1]).any() and (mine[0] | mine[1]).all()
     test_set = AudioSet(read_manifest(tone_split[1]))
     model, _ = load_model(out / "best.safetensors")
-    logits = predict_logits(model, test_set, 4)  # one process
+    # one process, on the ranks' thread count: a sum split over threads rounds by their number, and this
+    # process's count is whatever an earlier test in it left
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(ranks[0]["threads"]))
+    try:
+        logits = predict_logits(model, test_set, 4)
+    finally:
+        torch.set_num_threads(threads)
     np.testing.assert_array_equal(ranks[0]["gathered"], logits)
     recorded = json.loads((out / "best.json").read_text())["test_metrics"]
     assert recorded == {**classification_report(test_set.labels, logits.argmax(1), model.dims.labels),
