@@ -14,16 +14,32 @@ from sertrt.model.flops import conv_lengths, model_flops
 from sertrt.model.upstream import WAV2VEC2_CONFIGS
 
 
+THREADS_LEFT = []  # torch's thread count in the caller after quick_run's bench, which times on 2
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    import torch
+
     out = tmp_path_factory.mktemp("bench")
     messages = []
-    # the QDQ int8 export (and its validation) is the exporter's, tested there; it would double the export time
-    data = run_bench(BenchOptions(target="tiny", out=out, quick=True, repeats=3, stream_seconds=4.0,
-                                  precisions=("fp32", "int8-dynamic"), cache=tmp_path_factory.mktemp("bench-cache"),
-                                  layers=(1,)),
-                     progress=messages.append)
+    caller = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # the QDQ int8 export (and its validation) is the exporter's, tested there; it would double the export time
+        data = run_bench(BenchOptions(target="tiny", out=out, quick=True, repeats=3, stream_seconds=4.0, threads=2,
+                                      precisions=("fp32", "int8-dynamic"), cache=tmp_path_factory.mktemp("bench-cache"),
+                                      layers=(1,)),
+                         progress=messages.append)
+        THREADS_LEFT.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(caller)
     return out, data, messages
+
+
+@pytest.mark.slow
+def test_quick_run_gives_the_caller_its_thread_count_back(quick_run):
+    assert THREADS_LEFT == [1]
 
 
 @pytest.mark.slow

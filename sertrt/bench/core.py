@@ -133,6 +133,7 @@ def _open_runners(o: BenchOptions, art, stack: ExitStack, data: dict[str, Any], 
             if v == BASELINE:  # torch itself is not the model's memory: loaded first
                 import torch
 
+                stack.callback(torch.set_num_threads, torch.get_num_threads())  # the caller's count, afterwards
                 torch.set_num_threads(o.threads)
             before = _rss_mb()
             if v == BASELINE:
