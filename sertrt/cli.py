@@ -351,8 +351,8 @@ def export(
     out: Path = typer.Option(..., help="Bundle directory to write (appears complete or not at all); with several "
                              "--precision, the folder of one bundle per precision (OUT/fp32, OUT/int8-dynamic, ...)."),
     precision: list[choice("Precision", *PRECISIONS)] = typer.Option(
-        ["fp32"], help="fp16: FP16 ONNX with FP32 islands; int8: static QDQ (TensorRT's); int8-dynamic: MatMul-only "
-                       "dynamic INT8 (ONNX Runtime CPU's). Repeat for several: one FP32 export and one PyTorch "
+        ["fp32"], help="fp16: FP16 ONNX with FP32 islands; int8: static QDQ (TensorRT's); int8-dynamic: dynamic "
+                       "INT8 (ONNX Runtime CPU's). Repeat for several: one FP32 export and one PyTorch "
                        "reference for all of them."),
     calib_manifest: Optional[Path] = typer.Option(None, help="int8: utterances to calibrate on (INT8 without "
                                                   "--test-manifest: gated on the ones not calibrated on)."),

@@ -372,11 +372,11 @@ def test_int8_dynamic_quantises_encoder_matmuls_only(fp32_onnx, int8_dynamic):
     assert integer and ops["DynamicQuantizeLinear"] > 0
     assert info["quantised_ops"] == {"DynamicQuantizeLinear": ops["DynamicQuantizeLinear"], "MatMulInteger": len(integer)}
     assert info["precision"] == "int8-dynamic" and info["target"].startswith("ONNX Runtime CPU")
-    # no QDQ anywhere, so no quantised Conv weights: every Conv reads float tensors
+    # no QDQ anywhere, so no quantised Conv weights: tiny's narrow Convs (MIN_CONV_CHANNELS) all read float tensors
     assert ops["QuantizeLinear"] == ops["DequantizeLinear"] == ops["ConvInteger"] == 0
     types = elem_types(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert convs and all(types[t] == onnx.TensorProto.FLOAT for n in convs for t in n.input[:2]), "a Conv is not float"
+    assert len(convs) == 8 and all(types[t] == onnx.TensorProto.FLOAT for n in convs for t in n.input[:2]), "a Conv is not float"
 
     # the head (GRUs, attention, output layer) and the feature projection stay float ops
     assert not [n.name for n in integer if "/head/" in n.name or "/feature_projection/" in n.name]
@@ -401,6 +401,29 @@ def test_int8_dynamic_quantises_encoder_matmuls_only(fp32_onnx, int8_dynamic):
         assert weight.data_type == zero_point.data_type == onnx.TensorProto.INT8, n.name
         assert list(zero_point.dims) == [weight.dims[1]], n.name
     assert info["cpu_target"] == "vnni"
+
+
+def test_int8_dynamic_quantises_wide_encoder_convs_as_matmuls(fp32_onnx, tmp_path, monkeypatch):
+    """The feature encoder's wide Convs run as MatMulInteger (ORT's ConvInteger is slower than its float Conv);
+    unfolding frames into channels gives the Conv's exact frame count at odd lengths and in padded batches."""
+    from sertrt.export.precision import dynamic
+
+    rewritten = [f"/upstream/feature_extractor/conv_layers.{i}/conv/Conv" for i in range(1, 7)]
+    monkeypatch.setattr(dynamic, "MIN_CONV_CHANNELS", 32)  # tiny's encoder is 32 wide, wav2vec2's 512
+    info = dynamic.to_int8_dynamic(fp32_onnx, tmp_path / "int8.onnx")
+    assert info["convs_as_matmuls"] == rewritten
+    integer = {n.name for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node if n.op_type == "MatMulInteger"}
+    assert {f"{name}_MatMul_quant" for name in rewritten} <= integer
+
+    model, names = dynamic._convs_as_matmuls(onnx.load(str(fp32_onnx)), exclude=())
+    assert names == rewritten and sum(n.op_type == "Conv" for n in model.graph.node) == 2
+    onnx.save(model, tmp_path / "unfolded.onnx")
+    reference, unfolded, int8 = (session(p) for p in (fp32_onnx, tmp_path / "unfolded.onnx", tmp_path / "int8.onnx"))
+    for batch, num_samples in ((1, 8001), (1, 12347), (3, 20803)):
+        f = feeds(batch, num_samples, seed=num_samples)
+        expected = reference.run(None, f)[0]
+        np.testing.assert_allclose(unfolded.run(None, f)[0], expected, atol=1e-5, rtol=0)
+        assert np.abs(int8.run(None, f)[0] - expected).max() <= 0.05 * np.abs(expected).max()
 
 
 def test_int8_dynamic_weights_follow_the_cpu_target(fp32_onnx, int8_dynamic, tmp_path):

@@ -9,6 +9,7 @@ first: it picks the fastest INT8 for this CPU), then streaming.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import shutil
@@ -39,7 +40,7 @@ INT8S = ("ort-int8", "ort-int8-dynamic")
 PEAK_N = 2048  # the matmul peak: (2048, 2048) @ (2048, 2048) float32 by torch, the bench's threads
 DESCRIPTIONS = {BASELINE: "PyTorch eager FP32, no_grad, eval (the baseline)", "ort-fp32": "ONNX Runtime FP32",
                 "ort-int8": "ONNX Runtime INT8, static symmetric QDQ (the TensorRT artifact)",
-                "ort-int8-dynamic": "ONNX Runtime INT8, MatMul-only dynamic (the CPU artifact)"}
+                "ort-int8-dynamic": "ONNX Runtime INT8, dynamic (the CPU artifact)"}
 Progress = Callable[[str], None]
 
 
@@ -108,7 +109,13 @@ def run_bench(opts: BenchOptions, progress: Progress = lambda _: None) -> dict[s
 
 
 def _rss_mb() -> float | None:
-    """This process's resident memory now (MB; VmRSS), None off Linux."""
+    """This process's resident memory now (MB; VmRSS), None off Linux. glibc's free heap is handed back to the
+    system first (malloc_trim): memory freed by an earlier export or session would otherwise serve the next
+    session's allocations, and a difference of two readings would miss them."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the reading may include free heap
     try:
         return next(int(x.split()[1]) / 1024.0 for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
     except (OSError, StopIteration):

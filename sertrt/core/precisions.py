@@ -1,6 +1,6 @@
 """The precisions a bundle can have and what each must meet against PyTorch FP32, read by the export's
 validation and `sertrt parity`: fp32 (as exported), fp16 (FP32 islands), int8 (calibrated QDQ, for TensorRT)
-and int8-dynamic (MatMul-only, uncalibrated, for ONNX Runtime on CPU).
+and int8-dynamic (uncalibrated, for ONNX Runtime on CPU).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     2. export FP32 ONNX (spec: names, dynamic axes, opset), simplified with onnxslim; PyTorch's outputs on the
        validation signals. Both once per run, however many precisions are asked for (each to OUT/<precision>)
     3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest (TensorRT's);
-       int8-dynamic: MatMul-only dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
+       int8-dynamic: dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
     4. validate against PyTorch at untraced shapes (fails loudly with a per-output table); audit the graph
        for TensorRT (printed, and recorded in the card; int8-dynamic is ONNX Runtime's, not audited)
     5. `score` (sertrt.verify's comparison, wired in by the CLI): WA/UA of the bundle vs PyTorch FP32 on real

@@ -3,7 +3,7 @@ strongly typed: no builder flags), plus calibration feeds read from a manifest.
 
     to_fp16(model.onnx, model_fp16.onnx)                  FP16 compute, FP32 waveform/lengths/logits
     to_int8(model.onnx, model_int8.onnx, feeds)           explicit Q/DQ, symmetric INT8, zero-points 0 (TensorRT)
-    to_int8_dynamic(model.onnx, model_int8_dynamic.onnx)  MatMul-only dynamic INT8 (ONNX Runtime CPU)
+    to_int8_dynamic(model.onnx, model_int8_dynamic.onnx)  dynamic INT8 (ONNX Runtime CPU)
     manifest_calibration(calib_manifest.jsonl)            [{"waveform": (1, num_samples), "lengths": (1,)}]
     split_calibration(calib_manifest.jsonl)               (calibration utterances, held-out utterances)
 

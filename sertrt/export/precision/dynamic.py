@@ -1,9 +1,12 @@
-"""Dynamic INT8 for ONNX Runtime CPU: MatMul-only, weights quantised once for the target CPU, activations per call.
+"""Dynamic INT8 for ONNX Runtime CPU: weights quantised once for the target CPU, activations per call.
 
 INT8-dynamic is the CPU artifact: TensorRT cannot take it (DynamicQuantizeLinear/MatMulInteger are not
-its INT8 format), and ONNX Runtime CPU ran it faster than both FP32 and the QDQ model (benchmarks/).
-Weights are quantised once, activations per call and per tensor, so a row's logits depend slightly on
+its INT8 format). Activations are quantised per call and per tensor, so a row's logits depend slightly on
 its batch mates. It leaves the same scopes float as the static INT8 (.int8.INT8_EXCLUDE).
+
+The CNN feature encoder's wide Convs (all but the first) become MatMuls over unfolded frames (`_convs_as_matmuls`)
+and are quantised as MatMuls: ONNX Runtime's ConvInteger is slower than its float Conv, while MatMulInteger
+runs on the u8s8 VNNI / dot-product kernels (xlsr-53's float encoder was a third of its INT8 time).
 """
 
 from __future__ import annotations
@@ -12,27 +15,31 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...core.atomic import atomic_path
 from ...core.errors import SertrtError
 from ...core.precisions import CPU_TARGETS, DEFAULT_CPU_TARGET
 from .int8 import INT8_EXCLUDE, _quiet_preprocess_advice
 from .surgery import _opset
 
-DYNAMIC_OP_TYPES = ("MatMul",)  # Conv stays float: see to_int8_dynamic
+DYNAMIC_OP_TYPES = ("MatMul",)  # Convs are quantised as MatMuls: see _convs_as_matmuls
+# Narrower Convs stay float: the demo's 32-channel encoder ran no faster as MatMulInteger (2 s: 5.5 ms, float 5.6)
+# and its logits moved 15x further from PyTorch's (per-tensor 8-bit activations over few channels); wav2vec2's are 512.
+MIN_CONV_CHANNELS = 256
 
 
 def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE,
                     cpu_target: str = DEFAULT_CPU_TARGET) -> dict[str, Any]:
-    """FP32 ONNX -> dynamic INT8 ONNX for ONNX Runtime CPU: MatMul only, per-channel QInt8 weights (7-bit,
-    reduce_range, for `cpu_target` avx2: see core.precisions.CPU_TARGETS), QUInt8 asymmetric activations
-    quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT fuses into MatMulIntegerToFloat).
-    No calibration.
+    """FP32 ONNX -> dynamic INT8 ONNX for ONNX Runtime CPU: MatMuls (and the encoder Convs as MatMuls) with
+    per-channel QInt8 weights (7-bit, reduce_range, for `cpu_target` avx2: see core.precisions.CPU_TARGETS),
+    QUInt8 asymmetric activations quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT fuses
+    into MatMulIntegerToFloat). No calibration.
 
     QInt8 weights keep ONNX Runtime on its u8s8 kernels, which VNNI and ARM's dot product speed up (QUInt8 would
-    put it on u8u8); avx2 without VNNI gets reduce_range against u8s8 saturation. Conv stays float: ConvInteger
-    is slower than float Conv, and feature-encoder Convs quantised as MatMuls push the logits past the
-    int8-dynamic tolerance (docs/benchmarks.md). Ops whose node name contains a scope in `exclude` stay float:
-    the head, and the feature projection, whose error goes straight into the residual stream.
+    put it on u8u8); avx2 without VNNI gets reduce_range against u8s8 saturation. Ops whose node name contains
+    a scope in `exclude` stay float: the head, and the feature projection, whose error goes straight into the
+    residual stream.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -40,14 +47,15 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
     if cpu_target not in CPU_TARGETS:
         raise SertrtError(f"--cpu-target {cpu_target}: unknown (valid: {', '.join(CPU_TARGETS)})")
     reduce_range = cpu_target == "avx2"
-    graph = onnx.load(str(src), load_external_data=False).graph
+    model, convs = _convs_as_matmuls(onnx.load(str(src)), exclude)
+    graph = model.graph
     # quantize_dynamic rewrites every Gemm as a float MatMul named "<gemm>_MatMul" before it quantises
     # MatMuls, so a Gemm is excluded under that name (or the head's output layer gets quantised).
     excluded = sorted(n.name if n.op_type == "MatMul" else f"{n.name}_MatMul" for n in graph.node
                       if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in exclude))
     with atomic_path(dst) as tmp:
         with _quiet_preprocess_advice():
-            quantize_dynamic(Path(src), tmp, per_channel=True, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+            quantize_dynamic(model, tmp, per_channel=True, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                              op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=excluded)
         model = onnx.load(str(tmp), load_external_data=False)
     ops = Counter(n.op_type for n in model.graph.node)
@@ -60,7 +68,47 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
         "weights": f"QInt8 per channel{' (7-bit: reduce_range)' if reduce_range else ''}",
         "activations": "QUInt8 asymmetric, quantised per call",
         "op_types": list(DYNAMIC_OP_TYPES),
+        "convs_as_matmuls": convs,
         "quantised_ops": {k: ops[k] for k in ("DynamicQuantizeLinear", "MatMulInteger")},
         "excluded_nodes": excluded,
         "opset": _opset(model),
     }
+
+
+def _convs_as_matmuls(model, exclude: tuple[str, ...]):
+    """(model, names of the Convs rewritten): every 1-D, group-1, unpadded, undilated Conv with constant
+    weights and at least MIN_CONV_CHANNELS input channels (so not the first, which reads the raw waveform),
+    outside `exclude`, as frames unfolded into channels + MatMul:
+    x (B, C, T) -> (B, T, C) -> k strided Slices (B, T', C), T' = floor((T - k) / s) + 1 for every offset
+    -> Concat (B, T', k*C) @ W (k*C, C_out) + bias -> (B, C_out, T'). Same result as the Conv (to float
+    rounding); ORT's transpose optimiser cancels the Transposes against the LayerNorm's own."""
+    from onnxslim.third_party import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    convs = [n for n in graph.nodes if n.op == "Conv" and isinstance(n.inputs[1], gs.Constant) and len(n.inputs[1].shape) == 3
+             and n.inputs[1].shape[1] >= MIN_CONV_CHANNELS and n.attrs.get("group", 1) == 1 and not any(n.attrs.get("pads", [0]))
+             and set(n.attrs.get("dilations", [1])) == {1} and not any(e in n.name for e in exclude)]
+    for conv in convs:
+        weight, (stride,) = conv.inputs[1].values, conv.attrs.get("strides", [1])
+        c_out, c_in, k = weight.shape
+        name = conv.name
+        var = lambda suffix: gs.Variable(f"{name}/{suffix}", dtype=np.float32)  # noqa: E731
+        i64 = lambda suffix, v: gs.Constant(f"{name}/{suffix}", np.array([v], np.int64))  # noqa: E731
+        x = var("frames")
+        nodes = [gs.Node("Transpose", f"{name}/Transpose_in", {"perm": [0, 2, 1]}, [conv.inputs[0]], [x])]
+        shifted = [var(f"frames_{j}") for j in range(k)]
+        for j, frame in enumerate(shifted):  # frame t reads x[s*t + j]; ends counted from the end keep T' rows for every j
+            end = j - (k - 1) if j < k - 1 else np.iinfo(np.int64).max
+            starts, ends, axes, steps = (i64(f"{a}_{j}", v) for a, v in
+                                         (("starts", j), ("ends", end), ("axes", 1), ("steps", stride)))
+            nodes.append(gs.Node("Slice", f"{name}/Slice_{j}", inputs=[x, starts, ends, axes, steps], outputs=[frame]))
+        unfolded, out = var("unfolded"), var("MatMul_output")
+        kernel = gs.Constant(f"{name}/weight_as_matmul", np.ascontiguousarray(weight.transpose(2, 1, 0).reshape(k * c_in, c_out)))
+        nodes += [gs.Node("Concat", f"{name}/Concat", {"axis": 2}, shifted, [unfolded]),
+                  gs.Node("MatMul", f"{name}_MatMul", inputs=[unfolded, kernel], outputs=[out])]
+        if len(conv.inputs) > 2:
+            nodes.append(gs.Node("Add", f"{name}/Add_bias", inputs=[out, conv.inputs[2]], outputs=[out := var("Add_output")]))
+        nodes.append(gs.Node("Transpose", f"{name}/Transpose_out", {"perm": [0, 2, 1]}, [out], list(conv.outputs)))
+        conv.outputs.clear()
+        graph.nodes += nodes
+    return (gs.export_onnx(graph.cleanup().toposort()) if convs else model), sorted(n.name for n in convs)
