@@ -81,7 +81,7 @@ def _convs_as_matmuls(model, exclude: tuple[str, ...]):
     outside `exclude`, as frames unfolded into channels + MatMul:
     x (B, C, T) -> (B, T, C) -> k strided Slices (B, T', C), T' = floor((T - k) / s) + 1 for every offset
     -> Concat (B, T', k*C) @ W (k*C, C_out) + bias -> (B, C_out, T'). Same result as the Conv (to float
-    rounding); ORT's transpose optimiser cancels the Transposes against the LayerNorm's own."""
+    rounding)."""
     from onnxslim.third_party import onnx_graphsurgeon as gs
 
     graph = gs.import_onnx(model)
