@@ -233,6 +233,20 @@ def test_stats_lr_trains_in_sync_under_ddp_and_a_rank_error_is_one_line(tone_spl
     assert_one_line_error(again, "--epochs 2: ", "has finished 2 epochs already")
 
 
+def test_a_rank_that_does_not_write_checks_the_run_without_probing_the_writers_lock(tone_split, tmp_path):
+    """Under DDP the writing rank holds the run folder's lock while the others check their options: their probe
+    of that lock failed the run whenever it came second (and the writer's, when it came first)."""
+    from sertrt.core.atomic import folder_lock
+    from sertrt.core.errors import SertrtError
+    from sertrt.training.options import TrainOptions, preflight
+
+    opts = TrainOptions(train_manifest=tone_split[0], out=tmp_path / "run")
+    with folder_lock(opts.out, "run"):  # the writing rank
+        preflight(opts, probe_lock=False)
+        with pytest.raises(SertrtError, match="another process is writing this run now"):
+            preflight(opts)
+
+
 def test_devices_with_a_bad_manifest_is_one_line_before_any_rank_starts(tone_split, tmp_path):
     from test_cli import assert_one_line_error
 

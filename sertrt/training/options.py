@@ -133,11 +133,12 @@ def resumed_options(opts: TrainOptions, out: Path, finished_epochs: int) -> Trai
     return dataclasses.replace(opts, **kept)
 
 
-def preflight(opts: TrainOptions) -> None:
+def preflight(opts: TrainOptions, probe_lock: bool = True) -> None:
     """What a run refuses before it loads anything (busy or foreign run folder, options out of range, unreadable
-    manifests); `--devices N` runs it before starting the ranks, so an error is one line, not one per rank."""
+    manifests); `--devices N` runs it before starting the ranks, so an error is one line, not one per rank.
+    `probe_lock=False` on the ranks that do not write: the writing rank may hold the folder's lock already."""
     out = Path(opts.out)
-    if out.is_dir():
+    if probe_lock and out.is_dir():
         with atomic.folder_lock(out, "run"):
             pass
     if opts.resume and not (out / "last.safetensors").is_file():

@@ -172,7 +172,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> dict[str, Any]:
     out = Path(opts.out)
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
-    preflight(opts)
+    preflight(opts, probe_lock=info.is_main)
     if info.is_main:  # the one writer holds the run folder until it returns (a second `train --out` is refused)
         held.enter_context(atomic.folder_lock(out, "run"))
 
