@@ -235,7 +235,7 @@ def test_stats_lr_trains_in_sync_under_ddp_and_a_rank_error_is_one_line(tone_spl
 
 def test_a_rank_that_does_not_write_checks_the_run_without_probing_the_writers_lock(tone_split, tmp_path):
     """Under DDP the writing rank holds the run folder's lock while the others check their options: their probe
-    of that lock failed the run whenever it came second (and the writer's, when it came first)."""
+    of that lock failed the run whenever it came second (and could fail the writer's, coming first)."""
     from sertrt.core.atomic import folder_lock
     from sertrt.core.errors import SertrtError
     from sertrt.training.options import TrainOptions, preflight
