@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +85,42 @@ def sertrt_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("OMP_NUM_THREADS", "2")
     return env
+
+
+def sertrt_main(argv: list[str]) -> int:
+    """`sertrt ARGV` in this process (sertrt.cli.main, the console script's own error handling); its exit code."""
+    from sertrt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    return e.value.code or 0
+
+
+@pytest.fixture
+def cli(monkeypatch, capfd, caplog):
+    """cli(*args, cwd=REPO) -> CompletedProcess: `sertrt ARGS` in this process, as a fresh one would see it (the
+    folder, its argv, empty stdin, not a torchrun rank), without a fresh process's seconds of importing torch and
+    transformers. stderr gets the warnings and the log records (>= WARNING) that process would print."""
+
+    def run(*args, cwd: Path = REPO) -> subprocess.CompletedProcess:
+        argv = [str(a) for a in args]
+        with monkeypatch.context() as mp, open(os.devnull) as stdin, warnings.catch_warnings(record=True) as shown:
+            mp.chdir(cwd)
+            mp.setattr(sys, "argv", ["sertrt", *argv])
+            mp.setattr(sys, "stdin", stdin)
+            mp.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+            capfd.readouterr()
+            caplog.clear()
+            warnings.resetwarnings()  # pytest's own filters; a fresh process hides only these categories
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            code = sertrt_main(argv)
+            out, err = capfd.readouterr()
+        err += "".join(f"warning: {w.message}\n" for w in shown)
+        err += "".join(f"{r.getMessage()}\n" for r in caplog.records if r.levelno >= logging.WARNING)
+        return subprocess.CompletedProcess(["sertrt", *argv], code, out, err)
+
+    return run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

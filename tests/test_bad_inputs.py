@@ -1,20 +1,14 @@
 """The bad-input table, command by command: each row is what a user typed, the one-line error it must
 get (exit 1, no traceback), and the promise that no file changed (by hash) and none appeared. Rows
-marked "was:" got a traceback or silence before. The rows run in this process through `sertrt.cli.main`,
-the console script's own error handling; END_TO_END runs a few as the installed command would, in a process
-of their own."""
+marked "was:" got a traceback or silence before. The rows run in this process (conftest's `cli`); END_TO_END
+runs a few as the installed command would, in a process of their own."""
 
 import hashlib
-import logging
-import os
 import subprocess
 import sys
-import warnings
 
 import pytest
-from conftest import make_tone_corpus, sertrt_env
-
-from sertrt.cli import main
+from conftest import make_tone_corpus, sertrt_env, sertrt_main
 
 WAV = "tones/angry_0.wav"
 M = "tones/manifest.jsonl"
@@ -109,13 +103,6 @@ def snapshot(root) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def sertrt_main(argv: list[str]) -> int:
-    """`sertrt ARGV` in this process; its exit code."""
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    return e.value.code
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """tones/ (16 utterances), run/ (tiny, 1 epoch), b32/ (its fp32 bundle), as a user's folder."""
@@ -131,26 +118,11 @@ def world(tmp_path_factory):
 
 @pytest.mark.parametrize("command, argv, fragment", ROWS, ids=[f"{c}: {' '.join(a[1:] if c != 'train' else a[7:])}"
                                                                   for c, a, _ in ROWS])
-def test_bad_input_is_one_line_and_changes_nothing(world, command, argv, fragment, monkeypatch, capfd, caplog):
-    # what a fresh `sertrt` process would see: the user's folder, its argv, empty stdin, not a torchrun rank
-    monkeypatch.chdir(world)
-    monkeypatch.setattr(sys, "argv", ["sertrt", *argv])
-    monkeypatch.setattr(sys, "stdin", open(os.devnull))
-    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+def test_bad_input_is_one_line_and_changes_nothing(world, command, argv, fragment, cli):
     before = snapshot(world)
-    capfd.readouterr()
-    caplog.clear()
-    with warnings.catch_warnings(record=True) as shown:  # pytest records warnings; a fresh process would print them
-        warnings.resetwarnings()
-        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
-            warnings.simplefilter("ignore", category)  # hidden in a fresh process too
-        code = sertrt_main(argv)
-    sys.stdin.close()
-    stderr = capfd.readouterr().err
-    # and pytest takes the log records a fresh process would print (>= WARNING, logging's last resort)
-    lines = (stderr.strip().splitlines() + [f"warning: {w.message}" for w in shown]
-             + [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING])
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), "\n".join(lines)[-2000:]
+    result = cli(*argv, cwd=world)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
     assert fragment in lines[0]
     assert snapshot(world) == before  # nothing changed, nothing appeared (x, p, r2, bo, out: never created)
 

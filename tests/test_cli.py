@@ -32,9 +32,9 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], env=sertrt_env(), check=True)
 
 
-def test_bad_inputs_give_one_line_errors(tone_corpus, tmp_path):
+def test_bad_inputs_give_one_line_errors(tone_corpus, tmp_path, cli):
     assert_one_line_error(
-        sertrt("train", "--train-manifest", tmp_path / "nope.jsonl", "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
+        cli("train", "--train-manifest", tmp_path / "nope.jsonl", "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
         "nope.jsonl: no such manifest",
     )
     bad = tmp_path / "bad.jsonl"
@@ -43,20 +43,20 @@ def test_bad_inputs_give_one_line_errors(tone_corpus, tmp_path):
     rows[1]["path"] = str(tone_corpus.parent / rows[1]["path"])
     bad.write_text(json.dumps(rows[1]) + "\n")
     assert_one_line_error(
-        sertrt("train", "--train-manifest", bad, "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
+        cli("train", "--train-manifest", bad, "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
         "bad.jsonl:1", "unknown label 'surprised'",
     )
     assert_one_line_error(
-        sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", tmp_path / "r",
-               "--upstream", tmp_path / "no-such-model"),
+        cli("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", tmp_path / "r",
+            "--upstream", tmp_path / "no-such-model"),
         "cannot load a pretrained wav2vec2 model",
     )
-    assert_one_line_error(sertrt("evaluate", tmp_path, "--manifest", tone_corpus), "no best.safetensors")
-    assert_one_line_error(sertrt("data", "split", tone_corpus, "--test-fraction", "2"), "between 0 and 1")
+    assert_one_line_error(cli("evaluate", tmp_path, "--manifest", tone_corpus), "no best.safetensors")
+    assert_one_line_error(cli("data", "split", tone_corpus, "--test-fraction", "2"), "between 0 and 1")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.safetensors"))
 
 
-def test_nan_audio_stops_training_naming_the_file(tone_corpus, tmp_path):
+def test_nan_audio_stops_training_naming_the_file(tone_corpus, tmp_path, cli):
     import numpy as np
     import soundfile as sf
 
@@ -68,24 +68,24 @@ def test_nan_audio_stops_training_naming_the_file(tone_corpus, tmp_path):
     manifest.write_text(json.dumps(dict(path=str(wav), label="sad", corpus="c", language="en", speaker="s",
                                         duration=0.5, sample_rate=16000)) + "\n")
     assert_one_line_error(
-        sertrt("train", "--train-manifest", manifest, "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
+        cli("train", "--train-manifest", manifest, "--test-manifest", tone_corpus, "--out", tmp_path / "r"),
         "nan.wav", "NaN/Inf",
     )
 
 
-def test_split_train_evaluate(tone_corpus, tmp_path):
+def test_split_train_evaluate(tone_corpus, tmp_path, cli):
     # the default holds whole speakers out: the tone corpus has two, so one of them
-    r = sertrt("data", "split", tone_corpus, "--out-dir", tmp_path / "by-speaker", "--test-fraction", "0.25")
+    r = cli("data", "split", tone_corpus, "--out-dir", tmp_path / "by-speaker", "--test-fraction", "0.25")
     assert r.returncode == 0 and "(speaker-independent)" in r.stdout, r.stderr
     assert len((tmp_path / "by-speaker" / "test_manifest.jsonl").read_text().splitlines()) == 12
-    r = sertrt("data", "split", tone_corpus, "--out-dir", tmp_path, "--test-fraction", "0.25", "--group-by", "none")
+    r = cli("data", "split", tone_corpus, "--out-dir", tmp_path, "--test-fraction", "0.25", "--group-by", "none")
     assert r.returncode == 0 and "(speaker-dependent)" in r.stdout, r.stderr
     train, test = tmp_path / "train_manifest.jsonl", tmp_path / "test_manifest.jsonl"
     assert len(train.read_text().splitlines()) == 16 and len(test.read_text().splitlines()) == 8
-    r = sertrt("train", "--train-manifest", train, "--test-manifest", test, "--out", tmp_path / "run",
-               "--epochs", "1", "--upstream", "mfcc", "--head", "fcn", "--quiet")
+    r = cli("train", "--train-manifest", train, "--test-manifest", test, "--out", tmp_path / "run",
+            "--epochs", "1", "--upstream", "mfcc", "--head", "fcn", "--quiet")
     assert r.returncode == 0, r.stderr
-    r = sertrt("evaluate", tmp_path / "run", "--manifest", test, "--json")
+    r = cli("evaluate", tmp_path / "run", "--manifest", test, "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["count"] == 8 and 0.0 <= report["ua"] <= 1.0
@@ -101,12 +101,12 @@ def test_split_train_evaluate(tone_corpus, tmp_path):
     assert png.startswith(b"\x89PNG")
 
 
-def test_train_upstream_layers(tone_corpus, tmp_path):
+def test_train_upstream_layers(tone_corpus, tmp_path, cli):
     from sertrt.model.io import read_checkpoint
 
     def train(out, *extra):
-        return sertrt("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", out,
-                      "--quiet", *extra)
+        return cli("train", "--train-manifest", tone_corpus, "--test-manifest", tone_corpus, "--out", out,
+                   "--quiet", *extra)
 
     run = tmp_path / "run"
     r = train(run, "--epochs", "1", "--upstream", "tiny", "--upstream-layers", "1")
@@ -117,7 +117,7 @@ def test_train_upstream_layers(tone_corpus, tmp_path):
     assert r.returncode == 0, r.stderr
     header, _ = read_checkpoint(run / "last.safetensors")
     assert header.train_state["epoch"] == 1 and header.dims.upstream.config["num_hidden_layers"] == 1
-    r = sertrt("export", run, "--out", tmp_path / "bundle")  # the bundle says what it runs
+    r = cli("export", run, "--out", tmp_path / "bundle")  # the bundle says what it runs
     assert r.returncode == 0, r.stderr
     source = json.loads((tmp_path / "bundle" / "manifest.json").read_text())["source_checkpoint"]
     assert (source["upstream_layers"], source["upstream_source_layers"]) == (1, 2)
@@ -130,17 +130,17 @@ def test_train_upstream_layers(tone_corpus, tmp_path):
     assert not (tmp_path / "r2").exists()
 
 
-def test_experiment_layers_checks_k_before_training(tone_corpus, tmp_path):
+def test_experiment_layers_checks_k_before_training(tone_corpus, tmp_path, cli):
     from sertrt.data.protocol import ProtocolOptions, write_protocol
 
     write_protocol(ProtocolOptions(tone_corpus, tmp_path / "protocol", folds=2))
     base = ("experiment", "layers", "--protocol", tmp_path / "protocol", "--out", tmp_path / "exp", "--tiny")
-    assert_one_line_error(sertrt(*base, "--layers", "2,3"), "--upstream-layers 3: tiny has 2 transformer layers")
-    assert_one_line_error(sertrt(*base, "--layers", "2,x"), "cannot read '2,x' as a comma-separated list")
+    assert_one_line_error(cli(*base, "--layers", "2,3"), "--upstream-layers 3: tiny has 2 transformer layers")
+    assert_one_line_error(cli(*base, "--layers", "2,x"), "cannot read '2,x' as a comma-separated list")
     assert not (tmp_path / "exp").exists()
 
 
-def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path):
+def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path, cli):
     """The CPU INT8 artifact through the commands a user types, with stream's ONNX Runtime options."""
     import torch
 
@@ -149,17 +149,17 @@ def test_export_int8_dynamic_then_stream_with_ort_settings(tone_corpus, tmp_path
 
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "run" / "best.safetensors", build_model("tiny").eval(), {"epoch": 0, "metrics": {}})
-    r = sertrt("export", tmp_path / "run", "--out", tmp_path / "bundle", "--precision", "int8-dynamic", "--test-manifest", tone_corpus)
+    r = cli("export", tmp_path / "run", "--out", tmp_path / "bundle", "--precision", "int8-dynamic", "--test-manifest", tone_corpus)
     assert r.returncode == 0, r.stderr
     assert "(int8-dynamic, validation passed" in r.stdout
     wav = next(tone_corpus.parent.glob("*.wav"))
-    r = sertrt("stream", tmp_path / "bundle", wav, "--threads", "1", "--no-spinning", "--silence-dbfs", "-120")
+    r = cli("stream", tmp_path / "bundle", wav, "--threads", "1", "--no-spinning", "--silence-dbfs", "-120")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert rows[-1]["summary"] and rows[-1]["windows"] == len(rows) - 1 >= 1
     assert rows[-1]["label"] in ("neutral", "happy", "angry", "sad")
-    assert_one_line_error(sertrt("export", tmp_path / "run", "--out", tmp_path / "b2", "--precision", "int8-dynamic",
-                                 "--engine"), "TensorRT takes the `int8` (QDQ) bundle")
+    assert_one_line_error(cli("export", tmp_path / "run", "--out", tmp_path / "b2", "--precision", "int8-dynamic",
+                              "--engine"), "TensorRT takes the `int8` (QDQ) bundle")
 
 
 def test_version_and_exit_codes_in_help():
@@ -220,7 +220,7 @@ def test_a_choice_pickles_as_its_plain_value():
     assert value == "fcn" and type(value) is str
 
 
-def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):
+def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path, cli):
     import numpy as np
 
     import sertrt as api
@@ -232,7 +232,7 @@ def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):
     write_wav(files[2], (0.2 * rng.standard_normal(3 * 44100)).astype(np.float32), 44100)  # past the 1 s profile
     with api.load(bundle) as rec:
         want = {str(p): rec(p) for p in (files[0], files[2])}
-    text = sertrt("predict", bundle, *files)
+    text = cli("predict", bundle, *files)
     assert text.returncode == 1
     assert text.stderr.splitlines() == [f"error: {files[1]}: no such audio file", "error: 1 of 3 files could not be labelled"]
     lines = text.stdout.splitlines()
@@ -240,9 +240,9 @@ def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):
     for line in lines:
         path, rest = line.split(": ", 1)
         assert rest == f"{want[path].label} (" + " ".join(f"{k} {v:.3f}" for k, v in want[path].probabilities.items()) + ")"
-    quiet = sertrt("predict", bundle, *files, "--quiet")  # --quiet hides progress, never which file failed
+    quiet = cli("predict", bundle, *files, "--quiet")  # --quiet hides progress, never which file failed
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (text.returncode, text.stdout, text.stderr)
-    machine = sertrt("predict", bundle, *files, "--json", "--quiet")
+    machine = cli("predict", bundle, *files, "--json", "--quiet")
     assert machine.returncode == 1 and machine.stderr.strip() == "error: 1 of 3 files could not be labelled"
     rows = [json.loads(line) for line in machine.stdout.splitlines()]
     assert [r["path"] for r in rows] == list(map(str, files))
@@ -250,7 +250,7 @@ def test_predict_labels_each_file_and_reports_a_bad_one(bundle, tmp_path):
     for row in (rows[0], rows[2]):
         assert row["label"] == want[row["path"]].label
         assert row["probabilities"] == pytest.approx(want[row["path"]].probabilities, abs=1e-6)
-    assert sertrt("predict", bundle, files[0]).returncode == 0
+    assert cli("predict", bundle, files[0]).returncode == 0
 
 
 def test_quiet_leaves_only_results(bundle, tmp_path):
@@ -260,12 +260,12 @@ def test_quiet_leaves_only_results(bundle, tmp_path):
     assert quiet.stdout.startswith(f"wrote {tmp_path / 'quiet'}")
 
 
-def test_bench_writes_where_it_is_told_or_into_the_current_folder(tmp_path):
+def test_bench_writes_where_it_is_told_or_into_the_current_folder(tmp_path, cli):
     args = ("bench-gpu", "tiny", "--device", "cpu", "--variants", "eager-fp32", "--windows", "0.5", "--batches", "1",
             "--repeats", "2", "--warmup", "1", "--quiet")
-    here = sertrt(*args, cwd=tmp_path)
+    here = cli(*args, cwd=tmp_path)
     assert here.returncode == 0, here.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sertrt-bench"]
     assert {"tiny-cpu.json", "tiny-cpu.md"} <= {p.name for p in (tmp_path / "sertrt-bench").iterdir()}
-    there = sertrt(*args, "--out", tmp_path / "mine", cwd=tmp_path)
+    there = cli(*args, "--out", tmp_path / "mine", cwd=tmp_path)
     assert there.returncode == 0 and (tmp_path / "mine" / "tiny-cpu.json").is_file(), there.stderr

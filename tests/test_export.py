@@ -8,7 +8,7 @@ from collections import Counter
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import REPO, decisive_run, make_tone_corpus, sertrt_env
+from conftest import REPO, decisive_run, make_tone_corpus
 from packaging.version import Version
 from test_precision import forbidden_ops
 
@@ -55,14 +55,13 @@ def test_fp32_bundle_contract_and_validation(checkpoint):
     assert load_bundle(out).files["model.onnx"] == m.files["model.onnx"]
 
 
-def test_bare_onnxruntime_client_matches_sertrt_evaluate(checkpoint, tmp_path):
+def test_bare_onnxruntime_client_matches_sertrt_evaluate(checkpoint, tmp_path, cli):
     """A client with only onnxruntime, soundfile, numpy and the bundle's manifest gets evaluate's predictions."""
     root, manifest = checkpoint
     out = root / "b32"
     if not out.exists():
         export_bundle(ExportOptions(root / "run", out, "fp32"), log=lambda s: None)
-    subprocess.run([sys.executable, "-m", "sertrt", "evaluate", root / "run", "--manifest", manifest, "--out", tmp_path],
-                   env=sertrt_env(), check=True, capture_output=True)
+    assert cli("evaluate", root / "run", "--manifest", manifest, "--out", tmp_path).returncode == 0
     expected = [json.loads(x) for x in (tmp_path / "manifest.predictions.jsonl").read_text().splitlines()]
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     client = REPO / "examples" / "bundle_client.py"  # refuses to import sertrt or torch
@@ -373,16 +372,16 @@ def test_onnxslim_without_the_weights_makes_the_same_graph(tmp_path):
     assert {p.key: p.value for p in light.metadata_props} == {"precision": "fp32"}
 
 
-def test_cli_exports_each_repeated_precision_into_its_folder(checkpoint, tmp_path):
+def test_cli_exports_each_repeated_precision_into_its_folder(checkpoint, tmp_path, cli):
     root, manifest = checkpoint
-    argv = [sys.executable, "-m", "sertrt", "export", root / "run", "--out", tmp_path / "b", "--precision", "fp32",
-            "--precision", "int8-dynamic", "--test-manifest", manifest]
-    done = subprocess.run(argv, env=sertrt_env(), capture_output=True, text=True)
+    argv = ["export", root / "run", "--out", tmp_path / "b", "--precision", "fp32", "--precision", "int8-dynamic",
+            "--test-manifest", manifest]
+    done = cli(*argv)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [f"wrote {tmp_path / 'b' / p} ({p}, validation passed, 1 files)"
                                         for p in ("fp32", "int8-dynamic")]
     assert [load_bundle(tmp_path / "b" / p).precision for p in ("fp32", "int8-dynamic")] == ["fp32", "int8-dynamic"]
-    refused = subprocess.run([*argv[:-2], "--triton", tmp_path / "t"], env=sertrt_env(), capture_output=True, text=True)
+    refused = cli(*argv[:-2], "--triton", tmp_path / "t")
     assert refused.returncode == 1 and "--triton: one --precision" in refused.stderr and not (tmp_path / "t").exists()
 
 

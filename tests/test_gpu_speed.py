@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tone_corpus
-from test_cli import assert_one_line_error, sertrt
+from test_cli import assert_one_line_error
 
 from sertrt.core.audio import RECEPTIVE_FIELD
 from sertrt.core.errors import SertrtError
@@ -157,25 +157,24 @@ def test_torch_runner_half_precision_agrees_with_fp32(tone_run):
     assert np.array_equal(want.argmax(1), got.argmax(1)) and not np.array_equal(want, got)
 
 
-@pytest.mark.slow  # five commands, each in a process of its own
-def test_stream_and_parity_run_the_pytorch_side_as_asked(tone_run):
+def test_stream_and_parity_run_the_pytorch_side_as_asked(tone_run, cli):
     from sertrt.core.manifest import read_manifest
 
     root, manifest = tone_run
     audio = read_manifest(manifest)[0].path
-    onnx = sertrt("stream", root / "bundle", audio, "--threads", "1")
-    torch_fp32 = sertrt("stream", root / "bundle", audio, "--backend", "torch", "--run", root / "run")
+    onnx = cli("stream", root / "bundle", audio, "--threads", "1")
+    torch_fp32 = cli("stream", root / "bundle", audio, "--backend", "torch", "--run", root / "run")
     assert onnx.returncode == torch_fp32.returncode == 0, torch_fp32.stderr
     windows = [[json.loads(x) for x in r.stdout.splitlines() if '"index"' in x] for r in (onnx, torch_fp32)]
     assert [w["start"] for w in windows[0]] == [w["start"] for w in windows[1]] and windows[0]
     for a, b in zip(*windows):
         assert a["raw_label"] == b["raw_label"]
         np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-4)
-    assert_one_line_error(sertrt("stream", root / "bundle", audio, "--backend", "torch"), "--backend torch needs --run")
-    assert_one_line_error(sertrt("stream", root / "bundle", audio, "--backend", "torch", "--run", root / "run",
-                                 "--cuda-graphs"), "CUDA graphs need a CUDA device, not 'cpu'")
-    parity = sertrt("parity", root / "bundle", "--run", root / "run", "--manifest", manifest, "--torch-precision", "bf16",
-                    "--json")
+    assert_one_line_error(cli("stream", root / "bundle", audio, "--backend", "torch"), "--backend torch needs --run")
+    assert_one_line_error(cli("stream", root / "bundle", audio, "--backend", "torch", "--run", root / "run",
+                              "--cuda-graphs"), "CUDA graphs need a CUDA device, not 'cpu'")
+    parity = cli("parity", root / "bundle", "--run", root / "run", "--manifest", manifest, "--torch-precision", "bf16",
+                 "--json")
     assert parity.returncode == 0, parity.stderr
     result = json.loads(parity.stdout)
     assert result["torch"] == {"device": "cpu", "precision": "bf16", "cuda_graphs": False}

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from conftest import make_tone_corpus
-from test_cli import assert_one_line_error, sertrt
+from test_cli import assert_one_line_error
 
 from sertrt.core.errors import SertrtError
 from sertrt.core.bundle import check_replaceable_bundle
@@ -74,37 +74,36 @@ def test_claim_refuses_a_foreign_folder_and_a_file(tmp_path, kind):
     assert snapshot(folder) == before and f.read_bytes() == b"RIFF...."
 
 
-def test_export_overwrite_replaces_only_a_bundle(run, tmp_path):
+def test_export_overwrite_replaces_only_a_bundle(run, tmp_path, cli):
     folder = precious(tmp_path)
     somefile = tmp_path / "somefile.wav"
     somefile.write_bytes(b"RIFF audio the user keeps")
     for target, fragment in ((folder, "not a sertrt bundle"), (somefile, "is a file, not a sertrt bundle")):
         before = snapshot(target)
-        result = sertrt("export", run, "--out", target, "--overwrite")
+        result = cli("export", run, "--out", target, "--overwrite")
         assert_one_line_error(result, str(target), fragment, "left as it is")
         assert snapshot(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "somefile.wav"]  # no staging left behind
 
 
-@pytest.mark.slow  # three exports, each in a process of its own
-def test_export_overwrite_keeps_a_bundle_holding_someone_elses_file(run, tmp_path):
+def test_export_overwrite_keeps_a_bundle_holding_someone_elses_file(run, tmp_path, cli):
     bundle = tmp_path / "bundle"
-    assert sertrt("export", run, "--out", bundle).returncode == 0
+    assert cli("export", run, "--out", bundle).returncode == 0
     (bundle / "my-notes.txt").write_text("mine\n")
     before = snapshot(bundle)
-    assert_one_line_error(sertrt("export", run, "--out", bundle, "--overwrite"), "my-notes.txt", "does not list")
+    assert_one_line_error(cli("export", run, "--out", bundle, "--overwrite"), "my-notes.txt", "does not list")
     assert snapshot(bundle) == before
     (bundle / "my-notes.txt").unlink()
-    assert sertrt("export", run, "--out", bundle, "--overwrite").returncode == 0  # a plain bundle is replaced
+    assert cli("export", run, "--out", bundle, "--overwrite").returncode == 0  # a plain bundle is replaced
     check_replaceable_bundle(bundle)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="synth checks for espeak-ng first")
-def test_synth_refuses_a_foreign_folder(tmp_path):
+def test_synth_refuses_a_foreign_folder(tmp_path, cli):
     folder = precious(tmp_path)
     (folder / "README.txt").write_text("my own readme\n")  # synth writes a README.txt: it must not replace this one
     before = snapshot(folder)
-    assert_one_line_error(sertrt("data", "synth", folder, "--scale", "0.01"), "precious: OUT is a folder sertrt did not write")
+    assert_one_line_error(cli("data", "synth", folder, "--scale", "0.01"), "precious: OUT is a folder sertrt did not write")
     assert snapshot(folder) == before
 
 
@@ -172,24 +171,19 @@ def test_permission_denied_is_one_line_naming_the_folder(run, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == []
 
 
-def test_disk_full_during_a_write_is_one_line_and_keeps_the_old_file(tmp_path):
+def test_disk_full_during_a_write_is_one_line_and_keeps_the_old_file(tmp_path, cli, monkeypatch):
     """The CLI meets ENOSPC while `data split` writes its manifests: one line with the path and the
     errno text, exit 1, the previous files whole, no temp file left."""
-    import subprocess
-    import sys
-
-    from conftest import sertrt_env
+    import errno
 
     manifest = make_tone_corpus(tmp_path / "tones", per_label=4)
-    assert sertrt("data", "split", manifest, "--test-fraction", "0.5").returncode == 0
+    assert cli("data", "split", manifest, "--test-fraction", "0.5").returncode == 0
     before = snapshot(tmp_path / "tones")
-    code = ("import errno, os, sys\n"
-            "def full(fd): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
-            "os.fsync = full  # every atomic write fsyncs its temp file before the rename\n"
-            "from sertrt.cli import main\n"
-            "sys.argv = ['sertrt', 'data', 'split', sys.argv[1], '--test-fraction', '0.25', '--out-dir', sys.argv[2]]\n"
-            "main()\n")
-    result = subprocess.run([sys.executable, "-c", code, str(manifest), str(tmp_path / "other")], env=sertrt_env(),
-                            capture_output=True, text=True)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)  # every atomic write fsyncs its temp file before the rename
+    result = cli("data", "split", manifest, "--test-fraction", "0.25", "--out-dir", tmp_path / "other")
     assert_one_line_error(result, "_manifest.jsonl: No space left on device")
     assert snapshot(tmp_path / "tones") == before and list((tmp_path / "other").iterdir()) == []

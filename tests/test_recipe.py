@@ -106,14 +106,13 @@ def test_layer_weights_weigh_every_layer_and_round_trip_through_a_checkpoint(tmp
     assert plain.upstream.layer_weights is None and not plain.dims.upstream.layer_weights
 
 
-def test_early_stopping_and_the_recipe_options_are_recorded(tone_split, tmp_path):
-    from test_train import history, train_cmd
+def test_early_stopping_and_the_recipe_options_are_recorded(tone_split, tmp_path, cli):
+    from test_train import history, train_args
 
     out = tmp_path / "run"
     # lr 1e-7: validation UA cannot improve after the first epoch, so patience 2 stops after epoch 3
-    subprocess.run(train_cmd(tone_split, out, "--epochs", "8", "--lr", "1e-7", "--patience", "2", "--augment",
-                             "speed,noise", "--balanced", "--label-smoothing", "0.1", "--layer-weights"),
-                   env=sertrt_env(), check=True)
+    assert cli(*train_args(tone_split, out, "--epochs", "8", "--lr", "1e-7", "--patience", "2", "--augment", "speed,noise",
+                           "--balanced", "--label-smoothing", "0.1", "--layer-weights")).returncode == 0
     rows = history(out)
     uas = [r["ua"] for r in rows]
     assert len(rows) < 8 and len(rows) - 1 - int(np.argmax(uas)) == 2
@@ -123,14 +122,13 @@ def test_early_stopping_and_the_recipe_options_are_recorded(tone_split, tmp_path
     assert json.loads((out / "best.json").read_text())["dims"]["upstream"]["layer_weights"]
 
 
-def test_bad_recipe_options_are_one_line_errors(tone_split, tmp_path):
+def test_bad_recipe_options_are_one_line_errors(tone_split, tmp_path, cli):
     from test_cli import assert_one_line_error
-    from test_train import train_cmd
+    from test_train import train_args
 
     for extra, message in [(("--augment", "echo"), "unknown echo"), (("--label-smoothing", "1"), "must be in [0, 1)"),
                            (("--patience", "0"), "must be >= 1"), (("--upstream", "mfcc", "--layer-weights"), "needs a wav2vec2")]:
-        result = subprocess.run(train_cmd(tone_split, tmp_path / "run", *extra), env=sertrt_env(), capture_output=True, text=True)
-        assert_one_line_error(result, message)
+        assert_one_line_error(cli(*train_args(tone_split, tmp_path / "run", *extra)), message)
         assert not (tmp_path / "run").exists()
 
 

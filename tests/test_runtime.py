@@ -71,17 +71,15 @@ def test_parity_passes_for_exported_bundles(trained, precision):
 
 
 @pytest.mark.slow  # parity in a process of its own
-def test_parity_fails_loudly_for_another_model(trained, tmp_path):
+def test_parity_fails_loudly_for_another_model(trained, tmp_path, cli):
     root, manifest = trained
     torch.manual_seed(123)
     other = build_model("tiny").eval()
     with torch.no_grad():
         other.head.out.weight.mul_(30.0)
     save_checkpoint(tmp_path / "other.safetensors", other, {"epoch": 0, "metrics": {}})
-    result = subprocess.run([sys.executable, "-m", "sertrt", "parity", root / "bundle-fp32", "--run",
-                             tmp_path / "other.safetensors", "--manifest", manifest, "--threads", "1", "--no-spinning"],
-                            env=sertrt_env(),
-                            capture_output=True, text=True)
+    result = cli("parity", root / "bundle-fp32", "--run", tmp_path / "other.safetensors", "--manifest", manifest,
+                 "--threads", "1", "--no-spinning")
     assert result.returncode == 3  # a check that failed, not a bad input
     assert "FAILED" in result.stdout and result.stderr.strip().startswith("error: parity failed: utterance top-1 agreement")
     assert "other.safetensors is not the checkpoint this bundle was exported from" in result.stderr
@@ -173,28 +171,28 @@ def test_readme_embedding_example_runs(trained, tmp_path):
 
 
 @pytest.mark.slow  # an export and three commands, each in a process
-def test_signed_bundle_streams_with_its_key_and_tampering_is_refused(trained, tmp_path):
+def test_signed_bundle_streams_with_its_key_and_tampering_is_refused(trained, tmp_path, cli):
     """export --sign KEY, stream/parity --trust PUBKEY; a bundle whose labels were reordered is refused."""
     import shutil
 
     from test_bundle import keypair
-    from test_cli import assert_one_line_error, sertrt
+    from test_cli import assert_one_line_error
 
     root, manifest = trained
     private, public = keypair(tmp_path, "vendor")
     signed = tmp_path / "signed"
-    assert sertrt("export", root / "run", "--out", signed, "--sign", private).returncode == 0
+    assert cli("export", root / "run", "--out", signed, "--sign", private).returncode == 0
     wav = read_manifest(manifest)[0].path
-    result = sertrt("stream", signed, wav, "--trust", public)
+    result = cli("stream", signed, wav, "--trust", public)
     assert result.returncode == 0 and json.loads(result.stdout.splitlines()[-1])["summary"]
-    assert_one_line_error(sertrt("parity", root / "bundle-fp32", "--run", root / "run", "--manifest", manifest,
-                                 "--trust", public), "not signed", "--trust requires a signature")
+    assert_one_line_error(cli("parity", root / "bundle-fp32", "--run", root / "run", "--manifest", manifest,
+                              "--trust", public), "not signed", "--trust requires a signature")
     tampered = tmp_path / "tampered"
     shutil.copytree(root / "bundle-fp32", tampered)
     data = json.loads((tampered / "manifest.json").read_text())
     data["labels"] = data["labels"][::-1]
     (tampered / "manifest.json").write_text(json.dumps(data, indent=1))
-    assert_one_line_error(sertrt("stream", tampered, wav), "manifest.json does not match manifest.sha256")
+    assert_one_line_error(cli("stream", tampered, wav), "manifest.json does not match manifest.sha256")
 
 
 # A client that knows ONNX Runtime and nothing else: no sertrt, no torch (and it checks).
@@ -337,14 +335,14 @@ def test_one_call_api_equals_the_stream_and_handles_rates_channels_and_batches(t
         rec(audio, 16000)
 
 
-def test_stream_command_with_vad_skips_windows_without_speech(trained):
+def test_stream_command_with_vad_skips_windows_without_speech(trained, cli):
     """Tones are not speech: with --vad every window of a tone file skips inference, without it none does."""
     root, manifest = trained
     wav = max((u for u in read_manifest(manifest)), key=lambda u: u.duration).path
     summaries = {}
     for extra in ([], ["--vad"]):
-        result = subprocess.run([sys.executable, "-m", "sertrt", "stream", str(root / "bundle-fp32"), wav, "--hop-seconds", "0.25",
-                                 *extra], env=sertrt_env(), capture_output=True, text=True, check=True)
+        result = cli("stream", root / "bundle-fp32", wav, "--hop-seconds", "0.25", *extra)
+        assert result.returncode == 0, result.stderr
         summaries[bool(extra)] = json.loads(result.stdout.splitlines()[-1])
     assert summaries[False]["voiced_windows"] > 0 and summaries[False]["silent_windows"] == 0
     assert summaries[True]["voiced_windows"] == 0 and summaries[True]["silent_windows"] == summaries[False]["voiced_windows"]

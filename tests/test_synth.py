@@ -250,18 +250,15 @@ def test_bad_options_are_one_line_errors(tmp_path, change, message):
 
 
 @needs_espeak
-def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, cli):
     """libsndfile's answer to a full disk is "System error."; the command says which file, in one line, exit 1."""
-    from test_train import run_cli
-
     def full(*args, **kwargs):
         raise sf.LibsndfileError(2)  # SF_ERR_SYSTEM: what a write onto a full tmpfs raised
 
     monkeypatch.setattr(sf, "write", full)
     out = tmp_path / "out"
-    code, stderr = run_cli(monkeypatch, capsys, "data", "synth", str(out), "--languages", "it", "--scale", "0.1",
-                           "--workers", "1")
-    lines = stderr.strip().splitlines()
-    assert code == 1 and len(lines) == 1, stderr
+    result = cli("data", "synth", out, "--languages", "it", "--scale", "0.1", "--workers", "1")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert re.fullmatch(rf"error: {re.escape(str(out))}/emovo/\S+\.wav: could not write .*System error.*", lines[0])
     assert not (out / "manifest.jsonl").exists() and not list(out.rglob("*.wav"))

@@ -28,18 +28,23 @@ def tone_split(tmp_path_factory):
     return root / "train.jsonl", root / "test.jsonl"
 
 
+def train_args(split, out, *extra):
+    return ["train", "--train-manifest", split[0], "--test-manifest", split[1], "--out", out, "--batch-size", "4",
+            "--quiet", *extra]
+
+
 def train_cmd(split, out, *extra):
-    return [sys.executable, "-m", "sertrt", "train", "--train-manifest", str(split[0]), "--test-manifest",
-            str(split[1]), "--out", str(out), "--batch-size", "4", "--quiet", *extra]
+    """train_args as a process of its own (kill, torchrun, a lock held by this process)."""
+    return [sys.executable, "-m", "sertrt", *map(str, train_args(split, out, *extra))]
 
 
 def history(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_learns_beats_chance_and_refuses_to_overwrite(tone_split, tmp_path):
+def test_learns_beats_chance_and_refuses_to_overwrite(tone_split, tmp_path, cli):
     out = tmp_path / "run"
-    subprocess.run(train_cmd(tone_split, out, "--epochs", "4", "--lr", "1e-3"), env=sertrt_env(), check=True)
+    assert cli(*train_args(tone_split, out, "--epochs", "4", "--lr", "1e-3")).returncode == 0
     rows = history(out)
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
@@ -50,13 +55,14 @@ def test_learns_beats_chance_and_refuses_to_overwrite(tone_split, tmp_path):
     assert best["metrics"]["count"] == 4 and best["test_metrics"]["count"] == 12
     assert best["dims"]["labels"] == ["neutral", "happy", "angry", "sad"]
     before = (out / "best.safetensors").read_bytes()
-    again = subprocess.run(train_cmd(tone_split, out, "--epochs", "1"), env=sertrt_env(), capture_output=True, text=True)
+    again = cli(*train_args(tone_split, out, "--epochs", "1"))
     assert again.returncode == 1
     assert again.stderr.strip().startswith("error:") and "--resume" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
     assert (out / "best.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow  # a training process killed mid-run
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tone_split, tmp_path):
     args = ("--epochs", "4", "--upstream", "tiny", "--seed", "7")
     reference = tmp_path / "reference"
@@ -82,11 +88,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tone_split, tmp_path)
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_resume_applies_or_refuses_options_and_records_only_what_it_does(tone_split, tmp_path):
+def test_resume_applies_or_refuses_options_and_records_only_what_it_does(tone_split, tmp_path, cli):
     from test_cli import assert_one_line_error
 
     out = tmp_path / "run"
-    subprocess.run(train_cmd(tone_split, out, "--epochs", "2", "--lr", "1e-3"), env=sertrt_env(), check=True)
+    assert cli(*train_args(tone_split, out, "--epochs", "2", "--lr", "1e-3")).returncode == 0
     recorded = (out / "options.json").read_bytes()
     refusals = [
         (("--epochs", "3", "--lr", "5e-4"), "--lr 0.0005: ", "was trained with 0.001"),
@@ -94,11 +100,10 @@ def test_resume_applies_or_refuses_options_and_records_only_what_it_does(tone_sp
         (("--epochs", "2"), "--epochs 2: ", "has finished 2 epochs already"),
     ]
     for extra, *fragments in refusals:
-        assert_one_line_error(subprocess.run(train_cmd(tone_split, out, "--resume", *extra), env=sertrt_env(),
-                                             capture_output=True, text=True), *fragments)
+        assert_one_line_error(cli(*train_args(tone_split, out, "--resume", *extra)), *fragments)
         assert (out / "options.json").read_bytes() == recorded and len(history(out)) == 2  # nothing done, nothing recorded
     # --lr not given: the run's own (1e-3) is used and recorded, with the new --epochs
-    subprocess.run(train_cmd(tone_split, out, "--resume", "--epochs", "3"), env=sertrt_env(), check=True)
+    assert cli(*train_args(tone_split, out, "--resume", "--epochs", "3")).returncode == 0
     options = json.loads((out / "options.json").read_text())
     assert (options["lr"], options["epochs"], options["batch_size"]) == (1e-3, 3, 4) and len(history(out)) == 3
 
@@ -106,14 +111,14 @@ def test_resume_applies_or_refuses_options_and_records_only_what_it_does(tone_sp
 @pytest.mark.parametrize("option, value, valid", [("--max-seconds", "0", "must be >= 0.025"), ("--lr", "-1", "must be > 0"),
                                                   ("--dropout", "1.5", "must be in [0, 1)"), ("--batch-size", "0", "must be >= 1"),
                                                   ("--lr", "nan", "must be > 0")])
-def test_options_out_of_range_are_one_line_errors(tone_split, tmp_path, option, value, valid):
+def test_options_out_of_range_are_one_line_errors(tone_split, tmp_path, option, value, valid, cli):
     from test_cli import assert_one_line_error
 
-    result = subprocess.run(train_cmd(tone_split, tmp_path / "run", option, value), env=sertrt_env(), capture_output=True, text=True)
-    assert_one_line_error(result, f"{option} ", valid)
+    assert_one_line_error(cli(*train_args(tone_split, tmp_path / "run", option, value)), f"{option} ", valid)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # torchrun, two ranks
 def test_two_process_ddp_trains_in_sync_and_only_rank0_writes(tone_split, tmp_path):
     out = tmp_path / "ddp"
     result = subprocess.run(train_cmd(tone_split, out, "--epochs", "2", "--devices", "2"), env=sertrt_env(),
@@ -160,6 +165,7 @@ def _grad_worker(rank: int, world: int, port: int, result_path: str) -> None:
     compute_cleanup(info)
 
 
+@pytest.mark.slow  # two spawned gloo ranks
 def test_ddp_averages_gradients_across_ranks(tmp_path):
     import torch.multiprocessing as mp
 
@@ -188,6 +194,7 @@ def _test_share_worker(rank: int, world: int, port: int, split: tuple, out: str,
     np.savez(f"{record}.{rank}.npz", mine=calls[-1][0], gathered=calls[-1][1], threads=torch.get_num_threads())
 
 
+@pytest.mark.slow  # two spawned gloo ranks
 def test_ddp_ranks_score_their_share_of_the_test_set_as_one_process_would(tone_split, tmp_path):
     import numpy as np
     import torch.multiprocessing as mp
@@ -218,6 +225,7 @@ def test_ddp_ranks_score_their_share_of_the_test_set_as_one_process_would(tone_s
                         "manifest": str(tone_split[1]), "split": recorded["split"]}
 
 
+@pytest.mark.slow  # torchrun, two ranks
 def test_stats_lr_trains_in_sync_under_ddp_and_a_rank_error_is_one_line(tone_split, tmp_path):
     """The classical floor steps its head alone: through the DDP wrapper, so the ranks' gradients are averaged.
     An error a rank finds (here: --resume with no epoch left) ends in one line, not one per rank and torchrun's."""
@@ -275,21 +283,7 @@ def test_a_second_writer_of_a_run_folder_is_refused(tone_split, tmp_path):
     assert list(out.iterdir()) == []
 
 
-def run_cli(monkeypatch, capsys, *argv) -> tuple[int, str]:
-    """`sertrt ARGV` in this process (so a test can stand in for a library): (exit code, stderr)."""
-    from sertrt import cli
-
-    monkeypatch.setattr(sys, "argv", ["sertrt", *argv])
-    capsys.readouterr()
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
-
-
-def test_a_full_disk_while_training_names_the_file_and_keeps_the_last_checkpoint(tone_corpus, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_while_training_names_the_file_and_keeps_the_last_checkpoint(tone_corpus, tmp_path, monkeypatch, cli):
     import safetensors.torch
     from safetensors import SafetensorError
 
@@ -297,16 +291,16 @@ def test_a_full_disk_while_training_names_the_file_and_keeps_the_last_checkpoint
 
     out = tmp_path / "run"
     args = ["train", "--train-manifest", str(tone_corpus), "--out", str(out), "--upstream", "fbank", "--batch-size", "4", "--quiet"]
-    assert run_cli(monkeypatch, capsys, *args, "--epochs", "1")[0] == 0
+    assert cli(*args, "--epochs", "1").returncode == 0
     before = (out / "last.safetensors").read_bytes()
 
     def full(*a, **kw):  # what safetensors raises on a full disk
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
-    code, stderr = run_cli(monkeypatch, capsys, *args, "--epochs", "2", "--resume")
-    lines = stderr.strip().splitlines()
-    assert code == 1 and len(lines) == 1, stderr
+    result = cli(*args, "--epochs", "2", "--resume")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert re.fullmatch(rf"error: {re.escape(str(out))}/(best|last)\.safetensors: No space left on device", lines[0])
     assert (out / "last.safetensors").read_bytes() == before
     assert read_checkpoint(out / "last.safetensors")[0].train_state["epoch"] == 0  # still resumes from epoch 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import sertrt_env
-from test_train import history, tone_split, train_cmd  # noqa: F401  (tone_split: the fixture)
+from test_train import history, tone_split, train_args, train_cmd  # noqa: F401  (tone_split: the fixture)
 
 from sertrt.core.audio import SAMPLE_RATE
 from sertrt.core.dims import HeadDims
@@ -269,6 +269,7 @@ def test_a_budget_run_records_throughput_and_reads_the_loss_once_per_interval(to
     assert options["max_batch_seconds"] == 3.0 and options["compile"] and options["grad_checkpointing"]
 
 
+@pytest.mark.slow  # torchrun, two ranks
 def test_two_process_ddp_with_a_budget_stays_in_sync(tone_split, tmp_path):
     out = tmp_path / "ddp"
     result = subprocess.run(train_cmd(tone_split, out, "--epochs", "1", "--devices", "2", "--max-batch-seconds", "3",
@@ -286,11 +287,11 @@ def test_two_process_ddp_with_a_budget_stays_in_sync(tone_split, tmp_path):
     assert row["samples_per_s"] * row["epoch_seconds"] == pytest.approx(sum(len(b) for s in steps for b in s))
 
 
-def test_bad_throughput_options_are_refused_before_anything_is_written(tone_split, tmp_path):
+def test_bad_throughput_options_are_refused_before_anything_is_written(tone_split, tmp_path, cli):
     from test_cli import assert_one_line_error
 
-    assert_one_line_error(subprocess.run(train_cmd(tone_split, tmp_path / "run", "--max-batch-seconds", "0"),
-                                         env=sertrt_env(), capture_output=True, text=True), "--max-batch-seconds 0.0: must be > 0")
+    assert_one_line_error(cli(*train_args(tone_split, tmp_path / "run", "--max-batch-seconds", "0")),
+                          "--max-batch-seconds 0.0: must be > 0")
     base = {"train_manifest": tone_split[0], "out": tmp_path / "run", "quiet": True}
     for changes, message in [({"max_batch_seconds": float("nan")}, "--max-batch-seconds nan: must be > 0"),
                              ({"max_batch_seconds": -2.0}, "--max-batch-seconds -2.0: must be > 0"),
