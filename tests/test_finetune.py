@@ -3,12 +3,9 @@ pretrained weights from a Hugging Face model folder (sertrt/training/options.py,
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import sertrt_env
 from safetensors.torch import load_file
 
 from sertrt.core.errors import SertrtError
@@ -149,14 +146,13 @@ def test_pretrained_folder_loads_with_either_weight_file(tmp_path, weights):
     assert build_model("tiny", pretrained=str(tmp_path)).dims.upstream.name == "tiny"
 
 
-def test_pretrained_folder_of_another_architecture_or_model_type_is_refused(tone_corpus, tmp_path):
+def test_pretrained_folder_of_another_architecture_or_model_type_is_refused(tone_corpus, tmp_path, cli):
     from test_cli import assert_one_line_error
     from transformers import HubertConfig
 
     _hf_folder(tmp_path / "tiny", "model.safetensors")
-    result = subprocess.run([sys.executable, "-m", "sertrt", "train", "--train-manifest", str(tone_corpus), "--out",
-                             str(tmp_path / "run"), "--upstream", "xlsr-53", "--pretrained", str(tmp_path / "tiny")],
-                            env=sertrt_env(), capture_output=True, text=True)
+    result = cli("train", "--train-manifest", tone_corpus, "--out", tmp_path / "run", "--upstream", "xlsr-53",
+                 "--pretrained", tmp_path / "tiny")
     assert_one_line_error(result, f"--pretrained {tmp_path / 'tiny'}: its config is not xlsr-53's architecture",
                           "hidden_size 64, not 1024")
     with pytest.raises(SertrtError, match="names the weights of a wav2vec2 --upstream"):

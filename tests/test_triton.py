@@ -1,11 +1,9 @@
 """`sertrt triton`: a bundle as a Triton model repository entry, checked against Triton's own config schema."""
 
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import make_tone_corpus, sertrt_env
+from conftest import make_tone_corpus
 
 from sertrt.core.bundle import ENGINE_FILE, add_file, load_bundle
 from sertrt.core.errors import SertrtError
@@ -93,9 +91,8 @@ def test_refusals_leave_the_repository_as_it_was(bundles, tmp_path):
     assert sorted(p.as_posix() for p in repo.rglob("*")) == before  # no temp folder left behind either
 
 
-def test_cli(bundles, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sertrt", "triton", str(bundles / "bundle-int8-dynamic"),
-                             str(tmp_path / "repo"), "--name", "ser-cpu"], env=sertrt_env(), capture_output=True, text=True)
+def test_cli(bundles, tmp_path, cli):
+    result = cli("triton", bundles / "bundle-int8-dynamic", tmp_path / "repo", "--name", "ser-cpu")
     assert result.returncode == 0, result.stderr
     assert parse(tmp_path / "repo" / "ser-cpu" / "config.pbtxt").parameters["precision"].string_value == "int8-dynamic"
 
@@ -124,11 +121,10 @@ def test_a_full_disk_names_the_destination(bundles, tmp_path, monkeypatch):
     assert list((tmp_path / "repo").iterdir()) == []
 
 
-def test_export_into_an_existing_entry_is_refused_before_exporting(bundles, tmp_path):
+def test_export_into_an_existing_entry_is_refused_before_exporting(bundles, tmp_path, cli):
     (tmp_path / "repo" / "sertrt").mkdir(parents=True)
-    result = subprocess.run([sys.executable, "-m", "sertrt", "export", str(bundles / "run"), "--out", str(tmp_path / "b"),
-                             "--triton", str(tmp_path / "repo")], env=sertrt_env(), capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    result = cli("export", bundles / "run", "--out", tmp_path / "b", "--triton", tmp_path / "repo")
+    assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'repo' / 'sertrt'}: already exists; Triton "
                                                   "entries are never replaced (remove it, or choose --name)"]
     assert not (tmp_path / "b").exists()
