@@ -6,7 +6,7 @@
 # onnxslim and onnxruntime's quantizers, the runtime and parity against onnxruntime's sessions. Then the converter
 # tests once more with onnxruntime 1.30.0 (the GPU machine's; its FP16 converter names nodes its own way and
 # writes one Cast per reader): the runtime's sessions are those of 1.20 and 1.32, tested at both ends.
-# Run by scripts/test.sh, after scripts/setup.sh. Extra arguments go to pytest.
+# Run by scripts/test.sh, after scripts/setup.sh. Extra arguments go to pytest (--install-only: install, no tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OLDEST_DIR="$PWD/.oldest-versions"  # absolute: tests run subprocesses in other folders
@@ -18,6 +18,7 @@ read -r -a OLDEST <<< "$("$PYTHON" -m sertrt.core.versions torch)"
 [ -f "$OLDEST_DIR/.pins" ] && [ "$(cat "$OLDEST_DIR/.pins")" = "${OLDEST[*]}" ] \
     || { install "$OLDEST_DIR" "${OLDEST[@]}" && echo "${OLDEST[*]}" > "$OLDEST_DIR/.pins"; }
 [ -d "$OLDEST_DIR/ort-1.30/onnxruntime" ] || install "$OLDEST_DIR/ort-1.30" --no-deps "onnxruntime==1.30.0"
+[ "${1:-}" = --install-only ] && exit 0  # scripts/test.sh installs while the static checks run
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 TESTS=(tests/test_versions.py tests/test_upstream.py tests/test_model.py tests/test_export.py tests/test_precision.py
        tests/test_runtime.py)
