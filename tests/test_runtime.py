@@ -70,7 +70,6 @@ def test_parity_passes_for_exported_bundles(trained, precision):
         assert results["modes"]["utterance"]["logits_max_abs"] < 1e-3
 
 
-@pytest.mark.slow  # parity in a process of its own
 def test_parity_fails_loudly_for_another_model(trained, tmp_path, cli):
     root, manifest = trained
     torch.manual_seed(123)
@@ -170,7 +169,6 @@ def test_readme_embedding_example_runs(trained, tmp_path):
     assert result.stdout.split()[-1] in ("neutral", "happy", "angry", "sad")
 
 
-@pytest.mark.slow  # an export and three commands, each in a process
 def test_signed_bundle_streams_with_its_key_and_tampering_is_refused(trained, tmp_path, cli):
     """export --sign KEY, stream/parity --trust PUBKEY; a bundle whose labels were reordered is refused."""
     import shutil
