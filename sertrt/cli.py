@@ -81,7 +81,7 @@ CudaGraphs = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch side (a
 Provider = Annotated[choice("Provider", *ORT_PROVIDERS), typer.Option(help="ort: the execution provider.")]
 Threads = Annotated[Optional[int], typer.Option(help="ort: intra-op threads (default: ONNX Runtime's).")]
 Spinning = Annotated[bool, typer.Option("--spinning/--no-spinning",
-                                        help="ort: intra-op threads spin between calls (default off: docs/runtime.md).")]
+                                        help="ort: intra-op threads spin while a call runs (default off: docs/runtime.md).")]
 Trust = Annotated[Optional[Path], typer.Option(help="ed25519 public key (PEM): refuse a bundle it did not sign.")]
 AllowLocalEngine = Annotated[bool, typer.Option("--allow-local-engine", help="With --trust: load TensorRT engines built on "
                                                 "this device (unsigned; this folder's permissions protect them).")]

@@ -116,6 +116,7 @@ def test_ort_runner_settings_keep_the_logits(trained, precision):
     with bound:
         options = bound.session.get_session_options()
         assert options.intra_op_num_threads == 1 and options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"  # only while a call runs
         for f, ref in zip(inputs, reference):
             out = bound.infer(f)
             assert list(out) == ["logits"] and out["logits"].shape == ref.shape

@@ -36,7 +36,7 @@ class RunnerOptions:
     backend: str = "ort"  # ort | trt
     provider: str = "cpu"  # ort: cpu | cuda | tensorrt
     threads: int | None = None  # ort: intra-op threads (None: ONNX Runtime's default)
-    spinning: bool = False  # ort: intra-op threads spin between calls (off: see OrtRunner)
+    spinning: bool = False  # ort: intra-op threads spin while a call runs (off: see OrtRunner)
     optimization: str = "all"  # ort: graph optimisation level, basic | extended | all
     io_binding: bool = False  # ort: feed and fetch through an IOBinding
     cuda_graphs: bool = False  # trt: one CUDA graph per input shape, replayed
@@ -56,8 +56,8 @@ class RunnerOptions:
 
 
 class OrtRunner:
-    """ONNX Runtime. `spinning` (session.intra_op.allow_spinning) is off unless asked, although ONNX Runtime's
-    default is on: beside another job, as on an edge device, off is faster (docs/runtime.md)."""
+    """ONNX Runtime. `spinning` is off unless asked, although ONNX Runtime's default is on: beside another job,
+    as on an edge device, off is faster; on, threads spin only while a call runs (docs/runtime.md)."""
 
     def __init__(self, onnx_path: str | Path, provider: str = "cpu", threads: int | None = None, *,
                  optimization: str = "all", spinning: bool = False, io_binding: bool = False,
@@ -131,6 +131,9 @@ class OrtRunner:
             options.intra_op_num_threads = self.threads
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION_LEVELS[self.optimization])
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        # and they stop when it returns (onnxruntime_session_options_config_keys.h, kOrtSessionOptionsConfigForceSpinningStop:
+        # "forces any TP threads spinning stop immediately when the last of concurrent Run() call returns")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         for key, value in LIMITS[self.precision].ort_config if self.precision is not None else ():
             options.add_session_config_entry(key, value)
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=self.providers())
