@@ -396,3 +396,9 @@ def test_bench_artifacts_export_every_precision_from_one_trace(tmp_path, monkeyp
     assert {p: load_bundle(b).precision for p, b in art.bundles.items()} == {"fp32": "fp32", "int8-dynamic": "int8-dynamic"}
     again = prepare_artifacts("tiny", ("fp32", "int8-dynamic"), tmp_path)  # cached: nothing exported
     assert len(traced) == 1 and again.export_seconds == {"fp32": 0.0, "int8-dynamic": 0.0} and again.bundles == art.bundles
+    from sertrt.export import exporter
+
+    made_by = exporter.export_versions()
+    monkeypatch.setattr(exporter, "export_versions", lambda: {**made_by, "onnxruntime": "9.9.9"})  # an upgrade
+    upgraded = prepare_artifacts("tiny", ("fp32",), tmp_path)
+    assert len(traced) == 2 and upgraded.export_seconds["fp32"] > 0 and load_bundle(upgraded.bundles["fp32"]).versions["onnxruntime"] == "9.9.9"

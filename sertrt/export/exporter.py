@@ -67,7 +67,8 @@ class ExportOptions:
     sign: Path | None = None  # an ed25519 private key (PEM): sign the bundle's card
 
 
-def _versions() -> dict[str, str]:
+def export_versions() -> dict[str, str]:
+    """What made a bundle (its card's `versions`): sertrt and the libraries whose output it holds."""
     import onnx
     import onnxruntime
     import torch
@@ -301,7 +302,7 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
                                                 profile=opts.profile))
     return BundleCard(
         precision=precision, model=MODEL_FILE, labels=spec.labels, sample_rate=spec.sample_rate,
-        spec=spec.to_dict(), opset=spec.opset, versions=_versions(), precision_report=precision_report,
+        spec=spec.to_dict(), opset=spec.opset, versions=export_versions(), precision_report=precision_report,
         validation={k: v for k, v in validation.items() if k != "table"}, accuracy=accuracy, engine=engine,
         tensorrt_audit=audit, cpu_target=precision_report.get("cpu_target"), timings=timings,
     )
