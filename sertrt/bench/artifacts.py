@@ -3,8 +3,8 @@
     prepare_artifacts("xlsr-53", precisions, work)  ->  Artifacts(checkpoint, bundles {"fp32", "int8", "int8-dynamic"})
 
 An architecture gets random weights (seed 0), a checkpoint and bundles from the ordinary exporter (validated
-against PyTorch like any export), cached in `work` by architecture: a second run with the same versions of sertrt, torch, onnx and onnxruntime
-reuses them.
+against PyTorch like any export), cached in `work` by architecture: a second run reuses them if the same versions
+of sertrt, torch, onnx and onnxruntime made them.
 """
 
 from __future__ import annotations
@@ -84,15 +84,14 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
         del model
     wanted = [p for p in ("fp32", "int8", "int8-dynamic") if p in precisions]  # fp32 first: the bench tunes it first
     bundles = {p: root / "bundles" / p for p in wanted}
-    from ..export.exporter import export_versions
+    from ..export.exporter import ExportOptions, export_bundles, export_versions
 
     current = export_versions()  # a bundle another sertrt, torch, onnx or onnxruntime made is exported again
-    missing = [p for p in wanted if not (bundles[p] / CARD).is_file() or load_bundle(bundles[p], verify=False).versions != current]
+    missing = [p for p in wanted
+               if not (bundles[p] / CARD).is_file() or load_bundle(bundles[p], verify=False).versions != current]
     times = {p: 0.0 for p in wanted if p not in missing}
     if missing:
         import time
-
-        from ..export.exporter import ExportOptions, export_bundles
 
         progress(f"exporting {name} {', '.join(missing)} (one FP32 export, validated against PyTorch); kept in {root}")
         calib = write_calibration_manifest(root / "calib") if "int8" in missing else None

@@ -131,8 +131,9 @@ class OrtRunner:
             options.intra_op_num_threads = self.threads
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION_LEVELS[self.optimization])
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
-        # and they stop when it returns (onnxruntime_session_options_config_keys.h, kOrtSessionOptionsConfigForceSpinningStop:
-        # "forces any TP threads spinning stop immediately when the last of concurrent Run() call returns")
+        # and they stop when it returns (onnxruntime_session_options_config_keys.h,
+        # kOrtSessionOptionsConfigForceSpinningStop: "forces any TP threads spinning stop immediately when the last
+        # of concurrent Run() call returns")
         options.add_session_config_entry("session.force_spinning_stop", "1")
         for key, value in LIMITS[self.precision].ort_config if self.precision is not None else ():
             options.add_session_config_entry(key, value)
