@@ -20,7 +20,7 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0" 2> >(grep -v "is ignored: it is neither" >&2)
 # sertrt is installed editable: only a change of pyproject.toml (its requirements) needs pip again
 INSTALLED="$VENV/.sertrt-pyproject.sha256"
-if [ "$(cat "$INSTALLED" 2>/dev/null)" != "$(sha256sum pyproject.toml)" ]; then
+if [ ! -x "$VENV/bin/sertrt" ] || [ "$(cat "$INSTALLED" 2>/dev/null)" != "$(sha256sum pyproject.toml)" ]; then
     "${PIP[@]}" -e ".[train,export,dev]" 2> >(grep -v "is ignored: it is neither" >&2)
     sha256sum pyproject.toml > "$INSTALLED"
 fi
