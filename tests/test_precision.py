@@ -404,16 +404,19 @@ def test_int8_dynamic_quantises_encoder_matmuls_only(fp32_onnx, int8_dynamic):
 
 
 def test_int8_dynamic_quantises_wide_encoder_convs_as_matmuls(fp32_onnx, tmp_path, monkeypatch):
-    """The feature encoder's wide Convs run as MatMulInteger (ORT's ConvInteger is slower than its float Conv);
-    unfolding frames into channels gives the Conv's exact frame count at odd lengths and in padded batches."""
+    """The feature encoder's wide Convs run as MatMulInteger (ORT's ConvInteger is slower than its float Conv) on
+    frames quantised before they are unfolded; unfolding frames into channels gives the Conv's exact frame count
+    at odd lengths and in padded batches."""
     from sertrt.export.precision import dynamic
 
     rewritten = [f"/upstream/feature_extractor/conv_layers.{i}/conv/Conv" for i in range(1, 7)]
     monkeypatch.setattr(dynamic, "MIN_CONV_CHANNELS", 32)  # tiny's encoder is 32 wide, wav2vec2's 512
     info = dynamic.to_int8_dynamic(fp32_onnx, tmp_path / "int8.onnx")
     assert info["convs_as_matmuls"] == rewritten
-    integer = {n.name for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node if n.op_type == "MatMulInteger"}
-    assert {f"{name}_MatMul_quant" for name in rewritten} <= integer
+    nodes = onnx.load(str(tmp_path / "int8.onnx")).graph.node
+    assert {f"{name}_MatMul_quant" for name in rewritten} <= {n.name for n in nodes if n.op_type == "MatMulInteger"}
+    # the frames are quantised once, then unfolded as uint8
+    assert {f"{name}/frames" for name in rewritten} <= {n.input[0] for n in nodes if n.op_type == "DynamicQuantizeLinear"}
 
     model, names = dynamic._convs_as_matmuls(onnx.load(str(fp32_onnx)), exclude=())
     assert names == rewritten and sum(n.op_type == "Conv" for n in model.graph.node) == 2

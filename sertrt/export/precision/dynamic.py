@@ -6,7 +6,8 @@ its batch mates. It leaves the same scopes float as the static INT8 (.int8.INT8_
 
 The CNN feature encoder's wide Convs (all but the first) become MatMuls over unfolded frames (`_convs_as_matmuls`)
 and are quantised as MatMuls: ONNX Runtime's ConvInteger is slower than its float Conv, while MatMulInteger
-runs on the u8s8 VNNI / dot-product kernels (xlsr-53's float encoder was a third of its INT8 time).
+runs on the u8s8 VNNI / dot-product kernels (xlsr-53's float encoder was a third of its INT8 time). Their frames
+are quantised before they are unfolded (`_quantise_before_unfolding`), so the unfolding copies uint8.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
         with _quiet_preprocess_advice():
             quantize_dynamic(model, tmp, per_channel=True, weight_type=QuantType.QInt8, reduce_range=reduce_range,
                              op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=excluded)
-        model = onnx.load(str(tmp), load_external_data=False)
+        model = onnx.load(str(tmp))
+        if convs:
+            onnx.save(model := _quantise_before_unfolding(model, convs), str(tmp))
     ops = Counter(n.op_type for n in model.graph.node)
     return {
         "precision": "int8-dynamic",
@@ -112,3 +115,24 @@ def _convs_as_matmuls(model, exclude: tuple[str, ...]):
         conv.outputs.clear()
         graph.nodes += nodes
     return (gs.export_onnx(graph.cleanup().toposort()) if convs else model), sorted(n.name for n in convs)
+
+
+def _quantise_before_unfolding(model, convs: list[str]):
+    """The rewritten Convs' DynamicQuantizeLinear (quantize_dynamic puts it on the unfolded (B, T', k*C)) moved onto
+    the frames (B, T, C): the k Slices and the Concat then copy uint8, a quarter of the bytes, and each frame is
+    quantised once, not k times. The unfolded frames are the frames but for at most `stride` at the end, so the
+    scale is that of (nearly) the same values."""
+    from onnxslim.third_party import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    nodes = {n.name: n for n in graph.nodes}
+    for name in convs:
+        concat = nodes[f"{name}/Concat"]
+        (quantise,) = concat.outputs[0].outputs
+        assert quantise.op == "DynamicQuantizeLinear", f"{name}: {quantise.op} reads the unfolded frames"
+        unfolded, frames = quantise.outputs[0], concat.inputs[0].inputs[0].inputs[0]
+        quantise.inputs[0], quantise.outputs[0] = frames, gs.Variable(f"{name}/frames_quantized", dtype=np.uint8)
+        for shifted in concat.inputs:
+            shifted.inputs[0].inputs[0], shifted.dtype = quantise.outputs[0], np.uint8
+        concat.outputs[0] = unfolded
+    return gs.export_onnx(graph.cleanup().toposort())
