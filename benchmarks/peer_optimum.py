@@ -91,7 +91,6 @@ def export_sertrt(work: Path, ckpt: Path) -> dict[str, float]:
 
 def variants(work: Path, spinning: bool) -> dict[str, tuple[str, str, object]]:
     """name -> (system, precision, call(waveform (B, num_samples), lengths (B,)) -> logits (B, 4))."""
-    import onnxruntime as ort
     import torch
     from transformers import Wav2Vec2ForSequenceClassification
 
@@ -107,13 +106,9 @@ def variants(work: Path, spinning: bool) -> dict[str, tuple[str, str, object]]:
         runner = OrtRunner(work / f"sertrt-{precision}" / "model.onnx", threads=THREADS, spinning=spinning, precision=precision).__enter__()
         return lambda w, n: runner.infer({"waveform": w, "lengths": n})["logits"]
 
-    def optimum_ort(folder, file):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        options.add_session_config_entry("session.force_spinning_stop", "1")  # as OrtRunner: spinning while a call runs
-        session = ort.InferenceSession(str(work / folder / file), options, providers=["CPUExecutionProvider"])
-        return lambda w, n: session.run(None, {"input_values": w})[0]
+    def optimum_ort(folder, file):  # the same runner, so the same session settings, as sertrt's side
+        runner = OrtRunner(work / folder / file, threads=THREADS, spinning=spinning).__enter__()
+        return lambda w, n: runner.infer({"input_values": w})["logits"]
 
     def eager(model, with_lengths):
         def call(w, n):
