@@ -14,7 +14,14 @@ PYTHON=.venv/bin/python
 # --target resolves the pins and their dependencies on their own; pip's warnings about .venv's packages are noise.
 install() { "$PYTHON" -m pip install -q --disable-pip-version-check --upgrade --target "$@" 2>&1 \
               | { grep -v -e "is ignored: it is neither" -e "dependency resolver does not" -e " requires .*, but you have " >&2 || true; }; }
-read -r -a OLDEST <<< "$("$PYTHON" -m sertrt.core.versions torch)"
+# The oldest release of each package pyproject declares, torch aside (only .venv's is here): ">=1.20" ->
+# "onnxruntime==1.20.*" (its latest patch release), ">=0.7.1" -> "onnxscript==0.7.1".
+read -r -a OLDEST <<< "$("$PYTHON" -c '
+from sertrt.core.versions import SUPPORTED
+for package, supported in SUPPORTED.items():
+    version = supported.removeprefix(">=")
+    if package != "torch":
+        print(f"{package}=={version}" + ".*" * (version.count(".") < 2), end=" ")')"
 [ -f "$OLDEST_DIR/.pins" ] && [ "$(cat "$OLDEST_DIR/.pins")" = "${OLDEST[*]}" ] \
     || { install "$OLDEST_DIR" "${OLDEST[@]}" && echo "${OLDEST[*]}" > "$OLDEST_DIR/.pins"; }
 [ -d "$OLDEST_DIR/ort-1.30/onnxruntime" ] || install "$OLDEST_DIR/ort-1.30" --no-deps "onnxruntime==1.30.0"

@@ -9,6 +9,8 @@ Importing sertrt costs nothing beyond Python: `load` and the runtime (numpy, ONN
 
 from typing import Any
 
+from .core.errors import CheckFailed, SertrtError
+
 __version__ = "0.1.0"
 __all__ = ["load", "Recognizer", "Prediction", "SertrtError", "CheckFailed", "__version__"]
 
@@ -18,8 +20,4 @@ def __getattr__(name: str) -> Any:  # PEP 562: the runtime is imported when firs
         from .runtime import api
 
         return getattr(api, name)
-    if name in ("SertrtError", "CheckFailed"):
-        from .core import errors
-
-        return getattr(errors, name)
     raise AttributeError(f"module 'sertrt' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import time
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -34,7 +34,8 @@ app.add_typer(data_app, name="data")
 # Plain text (help too: rich_markup_mode=None): our messages hold paths and user input, which rich's markup
 # ("sertrt[vad]") and :emoji: codes would eat.
 console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
-err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)  # progress and log lines
+errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)  # never --quiet
 
 
 class Choice(str, Enum):
@@ -42,8 +43,6 @@ class Choice(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-    __format__ = str.__format__
 
     def __reduce_ex__(self, protocol: object) -> tuple:  # pickled as its plain value: no class to look up
         return str, (self.value,)
@@ -53,8 +52,19 @@ def choice(name: str, *values: str) -> type[Choice]:
     return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
 
 
+def _with_progress(what: str, run: Callable[..., Any], opts: object, messages: bool = False) -> Any:
+    """`run(opts, progress=...)` under a transient progress bar on stderr, fed (done, total) counts or messages."""
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(what, total=None)
+        if messages:
+            return run(opts, progress=lambda msg: progress.update(task, description=str(msg)[:70]))
+        return run(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+
+
 def _set_quiet(quiet: bool) -> bool:
-    err.quiet = quiet  # progress and log lines; errors are printed all the same (_print_error)
+    err.quiet = quiet  # errors are printed all the same (`errors`)
     return quiet
 
 
@@ -114,15 +124,11 @@ def data_synth(
     quiet: Quiet = False,
 ) -> None:
     """Speak emotional sentences with espeak-ng in corpus layouts (EmoDB, EMOVO, TESS)."""
-    from rich.progress import Progress
-
     from .data.synth import SynthOptions, synthesize
 
     opts = SynthOptions(out=out, seed=seed, scale=scale, languages=_csv(languages),
                         noise_snr_db=None if no_noise else noise_snr_db, workers=workers)
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("synthesizing", total=None)
-        manifest = synthesize(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    manifest = _with_progress("synthesizing", synthesize, opts)
     console.print(f"wrote {manifest}")
 
 
@@ -137,15 +143,13 @@ def data_prepare(
     quiet: Quiet = False,
 ) -> None:
     """Read corpora as distributed, resample to 16 kHz into a cache, write manifests and a report."""
-    from rich.progress import Progress
-
     from .data.prepare import PrepareOptions, prepare
 
     def pairs(values: list[str], what: str) -> dict[str, str]:
         parsed = {}
         for value in values:
-            name, sep, rest = value.partition("=")
-            if not sep or not name or not rest:
+            name, _, rest = value.partition("=")
+            if not name or not rest:
                 raise SertrtError(f"{what} {value!r}: expected NAME=VALUE")
             parsed[name.strip()] = rest
         return parsed
@@ -153,9 +157,7 @@ def data_prepare(
     corpora = {name: Path(root) for name, root in pairs(corpus, "--corpus").items()}
     opts = PrepareOptions(corpora=corpora, out=out, workers=workers, ema_pattern=ema_pattern,
                           ema_labels=pairs(ema_label, "--ema-label") or None, allow_partial=allow_partial)
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("preparing", total=None)
-        report = prepare(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    report = _with_progress("preparing", prepare, opts)
     console.print(report.markdown())
 
 
@@ -302,8 +304,7 @@ def train(
     values = {k: v for k, v in locals().items() if k in TrainOptions.__dataclass_fields__ and k != "given"}
     values["augment"] = parse_augment(augment)
     # Which options were typed rather than defaulted: --resume compares those with the run's own.
-    sources = {k: ctx.get_parameter_source(k) for k in values}
-    given = frozenset(k for k, source in sources.items() if source is not None and source.name != "DEFAULT")
+    given = frozenset(k for k in values if ctx.get_parameter_source(k).name != "DEFAULT")
     opts = TrainOptions(**values, given=given)
     if devices > 1 and not under_torchrun():
         preflight(opts)  # a bad option or manifest: one line here, not one per rank
@@ -326,23 +327,17 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """WA, UA and macro-F1 of a checkpoint on a manifest."""
-    from rich.progress import Progress
-
     from .training.distributed import resolve_device
     from .training.evaluate import EvaluateOptions
     from .training.evaluate import evaluate as run_evaluate
 
     opts = EvaluateOptions(run=run, manifest=manifest, out=out, batch_size=batch_size, device=resolve_device(device))
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("scoring", total=None)
-        report = run_evaluate(opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    report = _with_progress("scoring", run_evaluate, opts)
     if json_output:
         console.print_json(json.dumps(report))
-        return
-    console.print(
-        f"{manifest}: WA {report['wa']:.1%}  UA {report['ua']:.1%}  macro-F1 {report['macro_f1']:.1%}  "
-        f"({report['count']} utterances) -> {report['out_dir']}"
-    )
+    else:
+        console.print(f"{manifest}: WA {report['wa']:.1%}  UA {report['ua']:.1%}  macro-F1 {report['macro_f1']:.1%}  "
+                      f"({report['count']} utterances) -> {report['out_dir']}")
 
 
 @app.command()
@@ -379,21 +374,18 @@ def export(
     """Export a checkpoint to a validated ONNX bundle (and optionally a TensorRT engine)."""
     from .export.exporter import ExportOptions, bundle_paths, export_bundles
     from .export.spec import Profile
+    from .verify.compare import manifest_scorer  # handed to the export, which never imports verify
 
     profile = Profile(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, min_samples=min_samples,
                       opt_samples=opt_samples, max_samples=max_samples)
     opts = ExportOptions(run=run, out=out, precision=",".join(precision), calib_manifest=calib_manifest,
                          calib_utterances=calib_utterances, calibration=calibration, cpu_target=cpu_target,
-                         test_manifest=test_manifest,
-                         profile=profile, engine=engine, overwrite=overwrite, sign=sign)
-    from .verify.compare import manifest_scorer  # the verify wing's comparison, handed to the export (which never imports verify)
-
+                         test_manifest=test_manifest, profile=profile, engine=engine, overwrite=overwrite, sign=sign)
     if triton is not None:  # the Triton entry is checked before minutes of export, not after
         from .export.triton import TritonOptions, check_triton_options, write_triton_repository
 
         if len(precision) > 1:
             raise SertrtError("--triton: one --precision (add the others with `sertrt triton OUT/<precision> ...`)")
-
         triton_opts = TritonOptions(bundle=out, repo=triton, name=triton_name)
         check_triton_options(triton_opts)
     cards = export_bundles(opts, log=err.print, score=manifest_scorer(run))
@@ -487,7 +479,7 @@ def predict(
                 row = {"error": str(result)} if isinstance(result, SertrtError) else result.as_dict()
                 console.print(json.dumps({"path": path, **row}))
             elif isinstance(result, SertrtError):
-                _print_error(f"error: {result}")
+                errors.print(f"error: {result}")
             else:
                 probs = " ".join(f"{k} {v:.3f}" for k, v in result.probabilities.items())
                 console.print(f"{path}: {result.label} ({probs})")
@@ -570,7 +562,7 @@ def parity(
     allow_local_engine: AllowLocalEngine = False,
     quiet: Quiet = False,
 ) -> None:
-    """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 1 beyond thresholds."""
+    """PyTorch vs the bundle's engine on whole utterances and streaming windows; exit 3 beyond thresholds."""
     from .runtime.runners import RunnerOptions
     from .training.distributed import resolve_device
     from .verify.parity import ParityOptions, check, format_parity, run_parity
@@ -616,8 +608,6 @@ def bench(
     quiet: Quiet = False,
 ) -> None:
     """Latency, throughput, real-time factor and memory against PyTorch eager FP32."""
-    from rich.progress import Progress
-
     from .bench import BenchOptions, run_bench
     from .bench.core import BACKENDS, PRECISIONS
 
@@ -627,9 +617,7 @@ def bench(
         repeats=repeats, warmup=warmup, cell_seconds=cell_seconds, threads=threads, stream_seconds=stream_seconds,
         cache=cache, name=name, quick=quick, layers=_csv(layers, int),
     )
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("bench", total=None)
-        result = run_bench(opts, progress=lambda msg: progress.update(task, description=str(msg)[:70]))
+    result = _with_progress("bench", run_bench, opts, messages=True)
     console.print("wrote " + ", ".join(result["files"].values()))
 
 
@@ -653,27 +641,13 @@ def bench_gpu(
     quiet: Quiet = False,
 ) -> None:
     """PyTorch eager FP32 vs FP16 vs torch.compile vs CUDA graphs on a GPU, in one run."""
-    from rich.progress import Progress
-
     from .bench.gpu import VARIANTS, GpuBenchOptions, run_gpu_bench
 
     opts = GpuBenchOptions(target=target, out=out, device=device, variants=_csv(variants) or VARIANTS,
                            windows=_csv(windows, float), batches=_csv(batches, int), repeats=repeats, warmup=warmup, name=name,
                            time_box_s=time_box)
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("bench-gpu", total=None)
-        result = run_gpu_bench(opts, progress=lambda msg: progress.update(task, description=str(msg)[:70]))
+    result = _with_progress("bench-gpu", run_gpu_bench, opts, messages=True)
     console.print("wrote " + ", ".join(result["files"].values()))
-
-
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"
-
-
-def _print_error(line: str) -> None:
-    quiet, err.quiet = err.quiet, False  # --quiet hides progress, never an error
-    err.print(line)
-    err.quiet = quiet
 
 
 def _error_line(line: str, code: int = 1) -> None:
@@ -683,7 +657,7 @@ def _error_line(line: str, code: int = 1) -> None:
     if error_file:
         Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}), encoding="utf-8")
     else:
-        _print_error(line)
+        errors.print(line)
     sys.exit(code)
 
 
@@ -692,7 +666,7 @@ _ARGV: list[str] = []  # the arguments main() runs, for `train --devices N` to r
 
 def main(argv: Optional[list[str]] = None) -> None:
     """`sertrt ARGV...` (default: sys.argv[1:]); always ends in SystemExit with its EXIT_CODES code."""
-    warnings.formatwarning = _one_line_warning
+    warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
     _ARGV[:] = sys.argv[1:] if argv is None else argv
     try:
         app(args=_ARGV)

@@ -9,6 +9,7 @@ of sertrt, torch, onnx and onnxruntime made them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -40,17 +41,17 @@ def read_dims(checkpoint: Path) -> ModelDims | None:
     return CheckpointHeader.from_json(sidecar.read_text(), sidecar).dims if sidecar.is_file() else None
 
 
-def write_calibration_manifest(root: Path, num: int = CALIB_UTTERANCES, seed: int = 0) -> Path:
+def write_calibration_manifest(root: Path) -> Path:
     """root/calib_<i>.wav (1.5-3 s, speech-like) and root/calib_manifest.jsonl, labels round-robin."""
     from ..core.audio import write_wav
     from ..core.labels import LABELS
     from ..core.manifest import Utterance, write_manifest
     from ..export.validate import speech_like
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     utts = []
-    for i in range(num):
+    for i in range(CALIB_UTTERANCES):
         seconds = float(rng.uniform(1.5, 3.0))
         path = root / f"calib_{i:02d}.wav"
         write_wav(path, speech_like(seconds, rng), SAMPLE_RATE)
@@ -63,9 +64,14 @@ def write_calibration_manifest(root: Path, num: int = CALIB_UTTERANCES, seed: in
 def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Path,
                       progress: Callable[[str], None] = lambda _: None, layers: int | None = None) -> Artifacts:
     """Bundles for every precision in `precisions` ("fp32", "int8", "int8-dynamic"), built or cached.
-    `layers=K`: the architecture with only its first K transformer layers (`--upstream-layers`)."""
+    `layers=K`: the architecture with only its first K transformer layers (`--upstream-layers`). A bundle is
+    measured as its own precision; the PyTorch baseline needs its source checkpoint on this machine."""
     if Path(target).is_dir():
-        return _from_bundle(Path(target))
+        card = load_bundle(target, verify=False)
+        source = Path(card.source_checkpoint.get("path", ""))
+        ckpt = source if source.is_file() else None
+        return Artifacts(name=card.source_checkpoint.get("upstream", Path(target).name), checkpoint=ckpt,
+                         bundles={card.precision: Path(target)}, dims=read_dims(ckpt) if ckpt else None)
     if str(target) not in ARCHITECTURES:
         raise SertrtError(f"bench target {target!r} is neither a bundle directory nor an architecture (valid: {', '.join(ARCHITECTURES)})")
     name = str(target)
@@ -91,8 +97,6 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
                if not (bundles[p] / CARD).is_file() or load_bundle(bundles[p], verify=False).versions != current]
     times = {p: 0.0 for p in wanted if p not in missing}
     if missing:
-        import time
-
         progress(f"exporting {name} {', '.join(missing)} (one FP32 export, validated against PyTorch); kept in {root}")
         calib = write_calibration_manifest(root / "calib") if "int8" in missing else None
         # random weights: timed, never asked for answers, so not gated on real utterances
@@ -101,16 +105,4 @@ def prepare_artifacts(target: str | Path, precisions: tuple[str, ...], work: Pat
                                      precision=",".join(missing), calib_manifest=calib,
                                      calib_utterances=CALIB_UTTERANCES, overwrite=True, gate=False), log=progress)
         times[",".join(missing)] = time.perf_counter() - t0  # one run for all of them
-        for p in missing:  # each where the bench looks for it (the cached ones were read above)
-            load_bundle(bundles[p], verify=False)
     return Artifacts(name=name, checkpoint=ckpt, bundles=bundles, export_seconds=times, dims=read_dims(ckpt))
-
-
-def _from_bundle(bundle: Path) -> Artifacts:
-    """A bundle as the target: it is measured as its own precision; the PyTorch baseline needs its
-    source checkpoint on this machine."""
-    card = load_bundle(bundle, verify=False)
-    ckpt = Path(card.source_checkpoint.get("path", ""))
-    return Artifacts(name=card.source_checkpoint.get("upstream", bundle.name),
-                     checkpoint=ckpt if ckpt.is_file() else None, bundles={card.precision: bundle},
-                     dims=read_dims(ckpt) if ckpt.is_file() else None)

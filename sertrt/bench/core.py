@@ -28,7 +28,7 @@ from ..core.labels import LABELS
 from ..core.outputs import claim_output_dir
 from ..core.runner import Runner
 from ..model.flops import matmul_peak
-from ..runtime.runners import OrtRunner, RunnerOptions
+from ..runtime.runners import OrtRunner
 from ..verify.torch_runner import TorchRunner
 from . import measure
 from .artifacts import prepare_artifacts
@@ -142,14 +142,14 @@ def _open_runners(o: BenchOptions, art, stack: ExitStack, data: dict[str, Any], 
 
                 stack.callback(torch.set_num_threads, torch.get_num_threads())  # the caller's count, afterwards
                 torch.set_num_threads(o.threads)
-            before = _rss_mb()
-            if v == BASELINE:
+                before = _rss_mb()
                 runner: Runner = stack.enter_context(TorchRunner(a.checkpoint))
                 settings = {"threads": o.threads}
             else:
                 bundle = a.bundles[precision]
-                runner = stack.enter_context(OrtRunner.from_options(
-                    bundle / load_bundle(bundle, verify=False).model, RunnerOptions(threads=o.threads), precision=precision))
+                before = _rss_mb()
+                runner = stack.enter_context(OrtRunner(bundle / load_bundle(bundle, verify=False).model,
+                                                       threads=o.threads, precision=precision))
                 settings = runner.settings()
             after = _rss_mb()
             runners[name] = (runner, a)

@@ -82,16 +82,6 @@ def time_box(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def device_name(device: str) -> str:
-    import torch
-
-    if not device.startswith("cuda"):
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise SertrtError(f"device {device!r}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
-    return torch.cuda.get_device_name(torch.device(device))
-
-
 def _variant_fns(model, variants: tuple[str, ...], device: str,
                  batches: tuple[int, ...] = (1,)) -> tuple[dict[str, Callable], dict[str, str]]:
     """name -> fn(waveform, lengths) -> logits, and name -> why it is skipped."""
@@ -154,9 +144,11 @@ def run_gpu_bench(opts: GpuBenchOptions, progress: Callable[[str], None] = lambd
 
     o = opts.resolved()
     claim_output_dir(o.out, "bench", create=False)  # refuse a folder that is not ours before hours of work
-    name = device_name(o.device)
-    o.name = o.name or f"{o.target}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
     started, cuda = time.time(), o.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise SertrtError(f"device {o.device!r}: this PyTorch sees no CUDA GPU (torch {torch.__version__})")
+    name = torch.cuda.get_device_name(torch.device(o.device)) if cuda else "cpu"
+    o.name = o.name or f"{o.target}-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}"
     data = report.header(o, device=o.device, device_name=name, versions=report.machine_info()["versions"], cuda=torch.version.cuda)
     torch.manual_seed(0)
     progress(f"building {o.target} (random weights, seed 0) on {name}")

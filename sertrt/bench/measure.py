@@ -59,16 +59,13 @@ def round_share(count: int, r: int, rounds: int) -> int:
 
 
 def interleaved(runners: dict[str, Runner], feeds: dict[str, np.ndarray], repeats: int, warmup: int,
-                cell_seconds: float, min_repeats: int = 3, caps: dict[str, int] | None = None) -> dict[str, list[float]]:
-    """Timings (s) per runner on `feeds`, interleaved over ROUNDS rounds.
-
-    Each runner gets `warmup` untimed calls (the first also estimates its latency), then
-    clamp(cell_seconds / latency, min_repeats, repeats or its cap) timed calls, spread over the rounds."""
+                cell_seconds: float) -> dict[str, list[float]]:
+    """Timings (s) per runner on `feeds`: `warmup` untimed calls (the first also estimates its latency), then
+    clamp(cell_seconds / latency, 3, repeats) timed calls, spread over ROUNDS interleaved rounds."""
     counts = {}
     for name, runner in runners.items():
         est = min(timed(lambda: runner.infer(feeds)) for _ in range(max(warmup, 1)))
-        most = min(repeats, (caps or {}).get(name, repeats))
-        counts[name] = max(min(most, int(cell_seconds / max(est, 1e-6))), min(min_repeats, most))
+        counts[name] = max(min(repeats, int(cell_seconds / max(est, 1e-6))), min(3, repeats))
     rounds = max(1, min(ROUNDS, *counts.values()))
     times: dict[str, list[float]] = {name: [] for name in runners}
     for r in range(rounds):

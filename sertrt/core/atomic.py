@@ -87,30 +87,27 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
 def dead_writer(name: str, prefix: str) -> bool:
     """Is `name` a temp file or folder that sertrt made with `prefix` (a regex) in a process that is gone?"""
     match = re.fullmatch(prefix + _WRITER, name)
-    return match is not None and not _alive(int(match.group(1)))
+    if match is None:
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        pass
+    return False
 
 
-def remove_stale(folder: Path, prefix: str) -> list[Path]:
+def remove_stale(folder: Path, prefix: str) -> None:
     """Remove the temp files and staging folders (`<prefix><pid>.<random>[.tmp]`, `prefix` a regex) of
     processes that are gone."""
-    removed = []
     try:
         entries = list(folder.iterdir())
     except OSError:
-        return removed
+        return
     for entry in entries:
         if not dead_writer(entry.name, prefix):
             continue
@@ -118,8 +115,6 @@ def remove_stale(folder: Path, prefix: str) -> list[Path]:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-        removed.append(entry)
-    return removed
 
 
 def umask() -> int:

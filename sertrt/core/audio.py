@@ -94,11 +94,6 @@ def colored_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
     return (white + pink) / np.sqrt(2)
 
 
-def downmix(audio: np.ndarray) -> np.ndarray:
-    """`(num_samples, channels)` -> `(num_samples,)` by averaging channels."""
-    return audio.mean(axis=1, dtype=np.float32) if audio.ndim == 2 else audio
-
-
 MAX_CHANNELS = 8  # a 2-D array's axis of 1-8 is its channels (no audio is 8 samples long), the other its samples
 
 
@@ -157,8 +152,7 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
         except (sf.LibsndfileError, RuntimeError, ValueError) as e:
             raise SertrtError(f"{path}: cannot read audio ({str(e).strip().splitlines()[-1]})") from None
     check_finite(audio, str(path), orig_rate)
-    audio = downmix(audio)
-    return resample(audio, orig_rate, rate)
+    return resample(audio.mean(axis=1, dtype=np.float32), orig_rate, rate)  # (num_samples, channels): downmixed
 
 
 def open_audio(path: str | Path):

@@ -1,12 +1,9 @@
-"""Deployment bundles: a folder with the ONNX file(s), an optional TensorRT engine and the bundle's card,
-manifest.json (labels, sample rate, window defaults, I/O spec, precision, tool versions, validation results
-and the sha256 of every file), checked on load.
+"""Deployment bundles: the ONNX file(s), an optional TensorRT engine and the card, manifest.json (labels, sample
+rate, window defaults, I/O spec, precision, versions, validation and the sha256 of every file).
 
-`load_bundle` checks manifest.json against manifest.sha256 (a digest of its canonical form), that every
-listed name is a plain file inside the bundle, every file's sha256, every field's type and, with
-`trust=PUBKEY`, manifest.sig (ed25519 over the canonical card). The digest catches corruption and careless
-edits; the signature catches someone who rewrites both. Files a device adds itself (a TensorRT engine) go
-under `local_files`: hashed and digested, never signed. numpy-free and torch-free.
+`load_bundle` checks the card against manifest.sha256 (a digest of its canonical form), every listed file and
+field and, with `trust=PUBKEY`, manifest.sig (ed25519): the digest catches corruption and careless edits, the
+signature someone who rewrites both. Files a device adds (an engine) go under `local_files`: digested, not signed.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import atomic
 from .audio import seconds_to_samples
 from .errors import SertrtError
 from .precisions import CPU_TARGETS
@@ -122,7 +120,7 @@ class BundleCard:
         for name, digest in {**files, **local}.items():
             if not isinstance(digest, str):
                 raise SertrtError(f"{where}: the sha256 of {name!r} must be a string, got {digest!r:.60}")
-        known = {f.name for f in dataclasses.fields(cls)} | {"format", LOCAL_FILES}
+        known = {f.name for f in dataclasses.fields(cls)} | {"format"}
         tables = {key: need(key, dict, optional=True) or {} for key in
                   ("source_checkpoint", "versions", "precision_report", "validation", "graph", "timings")}
         card = cls(
@@ -181,9 +179,7 @@ def canonical(description: dict[str, Any], signed_part: bool = False) -> bytes:
 
 
 def _write_description(folder: Path, description: dict[str, Any], signature: bytes | None = None) -> None:
-    """manifest.json, then manifest.sha256 (and manifest.sig), each written to a temp file and renamed."""
-    from . import atomic
-
+    """manifest.json, then manifest.sha256 (and manifest.sig), each atomically."""
     atomic.write_text(folder / CARD, json.dumps(description, indent=1) + "\n")
     atomic.write_text(folder / DIGEST, hashlib.sha256(canonical(description)).hexdigest() + "\n")
     if signature is not None:
@@ -212,11 +208,8 @@ def check_replaceable_bundle(path: str | Path) -> None:
 
 def write_bundle(target: str | Path, staged: str | Path, card: BundleCard, overwrite: bool = False,
                  sign_key: str | Path | None = None) -> Path:
-    """Hash every file in `staged` into `card`, write it (manifest.json) and its digest (and, with
-    `sign_key`, an ed25519 signature), then move the folder into place as `target`.
-
-    An existing bundle is replaced only with `overwrite`, and only once the new one is complete.
-    """
+    """Hash every file in `staged` into `card`, write it with its digest (and, with `sign_key`, a signature), then
+    move the folder into place as `target`; an existing bundle only with `overwrite`, once the new one is complete."""
     target, staged = Path(target), Path(staged)
     if target.exists() and not overwrite:
         raise SertrtError(f"{target}: already exists; pass --overwrite to replace it")
@@ -238,27 +231,23 @@ def write_bundle(target: str | Path, staged: str | Path, card: BundleCard, overw
 
 def staging_dir(target: str | Path) -> Path:
     """A fresh temp folder beside `target` (same file system, so the final rename is cheap)."""
-    from .atomic import remove_stale, umask
-
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _restore_interrupted_swap(target)
     for kind in ("staging", "old"):  # what a killed export left beside this target
-        remove_stale(target.parent, re.escape(f".{target.name}.{kind}."))
+        atomic.remove_stale(target.parent, re.escape(f".{target.name}.{kind}."))
     staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging.{os.getpid()}."))
-    os.chmod(staged, 0o777 & ~umask())  # mkdtemp makes 0700; the bundle should be readable like any folder
+    os.chmod(staged, 0o777 & ~atomic.umask())  # mkdtemp makes 0700; the bundle should be readable like any folder
     return staged
 
 
 def _restore_interrupted_swap(target: Path) -> None:
     """An export killed between its two renames (old bundle aside, new one not yet in place) left the
     previous bundle in `.<name>.old.<pid>.*/<name>` and nothing at `target`: put it back."""
-    from .atomic import dead_writer
-
     if target.exists() or target.is_symlink():
         return
     for old in sorted(target.parent.glob(f".{target.name}.old.*/{target.name}")):
-        if dead_writer(old.parent.name, re.escape(f".{target.name}.old.")):  # a live export: leave it be
+        if atomic.dead_writer(old.parent.name, re.escape(f".{target.name}.old.")):  # a live export: leave it be
             os.replace(old, target)
             return
 
@@ -344,20 +333,14 @@ def load_bundle(path: str | Path, verify: bool = True, trust: str | Path | None 
     return BundleCard.from_dict(description, path / CARD)
 
 
-def _crypto():
-    """ed25519 from the optional cryptography package (`pip install 'sertrt[sign]'`)."""
+def _read_key(path: str | Path, private: bool):
+    """An ed25519 key from the optional cryptography package (`pip install 'sertrt[sign]'`)."""
     from .versions import require
 
     require("sign")
-    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    return serialization, ed25519, InvalidSignature
-
-
-def _read_key(path: str | Path, private: bool):
-    serialization, ed25519, _ = _crypto()
     kind = "private" if private else "public"
     try:
         data = Path(path).read_bytes()
@@ -379,8 +362,10 @@ def sign(data: bytes, key_path: str | Path) -> bytes:
 
 
 def verify_signature(data: bytes, signature: bytes, public_key_path: str | Path, bundle: Path) -> None:
-    _, _, invalid = _crypto()
+    key = _read_key(public_key_path, private=False)
+    from cryptography.exceptions import InvalidSignature
+
     try:
-        _read_key(public_key_path, private=False).verify(signature, data)
-    except (invalid, ValueError):
+        key.verify(signature, data)
+    except (InvalidSignature, ValueError):
         raise SertrtError(f"{bundle}: signature does not verify with {public_key_path} (modified, or signed by another key)") from None

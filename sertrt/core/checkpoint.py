@@ -36,13 +36,9 @@ class CheckpointHeader:
     _KEYS = ("code", "strategy", "epoch", "metrics", "train_state", "optimizer")
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"format": FORMAT, "format_version": self.format_version, "code": self.code,
-                             "dims": self.dims.to_dict()}
-        for key in self._KEYS[1:]:
-            value = getattr(self, key)
-            if value is not None:
-                d[key] = value
-        return {**d, **self.extra}
+        optional = {key: getattr(self, key) for key in self._KEYS[1:]}
+        return {"format": FORMAT, "format_version": self.format_version, "code": self.code, "dims": self.dims.to_dict(),
+                **{k: v for k, v in optional.items() if v is not None}, **self.extra}
 
     @classmethod
     def from_dict(cls, d: Any, path: str | Path) -> CheckpointHeader:

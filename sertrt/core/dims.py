@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .audio import SAMPLE_RATE
-from .choices import STRATEGIES  # noqa: F401  (model.ser reads it here)
 from .labels import LABELS
 
 
@@ -46,8 +45,6 @@ class HeadDims:
 
 @dataclass
 class ModelDims:
-    """Everything needed to rebuild the model; stored in every checkpoint."""
-
     upstream: UpstreamSpec
     head: HeadDims
     labels: tuple[str, ...] = LABELS

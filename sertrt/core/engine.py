@@ -20,6 +20,7 @@ POLYGRAPHY_MISSING = "Polygraphy not found (sertrt builds TensorRT engines throu
 CUDA_PYTHON_MISSING = ("cuda-python not found (the TensorRT runner's device memory and stream): `pip install "
                        "'cuda-python>=12.6,<13'` for CUDA 12 (JetPack 6), `cuda-python>=13` for CUDA 13")
 
+
 def import_tensorrt():
     try:
         import tensorrt as trt
@@ -42,7 +43,6 @@ def import_polygraphy_trt() -> tuple[Any, type[Exception]]:
 
 
 def _import_cudart() -> Any:
-    """cuda-python's runtime bindings, or None."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1
     except ImportError:
@@ -54,7 +54,6 @@ def _import_cudart() -> Any:
 
 
 def import_cudart() -> Any:
-    """cuda-python's runtime bindings, which the TensorRT runner needs."""
     cudart = _import_cudart()
     if cudart is None:
         raise SertrtError(CUDA_PYTHON_MISSING)
@@ -88,9 +87,7 @@ def gpu_identity() -> tuple[str | None, str | None]:
     except (OSError, subprocess.SubprocessError):
         return None, None
     fields = [f.strip() for f in out.strip().splitlines()[0].rsplit(",", 1)] if out.strip() else []
-    if len(fields) != 2:
-        return None, None
-    return fields[0], fields[1]
+    return (fields[0], fields[1]) if len(fields) == 2 else (None, None)
 
 
 def environment() -> dict[str, Any]:
@@ -120,5 +117,3 @@ def check_engine_compatible(record: dict[str, Any]) -> None:
             f"engine was built for {', '.join(mismatches)}: a TensorRT engine only runs on the GPU model and "
             "TensorRT version that built it; rebuild it on this machine from the bundle's ONNX"
         )
-
-

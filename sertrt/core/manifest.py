@@ -81,9 +81,7 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> list[Utterance]
                 raise SertrtError(f"{where}: missing field(s) {', '.join(missing)}")
             _check_types(row, where)
             label_index(row["label"], where)
-            audio_path = Path(row["path"])
-            if not audio_path.is_absolute():
-                audio_path = root / audio_path
+            audio_path = root / row["path"]  # an absolute path replaces root
             if not audio_path.is_file():
                 raise SertrtError(f"{where}: audio file {audio_path} does not exist")
             if check_audio:

@@ -25,11 +25,10 @@ def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: 
 
 
 def scores(cm: np.ndarray) -> dict[str, float]:
-    true = cm.sum(1)
-    pred = cm.sum(0)
+    true, pred = cm.sum(1), cm.sum(0)
     tp = np.diag(cm).astype(np.float64)
     present = true > 0
-    recall = np.divide(tp, true, out=np.zeros_like(tp), where=true > 0)
+    recall = np.divide(tp, true, out=np.zeros_like(tp), where=present)
     precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
     counted = present | (pred > 0)
@@ -41,27 +40,20 @@ def scores(cm: np.ndarray) -> dict[str, float]:
     }
 
 
-def classification_report(
-    targets: np.ndarray, predictions: np.ndarray, labels: tuple[str, ...] | list[str]
-) -> dict[str, Any]:
+def classification_report(targets: np.ndarray, predictions: np.ndarray,
+                          labels: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """WA/UA/macro-F1, per-class recall and the confusion matrix as JSON-able values."""
     cm = confusion_matrix(targets, predictions, len(labels))
     true = cm.sum(1)
-    report: dict[str, Any] = scores(cm)
-    report["per_class_recall"] = {
-        name: (float(cm[i, i] / true[i]) if true[i] else None) for i, name in enumerate(labels)
-    }
-    report["confusion_matrix"] = cm.tolist()
-    report["labels"] = list(labels)
-    report["count"] = int(cm.sum())
-    return report
+    recall = {name: (float(cm[i, i] / true[i]) if true[i] else None) for i, name in enumerate(labels)}
+    return {**scores(cm), "per_class_recall": recall, "confusion_matrix": cm.tolist(), "labels": list(labels),
+            "count": int(cm.sum())}
 
 
 def compare_logits(ref: np.ndarray, out: np.ndarray, rtol: float = 0.0) -> dict[str, float]:
-    """Logits `out` against the reference `ref`, both (N, num_labels): max absolute and relative error, the
-    smallest atol that passes |out - ref| <= atol + rtol * |ref| everywhere (NaN if `out` has NaN), the cosine
-    over all values and top-1 agreement over rows. The one comparison export validation, parity and the
-    benchmarks report."""
+    """Logits `out` against the reference `ref`, both (N, num_labels), as validation, parity and benchmarks report
+    them: max absolute and relative error, the smallest atol that passes |out - ref| <= atol + rtol * |ref|
+    everywhere (NaN if `out` has NaN), the cosine over all values and top-1 agreement over rows."""
     a, b = ref.astype(np.float64), out.astype(np.float64)
     diff, scale = np.abs(a - b), np.abs(a)
     return {"max_abs": float(diff.max()), "max_rel": float((diff / np.maximum(scale, 1e-6)).max()),

@@ -19,17 +19,6 @@ KINDS = {
     "bench": "benchmark results",
 }
 
-def _marker_kind(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / MARKER).read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _listing(folder: Path, limit: int = 3) -> str:
-    names = sorted(p.name for p in folder.iterdir())
-    return ", ".join(names[:limit]) + (f", ... ({len(names)} entries)" if len(names) > limit else "")
-
 
 def claim_output_dir(path: str | Path, kind: str, option: str = "--out", create: bool = True) -> Path:
     """Make `path` a folder of `kind` to write into: created when missing, claimed when empty, accepted
@@ -41,18 +30,22 @@ def claim_output_dir(path: str | Path, kind: str, option: str = "--out", create:
         raise SertrtError(f"{path}: {option} is an existing file, not a folder; sertrt writes {what} only into a "
                           "new or empty folder, so it is left as it is")
     if path.is_dir():
-        found = _marker_kind(path)
+        try:
+            found = json.loads((path / MARKER).read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError, AttributeError):
+            found = None
         if found == kind:
             return path
         if found is not None:
             raise SertrtError(f"{path}: {option} holds {KINDS.get(found, found)} written by sertrt, not {what}; "
                               "choose another folder")
-        if any(path.iterdir()):
-            raise SertrtError(f"{path}: {option} is a folder sertrt did not write ({_listing(path)}); sertrt writes "
+        names = sorted(p.name for p in path.iterdir())
+        if names:
+            listing = ", ".join(names[:3]) + (f", ... ({len(names)} entries)" if len(names) > 3 else "")
+            raise SertrtError(f"{path}: {option} is a folder sertrt did not write ({listing}); sertrt writes "
                               f"{what} only into a new or empty folder, so it is left as it is")
     if not create:
         return path
     path.mkdir(parents=True, exist_ok=True)
     atomic.write_text(path / MARKER, json.dumps({"kind": kind, "written_by": "sertrt"}) + "\n")
     return path
-

@@ -61,19 +61,3 @@ def require(stage: str) -> None:
             raise SertrtError(f"sertrt {stage}: {package} {found} is installed, but {package}{supported} is supported "
                               f"(pip install '{package}{supported}')")
 
-
-def oldest_pins(skip: tuple[str, ...] = ()) -> list[str]:
-    """pip requirements for the oldest supported release of each package: ">=1.20" -> "onnxruntime==1.20.*"
-    (its latest patch release), ">=0.7.1" -> "onnxscript==0.7.1"."""
-    pins = []
-    for package, supported in SUPPORTED.items():
-        if package not in skip:
-            version = supported.removeprefix(">=")
-            pins.append(f"{package}=={version}.*" if version.count(".") < 2 else f"{package}=={version}")
-    return pins
-
-
-if __name__ == "__main__":  # scripts/test-oldest.sh: python -m sertrt.versions [PACKAGE_TO_SKIP ...]
-    import sys
-
-    print(" ".join(oldest_pins(tuple(sys.argv[1:]))))

@@ -27,8 +27,8 @@ from ..core.errors import SertrtError
 from ..core.labels import LABELS
 from ..core.manifest import Utterance, write_manifest
 from ..core.outputs import claim_output_dir
-from .corpora import ADAPTERS, Adapter, Item, Scan, get_adapter
-from .corpora.base import is_avi
+from .corpora import ADAPTERS, get_adapter
+from .corpora.base import Adapter, Item, Scan, is_avi
 
 FFMPEG_HINT = "install it with `apt-get install ffmpeg` (Debian/Ubuntu) or `brew install ffmpeg` (macOS)"
 MIXED_MANIFEST = "manifest.jsonl"
@@ -82,7 +82,41 @@ class PrepareReport:
         return dataclasses.asdict(self)
 
     def markdown(self) -> str:
-        return _markdown(self)
+        lines = ["# Corpus preparation report", ""]
+        if self.error:
+            lines += [f"**Stopped:** {self.error}", ""]
+        lines.append(f"Audio cached as {self.sample_rate} Hz mono 16-bit WAV under `audio/<corpus>/` in {self.out}.")
+        if self.manifest:
+            total = sum(sum(c.kept.values()) for c in self.corpora if c.name in self.mixed)
+            lines.append(f"Mixed manifest `{self.manifest}`: {', '.join(self.mixed)} ({total} utterances).")
+        held_out = [c for c in self.corpora if not c.in_mix]
+        if held_out:
+            lines.append(f"Held out of the mix (transfer sets): {', '.join(c.name for c in held_out)}.")
+        for c in self.corpora:
+            unreadable = [f"{u['path']}: {u['error']}" for u in c.unreadable]
+            lines += ["", f"## {c.title} (`{c.name}`, {c.language})", "", f"- root: {c.root}"]
+            lines.append(f"- manifest: {f'`{c.manifest}`' if c.manifest else 'not written'}")
+            lines.append(f"- found {c.found} utterances; kept {sum(c.kept.values())} ({c.duration_s / 3600:.2f} h)")
+            lines.append(f"- cache: {c.converted} converted, {c.reused} reused")
+            dropped = {f"`{code}`": n for code, n in c.dropped.items()}
+            for head, counts in (("label", c.kept), ("dropped code", dropped)):
+                if counts:
+                    lines += ["", f"| {head} | utterances |", "|---|---|"]
+                    lines += [f"| {k} | {n} |" for k, n in counts.items()]
+            if c.speakers:
+                speakers = ", ".join(f"{s} ({n})" for s, n in c.speakers.items())
+                lines += ["", f"Speakers ({len(c.speakers)}): {speakers}"]
+            if c.sessions:
+                lines += ["", "Sessions: " + ", ".join(f"{s} ({n})" for s, n in c.sessions.items())]
+            for title, items in (
+                ("Partial corpus", c.partial),
+                ("Warnings", c.warnings),
+                (f"Unreadable files ({len(unreadable)}, not in the manifest)", unreadable),
+                (f"Files not following the naming ({len(c.unmatched)}, ignored)", c.unmatched),
+            ):
+                if items:
+                    lines += ["", f"{title}:", ""] + [f"- {x}" for x in items]
+        return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -238,12 +272,18 @@ def _convert(
 
 
 def _convert_one(job: _Job, stat: os.stat_result, ffmpeg: str | None) -> _Done:
+    import soundfile as sf
+
     source = job.item.source
     try:
         audio = _extract_audio(source, ffmpeg) if is_avi(source) else load_audio(source)
     except SertrtError as e:
         return _Done(job, error=str(e))
-    _write_cache(job.cache, audio)
+    try:  # atomic (write_wav); a failure is OUT's problem (full disk, no permission): stop, do not blame the source
+        job.cache.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(job.cache, audio, SAMPLE_RATE)
+    except (OSError, sf.LibsndfileError) as e:
+        raise SertrtError(f"{job.cache}: cannot write the cached audio ({e})") from None
     duration = round(audio.shape[0] / SAMPLE_RATE, 4)
     entry = {"source": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
              "cache_size": job.cache.stat().st_size, "duration": duration}
@@ -252,8 +292,7 @@ def _convert_one(job: _Job, stat: os.stat_result, ffmpeg: str | None) -> _Done:
 
 def _extract_audio(path: Path, ffmpeg: str | None) -> np.ndarray:
     """The first audio track of a video as `(num_samples,)` float32 at SAMPLE_RATE. ffmpeg only decodes;
-    load_audio downmixes and resamples, as for a WAV."""
-    assert ffmpeg is not None, "checked before the pool starts"
+    load_audio downmixes and resamples, as for a WAV. `ffmpeg` was checked before the pool started."""
     with tempfile.TemporaryDirectory(prefix="sertrt-ffmpeg-") as tmp:
         wav = Path(tmp) / "audio.wav"
         cmd = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0", "-vn", "-c:a", "pcm_s16le"]
@@ -265,18 +304,6 @@ def _extract_audio(path: Path, ffmpeg: str | None) -> np.ndarray:
             return load_audio(wav)
         except SertrtError as e:
             raise SertrtError(f"{path}: extracted audio unusable ({str(e).removeprefix(f'{wav}: ')})") from None
-
-
-def _write_cache(path: Path, audio: np.ndarray) -> None:
-    """Atomic (write_wav). A failure here is OUT's problem (full disk, no permission): it stops the run
-    instead of blaming the source."""
-    import soundfile as sf
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, audio, SAMPLE_RATE)
-    except (OSError, sf.LibsndfileError) as e:
-        raise SertrtError(f"{path}: cannot write the cached audio ({e})") from None
 
 
 def _finish_corpus(out: Path, adapter: Adapter, report: CorpusReport, done: list[_Done]) -> list[Utterance]:
@@ -305,39 +332,3 @@ def _finish_corpus(out: Path, adapter: Adapter, report: CorpusReport, done: list
 def _write_report(out: Path, report: PrepareReport) -> None:
     atomic.write_text(out / REPORT_JSON, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     atomic.write_text(out / REPORT_MD, report.markdown())
-
-
-def _markdown(report: PrepareReport) -> str:
-    lines = ["# Corpus preparation report", ""]
-    if report.error:
-        lines += [f"**Stopped:** {report.error}", ""]
-    lines.append(f"Audio cached as {report.sample_rate} Hz mono 16-bit WAV under `audio/<corpus>/` in {report.out}.")
-    if report.manifest:
-        total = sum(sum(c.kept.values()) for c in report.corpora if c.name in report.mixed)
-        lines.append(f"Mixed manifest `{report.manifest}`: {', '.join(report.mixed)} ({total} utterances).")
-    held_out = [c for c in report.corpora if not c.in_mix]
-    if held_out:
-        lines.append(f"Held out of the mix (transfer sets): {', '.join(c.name for c in held_out)}.")
-    for c in report.corpora:
-        unreadable = [f"{u['path']}: {u['error']}" for u in c.unreadable]
-        lines += ["", f"## {c.title} (`{c.name}`, {c.language})", "", f"- root: {c.root}"]
-        lines.append(f"- manifest: {f'`{c.manifest}`' if c.manifest else 'not written'}")
-        lines.append(f"- found {c.found} utterances; kept {sum(c.kept.values())} ({c.duration_s / 3600:.2f} h)")
-        lines.append(f"- cache: {c.converted} converted, {c.reused} reused")
-        for head, counts in (("label", c.kept), ("dropped code", {f"`{code}`": n for code, n in c.dropped.items()})):
-            if counts:
-                lines += ["", f"| {head} | utterances |", "|---|---|"] + [f"| {k} | {n} |" for k, n in counts.items()]
-        if c.speakers:
-            speakers = ", ".join(f"{s} ({n})" for s, n in c.speakers.items())
-            lines += ["", f"Speakers ({len(c.speakers)}): {speakers}"]
-        if c.sessions:
-            lines += ["", "Sessions: " + ", ".join(f"{s} ({n})" for s, n in c.sessions.items())]
-        for title, items in (
-            ("Partial corpus", c.partial),
-            ("Warnings", c.warnings),
-            (f"Unreadable files ({len(unreadable)}, not in the manifest)", unreadable),
-            (f"Files not following the naming ({len(c.unmatched)}, ignored)", c.unmatched),
-        ):
-            if items:
-                lines += ["", f"{title}:", ""] + [f"- {x}" for x in items]
-    return "\n".join(lines) + "\n"

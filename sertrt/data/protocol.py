@@ -40,10 +40,8 @@ def _assign_folds(utterances: list[Utterance], folds: int, seed: int, by_speaker
     for i, u in enumerate(utterances):
         groups[(u.corpus, u.speaker if by_speaker else u.label)].append(i)
     if by_speaker:
-        per_corpus: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for key in groups:
-            per_corpus[key[0]].append(key)
-        for corpus, keys in sorted(per_corpus.items()):
+        for corpus in sorted({c for c, _ in groups}):
+            keys = [key for key in groups if key[0] == corpus]
             if len(keys) < folds:
                 raise SertrtError(f"corpus {corpus!r} has {len(keys)} training speakers: too few for {folds} speaker folds")
             # Biggest speakers first onto the currently smallest fold keeps the folds balanced.
@@ -71,9 +69,8 @@ def make_folds(utterances: list[Utterance], opts: ProtocolOptions) -> list[dict[
         missing = sum(u.session is None for u in utterances)
         if missing:
             raise SertrtError(f"{opts.manifest}: protocol 'session' needs a session in every row ({missing} rows have none; IEMOCAP only)")
-        sessions = sorted({u.session for u in utterances})
         folds = []
-        for k, session in enumerate(sessions):
+        for k, session in enumerate(sorted({u.session for u in utterances})):
             rest = [u for u in utterances if u.session != session]
             train, valid = split_utterances(rest, 0.2, opts.seed + k, "none")
             folds.append({"train": train, "valid": valid, "test": [u for u in utterances if u.session == session]})

@@ -114,15 +114,12 @@ def carve_validation(utterances: list[Utterance], fraction: float, seed: int) ->
     if len(utterances) < 2:  # nothing can be held out: validate on the training data (the run records it)
         return list(utterances), list(utterances), {u.language: "none held out: validated on the training data"
                                                     for u in utterances}
-    by_language: dict[str, list[Utterance]] = defaultdict(list)
-    for u in utterances:
-        by_language[u.language].append(u)
     train: list[Utterance] = []
     valid: list[Utterance] = []
     how: dict[str, str] = {}
     rng = np.random.default_rng([seed, 7])
-    for k, language in enumerate(sorted(by_language)):
-        utts = by_language[language]
+    for k, language in enumerate(sorted({u.language for u in utterances})):
+        utts = [u for u in utterances if u.language == language]
         speakers = {(u.corpus, u.speaker) for u in utts if u.speaker}
         disjoint = len(speakers) >= MIN_SPEAKERS_FOR_DISJOINT and all(u.speaker for u in utts)
         try:
@@ -142,9 +139,8 @@ def carve_validation(utterances: list[Utterance], fraction: float, seed: int) ->
 
 
 def split_manifest(opts: SplitOptions) -> tuple[Path, Path, str]:
-    """Write train_manifest.jsonl and test_manifest.jsonl; returns their paths and the split's kind
-    (SPEAKER_INDEPENDENT or SPEAKER_DEPENDENT). An existing split is never replaced: a run may have been
-    trained on it."""
+    """Write train_manifest.jsonl and test_manifest.jsonl, never over an existing split; returns their paths
+    and the split's kind (SPEAKER_INDEPENDENT or SPEAKER_DEPENDENT)."""
     utterances = read_manifest(opts.manifest, check_audio=False)
     train, test = split_utterances(utterances, opts.test_fraction, opts.seed, opts.group_by)
     out_dir = Path(opts.out_dir) if opts.out_dir else Path(opts.manifest).parent

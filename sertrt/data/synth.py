@@ -1,12 +1,10 @@
 """Synthetic emotional speech from espeak-ng, laid out like EmoDB, EMOVO, TESS, SAVEE and eNTERFACE'05,
 so the whole pipeline runs end to end without licensed corpora.
 
-Emotions are acted through SSML prosody (pitch, range, rate, volume) and `<break>` pauses between phrases:
-sad is low, narrow, slow, quiet with long pauses; angry raised, wide, fast, loud; happy high, wide, fairly
-fast; neutral in between. The `fr` part stands in for eNTERFACE'05, the held-out corpus of the paper's
-transfer experiment: French voices at base pitches no other corpus uses, happy/angry/sad only, each emotion
-with its own sentences, in eNTERFACE's layout (WAV for AVI; subject 3's files named `s_3_*`). Its rows go to
-OUT/transfer_manifest.jsonl, never to OUT/manifest.jsonl, so it cannot leak into training.
+Emotions are acted through SSML prosody and `<break>` pauses between phrases (STYLES). The `fr` part stands
+in for eNTERFACE'05, the held-out corpus of the paper's transfer experiment: French voices at base pitches no
+other corpus uses, happy/angry/sad only, each emotion with its own sentences, in eNTERFACE's layout (WAV for
+AVI). Its rows go to OUT/transfer_manifest.jsonl, never to OUT/manifest.jsonl, so it cannot leak into training.
 
 Each utterance draws its jitter from a Generator seeded by (seed, its relative path): the output is
 byte-identical for a seed whatever the workers or languages. Audio stays at espeak's 22050 Hz, 16-bit mono.
@@ -29,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic
-from ..core.audio import check_finite, colored_noise, write_wav
+from ..core.audio import colored_noise, write_wav
 from ..core.errors import SertrtError
 from ..core.labels import LABELS
 from ..core.manifest import Utterance, write_manifest
@@ -267,8 +265,7 @@ def _jobs(corpus: Corpus, seed: int, scale: float) -> list[Job]:
             for label in (label for label in LABELS if label in corpus.emotions):
                 text = corpus.texts[codes[i]]
                 text = text if isinstance(text, str) else text[label]
-                rel = corpus.path(spk, codes[i], corpus.emotions[label])
-                jobs.append(Job(corpus, spk, text, label, rel))
+                jobs.append(Job(corpus, spk, text, label, corpus.path(spk, codes[i], corpus.emotions[label])))
     return jobs
 
 
@@ -279,15 +276,10 @@ def _ssml(text: str, style: Style, rng: np.random.Generator) -> str:
     rate = style.rate * np.exp(rng.normal(0, 0.07))
     volume = style.volume * np.exp(np.clip(rng.normal(0, 0.1), -0.2, 0.2))
     prosody = f'<prosody pitch="{pitch:+.0f}%" range="{prange:.0f}%" rate="{rate:.0f}%" volume="{volume:.0f}%">'
-    phrases = [html.escape(p.strip(), quote=False) for p in text.split("|")]
-    parts = []
-    for i, phrase in enumerate(phrases):
-        if i:
-            # Breaks go between prosody elements: inside one, espeak scales them by the rate.
-            pause = style.pause_ms * np.exp(rng.normal(0, 0.3))
-            parts.append(f'<break time="{pause:.0f}ms"/>')
-        parts.append(f"{prosody}{phrase}</prosody>")
-    return "<speak>" + "".join(parts) + "</speak>"
+    phrases = [f"{prosody}{html.escape(p.strip(), quote=False)}</prosody>" for p in text.split("|")]
+    # Breaks go between prosody elements: inside one, espeak scales them by the rate.
+    breaks = [f'<break time="{style.pause_ms * np.exp(rng.normal(0, 0.3)):.0f}ms"/>' for _ in phrases[1:]]
+    return "<speak>" + phrases[0] + "".join(b + p for b, p in zip(breaks, phrases[1:])) + "</speak>"
 
 
 def _espeak(espeak: str, ssml: str, speaker: Speaker, where: str) -> tuple[np.ndarray, int]:
@@ -305,7 +297,6 @@ def _espeak(espeak: str, ssml: str, speaker: Speaker, where: str) -> tuple[np.nd
         audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise SertrtError(f"{where}: espeak-ng wrote no readable WAV ({e})") from None
-    check_finite(audio, where)
     if audio.ndim != 1 or audio.shape[0] == 0 or not np.abs(audio).max() > 0:
         raise SertrtError(f"{where}: espeak-ng produced no audio")
     return audio, rate
@@ -333,20 +324,6 @@ def _render(job: Job, out: Path, seed: int, noise_snr_db: float | None, espeak: 
         raise OSError(errno.EIO, f"could not write the WAV (libsndfile: {e.error_string} Is the disk full?)", str(path)) from None
     return Utterance(str(path), job.label, job.corpus.name, job.corpus.language, job.speaker.code,
                      duration=round(audio.shape[0] / rate, 4), sample_rate=rate)
-
-
-def _check(opts: SynthOptions) -> None:
-    for lang in opts.languages:
-        if lang not in CORPORA_BY_LANGUAGE:
-            raise SertrtError(f"unknown language {lang!r} (valid: {', '.join(CORPORA_BY_LANGUAGE)})")
-    if not opts.languages:
-        raise SertrtError(f"no languages chosen (valid: {', '.join(CORPORA_BY_LANGUAGE)})")
-    if opts.seed < 0:
-        raise SertrtError(f"seed must be a non-negative integer, got {opts.seed}")  # numpy SeedSequence
-    if not 0.0 < opts.scale <= 1.0:
-        raise SertrtError(f"scale must be in (0, 1], got {opts.scale}")
-    if opts.workers < 1:
-        raise SertrtError(f"workers must be at least 1, got {opts.workers}")
 
 
 def _readme(opts: SynthOptions, espeak: str, utterances: list[Utterance]) -> str:
@@ -377,7 +354,17 @@ def synthesize(opts: SynthOptions, progress: Callable[[int, int], None] | None =
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise SertrtError(INSTALL_HINT)
-    _check(opts)
+    for lang in opts.languages:
+        if lang not in CORPORA_BY_LANGUAGE:
+            raise SertrtError(f"unknown language {lang!r} (valid: {', '.join(CORPORA_BY_LANGUAGE)})")
+    if not opts.languages:
+        raise SertrtError(f"no languages chosen (valid: {', '.join(CORPORA_BY_LANGUAGE)})")
+    if opts.seed < 0:
+        raise SertrtError(f"seed must be a non-negative integer, got {opts.seed}")  # numpy SeedSequence
+    if not 0.0 < opts.scale <= 1.0:
+        raise SertrtError(f"scale must be in (0, 1], got {opts.scale}")
+    if opts.workers < 1:
+        raise SertrtError(f"workers must be at least 1, got {opts.workers}")
     out = claim_output_dir(Path(opts.out).resolve(), "synth", option="OUT")
     languages = dict.fromkeys(opts.languages)  # ordered and without repeats
     jobs = [job for lang in languages for corpus in CORPORA_BY_LANGUAGE[lang] for job in _jobs(corpus, opts.seed, opts.scale)]

@@ -1,17 +1,9 @@
-"""`sertrt export RUN --precision {fp32,fp16,int8,int8-dynamic}... --out BUNDLE`: checkpoint -> validated bundle(s).
-
-    1. rebuild the model from its checkpoint (no hub, no config file)
-    2. export FP32 ONNX (spec: names, dynamic axes, opset), simplified with onnxslim; PyTorch's outputs on the
-       validation signals. Both once per run, however many precisions are asked for (each to OUT/<precision>)
-    3. fp16: FP16 ONNX with FP32 islands; int8: QDQ INT8 ONNX calibrated on --calib-manifest (TensorRT's);
-       int8-dynamic: dynamic INT8 ONNX, no calibration (ONNX Runtime CPU's)
-    4. validate against PyTorch at untraced shapes (fails loudly with a per-output table); audit the graph
-       for TensorRT (printed, and recorded in the card; int8-dynamic is ONNX Runtime's, not audited)
-    5. `score` (sertrt.verify's comparison, wired in by the CLI): WA/UA of the bundle vs PyTorch FP32 on real
-       utterances (--test-manifest, else for INT8 the calibration manifest's held-out part), recorded as the
-       card's `accuracy`; an INT8 bundle outside its parity limits there is refused (chirps cannot gate it)
-    6. the bundle card (manifest.json) with every file's sha256 and every stage's seconds (`timings`, also
-       printed as each ends); the bundle appears at once, complete, or not at all
+"""`sertrt export RUN --precision {fp32,fp16,int8,int8-dynamic}... --out BUNDLE`: checkpoint -> validated bundle(s)
+(docs/export.md). Once per run: rebuild the model from its checkpoint, export and simplify the FP32 ONNX, run PyTorch
+on the validation signals. Per precision (in OUT/<precision> for several): convert; validate against PyTorch at
+untraced shapes; audit for TensorRT (not int8-dynamic); `score` (sertrt.verify's, wired in by the CLI) on real
+utterances, refusing a gated precision outside its parity limits; write the card (manifest.json) with every file's
+sha256 and every stage's seconds. A bundle appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -27,24 +19,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import __version__
-from ..core.bundle import (
-    CARD,
-    ENGINE_FILE,
-    BundleCard,
-    check_replaceable_bundle,
-    load_bundle,
-    onnx_metadata,
-    sign,
-    staging_dir,
-    write_bundle,
-)
+from ..core.bundle import (CARD, ENGINE_FILE, BundleCard, check_replaceable_bundle, load_bundle, onnx_metadata, sign,
+                           staging_dir, write_bundle)
 from ..core.checkpoint import resolve_checkpoint
+from ..core.choices import CALIBRATION_METHODS
 from ..core.errors import CheckFailed, SertrtError
+from ..core.manifest import write_manifest
 from ..core.precisions import CPU_TARGETS, DEFAULT_CPU_TARGET, LIMITS, PRECISIONS
 from ..model.io import checkpoint_digest, load_model
+from . import precision as prec
 from .onnx_export import export_onnx, simplify_onnx, stamp_metadata
 from .spec import ExportSpec, Profile
 from .tensorrt_audit import audit_onnx, format_audit
+from .tensorrt_engine import INT8_DYNAMIC_REFUSED, EngineOptions, build_engine
 from .validate import torch_references, validate_onnx, validation_batches
 
 MODEL_FILE = "model.onnx"
@@ -109,12 +96,9 @@ def _gate_manifest(opts: ExportOptions, precision: str, scratch: Path) -> tuple[
         return opts.test_manifest, str(opts.test_manifest)
     if not (LIMITS[precision].gated and opts.gate):
         return None, None
-    from ..core.manifest import write_manifest
-    from .precision import split_calibration
-
-    num = opts.calib_utterances if precision == "int8" else 0  # int8-dynamic calibrates on nothing
-    calibrated, held_out = split_calibration(opts.calib_manifest, num=num, min_utterances=min(num, 16),
-                                             max_held_out=MAX_GATE_UTTERANCES)
+    num = opts.calib_utterances if precision == "int8" else 0
+    calibrated, held_out = prec.split_calibration(opts.calib_manifest, num=num, min_utterances=min(num, 16),
+                                                  max_held_out=MAX_GATE_UTTERANCES)
     if len(held_out) < MIN_GATE_UTTERANCES:
         raise SertrtError(f"{opts.calib_manifest}: {len(held_out)} utterance(s) left after the {len(calibrated)} "
                           f"calibrated on; --precision {precision} is gated on at least {MIN_GATE_UTTERANCES} "
@@ -132,16 +116,12 @@ def _check_options(opts: ExportOptions, outs: dict[str, Path], score: Scorer | N
     if "int8" in precisions and opts.calib_utterances < 16:
         raise SertrtError(f"--calib-utterances {opts.calib_utterances}: INT8 calibration needs at least 16")
     if "int8-dynamic" in precisions and opts.engine:
-        from .tensorrt_engine import INT8_DYNAMIC_REFUSED
-
         raise SertrtError(INT8_DYNAMIC_REFUSED)
     gated = [p for p in precisions if LIMITS[p].gated and opts.gate]
     if gated and opts.test_manifest is None and opts.calib_manifest is None:
         raise SertrtError(f"--precision {gated[0]} is gated on real utterances: pass --test-manifest "
                           "(or --calib-manifest, scored on its utterances not calibrated on)")
     if opts.calibration is not None:
-        from .precision.int8 import CALIBRATION_METHODS
-
         if "int8" not in precisions:
             raise SertrtError(f"--calibration: only --precision int8 is calibrated, not {opts.precision}")
         if opts.calibration not in CALIBRATION_METHODS:
@@ -164,8 +144,7 @@ def _check_options(opts: ExportOptions, outs: dict[str, Path], score: Scorer | N
 
 
 class _Stages:
-    """Times each stage into a `timings` dict (seconds) and says it in one line, counted against the run's total:
-    `  [3/9] onnxslim: 4.1 s`."""
+    """Times each stage into a `timings` dict (seconds) and logs `  [3/9] onnxslim: 4.1 s`."""
 
     def __init__(self, total: int, log: Callable[[str], None]):
         self.total, self.done, self.log = total, 0, log
@@ -189,20 +168,20 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print, score
 
 def export_bundles(opts: ExportOptions, log: Callable[[str], None] = print,
                    score: Scorer | None = None) -> dict[str, BundleCard]:
-    """precision -> card of each bundle written (bundle_paths). The FP32 graph, its simplification and PyTorch's
-    reference outputs are made once and shared by every precision; each bundle is written once its own checks
-    pass (a failing one stops the run: no bundle for it or those after it)."""
+    """precision -> card of each bundle written (bundle_paths), from one FP32 graph and one set of PyTorch
+    references. Each bundle is written once its checks pass; a failing one stops the run."""
     outs = bundle_paths(opts)
     precisions = tuple(outs)
     _check_options(opts, outs, score)
     timings: dict[str, float] = {}
     ckpt = resolve_checkpoint(Path(opts.run))
     staged: dict[str, Path] = {}
-    scratch: Path | None = None
-    try:
+    with contextlib.ExitStack() as cleanup:
         for p, out in outs.items():  # an unwritable --out fails here, before the work
             staged[p] = staging_dir(out)
+            cleanup.callback(shutil.rmtree, staged[p], ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix="sertrt-export-"))
+        cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
         gates = {p: _gate_manifest(opts, p, scratch) for p in precisions}
         stage = _Stages(4 + sum(2 * (p != "fp32") + 2 + (p != "int8-dynamic") + (gates[p][0] is not None) + opts.engine
                                 for p in precisions), log)  # the stages below, as each precision runs them
@@ -231,21 +210,15 @@ def export_bundles(opts: ExportOptions, log: Callable[[str], None] = print,
             with stage({}, "hash and write", f"{precision} " if len(precisions) > 1 else ""):
                 write_bundle(outs[precision], staged[precision], card, overwrite=opts.overwrite, sign_key=opts.sign)
             cards[precision] = load_bundle(outs[precision], verify=False)
-    finally:
-        for path in (*staged.values(), scratch):
-            if path is not None:
-                shutil.rmtree(path, ignore_errors=True)
     return cards
 
 
 def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec: ExportSpec,
             gate: tuple[Path | None, str | None], references: list, score: Scorer | None,
             timings: dict[str, float], log: Callable[[str], None], stage: _Stages, last: bool) -> BundleCard:
-    """One precision from the simplified FP32 graph: convert, stamp, validate, audit, score (and build an engine)
-    in `staged`; `last`: the FP32 graph is not needed after this one."""
+    """One precision from the simplified FP32 graph, in `staged`; `last`: the FP32 graph is not needed after it."""
     label = f"{precision} " if opts.precision != precision else ""
     limits = LIMITS[precision]
-    gated = limits.gated and opts.gate
     precision_report: dict[str, Any] = {}
     target = staged / MODEL_FILE
     if precision == "fp32":
@@ -254,8 +227,6 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
         else:
             shutil.copyfile(fp32, target)
     else:
-        from . import precision as prec
-
         with stage(timings, "precision", label):
             if precision == "fp16":
                 precision_report = prec.to_fp16(fp32, target)
@@ -268,8 +239,7 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
                 precision_report = prec.to_int8(fp32, target, calib, method=opts.calibration or prec.DEFAULT_CALIBRATION)
         if last:
             fp32.unlink()
-        with stage(timings, "metadata", label):
-            # self-describing: labels, rate, window, precision and I/O ride in the model itself (validated as shipped)
+        with stage(timings, "metadata", label):  # labels, rate, window, precision and I/O ride in the model itself
             stamp_metadata(target, onnx_metadata(precision, spec.labels, spec.sample_rate, spec.to_dict()))
     log(f"validating {precision} ONNX against PyTorch at untraced shapes")
     with stage(timings, "validate", label):
@@ -290,13 +260,11 @@ def _finish(opts: ExportOptions, precision: str, fp32: Path, staged: Path, spec:
         d = accuracy["delta_points"]
         log(f"{gate_name}: UA torch {accuracy['torch']['ua']:.1%} -> {precision} "
             f"{accuracy['engine']['ua']:.1%} ({d['ua']:+.1f} points), top-1 agreement {accuracy['agreement']:.1%}")
-        failures = limits.parity_failures(accuracy["agreement"], d["ua"]) if gated else []
+        failures = limits.parity_failures(accuracy["agreement"], d["ua"]) if limits.gated and opts.gate else []
         if failures:
             raise CheckFailed(f"{precision} ONNX vs PyTorch on {gate_name}: {'; '.join(failures)}; no bundle written")
     engine = None
     if opts.engine:
-        from .tensorrt_engine import EngineOptions, build_engine
-
         with stage(timings, "tensorrt engine", label):
             engine = build_engine(EngineOptions(onnx=target, out=staged / ENGINE_FILE, precision=precision,
                                                 profile=opts.profile))

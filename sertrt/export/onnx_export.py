@@ -1,19 +1,13 @@
 """SERModel -> ONNX (FP32) with named dynamic axes from the spec, then simplified for TensorRT.
 
-    export_onnx(model, path, spec)   torch.onnx.export, attention as a plain masked softmax
-    simplify_onnx(path, metadata)    onnx.checker, then onnxslim: constants folded, shape arithmetic simplified, in place
-    stamp_metadata(path, props)      the card's contract into metadata_props, in place
-
-The TorchScript exporter (`dynamo=False`) is used on purpose: with torch 2.13 the dynamo exporter
-fails on our GRU head once the frame axis is derived from num_samples (the GRU decomposition
-specialises num_samples to the traced value: "Specializations unexpectedly required"), while the
-head alone exports fine. The TorchScript exporter emits one ONNX `GRU` per direction with the
-right `linear_before_reset`, and the post-export validation checks it numerically every time.
+The TorchScript exporter (`dynamo=False`) on purpose: torch 2.13's dynamo exporter specialises num_samples to
+the traced value in our GRU head ("Specializations unexpectedly required"; docs/export.md#graph-rules).
 """
 
 from __future__ import annotations
 
 import contextlib
+import linecache
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +18,7 @@ from ..core.atomic import atomic_path, naming
 from ..core.errors import SertrtError
 from ..model.ser import SERModel
 from .spec import DYNAMIC_AXES, INPUTS, OUTPUTS, ExportSpec
+from .tensorrt_audit import join_weights, split_weights
 
 
 def example_inputs(spec: ExportSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,6 +32,7 @@ def example_inputs(spec: ExportSpec) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def export_onnx(model: SERModel, path: Path, spec: ExportSpec) -> Path:
+    """torch.onnx.export with the spec's names, dynamic axes and opset, attention as a plain masked softmax."""
     model = model.eval().cpu()
     with contextlib.ExitStack() as stack, torch.no_grad():
         if hasattr(model.upstream, "attention_implementation"):  # wav2vec2: a plain masked softmax, no IsNaN/Where
@@ -50,7 +46,7 @@ def export_onnx(model: SERModel, path: Path, spec: ExportSpec) -> Path:
             dynamic_axes=DYNAMIC_AXES, opset_version=spec.opset, dynamo=False, do_constant_folding=True,
         )
     _check_trace_warnings(caught)
-    return path  # onnx.checker runs in simplify_onnx, on the graph without its weights (milliseconds, not a 1.2 GB read)
+    return path  # onnx.checker runs in simplify_onnx, on the graph without its weights
 
 
 # Warnings the TorchScript exporter gives on our models that are known safe, keyed by the source line that
@@ -75,8 +71,6 @@ KNOWN_SAFE_WARNINGS = {
 
 def _check_trace_warnings(caught: list[warnings.WarningMessage]) -> None:
     """Drop deprecation notices and known-safe warnings; fail on any other TracerWarning; show the rest."""
-    import linecache
-
     for w in caught:
         source = linecache.getline(w.filename, w.lineno).split("#")[0].strip()
         if issubclass(w.category, DeprecationWarning) or source in KNOWN_SAFE_WARNINGS or any(
@@ -90,24 +84,19 @@ def _check_trace_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 
 def simplify_onnx(path: Path, metadata: dict[str, str] | None = None) -> dict[str, Any]:
-    """Fold constants and simplify shape arithmetic in place (onnxslim), before any precision pass: fewer
-    nodes for TensorRT to parse and fewer int64 shape computations at run time. onnxslim reads the graph
-    without its weight matrices (tensorrt_audit.split_weights: the same graph, minutes sooner on xlsr-53's
-    1.2 GB); `metadata` is stamped in the same write. The export validates the result against PyTorch at
-    untraced shapes afterwards, like every graph it writes."""
+    """Fold constants and simplify shape arithmetic in place (onnxslim): fewer nodes for TensorRT to parse and
+    fewer int64 shape computations at run time. onnxslim reads the graph without its weight matrices (minutes
+    sooner on xlsr-53's 1.2 GB); `metadata` is stamped in the same write."""
     import onnx
     import onnxslim
     from onnxslim.core import optimize, shape_infer
     from onnxslim.utils import init_logging
 
-    from .tensorrt_audit import join_weights, split_weights
-
     light, weights = split_weights(onnx.load(str(path)))
     onnx.checker.check_model(light)  # torch's graph, and below onnxslim's, without the weights: milliseconds each
     before = len(light.graph.node)
-    # One optimize pass on a shape-inferred graph reaches the fixed point onnxslim.slim() iterates to (its shape
-    # inference runs after each pass): xlsr-53 slims to the same 1,122 nodes in a third of the time, each pass
-    # costing a graph cleanup that is O(inputs x tensors) with the weights as inputs.
+    # One optimize pass on a shape-inferred graph reaches the fixed point onnxslim.slim() iterates to (xlsr-53:
+    # the same 1,122 nodes in a third of the time).
     init_logging()  # as slim() does: ONNX Runtime quiet about the scratch graphs onnxslim folds constants with
     slim = shape_infer(optimize(shape_infer(light)))
     onnx.checker.check_model(slim)
@@ -119,16 +108,14 @@ def simplify_onnx(path: Path, metadata: dict[str, str] | None = None) -> dict[st
 
 
 def _set_metadata(model, props: dict[str, str]) -> None:
-    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
-    del model.metadata_props[:]
-    for key, value in [*kept, *props.items()]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    from onnx import helper
+
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props if p.key not in props}, **props})
 
 
 def stamp_metadata(path: Path, props: dict[str, str]) -> None:
-    """Write `props` into the model's metadata_props (replacing those keys, keeping any others), in place. Weights in
-    external data files stay where they are: the graph is loaded without them and saved pointing at them."""
+    """Write `props` into the model's metadata_props (replacing those keys, keeping any others), in place;
+    external weights stay where they are."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)

@@ -11,13 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..core.audio import (
-    HOP_SECONDS,
-    RECEPTIVE_FIELD,
-    SAMPLE_RATE,
-    WINDOW_SAMPLES,
-    WINDOW_SECONDS,
-)
+from ..core.audio import HOP_SECONDS, RECEPTIVE_FIELD, SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
+from ..core.errors import SertrtError
 
 OPSET = 17  # LayerNormalization is one op from 17; TensorRT 10.3 parses it
 
@@ -34,11 +29,8 @@ INPUTS = (
     TensorSpec("lengths", "int64", ("batch",)),
 )
 OUTPUTS = (TensorSpec("logits", "float32", ("batch", "num_labels")),)
-DYNAMIC_AXES = {
-    "waveform": {0: "batch", 1: "num_samples"},
-    "lengths": {0: "batch"},
-    "logits": {0: "batch"},
-}
+# torch.onnx.export's dynamic_axes: every named axis but num_labels, which the checkpoint fixes
+DYNAMIC_AXES = {t.name: {i: a for i, a in enumerate(t.axes) if a != "num_labels"} for t in (*INPUTS, *OUTPUTS)}
 
 # Validation runs at shapes the export never traced (2 s at batch 2): the profile's longest input alone, and a
 # batch of three short rows (the shortest mostly padding), each also alone.
@@ -66,8 +58,6 @@ class Profile:
         }
 
     def check(self) -> None:
-        from ..core.errors import SertrtError
-
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
             raise SertrtError(f"profile batch must satisfy 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}")
         if not (RECEPTIVE_FIELD <= self.min_samples <= self.opt_samples <= self.max_samples):

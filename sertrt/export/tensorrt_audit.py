@@ -1,21 +1,20 @@
-"""What TensorRT would make of an exported graph, checked without TensorRT.
+"""What TensorRT would make of an exported graph, checked without TensorRT (docs/tensorrt-and-jetson.md).
 
     report = audit_onnx(Path("bundle/model.onnx"))    # {"clean": bool, "findings": [...], ...}
     print(format_audit(report))
 
-Every graph `sertrt export` writes is read the way TensorRT's ONNX parser would read it, against NVIDIA's
-parser operator tables per TensorRT version (tensorrt_ops.json, with its sources). Rules: op-support (every
-node, subgraphs too, for its input dtype and the opset), refused (control flow, data-dependent shapes, CumSum,
-scatters), fusion (IsNaN + Where after a Softmax keeps TensorRT from fusing attention), shapes (every
-dimension an expression of `batch` and `num_samples`, by ONNX Runtime's symbolic shape inference), qdq
-(zero-points 0, weights per output channel, DequantizeLinear only into ops TensorRT fuses it into) and gru
-(both directions with the same activations). A finding is one line: rule, node, what is wrong.
+Every node is checked against NVIDIA's ONNX parser operator tables per TensorRT version (tensorrt_ops.json, with
+its sources), and against the refused, fusion, shapes, qdq and gru rules below. A finding is one line: rule, node,
+what is wrong.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,9 +66,7 @@ def _nodes(graph) -> list:
     for node in graph.node:
         out.append(node)
         for attr in node.attribute:
-            if attr.g is not None and attr.g.node:
-                out += _nodes(attr.g)
-            for g in attr.graphs:
+            for g in [attr.g, *attr.graphs]:
                 out += _nodes(g)
     return out
 
@@ -79,9 +76,8 @@ WEIGHT_TYPES = (1, 10, 16, 11, 3, 2)  # FP32, FP16, BF16, DOUBLE, INT8, UINT8: w
 
 def split_weights(model) -> tuple[Any, dict[str, Any]]:
     """(the model with its weight matrices as graph inputs of the same type and shape, name -> TensorProto of
-    them). What reads shapes and structure only (shape inference, onnxslim) reads this instead of gigabytes:
-    a weight is a float or int8 initializer of rank >= 2 and more than 64 values that no all-constant node reads
-    (a computation on weights alone is folded, so its inputs keep their values)."""
+    them), for what reads shapes and structure only. A weight is a float or int8 initializer of rank >= 2 and
+    more than 64 values that no all-constant node reads (those are folded, so their inputs keep their values)."""
     from onnx import helper
 
     g = model.graph
@@ -100,8 +96,7 @@ def split_weights(model) -> tuple[Any, dict[str, Any]]:
 
 
 def join_weights(light, weights: dict[str, Any]):
-    """split_weights undone on `light` (or on what onnxslim made of it): the weights it still reads become
-    initializers again, in place; returns it."""
+    """split_weights undone on `light` (or on what onnxslim made of it), in place; returns it."""
     g = light.graph
     used = {i for n in g.node for i in n.input}
     kept = [i for i in g.input if i.name not in weights]
@@ -114,9 +109,6 @@ def join_weights(light, weights: dict[str, Any]):
 def _infer_shapes(model):
     """(model with value_info, error or None): ONNX Runtime's symbolic shape inference, which names every
     dimension by an expression of the inputs' symbols."""
-    import os
-    import tempfile
-
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     here = os.getcwd()
@@ -135,8 +127,6 @@ def _infer_shapes(model):
 
 
 def _free_symbols(dim_param: str) -> set[str]:
-    import re
-
     return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", dim_param)) - {"floor", "ceiling", "Max", "Min", "Mod", "ceil"}
 
 
@@ -160,8 +150,7 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
         t = vi.type.tensor_type
         types[vi.name] = t.elem_type
         shapes[vi.name] = [d.dim_param or d.dim_value for d in t.shape.dim] if t.HasField("shape") else None
-    for init in model.graph.initializer:
-        types[init.name] = init.data_type
+    types.update({t.name: t.data_type for t in model.graph.initializer})
 
     nodes = _nodes(model.graph)
     consumers: dict[str, list] = {}
@@ -201,21 +190,14 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
     findings += _qdq_findings(nodes, consumers, constant_tensors(model.graph))
 
     # shapes: every tensor a rank, every dimension a constant or an expression of batch/num_samples
-    unresolved: list[str] = []
     if shape_error is not None:
         findings.append(Finding("shapes", "model", f"symbolic shape inference failed ({shape_error})"))
     else:
-        for n in nodes:
-            for out in n.output:
-                if not out or n.op_type == "Constant":
-                    continue
-                shape = shapes.get(out)
-                if shape is None:
-                    unresolved.append(f"{out}: no shape")
-                    continue
-                extra = set().union(*[_free_symbols(d) for d in shape if isinstance(d, str)]) - SYMBOLS
-                if extra:
-                    unresolved.append(f"{out}: {shape}")
+        unresolved: list[str] = []
+        for out in (o for n in nodes if n.op_type != "Constant" for o in n.output if o):
+            shape = shapes.get(out)
+            if shape is None or set().union(*[_free_symbols(d) for d in shape if isinstance(d, str)]) - SYMBOLS:
+                unresolved.append(f"{out}: {'no shape' if shape is None else shape}")
         for line in unresolved[:5]:
             findings.append(Finding("shapes", line.split(":")[0], "dimension not an expression of batch/num_samples: "
                                     + line.split(":", 1)[1].strip()))

@@ -1,15 +1,11 @@
-"""ONNX -> TensorRT engine (.plan) plus its record (`model.plan.json`), on TensorRT 10.x and 11.x.
+"""ONNX -> TensorRT engine (.plan) plus its record (`model.plan.json`: the GPU model and TensorRT version it
+runs on), on TensorRT 10.x and 11.x, built with NVIDIA's Polygraphy (`NetworkFromOnnxPath(strongly_typed=True)`,
+`CreateConfig(profiles=...)`, `EngineBytesFromNetwork`).
 
-    build_engine(EngineOptions(onnx=Path("bundle/model.onnx"), out=Path("bundle/model.plan"),
-                               precision="fp16", profile=Profile()))
-
-The build is NVIDIA's Polygraphy (`NetworkFromOnnxPath(strongly_typed=True)`, `CreateConfig(profiles=...)`,
-`EngineBytesFromNetwork`). Precision is carried by the ONNX (FP32, FP16, INT8 as Q/DQ on the FP16 graph), so
-the network is strongly typed and no precision builder flag is set: on 10.x STRONGLY_TYPED opts in (the
-FP16/INT8 flags are deprecated since 10.12 and not allowed with it); 11.x removed them and is always strongly
-typed (TensorRT developer guide, "Strongly Typed Networks"; docs/tensorrt-api-versions.md). An engine runs only
-on the GPU model and TensorRT version that built it: the record stores both, `check_engine_compatible` refuses
-a mismatch.
+Precision is carried by the ONNX, so the network is strongly typed and no precision builder flag is set: on
+10.x STRONGLY_TYPED opts in (the FP16/INT8 flags are deprecated since 10.12 and not allowed with it); 11.x
+removed them and is always strongly typed (TensorRT developer guide, "Strongly Typed Networks";
+docs/tensorrt-api-versions.md).
 """
 
 from __future__ import annotations
@@ -20,11 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 from .. import __version__
 from ..core.atomic import atomic_path, write_text
+from ..core.audio import seconds_to_samples
+from ..core.bundle import sha256_file
 from ..core.engine import environment, import_polygraphy_trt, import_tensorrt, record_path
 from ..core.errors import SertrtError
-from ..core.precisions import PRECISIONS
+from ..core.precisions import LIMITS, PRECISIONS
 from .spec import INPUTS, Profile
 
 INT8_DYNAMIC_REFUSED = ("an int8-dynamic bundle is ONNX Runtime CPU's artifact: TensorRT takes the `int8` (QDQ) bundle "
@@ -34,18 +34,16 @@ INT8_DYNAMIC_REFUSED = ("an int8-dynamic bundle is ONNX Runtime CPU's artifact: 
 
 @dataclass
 class EngineOptions:
-    onnx: Path  # the precision's ONNX (FP32, FP16 or INT8 Q/DQ): precision is carried by the graph
+    onnx: Path  # the precision's ONNX (FP32, FP16 or INT8 Q/DQ)
     out: Path  # engine file (.plan); the record goes to <out>.json
-    precision: str  # "fp32" | "fp16" | "int8": recorded, and checked against PRECISIONS ("int8-dynamic" is refused)
-    profile: Profile  # min/opt/max over (batch, num_samples) for waveform and lengths
+    precision: str  # "fp32" | "fp16" | "int8": recorded ("int8-dynamic" is refused)
+    profile: Profile
     workspace_mb: int = 2048
     timing_cache: Path | None = None  # read if present, written back after the build
     optimization_level: int = 3  # builder_optimization_level, 0-5: lower builds faster, may run slower
 
 
 def trt_major(trt: Any) -> int:
-    from packaging.version import Version
-
     major = Version(trt.__version__).major
     if major < 10:
         raise SertrtError(f"TensorRT {trt.__version__} is too old: sertrt needs TensorRT 10 or newer (JetPack 6.1+)")
@@ -60,7 +58,6 @@ POLYGRAPHY_FOR_TRT11 = "0.50.3"
 def check_polygraphy(trt_version: str, major: int) -> None:
     """Refuse, before building, a Polygraphy too old for TensorRT `major` (one line, SertrtError)."""
     import polygraphy
-    from packaging.version import Version
 
     found = polygraphy.__version__
     if major >= 11 and Version(found) < Version(POLYGRAPHY_FOR_TRT11):
@@ -70,8 +67,7 @@ def check_polygraphy(trt_version: str, major: int) -> None:
 
 
 def engine_record(precision: str | None = None, profile: Profile | None = None) -> dict[str, Any]:
-    """What builds (or would build) an engine here: TensorRT version, GPU name, compute capability,
-    sertrt version, and the precision and profile shapes when given."""
+    """What builds (or would build) an engine here, with the precision and profile shapes when given."""
     record: dict[str, Any] = {"sertrt_version": __version__, **environment()}
     if precision is not None:
         record["precision"] = precision
@@ -89,11 +85,8 @@ def _check_precision(precision: str) -> None:
 
 
 def build_engine(opts: EngineOptions) -> dict[str, Any]:
-    """Parse the ONNX, build a strongly typed engine over `opts.profile` (Polygraphy's loaders), write the
-    plan atomically and its record beside it; returns the record. A failed build leaves an existing plan
-    untouched."""
-    from ..core.bundle import sha256_file
-
+    """Build a strongly typed engine over `opts.profile`, write the plan atomically and its record beside it;
+    returns the record. A failed build leaves an existing plan untouched."""
     _check_precision(opts.precision)
     if not 0 <= opts.optimization_level <= 5:
         raise SertrtError(f"optimization_level must be 0-5, got {opts.optimization_level}")
@@ -118,7 +111,6 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
         load_timing_cache=str(cache) if cache is not None and cache.is_file() else None,
     )
     try:
-        # Strongly typed: 10.x by the creation flag, 11.x always (the flag is accepted there and ignored).
         # Parsed from the path, so the parser finds external weights (model.onnx.data) beside the file.
         builder, network, parser = poly.NetworkFromOnnxPath(str(onnx), strongly_typed=True)()
         names = {network.get_input(i).name for i in range(network.num_inputs)}
@@ -135,7 +127,7 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
 
     record = engine_record(opts.precision, opts.profile)
     record.update({
-        "strongly_typed": True,  # 10.x by flag, 11.x always
+        "strongly_typed": True,
         "built_with": "polygraphy",
         "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
         "engine": out.name, "engine_sha256": sha256_file(out),
@@ -150,8 +142,7 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
 def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, precision: str, trt_major: int, *,
                     workspace_mb: int = 2048, optimization_level: int = 3) -> str:
     """The trtexec line equivalent to `build_engine` (JetPack: /usr/src/tensorrt/bin/trtexec; the pip
-    wheels ship none). Never --fp16/--int8/--best: precision is in the ONNX. --stronglyTyped on 10.x
-    (on 11.x strong typing is always on and the option is a no-op)."""
+    wheels ship none). Never --fp16/--int8/--best; --stronglyTyped on 10.x (a no-op on 11.x)."""
     _check_precision(precision)
     if trt_major < 10:
         raise SertrtError(f"TensorRT {trt_major}.x is not supported: sertrt needs TensorRT 10 or newer")
@@ -165,17 +156,13 @@ def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, prec
             f"--builderOptimizationLevel={optimization_level}"]
     if trt_major == 10:
         args.append("--stronglyTyped")
-    return " ".join(["trtexec", *(shlex.quote(a) for a in args)])
+    return shlex.join(["trtexec", *args])
 
 
 def device_commands(bundle: str | Path, precision: str, profile: Profile, sample_rate: int = 16000,
                     window_seconds: float = 2.0) -> list[tuple[str, str]]:
-    """[(what, command line)]: build the engine with Polygraphy or trtexec, compare it with ONNX Runtime,
-    time it; run from inside the bundle on the device (`sertrt build-engine BUNDLE --dry-run` prints
-    them). Precision is in the ONNX: no --fp16/--int8 anywhere."""
-    from ..core.audio import seconds_to_samples
-    from ..core.precisions import LIMITS
-
+    """[(what, command line)] to build, compare with ONNX Runtime and time the engine, run from inside the
+    bundle on the device (`sertrt build-engine BUNDLE --dry-run` prints them)."""
     _check_precision(precision)
     shapes = profile.shapes()
     n = seconds_to_samples(window_seconds, sample_rate)
@@ -194,16 +181,14 @@ def device_commands(bundle: str | Path, precision: str, profile: Profile, sample
                "--atol", f"{tol:g}", "--rtol", f"{max(limits.rtol, 1e-3):g}", "--check-error-stat", "mean"]
     timing = ["trtexec", "--loadEngine=model.plan", f"--shapes=waveform:1x{n},lengths:1", "--loadInputs=lengths:lengths.bin",
               "--useCudaGraph", "--noDataTransfers", "--iterations=500"]
-    def line(args: list[str]) -> str:
-        return " ".join(shlex.quote(a) for a in args)
-
     return [
         ("build the engine the runtime loads (the same build, then hashed into the bundle card; "
          "a plan built by hand is refused until recorded this way)", f"sertrt build-engine {shlex.quote(str(bundle))}"),
-        ("or build it with Polygraphy (to inspect or debug the build)", line(build)),
+        ("or build it with Polygraphy (to inspect or debug the build)", shlex.join(build)),
         ("or with trtexec (JetPack: /usr/src/tensorrt/bin/trtexec)", trtexec_command("model.onnx", "model.plan", profile,
                                                                                       precision, 10)),
-        ("compare TensorRT with ONNX Runtime on one window", line(compare)),
-        ("the lengths input trtexec reads", line(["python3", "-c", f"import numpy as np; np.array([{n}], np.int64).tofile(\"lengths.bin\")"])),
-        ("time the engine (one window, batch 1, CUDA graph)", line(timing)),
+        ("compare TensorRT with ONNX Runtime on one window", shlex.join(compare)),
+        ("the lengths input trtexec reads",
+         shlex.join(["python3", "-c", f"import numpy as np; np.array([{n}], np.int64).tofile(\"lengths.bin\")"])),
+        ("time the engine (one window, batch 1, CUDA graph)", shlex.join(timing)),
     ]

@@ -1,13 +1,7 @@
-"""A bundle as a Triton Inference Server model repository entry (`sertrt triton BUNDLE REPO`, `export --triton`).
-
-    REPO/<name>/config.pbtxt     platform, inputs and outputs, max_batch_size, dynamic batching, instance group
-    REPO/<name>/labels.txt       one label per line, in logits order (Triton's label_filename)
-    REPO/<name>/1/model.onnx     the bundle's ONNX (platform onnxruntime_onnx), or
-    REPO/<name>/1/model.plan     its TensorRT engine when the bundle has one (platform tensorrt_plan)
-
-Triton adds the batch dimension itself when max_batch_size > 0, so the config lists per-request shapes.
-Dynamic batching joins requests of the same length: streaming windows all have the bundle's window length.
-The entry is staged beside its place and renamed: it appears complete or not at all, never replacing one.
+"""A bundle as a Triton Inference Server model repository entry (`sertrt triton BUNDLE REPO`, `export --triton`;
+docs/runtime.md): REPO/<name>/config.pbtxt, labels.txt (logits order) and 1/model.onnx, or 1/model.plan when the
+bundle has a TensorRT engine. The entry is staged beside its place and renamed: it appears complete or not at all,
+never replacing one.
 """
 
 from __future__ import annotations
@@ -36,26 +30,20 @@ class TritonOptions:
     engine: bool = True  # use the bundle's TensorRT plan when it has one
 
 
-def _preferred(max_batch: int) -> list[int]:
-    return sorted({b for b in (max_batch // 2, max_batch) if b >= 2})
-
-
 def config_pbtxt(name: str, platform: str, max_batch: int, inputs: list[dict], outputs: list[dict], kind: str,
                  instances: int, queue_delay_us: int, parameters: dict[str, str]) -> str:
     """Triton's model configuration in protobuf text format (the ModelConfig message)."""
-    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}", "input ["]
-    for i, t in enumerate(inputs):
-        per_request = t["axes"][1:]  # Triton owns the batch axis
-        dims = "[ -1 ]" if per_request else "[ 1 ]"
-        reshape = "" if per_request else " reshape: { shape: [ ] }"  # (batch,) in the model: a scalar per request
-        lines.append(f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: {dims}{reshape} }}'
-                     + ("," if i < len(inputs) - 1 else ""))
-    lines += ["]", "output ["]
-    for i, t in enumerate(outputs):
-        lines.append(f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: [ {t["size"]} ] '
-                     f'label_filename: "labels.txt" }}' + ("," if i < len(outputs) - 1 else ""))
-    lines += ["]", "dynamic_batching {"]
-    lines += [f"  preferred_batch_size: [ {', '.join(str(b) for b in _preferred(max_batch))} ]"] if _preferred(max_batch) else []
+    entries = []
+    for t in inputs:  # Triton owns the batch axis; (batch,) in the model is a scalar per request
+        dims = "[ -1 ]" if t["axes"][1:] else "[ 1 ] reshape: { shape: [ ] }"
+        entries.append(f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: {dims} }}')
+    labels = [f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: [ {t["size"]} ] '
+              'label_filename: "labels.txt" }' for t in outputs]
+    preferred = sorted({b for b in (max_batch // 2, max_batch) if b >= 2})
+    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
+             "input [", ",\n".join(entries), "]", "output [", ",\n".join(labels), "]", "dynamic_batching {"]
+    if preferred:
+        lines.append(f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]")
     lines += [f"  max_queue_delay_microseconds: {queue_delay_us}", "}",
               f"instance_group [ {{ count: {instances} kind: KIND_{kind.upper()} }} ]"]
     for key, value in parameters.items():
@@ -113,10 +101,9 @@ def write_triton_repository(opts: TritonOptions) -> Path:
         for name, src in copies.items():
             with naming(target / name):  # a full disk names the destination (shutil's sendfile names the source)
                 shutil.copy2(src, staged / name)
-        with naming(target / "config.pbtxt"):
-            (staged / "config.pbtxt").write_text(text, encoding="utf-8")
-        with naming(target / "labels.txt"):
-            (staged / "labels.txt").write_text("\n".join(card.labels) + "\n", encoding="utf-8")
+        for name, content in (("config.pbtxt", text), ("labels.txt", "\n".join(card.labels) + "\n")):
+            with naming(target / name):
+                (staged / name).write_text(content, encoding="utf-8")
         staged.rename(target)  # fails, leaving the target untouched, if something appeared there meanwhile
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)

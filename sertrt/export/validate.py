@@ -1,9 +1,5 @@
-"""Validate an exported ONNX against PyTorch at shapes the export never traced (traced: 2 s at batch 2).
-
-    refs = torch_references(model, validation_batches(rate, longest_seconds), rate)  # PyTorch, once per export
-    report = validate_onnx(onnx_path, precision, refs)                                # per precision, one session
-
-Two batches: the profile's longest input alone, and three short rows, checked three ways:
+"""Validate an exported ONNX against PyTorch at shapes the export never traced (traced: 2 s at batch 2): the
+profile's longest input alone, and three short rows, checked three ways (docs/export.md):
 
     one at a time vs torch    batch 1 at every length: a shape or constant frozen at trace time
     batch 3 vs torch          the same answers in a padded batch of an untraced size
@@ -90,7 +86,6 @@ def validate_onnx(onnx_path: Path, precision: str, references: list[Reference], 
     import onnxruntime as ort
 
     limits = LIMITS[precision]
-    tol = limits.validation()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     for key, value in limits.ort_config:
@@ -114,6 +109,6 @@ def validate_onnx(onnx_path: Path, precision: str, references: list[Reference], 
                             1e-3 if precision == "fp32" else limits.rtol,
                             limits.validation_agreement if precision == "int8-dynamic" else 1.0))
     return {
-        "precision": precision, "tolerances": tol, "passed": all(r.passed for r in rows),
+        "precision": precision, "tolerances": limits.validation(), "passed": all(r.passed for r in rows),
         "checks": [asdict(r) for r in rows], "table": format_table(rows, limits.atol, limits.rtol),
     }

@@ -37,23 +37,18 @@ def wav2vec2_flops(config: dict[str, Any], num_samples: int) -> dict[str, float]
     """FLOPs of Wav2Vec2Model's forward for one utterance of `num_samples`, by part."""
     dims, kernels, strides = config["conv_dim"], config["conv_kernel"], config["conv_stride"]
     lengths = conv_lengths(num_samples, kernels, strides)
-    parts: dict[str, float] = {}
-    c_in = 1
-    conv = 0.0
-    for c_out, k, n in zip(dims, kernels, lengths):
-        conv += 2.0 * n * c_out * c_in * k
-        c_in = c_out
-    parts["conv_stack"] = conv
     t = lengths[-1]  # num_frames
-    h, f = config["hidden_size"], config["intermediate_size"]
-    parts["feature_projection"] = 2.0 * t * dims[-1] * h
+    h, f, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
     k, g = config["num_conv_pos_embeddings"], config["num_conv_pos_embedding_groups"]
-    parts["positional_conv"] = 2.0 * t * h * (h // g) * k  # grouped Conv1d, "same" length after SamePad
-    layers = config["num_hidden_layers"]
-    parts["attention_qkv_out"] = layers * 4 * 2.0 * t * h * h
-    parts["attention_scores"] = layers * 2 * 2.0 * t * t * h  # QK^T and AV over all heads
-    parts["ffn"] = layers * 2 * 2.0 * t * h * f
-    return parts
+    return {
+        "conv_stack": sum(2.0 * n * c_out * c_in * kernel
+                          for c_in, c_out, kernel, n in zip([1, *dims[:-1]], dims, kernels, lengths)),
+        "feature_projection": 2.0 * t * dims[-1] * h,
+        "positional_conv": 2.0 * t * h * (h // g) * k,  # grouped Conv1d, "same" length after SamePad
+        "attention_qkv_out": layers * 4 * 2.0 * t * h * h,
+        "attention_scores": layers * 2 * 2.0 * t * t * h,  # QK^T and AV over all heads
+        "ffn": layers * 2 * 2.0 * t * h * f,
+    }
 
 
 def head_flops(head: HeadDims, num_frames: int) -> dict[str, float]:

@@ -14,7 +14,6 @@ from ..core.errors import SertrtError
 from .ser import SERModel
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-NORMS = (nn.LayerNorm, nn.GroupNorm)
 
 
 def compute_dtype(precision: str) -> torch.dtype:
@@ -31,7 +30,7 @@ def half_model(model: SERModel, precision: str) -> SERModel:
     upstream: nn.Module = model.upstream
     upstream.to(dtype)
     for module in upstream.modules():
-        if isinstance(module, NORMS):
+        if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
             module.float()
     layer_weights = getattr(upstream, "layer_weights", None)
     if isinstance(layer_weights, nn.Parameter):

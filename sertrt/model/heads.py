@@ -18,8 +18,6 @@ from .layers import MaskedBiRNN, last_valid, lengths_to_mask, masked_mean
 
 
 class PerceptronAttention(nn.Module):
-    """alpha_i = softmax_i(v . tanh(W q + U k_i)); returns sum_i alpha_i k_i."""
-
     def __init__(self, size: int, attention_size: int):
         super().__init__()
         self.W = nn.Linear(size, attention_size, bias=False)
@@ -62,9 +60,7 @@ class FCNHead(nn.Module):
     def __init__(self, dims: HeadDims):
         super().__init__()
         c = dims.hidden_size
-        self.convs = nn.ModuleList(
-            [nn.Conv1d(dims.input_size, c, 3, padding=1), nn.Conv1d(c, c, 3, padding=1), nn.Conv1d(c, c, 3, padding=1)]
-        )
+        self.convs = nn.ModuleList([nn.Conv1d(dims.input_size if i == 0 else c, c, 3, padding=1) for i in range(3)])
         self.dropout = nn.Dropout(dims.dropout)
         self.out = nn.Linear(c, dims.num_labels)
 
@@ -86,9 +82,7 @@ class CNNSelfAttentionDNNHead(nn.Module):
         self.convs = nn.ModuleList([nn.Conv1d(dims.input_size, c, 3, padding=1), nn.Conv1d(c, c, 3, padding=1)])
         self.attn = nn.MultiheadAttention(c, dims.num_heads, dropout=dims.dropout, batch_first=True)
         self.norm = nn.LayerNorm(c)
-        self.dnn = nn.Sequential(
-            nn.Linear(c, c), nn.ReLU(), nn.Dropout(dims.dropout), nn.Linear(c, dims.num_labels)
-        )
+        self.dnn = nn.Sequential(nn.Linear(c, c), nn.ReLU(), nn.Dropout(dims.dropout), nn.Linear(c, dims.num_labels))
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = lengths_to_mask(lengths, hidden.shape[1]).unsqueeze(-1)

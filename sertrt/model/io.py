@@ -1,7 +1,4 @@
-"""Checkpoint weights: one safetensors file whose metadata is the JSON header (`sertrt.core.checkpoint`).
-
-    RUN/best.safetensors   tensors "model.*" (+ "optim.*" in last.safetensors for --resume), metadata {"sertrt": JSON}
-    RUN/best.json          the same JSON, for people and tools that do not read safetensors
+"""Checkpoint weights: one safetensors file whose metadata is the JSON header (layout: `sertrt.core.checkpoint`).
 
 One file means one atomic rename, and nothing is unpickled (optimizer state is flattened into tensors plus JSON).
 `sertrt_sha256`, a digest of the JSON and every tensor, is checked by every reader: a flipped byte is refused.

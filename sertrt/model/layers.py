@@ -74,10 +74,10 @@ def time_mask_spans(frame_lengths: torch.Tensor, num_frames: int, prob: float, l
     lengths = torch.clamp(frame_lengths, max=num_frames).to(torch.float32)
 
     epsilon = torch.rand((), device=device)
-    count = torch.clamp(torch.floor(prob * lengths / length + epsilon), min=float(min_masks))
-    count = torch.clamp(torch.minimum(count, lengths - (length - 1)), max=float(num_frames // length), min=0.0)  # (B,)
-    most = max(int(prob * num_frames / length + 1.0), min_masks, 1)  # from shapes: a Python int, no sync
     room = lengths - (length - 1)  # starts in [0, len - length]
+    count = torch.clamp(torch.floor(prob * lengths / length + epsilon), min=float(min_masks))
+    count = torch.clamp(torch.minimum(count, room), max=float(num_frames // length), min=0.0)  # (B,)
+    most = max(int(prob * num_frames / length + 1.0), min_masks, 1)  # from shapes: a Python int, no sync
     # distinct uniform starts: the `most` smallest of random keys, impossible starts' keys pushed past the rest
     positions = torch.arange(num_frames, device=device, dtype=torch.float32)
     keys = torch.where(positions[None, :] < room[:, None], torch.rand((len(lengths), num_frames), device=device), 2.0)

@@ -8,11 +8,13 @@ wav2vec2 feature extractor does) lives inside the model, so the exported graph t
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 
-from ..core.choices import HEAD_NAMES
-from ..core.dims import STRATEGIES, HeadDims, ModelDims
+from ..core.choices import HEAD_NAMES, STRATEGIES
+from ..core.dims import HeadDims, ModelDims
 from ..core.errors import SertrtError
 from ..core.labels import LABELS
 from .heads import build_head
@@ -54,10 +56,7 @@ class SERModel(nn.Module):
         return self.upstream(normalized, lengths)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.training and self.frozen_upstream:
-            with torch.no_grad():
-                hidden, frame_lengths = self.features(waveform, lengths)
-        else:
+        with torch.no_grad() if self.training and self.frozen_upstream else contextlib.nullcontext():
             hidden, frame_lengths = self.features(waveform, lengths)
         if hidden.dtype != torch.float32:  # a half upstream; the head stays FP32
             hidden = hidden.float()

@@ -83,9 +83,12 @@ def num_layers(name: str) -> int:
 
 
 def pretrained_config(name: str):
-    """The Wav2Vec2Config of a pretrained directory / hub id (config.json only). Another model type (HuBERT,
-    data2vec, ...) is refused: Wav2Vec2Model would load it with a warning and leave its weights random."""
-    check_pretrained_name(name)
+    """The Wav2Vec2Config of a pretrained directory / hub id (config.json only). Any other name is a typo, refused at
+    once with the valid names instead of after the hub's connection retries; so is another model type (HuBERT,
+    data2vec, ...): Wav2Vec2Model would load it with a warning and leave its weights random."""
+    if name not in UPSTREAM_NAMES and not Path(name).expanduser().is_dir() and "/" not in name:
+        raise SertrtError(f"unknown upstream {name!r} (valid: {', '.join(UPSTREAM_NAMES)}, a pretrained directory, "
+                          "or a hub id such as facebook/wav2vec2-large-xlsr-53)")
     from transformers import Wav2Vec2Config
 
     try:
@@ -95,15 +98,6 @@ def pretrained_config(name: str):
     if config.get("model_type") != "wav2vec2":
         raise SertrtError(f"{name}: its config.json is model_type {config.get('model_type')!r}, not a wav2vec2 model")
     return Wav2Vec2Config.from_dict(config)
-
-
-def check_pretrained_name(name: str) -> None:
-    """A name that is not one of ours must be a local directory or a hub id ("org/model"): anything else
-    is a typo, refused at once with the valid names instead of after the hub's connection retries."""
-    if name in UPSTREAM_NAMES or Path(name).expanduser().is_dir() or "/" in name:
-        return
-    raise SertrtError(f"unknown upstream {name!r} (valid: {', '.join(UPSTREAM_NAMES)}, a pretrained directory, "
-                      "or a hub id such as facebook/wav2vec2-large-xlsr-53)")
 
 
 def _first_line(e: BaseException) -> str:
@@ -116,15 +110,14 @@ def _held_load_report() -> Iterator[list[logging.LogRecord]]:
     used"): with the upper layers cut on purpose it lists every tensor of every dropped layer."""
     held: list[logging.LogRecord] = []
 
-    class Hold(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            message = record.getMessage()
-            if "LOAD REPORT" in message or "when initializing" in message or "newly initialized" in message:
-                held.append(record)
-                return False
-            return True
+    def hold(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" in message or "when initializing" in message or "newly initialized" in message:
+            held.append(record)
+            return False
+        return True
 
-    logger, hold = logging.getLogger("transformers.modeling_utils"), Hold()
+    logger = logging.getLogger("transformers.modeling_utils")
     logger.addFilter(hold)
     try:
         yield held
@@ -133,13 +126,10 @@ def _held_load_report() -> Iterator[list[logging.LogRecord]]:
 
 
 def _load_pretrained(name: str, layers: int | None):
-    """Wav2Vec2Model.from_pretrained; with `layers`, only the first K layers are built and loaded."""
+    """Wav2Vec2Model.from_pretrained; with `layers` (checked by resolve_upstream), only the first K are built."""
     from transformers import Wav2Vec2Model
 
-    pretrained_config(name)
-    if layers is not None:
-        total = num_layers(name)
-        check_layers(name, layers, total)
+    total = pretrained_config(name).num_hidden_layers
     with _held_load_report() as held:
         try:
             model, info = Wav2Vec2Model.from_pretrained(
@@ -190,8 +180,6 @@ class Wav2Vec2Upstream(nn.Module):
         """Run with another of transformers' attention back-ends for a while: the export uses "eager", a
         plain masked softmax, where torch's ONNX export of SDPA with a boolean mask adds IsNaN + Where
         after every Softmax (which keeps TensorRT from fusing attention). Same numbers either way."""
-        if name not in _ATTENTION_IMPLEMENTATIONS:
-            raise SertrtError(f"attention implementation {name!r} is not supported (valid: {', '.join(_ATTENTION_IMPLEMENTATIONS)})")
         before = self.model.config._attn_implementation
         self.model.set_attn_implementation(name)
         try:
@@ -200,10 +188,8 @@ class Wav2Vec2Upstream(nn.Module):
             self.model.set_attn_implementation(before)
 
     def config_dict(self) -> dict[str, Any]:
-        d = self.model.config.to_dict()
-        for k in ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype"):
-            d.pop(k, None)
-        return d
+        dropped = ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype")
+        return {k: v for k, v in self.model.config.to_dict().items() if k not in dropped}
 
     def frame_lengths(self, lengths: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """Valid frames per row after the conv feature encoder (or its first `layers` layers): (B,) samples
@@ -296,15 +282,10 @@ class Wav2Vec2Upstream(nn.Module):
 
 
 def _mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
-    """HTK-style triangular mel filters: (n_fft // 2 + 1, n_mels)."""
-    def hz_to_mel(f):
-        return 2595.0 * torch.log10(1.0 + f / 700.0)
-
-    def mel_to_hz(m):
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
+    """HTK-style triangular mel filters: (n_fft // 2 + 1, n_mels), equally spaced on mel = 2595 log10(1 + f / 700)."""
     freqs = torch.linspace(0, rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    edges = mel_to_hz(torch.linspace(0, hz_to_mel(torch.tensor(rate / 2.0)).item(), n_mels + 2, dtype=torch.float64))
+    top = (2595.0 * torch.log10(1.0 + torch.tensor(rate / 2.0) / 700.0)).item()
+    edges = 700.0 * (10.0 ** (torch.linspace(0, top, n_mels + 2, dtype=torch.float64) / 2595.0) - 1.0)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
     up = (freqs[:, None] - lower[None]) / (center - lower)[None]
     down = (upper[None] - freqs[:, None]) / (upper - center)[None]
@@ -453,7 +434,5 @@ def resolve_upstream(name: str, layers: int | None = None, layer_weights: bool =
     elif name in MANUAL_UPSTREAMS:
         spec = UpstreamSpec(name, name, {})
         return spec, build_upstream(spec)
-    else:
-        check_pretrained_name(name)
     up = Wav2Vec2Upstream({}, pretrained=pretrained or name, layers=layers, layer_weights=layer_weights)
     return UpstreamSpec(name, "wav2vec2", up.config_dict(), source_layers, layer_weights), up

@@ -64,9 +64,6 @@ class MultiStream:
     def stream_ids(self) -> list[Hashable]:
         return list(self._streams)
 
-    def __len__(self) -> int:
-        return len(self._streams)
-
     def __contains__(self, stream_id: Hashable) -> bool:
         return stream_id in self._streams
 
@@ -84,9 +81,8 @@ class MultiStream:
     @_locked
     def remove(self, stream_id: Hashable) -> dict[str, Any]:
         """Drop a stream (without flushing it); returns its summary."""
-        summary = self._get(stream_id).summary()
-        del self._streams[stream_id]
-        return summary
+        self._get(stream_id)  # an unknown id: one line naming the streams
+        return self._streams.pop(stream_id).summary()
 
     @_locked
     def reset(self, stream_id: Hashable | None = None) -> None:
@@ -112,49 +108,42 @@ class MultiStream:
     @_locked
     def push(self, chunks: Mapping[Hashable, np.ndarray], channels_first: bool | None = None
              ) -> dict[Hashable, list[WindowResult]]:
-        """Add a chunk to each named stream; {stream id: windows that became complete} for each of them.
-
-        A chunk is what EmotionStream.push takes (`core.audio.as_mono`: mono, or 2-D with channels either
-        way, float or integer) at the stream's input rate. If any chunk or id is refused, no stream changes.
-        """
-        checked = [(stream := self._get(sid), sid, stream._check(chunk, channels_first))
+        """Add a chunk (what EmotionStream.push takes, at the stream's input rate) to each named stream; {stream id:
+        windows that became complete} for each of them. If any chunk or id is refused, no stream changes."""
+        checked = [(sid, stream := self._get(sid), stream._check(chunk, channels_first))
                    for sid, chunk in chunks.items()]
-        results: dict[Hashable, list[WindowResult]] = {}
-        for stream, sid, x in checked:
-            out = results[sid] = []
-            self._take_all(stream, stream._spans(stream._accept(x)), out)
-        self._run()
-        return results
+        return self._collect((sid, stream, stream._spans(stream._accept(x))) for sid, stream, x in checked)
 
     @_locked
     def flush(self, stream_id: Hashable) -> list[WindowResult]:
         """End of one stream: its resampler's tail and final (possibly short) window."""
-        stream, out = self._get(stream_id), []
-        self._take_all(stream, stream._flush_spans(), out)
-        self._run()
-        return out
+        stream = self._get(stream_id)
+        return self._collect([(stream_id, stream, stream._flush_spans())])[stream_id]
 
     @_locked
     def flush_all(self) -> dict[Hashable, list[WindowResult]]:
         """End of every stream, their last windows batched together."""
+        return self._collect((sid, stream, stream._flush_spans()) for sid, stream in self._streams.items())
+
+    def _collect(self, spans: Iterable[tuple[Hashable, EmotionStream, Iterator[tuple[int, int]]]]
+                 ) -> dict[Hashable, list[WindowResult]]:
+        """Cut each window into the next free row as it becomes full; run the engine when the rows run out,
+        and once at the end. {stream id: its finished windows}."""
         results: dict[Hashable, list[WindowResult]] = {}
-        for sid, stream in self._streams.items():
-            self._take_all(stream, stream._flush_spans(), results.setdefault(sid, []))
+        for sid, stream, windows in spans:
+            out = results[sid] = []
+            for start, n in windows:
+                t0 = time.perf_counter()
+                row = self._rows
+                dbfs, silent = stream._take(self._waveform[row], n)
+                if not silent:
+                    self._lengths[row] = max(n, RECEPTIVE_FIELD)
+                    self._rows += 1
+                self._pending.append((out, stream, start, n, dbfs, silent, row, (time.perf_counter() - t0) * 1000.0))
+                if self._rows == self.max_batch:
+                    self._run()
         self._run()
         return results
-
-    def _take_all(self, stream: EmotionStream, spans: Iterator[tuple[int, int]], out: list[WindowResult]) -> None:
-        """Cut each window into the next free row as it becomes full; run the engine when the rows run out."""
-        for start, n in spans:
-            t0 = time.perf_counter()
-            row = self._rows
-            dbfs, silent = stream._take(self._waveform[row], n)
-            if not silent:
-                self._lengths[row] = max(n, RECEPTIVE_FIELD)
-                self._rows += 1
-            self._pending.append((out, stream, start, n, dbfs, silent, row, (time.perf_counter() - t0) * 1000.0))
-            if self._rows == self.max_batch:
-                self._run()
 
     def _run(self) -> None:
         """One engine call for the filled rows, then finish every pending window in the order taken."""
@@ -168,10 +157,8 @@ class MultiStream:
                 logits = self.runner.infer(feeds)["logits"]
                 latency = (time.perf_counter() - t0) * 1000.0 / rows
             for out, stream, start, n, dbfs, silent, row, overhead in self._pending:
-                if silent:
-                    out.append(stream._finish(start, n, dbfs, True, None, 0.0, overhead))
-                else:
-                    out.append(stream._finish(start, n, dbfs, False, logits[row], latency, overhead))
+                out.append(stream._finish(start, n, dbfs, silent, None if silent else logits[row],
+                                          0.0 if silent else latency, overhead))
         finally:  # a failed engine call loses its windows, never hands them to the next call
             self._pending.clear()
             self._rows = 0

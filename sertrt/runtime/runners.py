@@ -73,13 +73,6 @@ class OrtRunner:
         self.session = None
         self._binding = None
 
-    @classmethod
-    def from_options(cls, onnx_path: str | Path, options: RunnerOptions, card: BundleCard | None = None,
-                     precision: str | None = None, trt_cache: Path | None = None) -> OrtRunner:
-        return cls(onnx_path, options.provider, options.threads, optimization=options.optimization,
-                   spinning=options.spinning, io_binding=options.io_binding, card=card, precision=precision,
-                   trt_cache=trt_cache)
-
     def settings(self) -> dict[str, Any]:
         """What was asked for (None: ONNX Runtime's default)."""
         return {"provider": self.provider, "threads": self.threads, "optimization": self.optimization,
@@ -172,7 +165,8 @@ def open_runner(bundle: str | Path, options: RunnerOptions | None = None) -> tup
     local_ok = options.trust is None or options.allow_local_engine
     if options.backend == "ort":
         cache = trt_cache_dir(bundle, card) if options.provider == "tensorrt" and local_ok else None
-        return OrtRunner.from_options(bundle / card.model, options, card=card, trt_cache=cache), card
+        return OrtRunner(bundle / card.model, options.provider, options.threads, optimization=options.optimization,
+                         spinning=options.spinning, io_binding=options.io_binding, card=card, trt_cache=cache), card
     from .trt_runner import TrtRunner
 
     engine = bundle / ENGINE_FILE

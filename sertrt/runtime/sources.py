@@ -44,16 +44,12 @@ def pcm_chunks(stream, fmt: str, channels: int, block_bytes: int = 32000) -> Ite
     dtype = PCM_DTYPES[fmt]
     frame = dtype.itemsize * channels
     pending = b""
-    while True:
-        data = stream.read(block_bytes)
-        if not data:
-            break
+    while data := stream.read(block_bytes):
         pending += data
         usable = len(pending) - len(pending) % frame
         if usable:
-            x = np.frombuffer(pending[:usable], dtype=dtype).reshape(-1, channels)
+            yield np.frombuffer(pending[:usable], dtype=dtype).reshape(-1, channels)
             pending = pending[usable:]
-            yield x
 
 
 def mic_chunks(rate: int, channels: int, block_seconds: float = 0.1) -> Iterator[np.ndarray]:

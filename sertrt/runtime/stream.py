@@ -26,6 +26,7 @@ from ..core.choices import SMOOTHINGS
 from ..core.errors import SertrtError
 from ..core.metrics import softmax
 from ..core.runner import Runner
+from .vad import make_vad
 
 MAX_WINDOW_SECONDS = 3600.0  # one hour of 16 kHz float32 is 230 MB per buffer: beyond that is a typo
 
@@ -132,11 +133,7 @@ class EmotionStream:
         self.window, self.hop = self.config.window_samples, self.config.hop_samples
         self._ring = np.zeros(self.window, dtype=np.float32)
         self._feed = {"waveform": np.zeros((1, self.window), dtype=np.float32), "lengths": np.zeros(1, dtype=np.int64)}
-        self._vad = None
-        if self.config.vad:
-            from .vad import make_vad
-
-            self._vad = make_vad(self.config.vad)
+        self._vad = make_vad(self.config.vad) if self.config.vad else None
         self._resampler = None
         if self.config.input_rate != SAMPLE_RATE:
             import soxr
@@ -169,10 +166,7 @@ class EmotionStream:
     def _accept(self, x: np.ndarray) -> np.ndarray:
         """A checked chunk `(n,)` at the input rate -> the model rate, counted as received."""
         self._received += len(x)
-        return self._resample(x)
-
-    def _resample(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
-        return self._resampler.resample_chunk(chunk, last=last) if self._resampler is not None else chunk
+        return x if self._resampler is None else self._resampler.resample_chunk(x)
 
     def push(self, chunk: np.ndarray, channels_first: bool | None = None) -> list[WindowResult]:
         """Add audio (`as_mono`'s shapes and dtypes at the input rate); returns the windows that became complete
@@ -198,13 +192,12 @@ class EmotionStream:
     def _flush_spans(self) -> Iterator[tuple[int, int]]:
         """The windows the end of the stream completes: the resampler's tail, then the last (short) window."""
         if self._resampler is not None:
-            yield from self._spans(self._resample(np.zeros(0, dtype=np.float32), last=True))
+            yield from self._spans(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         if self._total > self._last_end:
             n = min(self._total, self.window)
             yield self._total - n, n
 
     def _write(self, x: np.ndarray) -> None:
-        assert len(x) <= self.window  # _spans never writes past the next window's end
         start = self._total % self.window
         first = min(len(x), self.window - start)
         self._ring[start : start + first] = x[:first]
@@ -256,10 +249,9 @@ class EmotionStream:
             self._prob_sum += probs
             self._recent.append(raw)
             self._ema = probs if self._ema is None else self.config.ema_alpha * probs + (1 - self.config.ema_alpha) * self._ema
-        label = self._smoothed(raw)
         result = WindowResult(
             index=self._index, start=start / SAMPLE_RATE, end=(start + n) / SAMPLE_RATE, silent=silent,
-            probabilities=None if probs is None else [float(p) for p in probs], label=label,
+            probabilities=None if probs is None else [float(p) for p in probs], label=self._smoothed(),
             raw_label=None if raw is None else self.labels[raw], rms_dbfs=dbfs, latency_ms=latency_ms,
         )
         self._index += 1
@@ -268,16 +260,15 @@ class EmotionStream:
         self._overhead_sum += result.overhead_ms
         return result
 
-    def _smoothed(self, raw: int | None) -> str | None:
-        mode = self.config.smoothing
-        if mode == "ema" and self._ema is not None:
+    def _smoothed(self) -> str | None:
+        """The label after smoothing; None until a window is voiced (which also sets `_ema`)."""
+        if not self._recent:
+            return None
+        if self.config.smoothing == "ema":
             return self.labels[int(self._ema.argmax())]
-        if mode == "majority" and self._recent:
-            counts = np.bincount(np.array(self._recent), minlength=len(self.labels))
-            return self.labels[int(counts.argmax())]
-        if raw is not None:
-            return self.labels[raw]
-        return None if not self._recent else self.labels[self._recent[-1]]
+        if self.config.smoothing == "majority":
+            return self.labels[int(np.bincount(self._recent, minlength=len(self.labels)).argmax())]
+        return self.labels[self._recent[-1]]
 
     def summary(self) -> dict[str, Any]:
         """Utterance-level aggregate: mean probabilities over voiced windows."""

@@ -34,9 +34,8 @@ WINDOWED = ("waveform", "lengths")  # the export contract's inputs: what long au
 
 
 class TrtRunner:
-    """Run a serialized TensorRT engine (`sertrt.core.runner.Runner`). Entering deserialises it and
-    allocates the stream and buffers; leaving frees them. `cuda_graphs`: capture one CUDA graph per
-    input shape and replay it."""
+    """A serialized TensorRT engine as a `sertrt.core.runner.Runner`: entering deserialises it and allocates the
+    stream and buffers; leaving frees them."""
 
     def __init__(self, engine_path: str | Path, record: dict[str, Any] | None = None, *, cuda_graphs: bool = False):
         self.engine_path = Path(engine_path)
@@ -160,9 +159,7 @@ class TrtRunner:
         return self._windowed(arrays["waveform"], arrays["lengths"])
 
     def _windowed(self, wav: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows cut into windows of at most max_samples (hop half a window, the last one ending at the row's
-        end), max_batch windows a call. A row that fits keeps its logits; a longer one gets the log of its
-        windows' mean probability. Which rows share a call changes nothing."""
+        """Long rows in windows, max_batch windows a call (module docstring); the grouping changes nothing."""
         max_batch, width = self.profile["waveform"][2]
         width = min(width, wav.shape[1])
         if lengths.ndim != 1 or not all(1 <= v <= wav.shape[1] for v in lengths.tolist()):

@@ -24,7 +24,6 @@ SILERO_MODEL = Path(__file__).with_name("silero_vad.onnx")  # silero-vad 6.2.3's
 class VoiceActivity:
     """A detector judging frames of `frame_samples`; subclasses define `_judge`."""
 
-    name = ""
     frame_samples = SAMPLE_RATE * 30 // 1000  # 30 ms
 
     def frames(self, audio: np.ndarray) -> np.ndarray:
@@ -41,8 +40,6 @@ class VoiceActivity:
 
 
 class EnergyVAD(VoiceActivity):
-    name = "energy"
-
     def __init__(self, threshold_dbfs: float = -50.0):
         self.threshold_dbfs = threshold_dbfs
 
@@ -52,8 +49,6 @@ class EnergyVAD(VoiceActivity):
 
 
 class WebRtcVAD(VoiceActivity):
-    name = "webrtc"
-
     def __init__(self, aggressiveness: int = 3):
         try:
             import webrtcvad
@@ -71,7 +66,6 @@ class WebRtcVAD(VoiceActivity):
 class SileroVAD(VoiceActivity):
     """Silero VAD (v5/v6 ONNX): 512-sample frames with the previous 64 samples as context, a recurrent state."""
 
-    name = "silero"
     frame_samples = 512
     context = 64
 

@@ -33,14 +33,6 @@ def parse_augment(spec: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(n for n in AUGMENTATIONS if n in names)
 
 
-def _room(rng: np.random.Generator) -> np.ndarray:
-    rt60 = rng.uniform(*RT60_S)
-    t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
-    ir = rng.standard_normal(t.shape[0]) * np.exp(-6.9 * t / rt60) * 0.3
-    ir[0] = 1.0
-    return ir / np.sqrt(np.sum(ir**2))
-
-
 def augment(audio: np.ndarray, kinds: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:
     """One training clip, `(num_samples,)` float32 at 16 kHz, through `kinds` in AUGMENTATIONS order."""
     if not kinds:
@@ -51,9 +43,12 @@ def augment(audio: np.ndarray, kinds: tuple[str, ...], rng: np.random.Generator)
         if factor != 1.0:  # factor times faster: read at SAMPLE_RATE * factor, write at SAMPLE_RATE
             x = resample(x.astype(np.float32), int(SAMPLE_RATE * factor), SAMPLE_RATE).astype(np.float64)
     if "reverb" in kinds and rng.random() < 0.5:
-        ir = _room(rng)
-        size = x.shape[0] + ir.shape[0] - 1
-        n = 1 << (size - 1).bit_length()
+        rt60 = rng.uniform(*RT60_S)
+        t = np.arange(int(rt60 * SAMPLE_RATE)) / SAMPLE_RATE
+        ir = rng.standard_normal(t.shape[0]) * np.exp(-6.9 * t / rt60) * 0.3
+        ir[0] = 1.0
+        ir /= np.sqrt(np.sum(ir**2))
+        n = 1 << (x.shape[0] + ir.shape[0] - 2).bit_length()  # FFT size for the full linear convolution
         x = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(ir, n), n)[: x.shape[0]]
     if "noise" in kinds and rng.random() < 0.5:
         power = float(np.mean(x**2))

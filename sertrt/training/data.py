@@ -25,13 +25,10 @@ POOL_BATCHES = 64  # a sort pool holds about this many micro-batches' worth of a
 
 def bucket_by_length(lengths: np.ndarray, order: np.ndarray, budget_samples: int,
                      rng: np.random.Generator) -> list[list[int]]:
-    """Micro-batches of `order` (indices into `lengths`, in the epoch's random order), each within
-    rows x longest row <= `budget_samples`; an utterance longer than the budget gets one of its own.
-
-    `order` is cut into pools of about POOL_BATCHES x `budget_samples` samples; each pool is sorted by length
-    and filled greedily (little padding, and which utterances meet changes with each epoch's pools). The
-    micro-batches are then shuffled with `rng`.
-    """
+    """Micro-batches of `order` (indices into `lengths`, the epoch's random order), shuffled with `rng`, each within
+    rows x longest row <= `budget_samples` (a longer utterance gets one of its own). `order` is cut into pools of
+    about POOL_BATCHES x `budget_samples` samples, each sorted by length and filled greedily: little padding, and
+    which utterances meet changes with each epoch's pools."""
     pool_samples = POOL_BATCHES * budget_samples
     pools, start, total = [], 0, 0
     for i, n in enumerate(lengths[order]):
@@ -71,11 +68,7 @@ def group_steps(micro_batches: Sequence[list[int]], batch_size: int, world_size:
             steps.append(step)
             step, held = [], 0
     if step:
-        k = 0
-        while len(step) % world_size:
-            step.append(micro_batches[k % len(micro_batches)])
-            k += 1
-        steps.append(step)
+        steps.append(step + [micro_batches[k % len(micro_batches)] for k in range(-len(step) % world_size)])
     return steps
 
 
@@ -103,12 +96,11 @@ class AudioSet:
         self.utterances = list(utterances)
         self.labels = np.array([label_index(u.label, u.path) for u in self.utterances], dtype=np.int64)
         self.audio: Sequence[np.ndarray] = _Decoded(self.utterances)
-        lengths = []
-        for utt in self.utterances:
-            lengths.append(_header_length(utt.path))
+        self.lengths = np.zeros(len(self.utterances), dtype=np.int64)
+        for i, utt in enumerate(self.utterances):
+            self.lengths[i] = _header_length(utt.path)
             if progress is not None:
                 progress(1)
-        self.lengths = np.array(lengths, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -151,10 +143,8 @@ class AudioSet:
         self, indices: Sequence[int], max_samples: int | None = None, rng: np.random.Generator | None = None,
         min_samples: int = 0, augment: tuple[str, ...] = (),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> waveform (B, num_samples) zero-padded to at least `min_samples`, lengths (B,), labels (B,); each row
-        as `clip` makes it."""
-        clips = [self.clip(i, max_samples, rng, augment) for i in indices]
-        return pad_clips(clips, self.labels[list(indices)], min_samples)
+        """`_collate` of the rows `clip` makes."""
+        return _collate([(self.clip(i, max_samples, rng, augment), self.labels[i]) for i in indices], min_samples)
 
     def clip(self, i: int, max_samples: int | None = None, rng: np.random.Generator | None = None,
              augment: tuple[str, ...] = ()) -> np.ndarray:
@@ -169,18 +159,12 @@ class AudioSet:
         return a
 
 
-def pad_clips(clips: list[np.ndarray], labels: np.ndarray, min_samples: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    waveform, lengths = pad_batch(clips, min_samples)
-    return torch.from_numpy(waveform), torch.from_numpy(lengths), torch.from_numpy(np.asarray(labels, dtype=np.int64))
-
-
 Key = tuple[int, int, int, int]  # utterance index, epoch, micro-batch number in this rank's epoch, row
 
 
 class TrainClips(torch.utils.data.Dataset):
-    """One training clip per key, decoded, augmented and cropped in a DataLoader worker. Its generator comes
-    from (seed, rank, epoch, micro-batch, row) alone, so the clip is the same whichever worker, and however
-    many, builds it: a seed reproduces a run on one machine with any --workers."""
+    """One training clip per key, decoded, augmented and cropped in a DataLoader worker with a generator from
+    (seed, rank, epoch, micro-batch, row) alone: a seed reproduces a run on one machine with any --workers."""
 
     def __init__(self, data: AudioSet, max_samples: int, augment: tuple[str, ...], seed: int, rank: int):
         self.data, self.max_samples, self.augment, self.seed, self.rank = data, max_samples, augment, seed, rank
@@ -192,9 +176,8 @@ class TrainClips(torch.utils.data.Dataset):
 
 
 class PlannedBatches(torch.utils.data.Sampler[list[Key]]):
-    """A batch sampler that yields the micro-batches it is given for an epoch (`plan`), in order: the length
-    bucketing and accumulation are the pure planning functions' (`batches`, `budget_batches`, `group_steps`),
-    and this only keys each row for TrainClips."""
+    """Yields the micro-batches `plan` gave it for an epoch (planned by `batches` or `budget_batches` and
+    `group_steps`), each row keyed for TrainClips."""
 
     def __init__(self) -> None:
         self.epoch, self.micro_batches = 0, list[list[int]]()
@@ -211,7 +194,10 @@ class PlannedBatches(torch.utils.data.Sampler[list[Key]]):
 
 
 def _collate(items: list[tuple[np.ndarray, int]], min_samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return pad_clips([c for c, _ in items], np.array([label for _, label in items]), min_samples)
+    """(clip, label) rows -> waveform (B, num_samples) zero-padded to >= `min_samples`, lengths (B,), labels (B,)."""
+    waveform, lengths = pad_batch([clip for clip, _ in items], min_samples)
+    labels = np.array([label for _, label in items], dtype=np.int64)
+    return torch.from_numpy(waveform), torch.from_numpy(lengths), torch.from_numpy(labels)
 
 
 def default_workers() -> int:
@@ -224,7 +210,6 @@ def train_loader(data: AudioSet, sampler: PlannedBatches, max_samples: int, min_
                  seed: int, rank: int, workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
     """Batches (waveform (B, num_samples), lengths (B,), labels (B,)) of `sampler`'s plan, built by `workers`
     processes (0: in this one) that stay up across epochs; pinned for an asynchronous copy to a GPU.
-
     Spawned, not forked: a forked worker would inherit the run folder's lock and could outlive a SIGKILLed trainer,
     holding the lock a `--resume` needs. Its own generator: starting workers would otherwise draw from torch's global
     RNG, and a resumed run's dropout would part from an uninterrupted one's."""

@@ -62,10 +62,8 @@ def compute_init(device: str = "auto") -> DistInfo:
 
 
 def compute_cleanup(info: DistInfo, wait: bool = True) -> None:
-    """Leave the process group together: a barrier first, so no rank tears down its connections while another
-    still has collectives in flight with it (gloo aborts that rank); then collect garbage, so a DDP wrapper in a
-    reference cycle releases the group now, not during interpreter shutdown. `wait=False` (a failing rank) skips
-    the barrier the other ranks may never reach."""
+    """Leave the process group: a barrier first, as gloo aborts a rank whose peer leaves mid-collective (a failing
+    rank, `wait=False`, skips it), then gc, so a DDP wrapper in a reference cycle releases the group now."""
     if info.distributed and dist.is_initialized():
         if wait:
             dist.barrier()

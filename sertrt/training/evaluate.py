@@ -47,14 +47,11 @@ def predict_logits(model: SERModel, data: AudioSet, batch_size: int = 8, device:
 
 
 def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global figure to close, no backend to pick
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(4.6, 4.0), dpi=120)
+    fig = Figure(figsize=(4.6, 4.0), dpi=120)
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
@@ -68,7 +65,6 @@ def plot_confusion(cm: np.ndarray, labels: list[str], path: Path, title: str) ->
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 @dataclass
@@ -93,7 +89,7 @@ def evaluate(opts: EvaluateOptions, progress: Callable[[int, int], None] | None 
     def run(waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:  # (B, num_samples), (B,) -> (B, num_labels)
         return model(torch.from_numpy(waveform).to(opts.device), torch.from_numpy(lengths).to(opts.device)).float().cpu().numpy()
 
-    with torch.no_grad():  # batches in the order of the manifest's durations, each decoded when it is scored
+    with torch.no_grad():
         logits = run_batched([u.duration for u in utterances], lambda i: load_audio(utterances[i].path, SAMPLE_RATE),
                              run, opts.batch_size, progress=progress)
     labels = list(header.dims.labels)
@@ -108,9 +104,7 @@ def evaluate(opts: EvaluateOptions, progress: Callable[[int, int], None] | None 
                     "probabilities": [round(float(x), 6) for x in p]}) + "\n"
         for u, p in zip(utterances, probs)
     ))
-    plot_confusion(
-        np.array(report["confusion_matrix"]), labels, out_dir / f"{stem}.confusion.png",
-        f"{stem}: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}",
-    )
+    plot_confusion(np.array(report["confusion_matrix"]), labels, out_dir / f"{stem}.confusion.png",
+                   f"{stem}: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}")
     report["out_dir"] = str(out_dir)
     return report

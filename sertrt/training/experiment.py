@@ -131,16 +131,14 @@ def table_configs(opts: ExperimentOptions) -> list[Config]:
     return configs
 
 
-def _score(
-    run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: int, device: str,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _score(run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: int,
+           device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report, cost): best.safetensors scored on `test`, argmax over `labels`' logits only; its size and FLOPs."""
     model, header = load_model(run_dir / "best.safetensors")
     model.to(device)
     logits = predict_logits(model, test, batch_size, device)
     keep = [LABELS.index(name) for name in labels]
-    remap = {full: i for i, full in enumerate(keep)}
-    targets = np.array([remap[t] for t in test.labels])
+    targets = np.array([keep.index(t) for t in test.labels])
     report = classification_report(targets, logits[:, keep].argmax(1), labels)
     report["best_epoch"] = header.epoch + 1
     return report, _cost(model, header.dims)
@@ -163,12 +161,10 @@ def _cost(model: SERModel, dims: ModelDims) -> dict[str, Any]:
 
 
 def _plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig = Figure(figsize=(6, 3.6), dpi=120)
+    ax = fig.subplots()
     for name, folds in curves.items():
         n = min(len(f) for f in folds)
         ua = np.array([f[:n] for f in folds])
@@ -184,64 +180,47 @@ def _plot_curves(curves: dict[str, list[list[float]]], path: Path, title: str) -
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def _protocol_line(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    split = SPLIT_KIND.get(record.get("protocol", ""), "split unknown")
-    return (f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); "
-            f"{rows[0]['folds'] if rows else 0} fold(s), {split}; ")
-
-
-def _layers_markdown(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    source = rows[0]["cost"]["source_layers"] if rows else None
-    lines = [
-        "# sertrt experiment layers",
-        "",
-        _protocol_line(record, rows) + f"`{rows[0]['upstream'] if rows else ''}` + hgfm fully fine-tuned "
-        f"with only its first K of {source} transformer layers; best epoch by valid UA, scored on the test part.",
-        "",
-        f"| layers kept | WA | UA | macro-F1 | parameters | GFLOP per {WINDOW_SECONDS:g} s window | vs all {source} layers |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        c = r["cost"]
-        cells = [f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}" for m in ("wa", "ua", "macro_f1")]
-        lines.append(f"| {c['layers']} | {' | '.join(cells)} | {c['parameters'] / 1e6:.2f}M | "
-                     f"{c['gflops_window']:.2f} | {c['gflops_window'] / c['gflops_window_all_layers']:.0%} |")
-    lines += ["", "GFLOP: analytic count of one forward pass (sertrt/bench/flops.py); time the exported bundle on the "
-              "target with `sertrt bench`. A named upstream (`tiny`, `xlsr-53`) starts from random weights, whose "
-              "accuracy says little: judge the trade-off with pretrained weights on real corpora."]
-    return "\n".join(lines) + "\n"
 
 
 def _markdown(table: str, record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    first = rows[0] if rows else {"folds": 0, "upstream": "", "cost": {"source_layers": None}}
+    intro = (f"Protocol `{record['protocol']}` from `{record['manifest']}` (seed {record['seed']}); {first['folds']} "
+             f"fold(s), {SPLIT_KIND.get(record['protocol'], 'split unknown')}; ")
+    scores = {r["name"]: " | ".join(f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}"
+                                    for m in ("wa", "ua", "macro_f1")) for r in rows}
     if table == "layers":
-        return _layers_markdown(record, rows)
-    lines = [
-        f"# sertrt experiment {table}",
-        "",
-        _protocol_line(record, rows) + "best epoch by valid UA, scored on the test part"
-        + (" (transfer set, happy/angry/sad only)." if table == "transfer" else "."),
-        "",
-        "| configuration | upstream | strategy | WA | UA | macro-F1 | paper WA / UA / F1 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    floor = next((r["ua"]["mean"] for r in rows if r["name"] == FLOOR.name), None)
-    for r in rows:
-        paper = PAPER.get(r["name"])
-        cells = [f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}" for m in ("wa", "ua", "macro_f1")]
-        below = floor is not None and r["name"] != FLOOR.name and r["ua"]["mean"] <= floor
-        lines.append(
-            f"| {r['name']}{' **(not above the floor)**' if below else ''} | `{r['upstream']}` | {r['strategy']} | "
-            f"{' | '.join(cells)} | " + (" / ".join(f"{v:.1f}" for v in paper) if paper else "–") + " |"
-        )
-    lines += ["", "Paper numbers: Zhang et al., real corpora and pretrained upstreams; ours: whatever data and "
-              "upstreams this run was given (see results.json)."]
-    if floor is not None:
-        lines += ["", f"The floor: 13 MFCCs and log energy per frame, their mean, std, delta std and range per utterance, "
-                      f"the active share and log duration, logistic regression (`--upstream stats-lr`), UA {100 * floor:.1f}. "
-                      "A configuration whose mean UA does not exceed it is marked."]
+        source = first["cost"]["source_layers"]
+        intro += (f"`{first['upstream']}` + hgfm fully fine-tuned with only its first K of {source} transformer "
+                  "layers; best epoch by valid UA, scored on the test part.")
+        header = (f"| layers kept | WA | UA | macro-F1 | parameters | GFLOP per {WINDOW_SECONDS:g} s window | "
+                  f"vs all {source} layers |")
+        body = []
+        for r in rows:
+            c = r["cost"]
+            body.append(f"| {c['layers']} | {scores[r['name']]} | {c['parameters'] / 1e6:.2f}M | "
+                        f"{c['gflops_window']:.2f} | {c['gflops_window'] / c['gflops_window_all_layers']:.0%} |")
+        notes = ["GFLOP: analytic count of one forward pass (sertrt/model/flops.py); time the exported bundle on the "
+                 "target with `sertrt bench`. A named upstream (`tiny`, `xlsr-53`) starts from random weights, whose "
+                 "accuracy says little: judge the trade-off with pretrained weights on real corpora."]
+    else:
+        intro += "best epoch by valid UA, scored on the test part" + (
+            " (transfer set, happy/angry/sad only)." if table == "transfer" else ".")
+        header = "| configuration | upstream | strategy | WA | UA | macro-F1 | paper WA / UA / F1 |"
+        floor = next((r["ua"]["mean"] for r in rows if r["name"] == FLOOR.name), None)
+        body = []
+        for r in rows:
+            paper = PAPER.get(r["name"])
+            below = floor is not None and r["name"] != FLOOR.name and r["ua"]["mean"] <= floor
+            body.append(f"| {r['name']}{' **(not above the floor)**' if below else ''} | `{r['upstream']}` | "
+                        f"{r['strategy']} | {scores[r['name']]} | "
+                        + (" / ".join(f"{v:.1f}" for v in paper) if paper else "–") + " |")
+        notes = ["Paper numbers: Zhang et al., real corpora and pretrained upstreams; ours: whatever data and "
+                 "upstreams this run was given (see results.json)."]
+        if floor is not None:
+            notes += ["", "The floor: 13 MFCCs and log energy per frame, their mean, std, delta std and range per "
+                          "utterance, the active share and log duration, logistic regression (`--upstream stats-lr`), "
+                          f"UA {100 * floor:.1f}. A configuration whose mean UA does not exceed it is marked."]
+    lines = [f"# sertrt experiment {table}", "", intro, "", header, "|---|---|---|---|---|---|---|", *body, "", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +231,7 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
         folds = folds[: opts.max_folds]
     configs = table_configs(opts)
     labels: tuple[str, ...] = LABELS
+    test_sets: dict[Path, AudioSet] = {}  # folds share one test part: read it once
     if opts.table == "transfer":
         if opts.transfer_manifest is None:
             raise SertrtError("table 'transfer' needs --transfer-manifest (the held-out corpus, e.g. eNTERFACE)")
@@ -260,11 +240,10 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
         extra = sorted({u.label for u in utts} - set(labels))
         if extra:
             raise SertrtError(f"{opts.transfer_manifest}: transfer set has labels {', '.join(extra)}; expected only {', '.join(labels)}")
-        shared_test = AudioSet(utts)
+        test_sets[opts.transfer_manifest] = AudioSet(utts)
     out = Path(opts.out) / opts.table
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
     rows, curves, results = [], {}, {"table": opts.table, "protocol": record, "options": options, "configs": []}
-    test_cache: dict[Path, AudioSet] = {}
     for config in configs:
         per_fold, cm_sum, config_curves = [], np.zeros((len(labels), len(labels)), dtype=np.int64), []
         slug = config.name.replace(" ", "-").replace("+", "_")
@@ -281,23 +260,19 @@ def run_experiment(opts: ExperimentOptions, log: Callable[[str], None] = print) 
                     epochs=opts.epochs, batch_size=opts.batch_size, lr=config.lr or opts.lr, max_seconds=opts.max_seconds, seed=opts.seed + k, device=device,
                     resume=(run_dir / "last.safetensors").exists(), quiet=True,
                 ))
-            if opts.table == "transfer":
-                test = shared_test
-            else:
-                if fold["test"] not in test_cache:  # folds share one test part: decode it once
-                    test_cache[fold["test"]] = AudioSet(read_manifest(fold["test"]))
-                test = test_cache[fold["test"]]
-            report, cost = _score(run_dir, test, labels, opts.batch_size, device)
+            test_path = opts.transfer_manifest if opts.table == "transfer" else fold["test"]
+            if test_path not in test_sets:
+                test_sets[test_path] = AudioSet(read_manifest(test_path))
+            report, cost = _score(run_dir, test_sets[test_path], labels, opts.batch_size, device)
             atomic.write_text(run_dir / "test_metrics.json", json.dumps(report, indent=1) + "\n")
             per_fold.append(report)
             cm_sum += np.array(report["confusion_matrix"])
             config_curves.append([json.loads(line)["ua"] for line in metrics_path.read_text().splitlines()])
         summary = {m: {"mean": float(np.mean([r[m] for r in per_fold])), "std": float(np.std([r[m] for r in per_fold]))}
                    for m in ("wa", "ua", "macro_f1")}
-        row = {"name": config.name, "upstream": config.upstream, "head": config.head, "strategy": config.strategy,
-               "upstream_layers": config.upstream_layers, "folds": len(per_fold), **summary, "cost": cost,
-               "per_fold": per_fold, "confusion_matrix": cm_sum.tolist()}
-        rows.append(row)
+        rows.append({"name": config.name, "upstream": config.upstream, "head": config.head, "strategy": config.strategy,
+                     "upstream_layers": config.upstream_layers, "folds": len(per_fold), **summary, "cost": cost,
+                     "per_fold": per_fold, "confusion_matrix": cm_sum.tolist()})
         curves[config.name] = config_curves
         plot_confusion(cm_sum, list(labels), out / f"confusion_{slug}.png",
                        f"{config.name}: UA {summary['ua']['mean']:.1%} (sum over {len(per_fold)} folds)")

@@ -13,10 +13,8 @@ from ..model.flops import model_flops
 
 
 def training_flops(config: dict[str, Any], head: HeadDims, strategy: str, num_samples: int, batch: int) -> float:
-    """FLOPs of one training pass over a (batch, num_samples) micro-batch of a wav2vec2 model, padding included.
-
-    A trained part costs its forward plus a backward of about twice that (3x); a frozen part its forward (1x).
-    """
+    """FLOPs of one training pass over a (batch, num_samples) wav2vec2 micro-batch, padding included: a trained
+    part costs its forward plus a backward of about twice that (3x), a frozen part its forward (1x)."""
     parts = model_flops(config, head, num_samples, batch)["parts"]
     once = {"full": set(), "semi": {"conv_stack"}, "frozen": set(parts) - {"head"}}[strategy]
     return sum(v * (1 if k in once else 3) for k, v in parts.items())
@@ -40,11 +38,9 @@ def throughput(seconds: float, valid_samples: float, batch_samples: float, flops
 
 def micro_batch_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, step_utterances: int | None,
                      world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (the loss to backpropagate, the rows' summed cross-entropy in float64).
-
-    `step_utterances` None: the batch is its own step, its loss the batch's mean. Else the rows' share of the mean
-    over the step's utterances on all ranks, times `world_size` because DDP divides the summed gradient by it.
-    """
+    """-> (the loss to backpropagate, the rows' summed cross-entropy in float64). `step_utterances` None: the batch's
+    mean; else the rows' share of the mean over the step's utterances on all ranks, times `world_size` because DDP
+    divides the summed gradient by it."""
     if step_utterances is None:
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
         return loss, loss.detach().double() * len(labels)

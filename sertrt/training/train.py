@@ -1,4 +1,4 @@
-"""`sertrt train`: AdamW + cross-entropy over a train manifest, evaluated every epoch on a test manifest.
+"""`sertrt train`: AdamW + cross-entropy over a train manifest; the epoch with the best validation UA is kept.
 
 One process:            sertrt train --train-manifest T --test-manifest V --out RUN
 Several GPUs/processes: sertrt train ... --devices 2        (starts torch.distributed.run itself)
@@ -32,13 +32,7 @@ from ..core.outputs import claim_output_dir
 from ..data.split import carve_validation, split_kind
 from ..model.compile import compile_encoder_layers
 from ..model.flops import datasheet_peak
-from ..model.io import (
-    flatten_optimizer,
-    load_model,
-    read_checkpoint,
-    save_checkpoint,
-    unflatten_optimizer,
-)
+from ..model.io import flatten_optimizer, load_model, read_checkpoint, save_checkpoint, unflatten_optimizer
 from ..model.ser import SERModel, apply_strategy, build_model, count_parameters
 from .data import AudioSet, PlannedBatches, default_workers, group_steps, train_loader
 from .distributed import DistInfo, compute_cleanup, compute_init
@@ -64,11 +58,10 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
 
 def _check_in_sync(model: torch.nn.Module) -> float:
     """Max over ranks minus min over ranks of a parameter checksum: 0 when DDP kept them equal."""
-    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-    hi, lo = total.clone(), total.clone()
-    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-    return float(hi - lo)
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+    extremes = torch.stack([total, -total])
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)  # (max, -min)
+    return float(extremes.sum())
 
 
 def _train_dtype(info: DistInfo, amp: bool) -> torch.dtype:
@@ -76,16 +69,6 @@ def _train_dtype(info: DistInfo, amp: bool) -> torch.dtype:
     if info.device.type == "cuda" and amp:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
-
-
-def _autocast(info: DistInfo, enabled: bool):
-    dtype = _train_dtype(info, enabled)
-    return torch.autocast("cuda", dtype=dtype) if dtype != torch.float32 else torch.autocast("cpu", enabled=False)
-
-
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host batch -> device; on CUDA from pinned memory, so the copy does not block the host."""
-    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
 
 
 def _speed_options(model: SERModel, opts: TrainOptions) -> None:
@@ -227,8 +210,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         optimizer = make_optimizer(param_groups(model, opts.lr, opts.head_lr), opts.lr, opts.weight_decay,
                                    fused=info.device.type == "cuda", state=optim_state)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        use_scaler = info.device.type == "cuda" and opts.amp and not torch.cuda.is_bf16_supported()
-        scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        amp_dtype = _train_dtype(info, opts.amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
         # the classical floor trains its head alone, on fixed features
         net: Any = model.head if model.dims.upstream.kind == "stats-lr" else model
         if info.distributed:
@@ -245,7 +228,7 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
             claim_output_dir(out, "run")
             # what this run really uses (on --resume: the run's own options, --epochs and the data paths new)
             atomic.write_text(out / "options.json", json.dumps(options_record(opts), indent=1) + "\n")
-            writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch)
+            writer = held.enter_context(SummaryWriter(str(out / "tensorboard"), purge_step=start_epoch))
         cut = model.dims.upstream.source_layers
         _print0(
             info, opts.quiet,
@@ -275,8 +258,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
         loader = train_loader(train_set, sampler, max_samples, SAMPLE_RATE,  # 1 s: more frames than a SpecAugment span
                               opts.augment, opts.seed, info.rank, default_workers() if opts.workers is None else opts.workers,
                               pin_memory=info.device.type == "cuda")
-        counts_flops = fixed is None and model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
-        peak = datasheet_peak(info.device, _train_dtype(info, opts.amp)) if counts_flops else None
+        counts_flops = model.dims.upstream.kind == "wav2vec2"  # what model_flops understands
+        peak = datasheet_peak(info.device, amp_dtype) if counts_flops else None
         global_step = sum(int(r["optimizer_steps"]) for r in history)
         for epoch in range(start_epoch, opts.epochs):
             # before each epoch, so a resumed run that had stopped early stays stopped
@@ -314,8 +297,9 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                             if counts_flops:
                                 flops += training_flops(model.dims.upstream.config, model.dims.head, flops_strategy,
                                                         waveform.shape[1], waveform.shape[0])
-                            waveform, lengths, labels = (_to_device(t, info.device) for t in (waveform, lengths, labels))
-                            with _autocast(info, opts.amp):
+                            waveform, lengths, labels = (t.to(info.device, non_blocking=True)  # pinned on CUDA
+                                                         for t in (waveform, lengths, labels))
+                            with torch.autocast(info.device.type, amp_dtype, enabled=amp_dtype != torch.float32):
                                 logits = net(waveform, lengths)
                         loss, ce_sum = micro_batch_loss(logits, labels, opts.label_smoothing, utterances, info.world_size)
                         scaler.scale(loss).backward()
@@ -328,28 +312,25 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                 if scheduler is not None:
                     scheduler.step()
                 global_step += 1
+                progress.advance(task)
                 if (n + 1) % opts.log_every == 0 or n == len(steps) - 1:
                     total = loss_sum.item()  # the loop's one host sync, every log_every steps (this rank's)
                     if writer is not None:
                         writer.add_scalar("train/loss", (total - logged_loss) / max(seen - logged_seen, 1), global_step)
                     logged_loss, logged_seen = total, seen
-                    progress.update(task, advance=1, status=f"loss {total / max(seen, 1):.3f}")
-                else:
-                    progress.update(task, advance=1)
+                    progress.update(task, status=f"loss {total / max(seen, 1):.3f}")
             progress.remove_task(task)
             if info.device.type == "cuda":
                 torch.cuda.synchronize(info.device)  # the epoch's time includes its last step's kernels
             elapsed = time.perf_counter() - t0
             # this rank's peak over the epoch's training steps (evaluation comes after)
             peak_gib = torch.cuda.max_memory_allocated(info.device) / 2**30 if info.device.type == "cuda" else None
-            drift = 0.0
             totals = torch.stack([loss_sum, *(torch.tensor(float(v), dtype=torch.float64, device=info.device)
                                               for v in (seen, valid_samples, batch_samples, flops))])
+            drift = _check_in_sync(model) if info.distributed else 0.0
             if info.distributed:
-                drift = _check_in_sync(model)
                 dist.all_reduce(totals)  # loss and throughput over all ranks, not rank 0's share
             loss_total, seen, valid_samples, batch_samples, flops = totals.tolist()
-            seen = int(seen)
             if drift > 1e-3:
                 raise RuntimeError(f"DDP ranks diverged after epoch {epoch + 1} (parameter checksum spread {drift})")
 
@@ -381,10 +362,8 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                 optim_tensors, optim_rest = flatten_optimizer(optimizer.state_dict())
                 train_state = {"epoch": epoch, "best_ua": best_ua, "history": history,
                                **({"scheduler": scheduler.state_dict()} if scheduler is not None else {})}
-                save_checkpoint(
-                    last_path, model, {**meta, "optimizer": optim_rest, "train_state": train_state},
-                    extra_tensors=optim_tensors, sidecar=False,
-                )
+                save_checkpoint(last_path, model, {**meta, "optimizer": optim_rest, "train_state": train_state},
+                                extra_tensors=optim_tensors, sidecar=False)
                 atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 for key in ("train_loss", "wa", "ua", "macro_f1", "samples_per_s", "audio_seconds_per_s", "padding_share", "mfu"):
                     if row.get(key) is not None:
@@ -398,8 +377,6 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
                     + (f"  MFU {row['mfu']:.1%}" if "mfu" in row else "")
                     + ("  [green]best[/]" if improved else ""),
                 )
-        if writer is not None:
-            writer.close()
     if info.distributed:
         dist.barrier()  # until rank 0 has written best.safetensors, which every rank then scores its share of the test set with
     test = _score_test(best_path, test_set, test_split, opts, info) if test_set is not None and best_path.is_file() else None
@@ -439,12 +416,9 @@ def _score_test(best_path: Path, test_set: AudioSet, split: str, opts: TrainOpti
     if not info.is_main:
         return {}
     report = classification_report(test_set.labels, logits.argmax(1), best.dims.labels)
-    report["manifest"] = str(opts.test_manifest)
-    report["split"] = split
-    meta = {**header.to_dict(), "test_metrics": report}
-    for key in ("format", "format_version", "code", "dims"):
-        meta.pop(key)
-    save_checkpoint(best_path, best, meta)
+    report.update(manifest=str(opts.test_manifest), split=split)
+    meta = {k: v for k, v in header.to_dict().items() if k not in ("format", "format_version", "code", "dims")}
+    save_checkpoint(best_path, best, {**meta, "test_metrics": report})
     _print0(info, opts.quiet, f"best epoch {header.epoch + 1} (valid UA {header.metrics['ua']:.1%}); "
                               f"test ({split}), scored once: WA {report['wa']:.1%}  UA {report['ua']:.1%}  F1 {report['macro_f1']:.1%}")
     return report

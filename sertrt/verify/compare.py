@@ -1,7 +1,7 @@
 """PyTorch FP32 against an engine on labelled audio: the one comparison `sertrt parity` and
 `sertrt export --test-manifest` both report.
 
-    score_engine(TorchRunner(run), OrtRunner(onnx), data_manifest, labels)   compare() on a data manifest
+    compare(torch_logits, engine_logits, targets, labels)   (N, num_labels) each -> agreement, WA/UA, deltas
     manifest_scorer(run)(onnx, labels, precision, data_manifest)   export's score of the exported ONNX
 """
 
@@ -44,24 +44,19 @@ def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[
     }
 
 
-def score_engine(reference: Runner, engine: Runner, data_manifest: Path, labels: list[str] | tuple[str, ...],
-                 batch_size: int = 8) -> dict[str, Any]:
-    """compare() on every utterance of a data manifest, whole; both runners entered here."""
-    utterances = read_manifest(data_manifest)
-    clips = [load_audio(u.path) for u in utterances]
-    targets = np.array([label_index(u.label, u.path) for u in utterances])
-    with reference, engine:
-        result = compare(run_batches(reference, clips, batch_size), run_batches(engine, clips, batch_size), targets, labels)
-    return {"manifest": str(data_manifest), **result}
-
-
 def manifest_scorer(run: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...], str, Path], dict[str, Any]]:
     """For `export_bundle(..., score=...)`: scores the exported ONNX (ONNX Runtime CPU) against the run's
-    checkpoint on a data manifest; the bundle card records it as `accuracy` (and an INT8 export is gated on it)."""
+    checkpoint on a data manifest, every utterance whole; the bundle card records it as `accuracy` (and an INT8
+    export is gated on it)."""
     from ..runtime.runners import OrtRunner
     from .torch_runner import TorchRunner
 
     def score(onnx_path: Path, labels: tuple[str, ...], precision: str, data_manifest: Path) -> dict[str, Any]:
-        return score_engine(TorchRunner(run), OrtRunner(onnx_path, precision=precision), data_manifest, labels, batch_size)
+        utterances = read_manifest(data_manifest)
+        clips = [load_audio(u.path) for u in utterances]
+        targets = np.array([label_index(u.label, u.path) for u in utterances])
+        with TorchRunner(run) as reference, OrtRunner(onnx_path, precision=precision) as engine:
+            ref, out = run_batches(reference, clips, batch_size), run_batches(engine, clips, batch_size)
+        return {"manifest": str(data_manifest), **compare(ref, out, targets, labels)}
 
     return score

@@ -79,10 +79,8 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
     with reference as ref_runner, runner:
         ref = run_batches(ref_runner, audio, opts.batch_size)
         results["modes"]["utterance"] = compare(ref, run_batches(runner, audio, opts.batch_size), targets, card.labels)
-        ref, out, window_targets, spans, skipped = _stream_windows(ref_runner, runner, utts, targets, card.labels,
-                                                                   config, opts.manifest)
-        results["modes"]["window"] = {**compare(ref, out, window_targets, card.labels), "skipped_silent": skipped,
-                                      "windows": spans}
+        results["modes"]["window"] = _stream_windows(ref_runner, runner, utts, targets, card.labels, config,
+                                                     opts.manifest)
     # Is the run the bundle's own source? A bundle records its checkpoint's digest when it is exported.
     expected = card.source_checkpoint.get("sha256")
     from ..model.io import checkpoint_digest  # the reference is PyTorch's: torch is loaded
@@ -124,9 +122,9 @@ class _Recorder:
 
 
 def _stream_windows(reference: Runner, engine: Runner, utts: list[Utterance], targets: np.ndarray, labels: tuple[str, ...],
-                    config: StreamConfig, where: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, int]:
-    """Each file through one EmotionStream per side, in `sertrt stream`'s blocks: (reference logits, engine
-    logits, targets, [path, start s, end s] of each window scored, windows the gate skipped)."""
+                    config: StreamConfig, where: Path) -> dict[str, Any]:
+    """compare() on each file pushed through one EmotionStream per side, in `sertrt stream`'s blocks, with the
+    windows scored ([path, start s, end s]) and how many the gate skipped."""
     ref, out = _Recorder(reference), _Recorder(engine)
     window_targets, spans, skipped = [], [], 0
     for u, target in zip(utts, targets):
@@ -145,7 +143,8 @@ def _stream_windows(reference: Runner, engine: Runner, utts: list[Utterance], ta
     if not spans:
         raise SertrtError(f"{where}: the stream's gate skips every window (quieter than {config.silence_dbfs} dBFS, "
                           "or not speech to the VAD): no window to compare")
-    return np.stack(ref.logits), np.stack(out.logits), np.array(window_targets), spans, skipped
+    return {**compare(np.stack(ref.logits), np.stack(out.logits), np.array(window_targets), labels),
+            "skipped_silent": skipped, "windows": spans}
 
 
 def format_parity(results: dict[str, Any]) -> str:

@@ -29,8 +29,7 @@ class TorchRunner:
         if cuda_graphs and not device.startswith("cuda"):
             raise SertrtError(f"CUDA graphs need a CUDA device, not {device!r} (--torch-device cuda)")
         self.checkpoint, self.device, self.precision, self.cuda_graphs = Path(checkpoint), device, precision, cuda_graphs
-        self.model: Any = None
-        self.call: Any = None
+        self.model: Any = None  # the model, or its CUDA graphs (BucketedGraphs), while entered
         self.input_names = ["waveform", "lengths"]
         self.output_names = ["logits"]
         self.resolved: Path | None = None  # the checkpoint file a run directory names, once entered
@@ -46,18 +45,16 @@ class TorchRunner:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise SertrtError(f"--torch-device {self.device}: torch sees no CUDA device here")
         self.resolved = resolve_checkpoint(self.checkpoint)
-        self.model, _ = load_model(self.resolved)
-        self.model.eval().to(self.device)
-        half_model(self.model, self.precision)
-        self.call = self.model
+        model, _ = load_model(self.resolved)
+        self.model = half_model(model.eval().to(self.device), self.precision)
         if self.cuda_graphs:
             from ..model.cuda_graphs import BucketedGraphs
 
-            self.call = BucketedGraphs(self.model)
+            self.model = BucketedGraphs(self.model)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.model = self.call = None
+        self.model = None
 
     def settings(self) -> dict[str, Any]:
         return {"device": self.device, "precision": self.precision, "cuda_graphs": self.cuda_graphs}
@@ -66,6 +63,6 @@ class TorchRunner:
         import torch
 
         with torch.inference_mode():
-            logits = self.call(torch.from_numpy(feeds["waveform"]).to(self.device),
-                               torch.from_numpy(feeds["lengths"]).to(self.device))
+            logits = self.model(torch.from_numpy(feeds["waveform"]).to(self.device),
+                                torch.from_numpy(feeds["lengths"]).to(self.device))
         return {"logits": logits.float().cpu().numpy()}

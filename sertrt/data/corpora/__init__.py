@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from ...core.errors import SertrtError
 from . import ema, emodb, emovo, enterface, iemocap, savee, tess
-from .base import Adapter, Item, Scan
+from .base import Adapter
 
 # The order manifests and reports list corpora in.
 ADAPTERS: dict[str, Adapter] = {
@@ -19,9 +19,6 @@ def get_adapter(name: str, ema_pattern: str | None = None, ema_labels: Mapping[s
     """The adapter called `name`; the EMA options only apply to "ema"."""
     if name not in ADAPTERS:
         raise SertrtError(f"unknown corpus {name!r} (valid: {', '.join(ADAPTERS)})")
-    if name == "ema" and (ema_pattern is not None or ema_labels is not None):
+    if name == "ema":
         return ema.make_adapter(ema_pattern, ema_labels)
     return ADAPTERS[name]
-
-
-__all__ = ["ADAPTERS", "Adapter", "Item", "Scan", "get_adapter"]

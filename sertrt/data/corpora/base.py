@@ -20,8 +20,6 @@ EXAMPLES = 5  # how many file names a warning quotes
 
 @dataclass(frozen=True)
 class Item:
-    """One recognised corpus file."""
-
     source: Path  # absolute path of the file as distributed
     rel: str  # path below the corpus root, '/'-separated: the cache mirrors it
     code: str  # the corpus's own emotion code, as the file or label file spells it
@@ -34,8 +32,6 @@ class Item:
 
 @dataclass
 class Scan:
-    """What an adapter found under a root."""
-
     kept: list[Item]  # sorted by rel; one per utterance
     dropped: dict[str, int]  # original code -> number of utterances the paper drops
     found: int  # recognised utterances, kept + dropped
@@ -47,8 +43,6 @@ class Scan:
 
 @dataclass(frozen=True)
 class Adapter:
-    """A corpus as distributed."""
-
     name: str
     title: str
     language: str  # ISO 639-1
@@ -59,7 +53,6 @@ class Adapter:
 
     @cached_property
     def label_map(self) -> dict[str, str | None]:
-        """code -> label, or None: dropped."""
         return {code: label for code, (label, _) in self.codes.items()}
 
     def scan(self, root: str | Path) -> Scan:
@@ -77,18 +70,14 @@ class Adapter:
 
     def table(self) -> str:
         """The label mapping as a Markdown table (README)."""
-        rows = ["| code | meaning | label |", "|---|---|---|"]
-        for code, (label, meaning) in self.codes.items():
-            rows.append(f"| `{code}` | {meaning} | {label or 'dropped'} |")
-        return "\n".join(rows)
+        rows = [f"| `{code}` | {meaning} | {label or 'dropped'} |" for code, (label, meaning) in self.codes.items()]
+        return "\n".join(["| code | meaning | label |", "|---|---|---|", *rows])
 
 
 def walk_files(root: Path, subdir: str = "", recursive: bool = True) -> Iterator[Path]:
     """Files below root/subdir in sorted order. Hidden ones are skipped (macOS zips carry `._03a01Fa.wav`
     resource forks); folder links are followed, each real folder once, so a link loop cannot hang the walk."""
     top = root / subdir if subdir else root
-    if not top.is_dir():
-        return
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -125,8 +114,7 @@ def rel_path(path: Path, root: Path) -> str:
 
 def is_avi(path: Path) -> bool:
     """`x.avi`, and eNTERFACE's `s16_su_3avi` whose dot went missing."""
-    name = path.name.lower()
-    return path.suffix.lower() == ".avi" or (path.suffix == "" and name.endswith("avi"))
+    return path.suffix.lower() == ".avi" or (path.suffix == "" and path.name.lower().endswith("avi"))
 
 
 def missing(found: Iterable[str], expected: Iterable[str], what: str) -> list[str]:

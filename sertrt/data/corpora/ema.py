@@ -35,7 +35,13 @@ LAYOUT = "<speaker>/.../<file>.wav with an ang|hap|neu|sad token in the path"
 
 def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = None) -> Adapter:
     """The EMA adapter for a layout: `pattern` (regex) and `labels` (code -> label) override the defaults."""
-    regex = _compile(pattern or DEFAULT_PATTERN)
+    source = pattern or DEFAULT_PATTERN
+    try:
+        regex = re.compile(source)
+    except re.error as e:
+        raise SertrtError(f"EMA pattern {source!r} is not a valid regex ({e})") from None
+    if not {"speaker", "emotion"} <= set(regex.groupindex):
+        raise SertrtError(f"EMA pattern {source!r} needs the named groups (?P<speaker>...) and (?P<emotion>...)")
     codes = CODES
     if labels is not None:
         for code, label in labels.items():
@@ -61,16 +67,6 @@ def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = 
     layout = LAYOUT if pattern is None else f"paths matching {pattern!r}"
     adapter = Adapter("ema", "USC EMA", "en", layout, codes, find)
     return adapter
-
-
-def _compile(pattern: str) -> re.Pattern:
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise SertrtError(f"EMA pattern {pattern!r} is not a valid regex ({e})") from None
-    if not {"speaker", "emotion"} <= set(regex.groupindex):
-        raise SertrtError(f"EMA pattern {pattern!r} needs the named groups (?P<speaker>...) and (?P<emotion>...)")
-    return regex
 
 
 ADAPTER = make_adapter()

@@ -26,21 +26,6 @@ FILE_CODES = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "
 SUBJECT = re.compile(r"^subject\s*(\d+)$", re.IGNORECASE)
 
 
-def _stem(path: Path) -> str:
-    """`s16_su_3avi` -> `s16_su_3`, so that its WAV copy `s16_su_3.wav` is recognised as the same clip."""
-    if path.suffix == "" and path.name.lower().endswith("avi"):
-        return path.name[:-3]
-    return path.stem
-
-
-def _file_emotion(stem: str) -> str | None:
-    """The emotion a file name spells (first `_`-token that is a code), None if it spells none."""
-    for token in stem.lower().split("_"):
-        if token in FILE_CODES:
-            return FILE_CODES[token]
-    return None
-
-
 def find(root: Path) -> Scan:
     items, unmatched, disagree = [], [], []
     for path in walk_files(root):
@@ -48,18 +33,19 @@ def find(root: Path) -> Scan:
             continue
         rel = rel_path(path, root)
         folders = rel.split("/")[:-1]
-        subject = next((i for i, f in enumerate(folders) if SUBJECT.match(f)), None)
-        emotion = None
-        if subject is not None:
-            emotion = next((f.lower() for f in folders[subject + 1 :] if f.lower() in CODES), None)
+        subject = next((i for i, f in enumerate(folders) if SUBJECT.match(f)), len(folders))
+        emotion = next((f.lower() for f in folders[subject + 1:] if f.lower() in CODES), None)  # below `subject N`
         if emotion is None:
             unmatched.append(rel)
             continue
         speaker = str(int(SUBJECT.match(folders[subject])[1]))
-        named = _file_emotion(_stem(path))
+        # `s16_su_3avi` -> `s16_su_3`, so that its WAV copy `s16_su_3.wav` is recognised as the same clip.
+        stem = (path.name[:-3] if path.suffix == "" and is_avi(path) else path.stem).lower()
+        # The emotion the file name spells: its first `_`-token that is a code.
+        named = next((FILE_CODES[token] for token in stem.split("_") if token in FILE_CODES), None)
         if named is not None and named != emotion:
             disagree.append(f"{rel} ({named})")
-        key = (rel.rpartition("/")[0], _stem(path).lower())
+        key = (rel.rpartition("/")[0], stem)
         items.append(Item(path, rel, emotion, CODES[emotion][0], speaker, key=key, rank=1 if is_avi(path) else 0))
     scan = finish(items, unmatched)
     if disagree:

@@ -7,17 +7,8 @@ strongly typed: no builder flags), plus calibration feeds read from a manifest.
     manifest_calibration(calib_manifest.jsonl)            [{"waveform": (1, num_samples), "lengths": (1,)}]
     split_calibration(calib_manifest.jsonl)               (calibration utterances, held-out utterances)
 
-One concern per module (each module's docstring says why it does what it does):
-
-    fp16         to_fp16: which ops and nodes stay FP32, and the conversion
-    int8         to_int8 (static QDQ for TensorRT) and zero_points, its zero-point check
-    dynamic      to_int8_dynamic (the ONNX Runtime CPU artifact)
-    calibration  manifest_calibration, split_calibration and the CalibrationDataReader adapter
-    surgery      ONNX graph rewriting shared by the above (casts, Q/DQ rewiring; cleanup and order by onnx-graphsurgeon)
-
-ONNX Runtime CPU runs all three files (the post-export check uses it). For FP16 it upcasts ops that
-have no FP16 CPU kernel, so ORT-CPU validates FP16 storage at op boundaries, not FP16 arithmetic as
-TensorRT does it; and ORT-CPU runs a QDQ model slower than FP32. Re-check and time the built engine on the GPU.
+Graph rewriting shared by these lives in .surgery. ONNX Runtime CPU validates all three (FP16 only as storage at op
+boundaries, QDQ slower than FP32): re-check and time the built engine on the GPU.
 """
 
 from .calibration import manifest_calibration, split_calibration

@@ -1,23 +1,18 @@
 """INT8 calibration data: feeds read from a manifest, and the adapter onnxruntime's quantize_static takes.
-
-Each feed is one utterance at the streaming window's shape ({"waveform": (1, num_samples) float32,
-"lengths": (1,) int64}), picked round-robin over labels so that a few dozen utterances still cover
-every class's activation ranges.
+Utterances are picked round-robin over labels, so that a few dozen still cover every class's activation ranges.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...core.audio import SAMPLE_RATE
+from ...core.audio import SAMPLE_RATE, load_audio, pad_batch, seconds_to_samples
 from ...core.errors import SertrtError
-
-if TYPE_CHECKING:
-    from ...core.manifest import Utterance
+from ...core.manifest import Utterance, read_manifest
 
 
 class _FeedReader:
@@ -33,19 +28,14 @@ class _FeedReader:
 def manifest_calibration(
     manifest: Path, num: int = 64, seconds: float = 2.0, seed: int = 0, min_utterances: int = 16
 ) -> list[dict[str, np.ndarray]]:
-    """Up to `num` utterances, stratified over labels (round-robin, shuffled per seed), each centre-
-    cropped or zero-padded to `seconds` (the streaming window):
+    """Up to `num` utterances, each centre-cropped or zero-padded to `seconds` (the streaming window):
     [{"waveform": (1, num_samples) float32, "lengths": (1,) int64}], lengths = valid samples."""
-    from ...core.audio import load_audio, pad_batch, seconds_to_samples
-
     n = seconds_to_samples(seconds)
     feeds = []
     for utterance in split_calibration(manifest, num, seed, min_utterances)[0]:
         audio = load_audio(utterance.path, SAMPLE_RATE)
-        if len(audio) > n:
-            start = (len(audio) - n) // 2
-            audio = audio[start : start + n]
-        waveform, lengths = pad_batch([audio], min_samples=n)  # every calibration feed has the window's shape
+        start = max(len(audio) - n, 0) // 2
+        waveform, lengths = pad_batch([audio[start:start + n]], min_samples=n)
         feeds.append({"waveform": waveform, "lengths": lengths})
     return feeds
 
@@ -56,8 +46,6 @@ def split_calibration(
     """(calibration, held_out): the utterances manifest_calibration calibrates on, and the rest of the
     manifest (up to `max_held_out` of them, stratified over labels), on which an INT8 export is gated when
     no test manifest is given."""
-    from ...core.manifest import read_manifest
-
     if num < min_utterances:
         raise SertrtError(f"calibration num={num} is below the minimum of {min_utterances} utterances")
     utterances = read_manifest(manifest, check_audio=False)  # load_audio names any bad file it meets
@@ -76,13 +64,5 @@ def split_calibration(
 def _stratified_pick(labels: list[str], num: int, seed: int) -> list[int]:
     """Up to `num` indices, one label at a time in turn, each label's order shuffled by `seed`."""
     rng = np.random.default_rng(seed)
-    by_label: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_label.setdefault(label, []).append(i)
-    queues = [[int(i) for i in rng.permutation(idx)] for _, idx in sorted(by_label.items())]
-    chosen: list[int] = []
-    while len(chosen) < num and any(queues):
-        for q in queues:
-            if q and len(chosen) < num:
-                chosen.append(q.pop(0))
-    return chosen
+    queues = [rng.permutation(np.flatnonzero(np.array(labels) == label)).tolist() for label in sorted(set(labels))]
+    return [i for turn in itertools.zip_longest(*queues) for i in turn if i is not None][:num]

@@ -1,13 +1,5 @@
-"""Dynamic INT8 for ONNX Runtime CPU: weights quantised once for the target CPU, activations per call.
-
-INT8-dynamic is the CPU artifact: TensorRT cannot take it (DynamicQuantizeLinear/MatMulInteger are not
-its INT8 format). Activations are quantised per call and per tensor, so a row's logits depend slightly on
-its batch mates. It leaves the same scopes float as the static INT8 (.int8.INT8_EXCLUDE).
-
-The CNN feature encoder's wide Convs (all but the first) become MatMuls over unfolded frames (`_convs_as_matmuls`)
-and are quantised as MatMuls: ONNX Runtime's ConvInteger is slower than its float Conv, while MatMulInteger
-runs on the u8s8 VNNI / dot-product kernels (xlsr-53's float encoder was a third of its INT8 time). Their frames
-are quantised before they are unfolded (`_quantise_before_unfolding`), so the unfolding copies uint8.
+"""Dynamic INT8 for ONNX Runtime CPU (docs/export.md): weights quantised once for the target CPU, activations
+per call and per tensor (so a row's logits depend slightly on its batch mates). TensorRT cannot take it.
 """
 
 from __future__ import annotations
@@ -25,22 +17,15 @@ from .int8 import INT8_EXCLUDE, _quiet_preprocess_advice
 from .surgery import _opset
 
 DYNAMIC_OP_TYPES = ("MatMul",)  # Convs are quantised as MatMuls: see _convs_as_matmuls
-# Narrower Convs stay float: the demo's 32-channel encoder ran no faster as MatMulInteger (2 s: 5.5 ms, float 5.6)
-# and its logits moved 15x further from PyTorch's (per-tensor 8-bit activations over few channels); wav2vec2's are 512.
+# Narrower Convs (the demo's 32) stay float: no faster as MatMulInteger, 15x further from PyTorch; wav2vec2's are 512.
 MIN_CONV_CHANNELS = 256
 
 
 def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE,
                     cpu_target: str = DEFAULT_CPU_TARGET) -> dict[str, Any]:
-    """FP32 ONNX -> dynamic INT8 ONNX for ONNX Runtime CPU: MatMuls (and the encoder Convs as MatMuls) with
-    per-channel QInt8 weights (7-bit, reduce_range, for `cpu_target` avx2: see core.precisions.CPU_TARGETS),
-    QUInt8 asymmetric activations quantised per call (DynamicQuantizeLinear -> MatMulInteger, which ORT fuses
-    into MatMulIntegerToFloat). No calibration.
-
-    QInt8 weights keep ONNX Runtime on its u8s8 kernels, which VNNI and ARM's dot product speed up (QUInt8 would
-    put it on u8u8); avx2 without VNNI gets reduce_range against u8s8 saturation. Ops whose node name contains
-    a scope in `exclude` stay float: the head, and the feature projection, whose error goes straight into the
-    residual stream.
+    """FP32 ONNX -> dynamic INT8 ONNX: MatMuls (and the wide encoder Convs as MatMuls) with per-channel QInt8
+    weights, which keep ONNX Runtime on its u8s8 VNNI / dot-product kernels (7-bit for avx2: reduce_range against
+    u8s8 saturation), and QUInt8 activations quantised per call. Nodes named with a scope in `exclude` stay float.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -49,10 +34,9 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
         raise SertrtError(f"--cpu-target {cpu_target}: unknown (valid: {', '.join(CPU_TARGETS)})")
     reduce_range = cpu_target == "avx2"
     model, convs = _convs_as_matmuls(onnx.load(str(src)), exclude)
-    graph = model.graph
     # quantize_dynamic rewrites every Gemm as a float MatMul named "<gemm>_MatMul" before it quantises
     # MatMuls, so a Gemm is excluded under that name (or the head's output layer gets quantised).
-    excluded = sorted(n.name if n.op_type == "MatMul" else f"{n.name}_MatMul" for n in graph.node
+    excluded = sorted(n.name if n.op_type == "MatMul" else f"{n.name}_MatMul" for n in model.graph.node
                       if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in exclude))
     with atomic_path(dst) as tmp:
         with _quiet_preprocess_advice():
@@ -80,11 +64,11 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
 
 def _convs_as_matmuls(model, exclude: tuple[str, ...]):
     """(model, names of the Convs rewritten): every 1-D, group-1, unpadded, undilated Conv with constant
-    weights and at least MIN_CONV_CHANNELS input channels (so not the first, which reads the raw waveform),
-    outside `exclude`, as frames unfolded into channels + MatMul:
+    weights and at least MIN_CONV_CHANNELS input channels (not the first, which reads the waveform), outside
+    `exclude`, as frames unfolded into channels + MatMul (ONNX Runtime's ConvInteger is slower than its float
+    Conv; MatMulInteger runs on the u8s8 VNNI / dot-product kernels), the same result to float rounding:
     x (B, C, T) -> (B, T, C) -> k strided Slices (B, T', C), T' = floor((T - k) / s) + 1 for every offset
-    -> Concat (B, T', k*C) @ W (k*C, C_out) + bias -> (B, C_out, T'). Same result as the Conv (to float
-    rounding)."""
+    -> Concat (B, T', k*C) @ W (k*C, C_out) + bias -> (B, C_out, T')."""
     from onnxslim.third_party import onnx_graphsurgeon as gs
 
     graph = gs.import_onnx(model)
@@ -118,10 +102,9 @@ def _convs_as_matmuls(model, exclude: tuple[str, ...]):
 
 
 def _quantise_before_unfolding(model, convs: list[str]):
-    """The rewritten Convs' DynamicQuantizeLinear (quantize_dynamic puts it on the unfolded (B, T', k*C)) moved onto
-    the frames (B, T, C): the k Slices and the Concat then copy uint8, a quarter of the bytes, and each frame is
-    quantised once, not k times. The unfolded frames are the frames but for at most `stride` at the end, so the
-    scale is that of (nearly) the same values."""
+    """The rewritten Convs' DynamicQuantizeLinear moved from the unfolded (B, T', k*C) onto the frames (B, T, C):
+    the Slices and the Concat then copy uint8, and each frame is quantised once, not k times. The unfolded frames
+    are the frames but for at most `stride` at the end, so the scale is that of (nearly) the same values."""
     from onnxslim.third_party import onnx_graphsurgeon as gs
 
     graph = gs.import_onnx(model)

@@ -1,14 +1,7 @@
-"""FP16 conversion: FP32 model ONNX -> mixed FP16 ONNX with FP32 waveform/lengths/logits.
-
-FP16 keeps in FP32 what overflows or loses too much with 5 exponent bits: the in-graph waveform
-normalisation (its sum of squares over num_samples passes FP16's 65504 after 4 s of full-scale audio),
-every reduction, Pow/Sqrt, LayerNormalization, Softmax, and the recurrent modules of the head with
-their reshuffles (numerics; the head is a sliver of the FLOPs). The converter's FP32->FP16->FP32 cast
-pairs between two FP32 ops are removed, so the normalisation reads the FP32 waveform itself, and
-identical Casts are merged into one (both in .surgery, on the graph's types).
-
-ONNX Runtime CPU upcasts ops that have no FP16 CPU kernel, so ORT-CPU validates FP16 storage at op
-boundaries, not FP16 arithmetic as TensorRT does it: re-check the built engine on the GPU.
+"""FP16 conversion: FP32 model ONNX -> mixed FP16 ONNX with FP32 waveform/lengths/logits. FP32 keeps what
+overflows or loses too much with 5 exponent bits: the in-graph waveform normalisation (its sum of squares over
+num_samples passes FP16's 65504 after 4 s of full-scale audio), every reduction, Pow/Sqrt, LayerNormalization,
+Softmax, and the head's recurrent modules with their reshuffles (the head is a sliver of the FLOPs).
 """
 
 from __future__ import annotations
@@ -33,10 +26,7 @@ CONTROL_FLOW_OPS = ("If", "Loop", "Scan")  # the converter cannot keep these in 
 def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     """FP32 ONNX -> mixed FP16 ONNX with FP32 inputs and outputs; returns what stayed FP32."""
     import onnx
-    from onnxruntime.transformers.float16 import (
-        DEFAULT_OP_BLOCK_LIST,
-        convert_float_to_float16,
-    )
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(src)))
     graph = model.graph
@@ -45,14 +35,9 @@ def to_fp16(src: Path, dst: Path) -> dict[str, Any]:
     normalisation = _normalisation_nodes(graph)
     control_flow = {n.name for n in graph.node if n.op_type in CONTROL_FLOW_OPS}
     keep_nodes = (normalisation | _recurrent_scope_nodes(graph)) - control_flow
-    kept = Counter(
-        n.op_type for n in graph.node
-        if n.name in float_nodes and (n.op_type in keep_ops or n.name in keep_nodes) and n.op_type != "Constant"
-    )
-    converted = sum(
-        1 for n in graph.node
-        if n.name in float_nodes and not (n.op_type in keep_ops or n.name in keep_nodes) and n.op_type != "Constant"
-    )
+    computing = [n for n in graph.node if n.name in float_nodes and n.op_type != "Constant"]
+    kept = Counter(n.op_type for n in computing if n.op_type in keep_ops or n.name in keep_nodes)
+    converted = len(computing) - sum(kept.values())
     casts_before = sum(n.op_type == "Cast" for n in graph.node)
 
     model = convert_float_to_float16(

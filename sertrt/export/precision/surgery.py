@@ -2,13 +2,7 @@
 its types; pruning and ordering by onnx-graphsurgeon (`cleanup`).
 
 Everything here decides on the graph's tensor types and edges, never on the converters' node names,
-which differ between onnxruntime versions (tested on 1.20, 1.30 and 1.32). After onnxruntime's FP16
-converter, duplicate Casts (one per FP32 reader in converters before 1.32: the graph is then not in
-SSA form) are merged into one, and its FP32->FP16->FP32 Cast pairs between two FP32 ops are removed,
-so the normalisation reads the FP32 waveform itself. After quantize_static, readers of a quantised
-tensor that are not quantised ops get the float tensor back instead of the Q->DQ copy ORT hands
-them. Nodes deleted or appended by a converter leave unread initializers, stale value_info and an
-order TensorRT's parser (which reads nodes in order) cannot take: `cleanup` (onnx-graphsurgeon) fixes both.
+which differ between onnxruntime versions (tested on 1.20, 1.30 and 1.32).
 """
 
 from __future__ import annotations
@@ -20,10 +14,9 @@ _FLOATS = (_FLOAT, _FLOAT16, 11, 16)  # and DOUBLE, BFLOAT16
 
 
 def _merge_duplicate_casts(graph) -> int:
-    """One Cast per (input, target type). onnxruntime's converter before 1.32 adds a Cast for every
-    FP32-kept reader of an FP16 tensor, all writing one output name (the graph is then not in SSA
-    form and onnx.checker rejects it); later versions share one. Either way the result is the same
-    graph. A Cast whose output is a graph output or read inside a subgraph is left alone."""
+    """One Cast per (input, target type). onnxruntime's FP16 converter before 1.32 adds a Cast for every
+    FP32-kept reader of an FP16 tensor, all writing one output name (not SSA: onnx.checker rejects it);
+    later versions share one. A Cast whose output is a graph output or read inside a subgraph is left alone."""
     protected = {o.name for o in graph.output}
     for node in graph.node:
         protected |= _subgraph_inputs(node)
@@ -38,8 +31,7 @@ def _merge_duplicate_casts(graph) -> int:
             first[key] = node.output[0]
         elif node.output[0] == first[key] or node.output[0] not in protected:
             duplicates.append(i)
-            if node.output[0] != first[key]:
-                rename[node.output[0]] = first[key]
+            rename[node.output[0]] = first[key]
     for node in graph.node:
         for i, name in enumerate(node.input):
             if name in rename:
@@ -56,9 +48,8 @@ def _merge_duplicate_casts(graph) -> int:
 
 def _drop_cast_round_trips(graph) -> int:
     """FP32 -> FP16 -> FP32 between two kept-FP32 ops (or from the FP32 graph input) rounds the value
-    for nothing; readers of the second Cast get the FP32 tensor itself. Decided on tensor types, not on
-    the converter's node names (which change between onnxruntime versions); the model's own Casts are
-    never FP32 -> FP16 (it is an FP32 model), so only the converter's pairs match."""
+    for nothing; readers of the second Cast get the FP32 tensor itself (so the normalisation reads the
+    waveform). An FP32 model has no FP32 -> FP16 Casts of its own: only the converter's pairs match."""
     types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.value_info, *graph.output)}
     types.update({t.name: t.data_type for t in graph.initializer})
     producer = {o: n for n in graph.node for o in n.output}
@@ -78,7 +69,8 @@ def _drop_cast_round_trips(graph) -> int:
 
 
 def _qdq_only_into(graph, quantised: set[str]) -> int:
-    """Feed float consumers of a quantised activation the float tensor, not its Q->DQ copy."""
+    """Feed float consumers of a quantised activation the float tensor, not the Q->DQ copy
+    quantize_static hands every reader."""
     producer = {o: n for n in graph.node for o in n.output}
     initializers = {t.name for t in graph.initializer}
     rewired = 0
@@ -98,14 +90,10 @@ def _qdq_only_into(graph, quantised: set[str]) -> int:
 
 
 def constant_tensors(graph) -> dict[str, Any]:
-    """name -> TensorProto of every tensor whose value is in the graph: initializers and the `value` of
-    Constant nodes."""
+    """name -> TensorProto of the initializers and of Constant nodes' `value`."""
     tensors = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.name == "value":
-                    tensors[node.output[0]] = a.t
+    tensors.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant"
+                    for a in n.attribute if a.name == "value"})
     return tensors
 
 
@@ -142,9 +130,9 @@ def _subgraph_inputs(node) -> set[str]:
 
 
 def cleanup(model):
-    """A copy of `model` without nodes whose outputs nobody reads, unread initializers and stale
-    value_info, its nodes in topological order (the converters append theirs at the end; TensorRT's
-    parser reads nodes in order): onnx-graphsurgeon's cleanup().toposort(), the copy onnxslim ships."""
+    """A copy of `model` without unread nodes, unread initializers and stale value_info, its nodes in
+    topological order (converters append theirs at the end; TensorRT's parser reads nodes in order):
+    onnx-graphsurgeon's cleanup().toposort(), the copy onnxslim ships."""
     from onnxslim.third_party import onnx_graphsurgeon as gs
 
     return gs.export_onnx(gs.import_onnx(model).cleanup().toposort())
