@@ -42,21 +42,17 @@ def import_polygraphy_trt() -> tuple[Any, type[Exception]]:
     return poly, PolygraphyException
 
 
-def _import_cudart() -> Any:
+def import_cudart(required: bool = True) -> Any:
+    """cuda-python's runtime bindings; without them a one-line error, or None when not `required`."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1
     except ImportError:
         try:
             from cuda import cudart  # up to 12.6.0 (removed in 13)
         except ImportError:
+            if required:
+                raise SertrtError(CUDA_PYTHON_MISSING) from None
             return None
-    return cudart
-
-
-def import_cudart() -> Any:
-    cudart = _import_cudart()
-    if cudart is None:
-        raise SertrtError(CUDA_PYTHON_MISSING)
     return cudart
 
 
@@ -69,7 +65,7 @@ def record_path(engine: str | Path) -> Path:
 def gpu_identity() -> tuple[str | None, str | None]:
     """(GPU name, compute capability "major.minor") of the current device, via cuda-python, else
     nvidia-smi, else (None, None): JetPack 6 has no nvidia-smi, so install cuda-python there."""
-    cudart = _import_cudart()
+    cudart = import_cudart(required=False)
     if cudart is not None:
         err, device = cudart.cudaGetDevice()
         if err == cudart.cudaError_t.cudaSuccess:
