@@ -33,9 +33,10 @@ data_app = typer.Typer(help="Make and split manifests.", no_args_is_help=True, r
 app.add_typer(data_app, name="data")
 # Plain text (help too: rich_markup_mode=None): our messages hold paths and user input, which rich's markup
 # ("sertrt[vad]") and :emoji: codes would eat.
-console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
-err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)  # progress and log lines
-errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)  # never --quiet
+PLAIN = {"soft_wrap": True, "markup": False, "emoji": False, "highlight": False}
+console = Console(**PLAIN)
+err = Console(stderr=True, **PLAIN)  # progress and log lines
+errors = Console(stderr=True, **PLAIN)  # never --quiet
 
 
 class Choice(str, Enum):

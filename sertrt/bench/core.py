@@ -142,12 +142,12 @@ def _open_runners(o: BenchOptions, art, stack: ExitStack, data: dict[str, Any], 
 
                 stack.callback(torch.set_num_threads, torch.get_num_threads())  # the caller's count, afterwards
                 torch.set_num_threads(o.threads)
-                before = _rss_mb()
+            before = _rss_mb()
+            if v == BASELINE:
                 runner: Runner = stack.enter_context(TorchRunner(a.checkpoint))
                 settings = {"threads": o.threads}
             else:
                 bundle = a.bundles[precision]
-                before = _rss_mb()
                 runner = stack.enter_context(OrtRunner(bundle / load_bundle(bundle, verify=False).model,
                                                        threads=o.threads, precision=precision))
                 settings = runner.settings()
