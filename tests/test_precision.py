@@ -403,29 +403,55 @@ def test_int8_dynamic_quantises_encoder_matmuls_only(fp32_onnx, int8_dynamic):
     assert info["cpu_target"] == "vnni"
 
 
-def test_int8_dynamic_quantises_wide_encoder_convs_as_matmuls(fp32_onnx, tmp_path, monkeypatch):
-    """The feature encoder's wide Convs run as MatMulInteger (ORT's ConvInteger is slower than its float Conv) on
-    frames quantised before they are unfolded; unfolding frames into channels gives the Conv's exact frame count
-    at odd lengths and in padded batches."""
+@pytest.mark.parametrize("groups, stride, taps, pads", [(1, 2, 3, (0, 0)), (1, 5, 10, (0, 0)), (4, 1, 8, (4, 4))])
+def test_int8_dynamic_conv_as_matmul_is_the_conv(groups, stride, taps, pads, tmp_path):
+    """The unfolding computes the Conv's frames (count, order, strides, groups, padding) at odd lengths and in a
+    batch: with inputs and weights that quantise exactly, the rewritten graph equals the float Conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
     from sertrt.export.precision import dynamic
 
-    rewritten = [f"/upstream/feature_extractor/conv_layers.{i}/conv/Conv" for i in range(1, 7)]
+    rng = np.random.default_rng(groups + taps)
+    channels = dynamic.MIN_CONV_CHANNELS
+    weight = rng.integers(-127, 128, (channels, channels // groups, taps)).astype(np.float32)
+    weight[np.arange(channels), 0, 0] = 127  # every output channel's scale is 1: its weights are whole steps
+    bias = rng.standard_normal(channels).astype(np.float32)
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="/conv", group=groups, strides=[stride], pads=list(pads))
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", channels, "T"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    rewritten, names = dynamic._convs_as_matmuls(model, exclude=(), reduce_range=False)
+    assert names == ["/conv"] and "Conv" not in {n.op_type for n in rewritten.graph.node}
+    onnx.save(model, tmp_path / "conv.onnx")
+    onnx.save(rewritten, tmp_path / "unfolded.onnx")
+    reference, unfolded = session(tmp_path / "conv.onnx"), session(tmp_path / "unfolded.onnx")
+    for batch, length in ((1, 37), (2, 203)):
+        x = rng.integers(0, 256, (batch, channels, length)).astype(np.float32)
+        x[0, 0, 0] = 255
+        x /= 100  # steps of 0.01 from 0 to 2.55: DynamicQuantizeLinear's scale is 0.01, its zero point 0
+        expected = reference.run(None, {"x": x})[0]
+        np.testing.assert_allclose(unfolded.run(None, {"x": x})[0], expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+
+
+def test_int8_dynamic_quantises_wide_convs_as_matmuls(fp32_onnx, tmp_path, monkeypatch):
+    """The encoder's wide Convs and the grouped positional Conv run as MatMulInteger on frames quantised once,
+    before they are unfolded, and keep the model's logits at odd lengths and in padded batches."""
+    from sertrt.export.precision import dynamic
+
+    rewritten = [*(f"/upstream/feature_extractor/conv_layers.{i}/conv/Conv" for i in range(1, 7)),
+                 "/upstream/pos_conv_embed/conv/Conv"]
     monkeypatch.setattr(dynamic, "MIN_CONV_CHANNELS", 32)  # tiny's encoder is 32 wide, wav2vec2's 512
     info = dynamic.to_int8_dynamic(fp32_onnx, tmp_path / "int8.onnx")
     assert info["convs_as_matmuls"] == rewritten
     nodes = onnx.load(str(tmp_path / "int8.onnx")).graph.node
-    assert {f"{name}_MatMul_quant" for name in rewritten} <= {n.name for n in nodes if n.op_type == "MatMulInteger"}
-    # the frames are quantised once, then unfolded as uint8
-    assert {f"{name}/frames" for name in rewritten} <= {n.input[0] for n in nodes if n.op_type == "DynamicQuantizeLinear"}
-
-    model, names = dynamic._convs_as_matmuls(onnx.load(str(fp32_onnx)), exclude=())
-    assert names == rewritten and sum(n.op_type == "Conv" for n in model.graph.node) == 2
-    onnx.save(model, tmp_path / "unfolded.onnx")
-    reference, unfolded, int8 = (session(p) for p in (fp32_onnx, tmp_path / "unfolded.onnx", tmp_path / "int8.onnx"))
+    assert [n.op_type for n in nodes if n.op_type == "Conv"] == ["Conv"]  # the first, which reads the waveform
+    quantised = {n.name for n in nodes if n.op_type == "DynamicQuantizeLinear"}
+    assert {f"{name}/DynamicQuantizeLinear" for name in rewritten} <= quantised
+    reference, int8 = session(fp32_onnx), session(tmp_path / "int8.onnx")
     for batch, num_samples in ((1, 8001), (1, 12347), (3, 20803)):
         f = feeds(batch, num_samples, seed=num_samples)
         expected = reference.run(None, f)[0]
-        np.testing.assert_allclose(unfolded.run(None, f)[0], expected, atol=1e-5, rtol=0)
         assert np.abs(int8.run(None, f)[0] - expected).max() <= 0.05 * np.abs(expected).max()
 
 

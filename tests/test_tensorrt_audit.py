@@ -118,6 +118,22 @@ def test_shapes_are_inferred_without_the_weights_as_with_them(tiny_bundles):
     assert {v.name: v.type for v in without.graph.value_info} == {v.name: v.type for v in whole.graph.value_info}
 
 
+def test_save_joined_writes_back_the_model_split_weights_took_apart(tiny_bundles, tmp_path):
+    """The weights written as records after the graph are read back into that graph by onnx (and by every protobuf
+    parser): the same inputs, nodes and initializers as the model that was split."""
+    from sertrt.export.tensorrt_audit import save_joined, split_weights
+
+    card, _, bundle = tiny_bundles["fp32"]
+    model = onnx.load(str(bundle / card.model))
+    save_joined(*split_weights(model), tmp_path / "joined.onnx")
+    joined = onnx.load(str(tmp_path / "joined.onnx"))
+    onnx.checker.check_model(joined)
+    assert [i.name for i in joined.graph.input] == [i.name for i in model.graph.input]
+    assert list(joined.graph.node) == list(model.graph.node)
+    assert sorted(t.SerializeToString() for t in joined.graph.initializer) == \
+        sorted(t.SerializeToString() for t in model.graph.initializer)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_every_tiny_bundle_is_clean_and_says_so(tiny_bundles, precision):
     card, log, bundle = tiny_bundles[precision]

@@ -18,7 +18,7 @@ from ..core.atomic import atomic_path, naming
 from ..core.errors import SertrtError
 from ..model.ser import SERModel
 from .spec import DYNAMIC_AXES, INPUTS, OUTPUTS, ExportSpec
-from .tensorrt_audit import join_weights, split_weights
+from .tensorrt_audit import save_joined, split_weights
 
 
 def example_inputs(spec: ExportSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,10 +100,9 @@ def simplify_onnx(path: Path, metadata: dict[str, str] | None = None) -> dict[st
     init_logging()  # as slim() does: ONNX Runtime quiet about the scratch graphs onnxslim folds constants with
     slim = shape_infer(optimize(shape_infer(light)))
     onnx.checker.check_model(slim)
-    slim = join_weights(slim, weights)
     _set_metadata(slim, metadata or {})
     with atomic_path(path) as tmp:
-        onnx.save(slim, str(tmp))
+        save_joined(slim, weights, tmp)
     return {"tool": f"onnxslim {onnxslim.__version__}", "nodes_before": before, "nodes_after": len(slim.graph.node)}
 
 

@@ -95,15 +95,32 @@ def split_weights(model) -> tuple[Any, dict[str, Any]]:
     return light, weights
 
 
-def join_weights(light, weights: dict[str, Any]):
-    """split_weights undone on `light` (or on what onnxslim made of it), in place; returns it."""
+def save_joined(light, weights: dict[str, Any], path: Path) -> None:
+    """split_weights undone on `light` (or on what onnxslim made of it), written to `path`: the graph, then each
+    weight it reads as one more `graph { initializer }` record, which a protobuf parser merges into the one graph
+    (protobuf.dev/programming-guides/encoding, "Last One Wins": embedded messages merge, repeated fields append).
+    One serialisation per weight, not a copy of 1.2 GB into the model and one serialisation of it all (xlsr-53:
+    2 s, not 12)."""
+    def record(field: int, size: int) -> bytes:  # a length-delimited field's tag and varint length
+        out = bytearray([field << 3 | 2])
+        while size > 0x7F:
+            out.append(size & 0x7F | 0x80)
+            size >>= 7
+        return bytes(out + bytes([size]))
+
     g = light.graph
     used = {i for n in g.node for i in n.input}
     kept = [i for i in g.input if i.name not in weights]
     del g.input[:]
     g.input.extend(kept)
-    g.initializer.extend(t for name, t in weights.items() if name in used)
-    return light
+    with open(path, "wb") as f:
+        f.write(light.SerializeToString())
+        for name, tensor in weights.items():
+            if name in used:
+                data = tensor.SerializeToString()
+                initializer = record(5, len(data))  # GraphProto.initializer = 5, ModelProto.graph = 7
+                f.write(record(7, len(initializer) + len(data)) + initializer)
+                f.write(data)
 
 
 def _infer_shapes(model):
