@@ -106,13 +106,12 @@ def _first_line(e: BaseException) -> str:
 
 @contextlib.contextmanager
 def _held_load_report() -> Iterator[list[logging.LogRecord]]:
-    """Hold back transformers' load report (5.x "LOAD REPORT" table, 4.x "Some weights ... were not
-    used"): with the upper layers cut on purpose it lists every tensor of every dropped layer."""
+    """Hold back transformers' "LOAD REPORT" table: with the upper layers cut on purpose it lists every tensor
+    of every dropped layer."""
     held: list[logging.LogRecord] = []
 
     def hold(record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "LOAD REPORT" in message or "when initializing" in message or "newly initialized" in message:
+        if "LOAD REPORT" in record.getMessage():
             held.append(record)
             return False
         return True
@@ -265,8 +264,7 @@ class Wav2Vec2Upstream(nn.Module):
         states = [hidden]
         for layer in encoder.layers:
             if not (self.training and cfg.layerdrop > 0.0 and torch.rand([]) < cfg.layerdrop):  # LayerDrop
-                out = layer(hidden, attention_mask=attention_mask)
-                hidden = out[0] if isinstance(out, tuple) else out
+                hidden = layer(hidden, attention_mask=attention_mask)
             states.append(hidden)
         if cfg.do_stable_layer_norm:
             hidden = encoder.layer_norm(hidden)
