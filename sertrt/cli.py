@@ -289,7 +289,7 @@ def train(
                                                                  "--batch-size utterances (default: fixed batches)."),
     log_every: int = typer.Option(50, help="Optimizer steps between reads of the training loss (progress, tensorboard)."),
     workers: Optional[int] = typer.Option(None, help="DataLoader worker processes per rank that decode, augment and crop "
-                                          "(0: in the training process). Default: min(4, CPU cores - 1). Results do not depend on it."),
+                                          "(0: in the training process). Default: min(4, CPU cores - 2). Results do not depend on it."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the upstream's transformer layers (wav2vec2)."),
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute the upstream's layers in the "
                                                                                 "backward pass: less memory for long crops (wav2vec2)."),
@@ -448,7 +448,7 @@ def build_engine_cmd(
     record = build_engine(EngineOptions(onnx=bundle / card.model, out=engine, precision=card.precision,
                                         profile=Profile(**card.profile), workspace_mb=workspace_mb, timing_cache=timing_cache))
     add_file(bundle, engine, record_path(engine))  # hashed before any later load
-    console.print(f"wrote {engine} (TensorRT {record.get('tensorrt')}, {record.get('gpu')})")
+    console.print(f"wrote {engine} (TensorRT {record.get('tensorrt_version')}, {record.get('gpu_name')})")
 
 
 @app.command()

@@ -18,6 +18,7 @@ from sertrt.core.labels import LABELS
 from sertrt.core.precisions import LIMITS
 from sertrt.export.precision import (
     manifest_calibration,
+    split_calibration,
     to_fp16,
     to_int8,
     to_int8_dynamic,
@@ -277,9 +278,9 @@ def test_int8_qdq_only_on_encoder_matmuls(fp32_onnx, int8):
 
 def test_int8_zero_points_are_zero_int8(int8):
     path, info = int8
-    zps = zero_points(path)
-    assert zps and set(zps) == {0} and info["max_abs_zero_point"] == 0
     model = onnx.load(str(path))
+    zps = zero_points(model)
+    assert zps and set(zps) == {0} and info["max_abs_zero_point"] == 0
     inits = {t.name: t for t in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -300,7 +301,7 @@ def test_zero_points_catches_ort_default_asymmetric(fp32_onnx, calib_manifest, t
     dst = tmp_path / "default.onnx"
     quantize_static(str(fp32_onnx), str(dst), Reader(manifest_calibration(calib_manifest, num=16)),
                     op_types_to_quantize=["MatMul"])
-    assert any(zero_points(dst))
+    assert any(zero_points(onnx.load(str(dst))))
 
 
 def test_int8_runs_at_untraced_shapes_close_to_fp32(fp32_onnx, int8):
@@ -340,24 +341,16 @@ def test_int8_tolerance_fails_logits_whose_top1_flipped(fp32_onnx, int8, int8_dy
 
 
 def test_int8_with_conv_keeps_first_conv_float(fp32_onnx, calib_manifest, tmp_path):
-    """Conv quantisation on request, from a CalibrationDataReader: all but the first (raw waveform) Conv."""
-
-    class Reader:
-        def __init__(self, feeds):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
-
+    """Conv quantisation on request: all but the first (raw waveform) Conv."""
     dst = tmp_path / "conv_int8.onnx"
-    info = to_int8(fp32_onnx, dst, Reader(manifest_calibration(calib_manifest, num=16, seed=1)),
+    info = to_int8(fp32_onnx, dst, manifest_calibration(calib_manifest, num=16, seed=1),
                    op_types=("MatMul", "Gemm", "Conv"), method="percentile")
     model = onnx.load(str(dst))
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     quantised = {n.name for n in dq_consumers(model)}
     assert convs[0].name not in quantised and convs[0].name in info["excluded_nodes"]
     assert all(c.name in quantised for c in convs[1:])
-    assert set(zero_points(dst)) == {0}
+    assert set(zero_points(model)) == {0}
     session(dst).run(None, feeds(2, 9000, seed=5))
 
 
@@ -522,8 +515,6 @@ def test_manifest_calibration_is_stratified_cropped_and_deterministic(calib_mani
 
 
 def test_split_calibration_holds_out_the_rest_capped_and_stratified(calib_manifest):
-    from sertrt.export.precision import split_calibration
-
     calibrated, held_out = split_calibration(calib_manifest, num=16)
     assert len(calibrated) == 16 and len(held_out) == 4 and sorted(u.label for u in held_out) == sorted(LABELS)
     assert not {u.path for u in calibrated} & {u.path for u in held_out}
@@ -539,4 +530,4 @@ def test_manifest_calibration_too_few_utterances(tmp_path):
         manifest_calibration(manifest, num=64)
     msg = str(e.value)
     assert "\n" not in msg and str(manifest) in msg and "8" in msg and "16" in msg
-    assert len(manifest_calibration(manifest, num=8, min_utterances=8)) == 8
+    assert len(split_calibration(manifest, num=8, min_utterances=8)[0]) == 8

@@ -21,7 +21,7 @@ from conftest import REPO, sertrt_env
 from packaging.version import Version
 from polygraphy.exception import PolygraphyException
 
-from sertrt.core.engine import POLYGRAPHY_MISSING, TRT_MISSING, check_engine_compatible, record_path
+from sertrt.core.engine import POLYGRAPHY_MISSING, TRT_MISSING, check_engine_compatible, environment, record_path
 from sertrt.core.errors import SertrtError
 from sertrt.export.spec import Profile
 from sertrt.export.tensorrt_engine import EngineOptions, build_engine, engine_record, trtexec_command
@@ -297,7 +297,7 @@ def options(tmp_path, **kw):
 def test_build_goes_through_polygraphy(tmp_path, monkeypatch, calls, trt_version):
     version = trt_version
     trt = install(monkeypatch, version, calls)
-    opts = options(tmp_path, workspace_mb=1024, optimization_level=2)
+    opts = options(tmp_path, workspace_mb=1024)
     opts.timing_cache.write_bytes(b"OLD-CACHE")
     record = build_engine(opts)
 
@@ -310,7 +310,7 @@ def test_build_goes_through_polygraphy(tmp_path, monkeypatch, calls, trt_version
     ]
     config = next(c[1] for c in calls if c[0] == "CreateConfig")
     assert config["memory_pool_limits"] == {trt.MemoryPoolType.WORKSPACE: 1024 << 20}
-    assert config["builder_optimization_level"] == 2 and config["load_timing_cache"] == str(opts.timing_cache)
+    assert config["builder_optimization_level"] == 3 and config["load_timing_cache"] == str(opts.timing_cache)
     assert not {"fp16", "int8", "bf16", "tf32", "precision_constraints"} & set(config)  # precision is in the ONNX
     assert next(c for c in calls if c[0] == "EngineBytesFromNetwork")[2] == str(opts.timing_cache)
 
@@ -376,8 +376,6 @@ def test_int8_dynamic_refused_before_tensorrt(tmp_path, monkeypatch, calls):
     msg = str(e.value)
     assert "\n" not in msg and "TensorRT takes the `int8` (QDQ) bundle" in msg and "MatMulInteger" in msg
     assert calls == [] and not opts.out.exists()  # refused before TensorRT was touched
-    with pytest.raises(SertrtError, match="TensorRT takes the `int8`"):
-        trtexec_command("m.onnx", "m.plan", PROFILE, "int8-dynamic", 10)
 
 
 def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
@@ -397,6 +395,24 @@ def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "TensorRT takes the `int8` (QDQ) bundle" in lines[0]
     assert not (bundle / "model.plan").exists()
+
+
+def test_build_engine_command_names_the_tensorrt_and_gpu_it_built_with(tmp_path, monkeypatch, calls, cli):
+    from dataclasses import asdict
+
+    from sertrt.core.bundle import BundleCard, load_bundle, write_bundle
+
+    install(monkeypatch, TRT["10.3"], calls)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    (staged / "model.onnx").write_bytes(b"ONNX-BYTES")
+    card = BundleCard(precision="fp16", model="model.onnx", labels=("neutral", "happy", "angry", "sad"),
+                      sample_rate=16000, spec={"window_seconds": 2.0, "hop_seconds": 0.5, "profile": asdict(PROFILE)})
+    bundle = write_bundle(tmp_path / "bundle", staged, card)
+    r = cli("build-engine", bundle, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"wrote {bundle / 'model.plan'} (TensorRT {TRT['10.3']}, NVIDIA Orin)"
+    assert {"model.plan", "model.plan.json"} <= set(load_bundle(bundle).local_files)  # hashed into the card
 
 
 def test_old_tensorrt_refused(tmp_path, monkeypatch, calls):
@@ -433,7 +449,7 @@ def test_missing_tensorrt_one_line(tmp_path, monkeypatch):
     assert str(e.value) == TRT_MISSING and "\n" not in TRT_MISSING
     assert "python3-libnvinfer" in TRT_MISSING and "pip install tensorrt" in TRT_MISSING
     with pytest.raises(SertrtError, match="TensorRT Python bindings not found"):
-        engine_record()
+        engine_record("fp16", PROFILE)
 
 
 def test_missing_polygraphy_one_line(tmp_path, monkeypatch, calls):
@@ -467,20 +483,20 @@ def test_gpu_identity_falls_back_to_nvidia_smi(monkeypatch, calls):
         return subprocess.CompletedProcess(cmd, 0, stdout="NVIDIA H100 80GB HBM3, 9.0\n")
 
     monkeypatch.setattr(subprocess, "run", run)
-    record = engine_record()
+    record = environment()
     assert (record["gpu_name"], record["compute_capability"]) == ("NVIDIA H100 80GB HBM3", "9.0")
 
     def missing(cmd, **kw):
         raise FileNotFoundError(cmd[0])
 
     monkeypatch.setattr(subprocess, "run", missing)  # JetPack 6: no nvidia-smi, no cuda-python
-    assert engine_record()["gpu_name"] is None
+    assert environment()["gpu_name"] is None
     check_engine_compatible({"tensorrt_version": TRT["11"], "gpu_name": "NVIDIA Orin", "compute_capability": "8.7"})
 
 
 @pytest.mark.parametrize("major", [10, 11])
 def test_trtexec_command(major):
-    cmd = trtexec_command("m fp16.onnx", "model.plan", PROFILE, "fp16", major)
+    cmd = trtexec_command("m fp16.onnx", "model.plan", PROFILE, major)
     assert cmd.startswith("trtexec '--onnx=m fp16.onnx' --saveEngine=model.plan ")
     assert "--minShapes=waveform:1x400,lengths:1" in cmd
     assert "--optShapes=waveform:2x16000,lengths:2" in cmd
@@ -489,7 +505,3 @@ def test_trtexec_command(major):
     for flag in ("--fp16", "--int8", "--best"):
         assert flag not in cmd
     assert ("--stronglyTyped" in cmd) == (major == 10)
-    for precision in ("fp32", "int8"):
-        assert "--int8" not in trtexec_command("m.onnx", "m.plan", PROFILE, precision, major)
-    with pytest.raises(SertrtError):
-        trtexec_command("m.onnx", "m.plan", PROFILE, "fp16", 8)

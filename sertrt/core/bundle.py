@@ -99,13 +99,12 @@ class BundleCard:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str | Path) -> BundleCard:
         """Every field checked for its type: SertrtError naming `where` and the field otherwise."""
-        def need(key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+        def need(key: str, kind: type, optional: bool = False) -> Any:
             value = d.get(key)
             if value is None and optional:
                 return None
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-                names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-                raise SertrtError(f"{where}: field {key!r} must be {names}, got {value!r:.60}")
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise SertrtError(f"{where}: field {key!r} must be {kind.__name__}, got {value!r:.60}")
             return value
 
         labels = need("labels", list)
@@ -329,7 +328,14 @@ def load_bundle(path: str | Path, verify: bool = True, trust: str | Path | None 
             signature = bytes.fromhex(sig.read_text(encoding="utf-8", errors="replace").strip())
         except ValueError:
             raise SertrtError(f"{path}: {SIGNATURE} is not a hex signature") from None
-        verify_signature(canonical(description, signed_part=True), signature, trust, path)
+        key = _read_key(trust, private=False)  # a missing cryptography is refused here, in one line
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            key.verify(signature, canonical(description, signed_part=True))
+        except (InvalidSignature, ValueError):
+            raise SertrtError(f"{path}: signature does not verify with {trust} "
+                              "(modified, or signed by another key)") from None
     return BundleCard.from_dict(description, path / CARD)
 
 
@@ -359,13 +365,3 @@ def _read_key(path: str | Path, private: bool):
 
 def sign(data: bytes, key_path: str | Path) -> bytes:
     return _read_key(key_path, private=True).sign(data)
-
-
-def verify_signature(data: bytes, signature: bytes, public_key_path: str | Path, bundle: Path) -> None:
-    key = _read_key(public_key_path, private=False)
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        key.verify(signature, data)
-    except (InvalidSignature, ValueError):
-        raise SertrtError(f"{bundle}: signature does not verify with {public_key_path} (modified, or signed by another key)") from None

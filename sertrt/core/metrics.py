@@ -17,14 +17,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """(num_classes, num_classes) counts; rows are true labels, columns predictions."""
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+def classification_report(targets: np.ndarray, predictions: np.ndarray,
+                          labels: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """WA/UA/macro-F1, per-class recall and the confusion matrix (rows: true labels, columns: predictions) as
+    JSON-able values."""
+    n = len(labels)
+    cm = np.zeros((n, n), dtype=np.int64)
     np.add.at(cm, (np.asarray(targets, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
-    return cm
-
-
-def scores(cm: np.ndarray) -> dict[str, float]:
     true, pred = cm.sum(1), cm.sum(0)
     tp = np.diag(cm).astype(np.float64)
     present = true > 0
@@ -32,22 +31,14 @@ def scores(cm: np.ndarray) -> dict[str, float]:
     precision = np.divide(tp, pred, out=np.zeros_like(tp), where=pred > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
     counted = present | (pred > 0)
-    total = cm.sum()
+    total = int(cm.sum())
     return {
         "wa": float(tp.sum() / total) if total else 0.0,
         "ua": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[counted].mean()) if counted.any() else 0.0,
+        "per_class_recall": {name: float(recall[i]) if present[i] else None for i, name in enumerate(labels)},
+        "confusion_matrix": cm.tolist(), "labels": list(labels), "count": total,
     }
-
-
-def classification_report(targets: np.ndarray, predictions: np.ndarray,
-                          labels: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    """WA/UA/macro-F1, per-class recall and the confusion matrix as JSON-able values."""
-    cm = confusion_matrix(targets, predictions, len(labels))
-    true = cm.sum(1)
-    recall = {name: (float(cm[i, i] / true[i]) if true[i] else None) for i, name in enumerate(labels)}
-    return {**scores(cm), "per_class_recall": recall, "confusion_matrix": cm.tolist(), "labels": list(labels),
-            "count": int(cm.sum())}
 
 
 def compare_logits(ref: np.ndarray, out: np.ndarray, rtol: float = 0.0) -> dict[str, float]:

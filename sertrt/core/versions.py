@@ -27,7 +27,6 @@ STAGES = {
 }
 # onnxruntime ships under several distribution names (the GPU build, Jetson Zoo's, ...): any one counts.
 DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")}
-OPTIONAL = {"runtime": ("onnxruntime",)}  # checked only when installed: a TensorRT-only runtime needs none
 
 
 def installed_version(package: str) -> str | None:
@@ -48,7 +47,7 @@ def require(stage: str) -> None:
         supported = SUPPORTED[package]
         found = installed_version(package)
         if found is None:
-            if package in OPTIONAL.get(stage, ()):
+            if stage == "runtime":  # onnxruntime is checked only when installed: a TensorRT-only runtime needs none
                 continue
             extras = {"train": "train", "sign": "sign"}.get(stage, "train,export")
             raise SertrtError(f"sertrt {stage} needs {package}{supported}, which is not installed "

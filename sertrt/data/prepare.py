@@ -130,9 +130,8 @@ class _Job:
 @dataclass(frozen=True)
 class _Done:
     job: _Job
-    duration: float | None = None  # seconds; None when the file could not be read
     error: str | None = None
-    entry: dict | None = None  # the cache index entry
+    entry: dict | None = None  # the cache index entry (with the duration in seconds); None when unreadable
     reused: bool = False
 
 
@@ -246,7 +245,7 @@ def _convert(
             continue
         entry = indexes[job.corpus].get(job.cache_key)
         if _cached(job, entry, stat):
-            results.append(_Done(job, duration=entry["duration"], entry=entry, reused=True))
+            results.append(_Done(job, entry=entry, reused=True))
         else:
             todo.append((job, stat))
     if progress is not None:
@@ -284,10 +283,9 @@ def _convert_one(job: _Job, stat: os.stat_result, ffmpeg: str | None) -> _Done:
         write_wav(job.cache, audio, SAMPLE_RATE)
     except (OSError, sf.LibsndfileError) as e:
         raise SertrtError(f"{job.cache}: cannot write the cached audio ({e})") from None
-    duration = round(audio.shape[0] / SAMPLE_RATE, 4)
     entry = {"source": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-             "cache_size": job.cache.stat().st_size, "duration": duration}
-    return _Done(job, duration=duration, entry=entry)
+             "cache_size": job.cache.stat().st_size, "duration": round(audio.shape[0] / SAMPLE_RATE, 4)}
+    return _Done(job, entry=entry)
 
 
 def _extract_audio(path: Path, ffmpeg: str | None) -> np.ndarray:
@@ -311,7 +309,8 @@ def _finish_corpus(out: Path, adapter: Adapter, report: CorpusReport, done: list
     done = sorted(done, key=lambda d: d.job.item.rel)
     ok = [d for d in done if d.error is None]
     utterances = [Utterance(str(d.job.cache), d.job.item.label, adapter.name, adapter.language, d.job.item.speaker,
-                            d.duration, SAMPLE_RATE, original_path=str(d.job.item.source), session=d.job.item.session)
+                            d.entry["duration"], SAMPLE_RATE, original_path=str(d.job.item.source),
+                            session=d.job.item.session)
                   for d in ok]
     labels = Counter(u.label for u in utterances)
     report.kept = {label: labels[label] for label in LABELS}

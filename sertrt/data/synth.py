@@ -260,8 +260,7 @@ def _jobs(corpus: Corpus, seed: int, scale: float) -> list[Job]:
     jobs = []
     for spk in corpus.speakers:
         rng = np.random.default_rng([seed, zlib.crc32(f"{corpus.name}/{spk.code}".encode())])
-        chosen = sorted(rng.permutation(len(codes))[:count]) if count < len(codes) else range(len(codes))
-        for i in chosen:
+        for i in sorted(rng.permutation(len(codes))[:count]):
             for label in (label for label in LABELS if label in corpus.emotions):
                 text = corpus.texts[codes[i]]
                 text = text if isinstance(text, str) else text[label]

@@ -99,8 +99,7 @@ def save_joined(light, weights: dict[str, Any], path: Path) -> None:
     """split_weights undone on `light` (or on what onnxslim made of it), written to `path`: the graph, then each
     weight it reads as one more `graph { initializer }` record, which a protobuf parser merges into the one graph
     (protobuf.dev/programming-guides/encoding, "Last One Wins": embedded messages merge, repeated fields append).
-    One serialisation per weight, not a copy of 1.2 GB into the model and one serialisation of it all (xlsr-53:
-    2 s, not 12)."""
+    One serialisation per weight, not a copy of 1.2 GB into the model and one serialisation of it all."""
     def record(field: int, size: int) -> bytes:  # a length-delimited field's tag and varint length
         out = bytearray([field << 3 | 2])
         while size > 0x7F:
@@ -210,14 +209,13 @@ def audit_onnx(path: str | Path, precision: str | None = None) -> dict[str, Any]
     if shape_error is not None:
         findings.append(Finding("shapes", "model", f"symbolic shape inference failed ({shape_error})"))
     else:
-        unresolved: list[str] = []
+        unresolved: list[Finding] = []
         for out in (o for n in nodes if n.op_type != "Constant" for o in n.output if o):
             shape = shapes.get(out)
             if shape is None or set().union(*[_free_symbols(d) for d in shape if isinstance(d, str)]) - SYMBOLS:
-                unresolved.append(f"{out}: {'no shape' if shape is None else shape}")
-        for line in unresolved[:5]:
-            findings.append(Finding("shapes", line.split(":")[0], "dimension not an expression of batch/num_samples: "
-                                    + line.split(":", 1)[1].strip()))
+                unresolved.append(Finding("shapes", out, "dimension not an expression of batch/num_samples: "
+                                          + ("no shape" if shape is None else str(shape))))
+        findings += unresolved[:5]
         if len(unresolved) > 5:
             findings.append(Finding("shapes", "model", f"... and {len(unresolved) - 5} more tensors"))
 

@@ -30,6 +30,7 @@ from .spec import INPUTS, Profile
 INT8_DYNAMIC_REFUSED = ("an int8-dynamic bundle is ONNX Runtime CPU's artifact: TensorRT takes the `int8` (QDQ) bundle "
                         "(DynamicQuantizeLinear/MatMulInteger are not TensorRT's INT8 format); "
                         "export one with --precision int8 --calib-manifest M")
+OPTIMIZATION_LEVEL = 3  # builder_optimization_level, 0-5: TensorRT's default
 
 
 @dataclass
@@ -40,7 +41,6 @@ class EngineOptions:
     profile: Profile
     workspace_mb: int = 2048
     timing_cache: Path | None = None  # read if present, written back after the build
-    optimization_level: int = 3  # builder_optimization_level, 0-5: lower builds faster, may run slower
 
 
 def trt_major(trt: Any) -> int:
@@ -66,14 +66,10 @@ def check_polygraphy(trt_version: str, major: int) -> None:
                           "pip install -U 'polygraphy>=0.53'")
 
 
-def engine_record(precision: str | None = None, profile: Profile | None = None) -> dict[str, Any]:
-    """What builds (or would build) an engine here, with the precision and profile shapes when given."""
-    record: dict[str, Any] = {"sertrt_version": __version__, **environment()}
-    if precision is not None:
-        record["precision"] = precision
-    if profile is not None:
-        record["profile_shapes"] = {name: [list(s) for s in shapes] for name, shapes in profile.shapes().items()}
-    return record
+def engine_record(precision: str, profile: Profile) -> dict[str, Any]:
+    """What builds (or would build) an engine of `precision` over `profile` here."""
+    return {"sertrt_version": __version__, **environment(), "precision": precision,
+            "profile_shapes": {name: [list(s) for s in shapes] for name, shapes in profile.shapes().items()}}
 
 
 def _check_precision(precision: str) -> None:
@@ -88,8 +84,6 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
     """Build a strongly typed engine over `opts.profile`, write the plan atomically and its record beside it;
     returns the record. A failed build leaves an existing plan untouched."""
     _check_precision(opts.precision)
-    if not 0 <= opts.optimization_level <= 5:
-        raise SertrtError(f"optimization_level must be 0-5, got {opts.optimization_level}")
     if opts.workspace_mb <= 0:
         raise SertrtError(f"workspace_mb must be positive, got {opts.workspace_mb}")
     opts.profile.check()
@@ -107,7 +101,7 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
     cache = Path(opts.timing_cache) if opts.timing_cache is not None else None
     config = poly.CreateConfig(
         profiles=[profile], memory_pool_limits={trt.MemoryPoolType.WORKSPACE: opts.workspace_mb << 20},
-        builder_optimization_level=opts.optimization_level,
+        builder_optimization_level=OPTIMIZATION_LEVEL,
         load_timing_cache=str(cache) if cache is not None and cache.is_file() else None,
     )
     try:
@@ -131,21 +125,17 @@ def build_engine(opts: EngineOptions) -> dict[str, Any]:
         "built_with": "polygraphy",
         "onnx": onnx.name, "onnx_sha256": sha256_file(onnx),
         "engine": out.name, "engine_sha256": sha256_file(out),
-        "workspace_mb": opts.workspace_mb, "optimization_level": opts.optimization_level,
-        "trtexec": trtexec_command(onnx.name, out.name, opts.profile, opts.precision, major,
-                                   workspace_mb=opts.workspace_mb, optimization_level=opts.optimization_level),
+        "workspace_mb": opts.workspace_mb, "optimization_level": OPTIMIZATION_LEVEL,
+        "trtexec": trtexec_command(onnx.name, out.name, opts.profile, major, workspace_mb=opts.workspace_mb),
     })
     write_text(record_path(out), json.dumps(record, indent=2) + "\n")
     return record
 
 
-def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, precision: str, trt_major: int, *,
-                    workspace_mb: int = 2048, optimization_level: int = 3) -> str:
+def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, trt_major: int,
+                    workspace_mb: int = 2048) -> str:
     """The trtexec line equivalent to `build_engine` (JetPack: /usr/src/tensorrt/bin/trtexec; the pip
     wheels ship none). Never --fp16/--int8/--best; --stronglyTyped on 10.x (a no-op on 11.x)."""
-    _check_precision(precision)
-    if trt_major < 10:
-        raise SertrtError(f"TensorRT {trt_major}.x is not supported: sertrt needs TensorRT 10 or newer")
     shapes = profile.shapes()
 
     def at(i: int) -> str:
@@ -153,7 +143,7 @@ def trtexec_command(onnx: str | Path, engine: str | Path, profile: Profile, prec
 
     args = [f"--onnx={onnx}", f"--saveEngine={engine}", f"--minShapes={at(0)}", f"--optShapes={at(1)}",
             f"--maxShapes={at(2)}", f"--memPoolSize=workspace:{workspace_mb}",
-            f"--builderOptimizationLevel={optimization_level}"]
+            f"--builderOptimizationLevel={OPTIMIZATION_LEVEL}"]
     if trt_major == 10:
         args.append("--stronglyTyped")
     return shlex.join(["trtexec", *args])
@@ -175,7 +165,7 @@ def device_commands(bundle: str | Path, precision: str, profile: Profile, sample
     tol = max(limits.atol, 1e-3)
     build = ["polygraphy", "convert", "model.onnx", "--convert-to", "trt", "-o", "model.plan", "--strongly-typed",
              "--trt-min-shapes", poly(0), "--trt-opt-shapes", poly(1), "--trt-max-shapes", poly(2),
-             "--pool-limit", "workspace:2G", "--builder-optimization-level", "3"]
+             "--pool-limit", "workspace:2G", "--builder-optimization-level", str(OPTIMIZATION_LEVEL)]
     compare = ["polygraphy", "run", "model.onnx", "--trt", "--onnxrt", "--strongly-typed",
                "--input-shapes", f"waveform:[1,{n}]", "lengths:[1]", "--val-range", "waveform:[-0.5,0.5]", f"lengths:[{n},{n}]",
                "--atol", f"{tol:g}", "--rtol", f"{max(limits.rtol, 1e-3):g}", "--check-error-stat", "mean"]
@@ -185,8 +175,8 @@ def device_commands(bundle: str | Path, precision: str, profile: Profile, sample
         ("build the engine the runtime loads (the same build, then hashed into the bundle card; "
          "a plan built by hand is refused until recorded this way)", f"sertrt build-engine {shlex.quote(str(bundle))}"),
         ("or build it with Polygraphy (to inspect or debug the build)", shlex.join(build)),
-        ("or with trtexec (JetPack: /usr/src/tensorrt/bin/trtexec)", trtexec_command("model.onnx", "model.plan", profile,
-                                                                                      precision, 10)),
+        ("or with trtexec (JetPack: /usr/src/tensorrt/bin/trtexec)",
+         trtexec_command("model.onnx", "model.plan", profile, 10)),
         ("compare TensorRT with ONNX Runtime on one window", shlex.join(compare)),
         ("the lengths input trtexec reads",
          shlex.join(["python3", "-c", f"import numpy as np; np.array([{n}], np.int64).tofile(\"lengths.bin\")"])),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.atomic import naming
-from ..core.bundle import ENGINE_FILE, load_bundle
+from ..core.bundle import ENGINE_FILE, BundleCard, load_bundle
 from ..core.choices import TRITON_KINDS as KINDS
 from ..core.errors import SertrtError
 
@@ -30,22 +30,24 @@ class TritonOptions:
     engine: bool = True  # use the bundle's TensorRT plan when it has one
 
 
-def config_pbtxt(name: str, platform: str, max_batch: int, inputs: list[dict], outputs: list[dict], kind: str,
-                 instances: int, queue_delay_us: int, parameters: dict[str, str]) -> str:
+def config_pbtxt(opts: TritonOptions, card: BundleCard, platform: str, kind: str) -> str:
     """Triton's model configuration in protobuf text format (the ModelConfig message)."""
     entries = []
-    for t in inputs:  # Triton owns the batch axis; (batch,) in the model is a scalar per request
+    for t in card.spec["inputs"]:  # Triton owns the batch axis; (batch,) in the model is a scalar per request
         dims = "[ -1 ]" if t["axes"][1:] else "[ 1 ] reshape: { shape: [ ] }"
         entries.append(f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: {dims} }}')
-    labels = [f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: [ {t["size"]} ] '
-              'label_filename: "labels.txt" }' for t in outputs]
+    labels = [f'  {{ name: "{t["name"]}" data_type: {DTYPES[t["dtype"]]} dims: [ {len(card.labels)} ] '
+              'label_filename: "labels.txt" }' for t in card.spec["outputs"]]
+    max_batch = int(card.profile["max_batch"])
     preferred = sorted({b for b in (max_batch // 2, max_batch) if b >= 2})
-    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
+    lines = [f'name: "{opts.name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
              "input [", ",\n".join(entries), "]", "output [", ",\n".join(labels), "]", "dynamic_batching {"]
     if preferred:
         lines.append(f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]")
-    lines += [f"  max_queue_delay_microseconds: {queue_delay_us}", "}",
-              f"instance_group [ {{ count: {instances} kind: KIND_{kind.upper()} }} ]"]
+    lines += [f"  max_queue_delay_microseconds: {opts.queue_delay_us}", "}",
+              f"instance_group [ {{ count: {opts.instances} kind: KIND_{kind.upper()} }} ]"]
+    parameters = {"sample_rate": str(card.sample_rate), "window_seconds": repr(card.window_seconds),
+                  "hop_seconds": repr(card.hop_seconds), "precision": card.precision}
     for key, value in parameters.items():
         lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
     return "\n".join(lines) + "\n"
@@ -84,12 +86,7 @@ def write_triton_repository(opts: TritonOptions) -> Path:
         raise SertrtError(f"{bundle}: a TensorRT plan runs on a GPU instance only (use --kind gpu or auto)")
     if card.precision == "int8-dynamic" and kind == "gpu":
         raise SertrtError(f"{bundle}: an int8-dynamic bundle is ONNX Runtime CPU's artifact (use --kind cpu or auto)")
-    max_batch = int(card.profile["max_batch"])
-    outputs = [{**t, "size": len(card.labels)} for t in card.spec["outputs"]]
-    parameters = {"sample_rate": str(card.sample_rate), "window_seconds": repr(card.window_seconds),
-                  "hop_seconds": repr(card.hop_seconds), "precision": card.precision}
-    text = config_pbtxt(opts.name, platform, max_batch, card.spec["inputs"], outputs, kind, opts.instances,
-                        opts.queue_delay_us, parameters)
+    text = config_pbtxt(opts, card, platform, kind)
     repo.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{opts.name}.", dir=repo))
     try:

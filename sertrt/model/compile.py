@@ -8,19 +8,18 @@ inlining of nn.Module calls the parameters are graph inputs, so the first layer'
 
 from __future__ import annotations
 
-import torch.nn as nn
-
 from ..core.errors import SertrtError
+from .ser import SERModel
+from .upstream import Wav2Vec2Upstream
 
 
-def compile_encoder_layers(model: nn.Module, backend: str = "inductor") -> int:
-    """Compile each encoder layer of a wav2vec2 upstream (SERModel or the upstream itself) in place; the layers keep
-    their parameters, so checkpoints, DDP and the optimizer see the same tensors. Returns the number compiled."""
-    upstream = getattr(model, "upstream", model)
-    layers = getattr(getattr(getattr(upstream, "model", None), "encoder", None), "layers", None)
-    if not isinstance(layers, nn.ModuleList):
+def compile_encoder_layers(model: SERModel, backend: str = "inductor") -> int:
+    """Compile each encoder layer of a SERModel's wav2vec2 upstream in place; the layers keep their parameters, so
+    checkpoints, DDP and the optimizer see the same tensors. Returns the number compiled."""
+    if not isinstance(model.upstream, Wav2Vec2Upstream):
         raise SertrtError("compiling encoder layers needs a wav2vec2 upstream "
-                          f"(this model has {type(upstream).__name__})")
+                          f"(this model has {type(model.upstream).__name__})")
+    layers = model.upstream.model.encoder.layers
     for layer in layers:
         layer.compile(backend=backend, dynamic=True, fullgraph=True)
     return len(layers)

@@ -24,12 +24,12 @@ class CapturedGraph:
     """`fn(waveform, lengths)` recorded once in a CUDA graph for fixed shapes; a call copies the inputs into the
     static buffers and replays. The output tensor is the graph's own, overwritten by the next replay."""
 
-    def __init__(self, fn: Callable[..., torch.Tensor], waveform: torch.Tensor, lengths: torch.Tensor, warmup: int = 3):
+    def __init__(self, fn: Callable[..., torch.Tensor], waveform: torch.Tensor, lengths: torch.Tensor):
         self.inputs = (waveform.clone(), lengths.clone())
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
-            for _ in range(warmup):
+            for _ in range(3):
                 fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()

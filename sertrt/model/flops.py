@@ -33,24 +33,6 @@ def conv_lengths(num_samples: int, kernels: list[int], strides: list[int]) -> li
     return out
 
 
-def wav2vec2_flops(config: dict[str, Any], num_samples: int) -> dict[str, float]:
-    """FLOPs of Wav2Vec2Model's forward for one utterance of `num_samples`, by part."""
-    dims, kernels, strides = config["conv_dim"], config["conv_kernel"], config["conv_stride"]
-    lengths = conv_lengths(num_samples, kernels, strides)
-    t = lengths[-1]  # num_frames
-    h, f, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    k, g = config["num_conv_pos_embeddings"], config["num_conv_pos_embedding_groups"]
-    return {
-        "conv_stack": sum(2.0 * n * c_out * c_in * kernel
-                          for c_in, c_out, kernel, n in zip([1, *dims[:-1]], dims, kernels, lengths)),
-        "feature_projection": 2.0 * t * dims[-1] * h,
-        "positional_conv": 2.0 * t * h * (h // g) * k,  # grouped Conv1d, "same" length after SamePad
-        "attention_qkv_out": layers * 4 * 2.0 * t * h * h,
-        "attention_scores": layers * 2 * 2.0 * t * t * h,  # QK^T and AV over all heads
-        "ffn": layers * 2 * 2.0 * t * h * f,
-    }
-
-
 def head_flops(head: HeadDims, num_frames: int) -> dict[str, float]:
     """Rough FLOPs of the HGFM head (other heads: the projection term alone)."""
     t, h, p = num_frames, head.input_size, head.proj_size
@@ -63,13 +45,26 @@ def head_flops(head: HeadDims, num_frames: int) -> dict[str, float]:
 
 
 def model_flops(config: dict[str, Any], head: HeadDims | None, num_samples: int, batch: int = 1) -> dict[str, Any]:
-    """{"total": FLOPs for `batch` utterances of `num_samples`, "parts": per part, "num_frames"}."""
-    parts = wav2vec2_flops(config, num_samples)
-    num_frames = conv_lengths(num_samples, config["conv_kernel"], config["conv_stride"])[-1]
+    """{"total": FLOPs of Wav2Vec2Model's forward (and the head's) for `batch` utterances of `num_samples`, "parts":
+    per part, "num_frames"}."""
+    dims, kernels, strides = config["conv_dim"], config["conv_kernel"], config["conv_stride"]
+    lengths = conv_lengths(num_samples, kernels, strides)
+    t = lengths[-1]  # num_frames
+    h, f, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    k, g = config["num_conv_pos_embeddings"], config["num_conv_pos_embedding_groups"]
+    parts = {
+        "conv_stack": sum(2.0 * n * c_out * c_in * kernel
+                          for c_in, c_out, kernel, n in zip([1, *dims[:-1]], dims, kernels, lengths)),
+        "feature_projection": 2.0 * t * dims[-1] * h,
+        "positional_conv": 2.0 * t * h * (h // g) * k,  # grouped Conv1d, "same" length after SamePad
+        "attention_qkv_out": layers * 4 * 2.0 * t * h * h,
+        "attention_scores": layers * 2 * 2.0 * t * t * h,  # QK^T and AV over all heads
+        "ffn": layers * 2 * 2.0 * t * h * f,
+    }
     if head is not None:
-        parts.update(head_flops(head, num_frames))
-    parts = {k: batch * v for k, v in parts.items()}
-    return {"total": sum(parts.values()), "parts": parts, "num_frames": num_frames, "batch": batch}
+        parts.update(head_flops(head, t))
+    parts = {name: batch * v for name, v in parts.items()}
+    return {"total": sum(parts.values()), "parts": parts, "num_frames": t, "batch": batch}
 
 
 def datasheet_peak(device: Any, dtype: Any) -> float | None:

@@ -16,15 +16,11 @@ from .ser import SERModel
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def compute_dtype(precision: str) -> torch.dtype:
-    if precision not in DTYPES:
-        raise SertrtError(f"unknown PyTorch precision {precision!r} (valid: {', '.join(DTYPES)})")
-    return DTYPES[precision]
-
-
 def half_model(model: SERModel, precision: str) -> SERModel:
     """Cast a SERModel's upstream to `precision` in place (norms, layer weights and head kept FP32)."""
-    dtype = compute_dtype(precision)
+    if precision not in DTYPES:
+        raise SertrtError(f"unknown PyTorch precision {precision!r} (valid: {', '.join(DTYPES)})")
+    dtype = DTYPES[precision]
     if dtype == torch.float32:
         return model
     upstream: nn.Module = model.upstream

@@ -68,7 +68,6 @@ def build_model(
     head: str = "hgfm",
     proj_size: int | None = None,
     hidden_size: int | None = None,
-    attention_size: int | None = None,
     dropout: float = 0.1,
     upstream_layers: int | None = None,
     layer_weights: bool = False,
@@ -87,7 +86,7 @@ def build_model(
         input_size=up.hidden_size,
         proj_size=proj_size or (64 if small else 256),
         hidden_size=hidden_size or (64 if small else 128),
-        attention_size=attention_size or (64 if small else 128),
+        attention_size=64 if small else 128,
         num_labels=len(LABELS),
         dropout=dropout,
     )
@@ -105,7 +104,7 @@ def apply_strategy(model: SERModel, strategy: str, freeze_feature_encoder: bool 
         if model.dims.upstream.kind != "wav2vec2":
             what = "strategy 'semi'" if strategy == "semi" else "--freeze-feature-encoder"
             raise SertrtError(f"{what} needs a wav2vec2 upstream, not {model.dims.upstream.name!r}")
-        model.upstream.freeze_feature_encoder()
+        model.upstream.model.freeze_feature_encoder()  # transformers' Wav2Vec2Model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -22,16 +22,10 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
-from ..core.audio import (
-    FBANK_FFT,
-    FBANK_HOP,
-    FBANK_WINDOW,
-    RECEPTIVE_FIELD,
-    SAMPLE_RATE,
-)
+from ..core.audio import FBANK_FFT, FBANK_HOP, FBANK_WINDOW, RECEPTIVE_FIELD, SAMPLE_RATE
 from ..core.dims import UpstreamSpec
 from ..core.errors import SertrtError
-from .layers import MaskedBiRNN, lengths_to_mask, masked_group_norm, time_mask_spans
+from .layers import MaskedBiRNN, lengths_to_mask, masked_group_norm, masked_mean, time_mask_spans
 
 # The published architectures (shared/reference/corpora-configs-hgfm.md §2.1). xlsr-53 and
 # xls-r-300m share one architecture; they differ in their pretrained weights.
@@ -241,7 +235,7 @@ class Wav2Vec2Upstream(nn.Module):
         """transformers' SpecAugment on the CPU; on a GPU its numpy sampling would sync every step, so the time mask
         is drawn on the device (layers.time_mask_spans). Feature masking (0 in every config here) stays theirs."""
         model, cfg = self.model, self.model.config
-        if not hidden.is_cuda or not getattr(cfg, "apply_spec_augment", True) or cfg.mask_feature_prob > 0:
+        if not hidden.is_cuda or not cfg.apply_spec_augment or cfg.mask_feature_prob > 0:
             return model._mask_hidden_states(hidden, attention_mask=frame_mask)
         if cfg.mask_time_prob <= 0:
             return hidden
@@ -274,9 +268,6 @@ class Wav2Vec2Upstream(nn.Module):
         weights = torch.softmax(self.layer_weights, dim=0)
         stacked = torch.stack([nn.functional.layer_norm(h, (self.hidden_size,)) for h in states])  # (L + 1, B, T, D)
         return (weights.view(-1, 1, 1, 1) * stacked).sum(0)
-
-    def freeze_feature_encoder(self) -> None:
-        self.model.freeze_feature_encoder()
 
 
 def _mel_filterbank(n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
@@ -328,8 +319,7 @@ class FbankUpstream(nn.Module):
         power, frame_lengths = self.power_spectrum(waveform, lengths)
         feats = self.log_features(power)
         mask = lengths_to_mask(frame_lengths, feats.shape[1]).unsqueeze(-1)
-        mean = (feats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1.0)
-        return (feats - mean) * mask, frame_lengths
+        return (feats - masked_mean(feats, mask).unsqueeze(1)) * mask, frame_lengths
 
 
 class StatsUpstream(nn.Module):
@@ -350,17 +340,15 @@ class StatsUpstream(nn.Module):
         energy = torch.log(power.sum(-1, keepdim=True) + 1e-6)  # (B, T, 1)
         x = torch.cat([self.mfcc.log_features(power), energy], dim=-1)  # (B, T, 14)
         mask = lengths_to_mask(frame_lengths, x.shape[1]).unsqueeze(-1)
-        count = mask.sum(1).clamp(min=1.0)
-        mean = (x * mask).sum(1) / count
-        std = torch.sqrt(((x - mean.unsqueeze(1)) ** 2 * mask).sum(1) / count + 1e-6)
+        mean = masked_mean(x, mask)
+        std = torch.sqrt(masked_mean((x - mean.unsqueeze(1)) ** 2, mask) + 1e-6)
         delta, delta_mask = x[:, 2:] - x[:, :-2], mask[:, 2:]  # a delta is valid where its right frame is
-        delta_count = delta_mask.sum(1).clamp(min=1.0)
-        delta_mean = (delta * delta_mask).sum(1) / delta_count
-        delta_std = torch.sqrt(((delta - delta_mean.unsqueeze(1)) ** 2 * delta_mask).sum(1) / delta_count + 1e-6)
+        delta_mean = masked_mean(delta, delta_mask)
+        delta_std = torch.sqrt(masked_mean((delta - delta_mean.unsqueeze(1)) ** 2, delta_mask) + 1e-6)
         far = 1e4 * (1.0 - mask)  # pushes padded frames out of max and min
         spread = (x - far).amax(1) - (x + far).amin(1)
         loudest = (energy - far[..., :1]).amax(1, keepdim=True)  # (B, 1, 1)
-        active = ((energy > loudest - 4.0).to(x.dtype) * mask).sum(1) / count  # (B, 1)
+        active = masked_mean((energy > loudest - 4.0).to(x.dtype), mask)  # (B, 1)
         duration = torch.log(lengths.to(x.dtype) / SAMPLE_RATE).unsqueeze(1)  # (B, 1)
         stats = torch.cat([mean, std, delta_std, spread, active, duration], dim=-1)
         return stats.unsqueeze(1), torch.ones_like(frame_lengths)
@@ -389,9 +377,9 @@ class CnnLstmUpstream(nn.Module):
         return torch.cat([fw, bw], dim=-1) * mask, frame_lengths
 
 
-def build_upstream(spec: UpstreamSpec, pretrained: str | None = None) -> nn.Module:
+def build_upstream(spec: UpstreamSpec) -> nn.Module:
     if spec.kind == "wav2vec2":
-        return Wav2Vec2Upstream(spec.config, pretrained=pretrained, layer_weights=spec.layer_weights)
+        return Wav2Vec2Upstream(spec.config, layer_weights=spec.layer_weights)
     if spec.kind in ("fbank", "mfcc"):
         return FbankUpstream(spec.kind)
     if spec.kind == "cnn-lstm":

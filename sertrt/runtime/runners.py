@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..core.choices import BACKENDS, ORT_PROVIDERS
-from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle, sha256_file
+from ..core.bundle import ENGINE_FILE, BundleCard, check_onnx_metadata, load_bundle
 from ..core.errors import SertrtError
 from ..core.precisions import LIMITS, cpu_target_mismatch
 from ..core.runner import Runner
@@ -186,5 +186,5 @@ def trt_cache_dir(bundle: Path, card: BundleCard) -> Path:
     its docs say to clear the cache when either changes (TensorRT refuses a plan from another version or GPU)."""
     import onnxruntime as ort
 
-    digest = card.files.get(card.model) or sha256_file(bundle / card.model)
+    digest = card.files[card.model]  # load_bundle refuses a card whose model is not among its files
     return bundle.parent / f"{bundle.name}.trt-cache" / f"{digest[:16]}-onnxruntime-{ort.__version__}"

@@ -43,7 +43,7 @@ class TrtRunner:
             raise SertrtError(f"TensorRT engine not found: {self.engine_path}")
         if record is None and record_path(self.engine_path).is_file():
             record = json.loads(record_path(self.engine_path).read_text(encoding="utf-8"))
-        self.record, self.cuda_graphs = record, cuda_graphs
+        self.cuda_graphs = cuda_graphs
         if record is not None:
             try:
                 check_engine_compatible(record)

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
 from ..core.audio import SAMPLE_RATE, colored_noise, resample
@@ -22,9 +20,9 @@ GAIN_DB = 6.0
 RT60_S = (0.15, 0.6)
 
 
-def parse_augment(spec: str | Iterable[str]) -> tuple[str, ...]:
-    """"speed,noise" (or a sequence) -> ("speed", "noise") in AUGMENTATIONS order; "" and "none" -> ()."""
-    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+def parse_augment(spec: str) -> tuple[str, ...]:
+    """"speed,noise" -> ("speed", "noise") in AUGMENTATIONS order; "" and "none" -> ()."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
     if names == ["none"]:
         return ()
     unknown = [n for n in names if n not in AUGMENTATIONS]

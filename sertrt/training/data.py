@@ -105,22 +105,21 @@ class AudioSet:
     def __len__(self) -> int:
         return len(self.audio)
 
-    def _draw(self, rng: np.random.Generator, balanced: bool) -> np.ndarray:
-        """The epoch's utterances in random order: a permutation, or (`balanced`) as many drawn with
-        replacement, each label equally likely (class-balanced sampling)."""
+    def _draw(self, seed: int, epoch: int, balanced: bool) -> tuple[np.random.Generator, np.ndarray]:
+        """The epoch's generator, from (seed, epoch) alone, and its utterances in random order: a permutation, or
+        (`balanced`) as many drawn with replacement, each label equally likely (class-balanced sampling)."""
+        rng = np.random.default_rng([seed, epoch])
         if balanced:
-            counts = np.bincount(self.labels)
-            weights = 1.0 / counts[self.labels]
-            return rng.choice(len(self), size=len(self), replace=True, p=weights / weights.sum())
-        return rng.permutation(len(self))
+            weights = 1.0 / np.bincount(self.labels)[self.labels]
+            return rng, rng.choice(len(self), size=len(self), replace=True, p=weights / weights.sum())
+        return rng, rng.permutation(len(self))
 
     def batches(self, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0, balanced: bool = False) -> list[list[int]]:
         """Index lists of similar-length utterances; shuffled per (seed, epoch) when `shuffle`; `balanced`: `_draw`."""
         if not shuffle:
             order = np.argsort(self.lengths, kind="stable")
             return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-        rng = np.random.default_rng([seed, epoch])
-        perm = self._draw(rng, balanced)
+        rng, perm = self._draw(seed, epoch, balanced)
         # Sort within chunks of 32 batches: similar lengths together, order still random.
         chunk = 32 * batch_size
         batches = []
@@ -135,8 +134,7 @@ class AudioSet:
                        balanced: bool = False, min_samples: int = 0) -> list[list[int]]:
         """Micro-batches of at most `budget_samples` padded samples each, by the lengths training runs: cropped to
         `max_samples`, a batch tensor at least `min_samples` long (collate's). Order and draw as in `batches`."""
-        rng = np.random.default_rng([seed, epoch])
-        order = self._draw(rng, balanced)
+        rng, order = self._draw(seed, epoch, balanced)
         return bucket_by_length(np.clip(self.lengths, min_samples, max_samples), order, budget_samples, rng)
 
     def collate(

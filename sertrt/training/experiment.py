@@ -32,6 +32,7 @@ from ..core.labels import LABELS
 from ..core.manifest import read_manifest
 from ..core.metrics import classification_report
 from ..data.protocol import read_protocol
+from ..model.flops import model_flops
 from ..model.io import load_model
 from ..model.ser import SERModel, count_parameters
 from ..model.upstream import check_layers, num_layers
@@ -146,8 +147,6 @@ def _score(run_dir: Path, test: AudioSet, labels: tuple[str, ...], batch_size: i
 
 def _cost(model: SERModel, dims: ModelDims) -> dict[str, Any]:
     """Parameters, and analytic GFLOP of one window (wav2vec2 upstreams only), cut and uncut."""
-    from ..model.flops import model_flops
-
     up, head = dims.upstream, dims.head
     cost: dict[str, Any] = {"parameters": count_parameters(model), "layers": None, "source_layers": None,
                             "gflops_window": None, "gflops_window_all_layers": None, "window_seconds": WINDOW_SECONDS}

@@ -14,6 +14,7 @@ from ..core.choices import SCHEDULES
 from ..core.errors import SertrtError
 from ..core.manifest import read_manifest
 from ..core.outputs import claim_output_dir
+from ..model.upstream import UPSTREAM_NAMES
 from .distributed import resolve_device
 
 
@@ -105,8 +106,6 @@ def check_options(opts: TrainOptions) -> None:
 def with_defaults(opts: TrainOptions) -> TrainOptions:
     """The options with their derived defaults filled in (what options.json records): the feature encoder
     frozen for pretrained weights, the head at the upstream's lr."""
-    from ..model.upstream import UPSTREAM_NAMES
-
     pretrained = opts.pretrained is not None or opts.upstream not in UPSTREAM_NAMES
     return dataclasses.replace(
         opts, head_lr=opts.lr if opts.head_lr is None else opts.head_lr,

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..core import atomic
 from ..core.audio import SAMPLE_RATE
@@ -43,8 +45,6 @@ from .throughput import micro_batch_loss, throughput, training_flops
 
 def _print0(info: DistInfo, quiet: bool, *args: Any) -> None:
     if info.is_main and not quiet:
-        from rich.console import Console
-
         Console(stderr=True, soft_wrap=True).print(*args)  # soft_wrap: no hard wrap at 80 columns in a log
 
 
@@ -184,8 +184,6 @@ def _train(opts: TrainOptions, info: DistInfo, held: contextlib.ExitStack) -> di
     flops_strategy = "semi" if opts.freeze_feature_encoder and strategy == "full" else str(strategy)
     model.to(info.device)
     _speed_options(model, opts)
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -44,7 +44,7 @@ def compare(ref: np.ndarray, out: np.ndarray, targets: np.ndarray, labels: list[
     }
 
 
-def manifest_scorer(run: Path, batch_size: int = 8) -> Callable[[Path, tuple[str, ...], str, Path], dict[str, Any]]:
+def manifest_scorer(run: Path) -> Callable[[Path, tuple[str, ...], str, Path], dict[str, Any]]:
     """For `export_bundle(..., score=...)`: scores the exported ONNX (ONNX Runtime CPU) against the run's
     checkpoint on a data manifest, every utterance whole; the bundle card records it as `accuracy` (and an INT8
     export is gated on it)."""
@@ -56,7 +56,7 @@ def manifest_scorer(run: Path, batch_size: int = 8) -> Callable[[Path, tuple[str
         clips = [load_audio(u.path) for u in utterances]
         targets = np.array([label_index(u.label, u.path) for u in utterances])
         with TorchRunner(run) as reference, OrtRunner(onnx_path, precision=precision) as engine:
-            ref, out = run_batches(reference, clips, batch_size), run_batches(engine, clips, batch_size)
+            ref, out = run_batches(reference, clips), run_batches(engine, clips)
         return {"manifest": str(data_manifest), **compare(ref, out, targets, labels)}
 
     return score

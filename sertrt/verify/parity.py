@@ -40,7 +40,6 @@ class ParityOptions:
     min_speech: float = 0.3
     min_agreement: float | None = None  # default: LIMITS[precision].parity_agreement
     max_delta_ua: float | None = None  # default: LIMITS[precision].max_delta_ua
-    batch_size: int = 8
     # The PyTorch side (TorchRunner): fp32 is the reference; a half model or CUDA graphs make it a fast GPU one.
     torch_device: str = "cpu"
     torch_precision: str = "fp32"
@@ -52,8 +51,6 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
         raise SertrtError(f"--min-agreement {opts.min_agreement}: must be in [0, 1]")
     if opts.max_delta_ua is not None and not opts.max_delta_ua >= 0:
         raise SertrtError(f"--max-delta-ua {opts.max_delta_ua}: must be >= 0 points")
-    if opts.batch_size < 1:
-        raise SertrtError(f"batch size {opts.batch_size}: must be >= 1")
     runner, card = open_runner(opts.bundle, opts.runner)
     limits = LIMITS[card.precision].parity()
     if opts.min_agreement is not None:
@@ -77,8 +74,8 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
     reference = TorchRunner(opts.run, opts.torch_device, opts.torch_precision, opts.cuda_graphs)
     results["torch"] = reference.settings()
     with reference as ref_runner, runner:
-        ref = run_batches(ref_runner, audio, opts.batch_size)
-        results["modes"]["utterance"] = compare(ref, run_batches(runner, audio, opts.batch_size), targets, card.labels)
+        ref = run_batches(ref_runner, audio)
+        results["modes"]["utterance"] = compare(ref, run_batches(runner, audio), targets, card.labels)
         results["modes"]["window"] = _stream_windows(ref_runner, runner, utts, targets, card.labels, config,
                                                      opts.manifest)
     # Is the run the bundle's own source? A bundle records its checkpoint's digest when it is exported.
@@ -103,17 +100,10 @@ def run_parity(opts: ParityOptions) -> dict[str, Any]:
 
 
 class _Recorder:
-    """A runner (entered by its caller) that keeps the logits `(num_labels,)` of every window a stream feeds it."""
+    """An EmotionStream's runner (the stream only calls `infer`) that keeps each window's logits `(num_labels,)`."""
 
     def __init__(self, runner: Runner):
         self.runner, self.logits = runner, list[np.ndarray]()
-        self.input_names, self.output_names = runner.input_names, runner.output_names
-
-    def __enter__(self) -> _Recorder:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.runner.infer(feeds)

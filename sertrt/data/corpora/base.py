@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from ...core.errors import SertrtError
@@ -47,13 +46,9 @@ class Adapter:
     title: str
     language: str  # ISO 639-1
     layout: str  # the expected layout in a few words, for "not this corpus" errors
-    codes: Mapping[str, tuple[str | None, str]]  # code -> (label, None where the paper drops it; its meaning)
+    label_map: Mapping[str, str | None]  # code -> one of LABELS; None where the paper drops it
     find: Callable[[Path], Scan]  # root (absolute, existing folder) -> Scan
     in_mix: bool = True  # False: a held-out set, kept out of the mixed manifest.jsonl
-
-    @cached_property
-    def label_map(self) -> dict[str, str | None]:
-        return {code: label for code, (label, _) in self.codes.items()}
 
     def scan(self, root: str | Path) -> Scan:
         """Find this corpus's files under `root`; SertrtError if `root` is missing or not this corpus."""
@@ -67,11 +62,6 @@ class Adapter:
         if result.found == 0:
             raise SertrtError(f"no {self.title} files ({self.layout}) under {root}")
         return result
-
-    def table(self) -> str:
-        """The label mapping as a Markdown table (README)."""
-        rows = [f"| `{code}` | {meaning} | {label or 'dropped'} |" for code, (label, meaning) in self.codes.items()]
-        return "\n".join(["| code | meaning | label |", "|---|---|---|", *rows])
 
 
 def walk_files(root: Path, subdir: str = "", recursive: bool = True) -> Iterator[Path]:
@@ -117,10 +107,9 @@ def is_avi(path: Path) -> bool:
     return path.suffix.lower() == ".avi" or (path.suffix == "" and path.name.lower().endswith("avi"))
 
 
-def missing(found: Iterable[str], expected: Iterable[str], what: str) -> list[str]:
+def missing(found: Collection[str], expected: Sequence[str], what: str) -> list[str]:
     """["8 of 10 speakers (missing 15, 16)"] when some expected ones were not found, else []."""
-    expected = list(expected)
-    absent = [e for e in expected if e not in set(found)]
+    absent = [e for e in expected if e not in found]
     if not absent:
         return []
     return [f"{len(expected) - len(absent)} of {len(expected)} {what} (missing {', '.join(absent)})"]
@@ -131,7 +120,7 @@ def examples(names: list[str]) -> str:
     return ", ".join(names[:EXAMPLES]) + more
 
 
-def finish(items: list[Item], unmatched: list[str], expected_speakers: Iterable[str] = (), what: str = "") -> Scan:
+def finish(items: list[Item], unmatched: list[str], expected_speakers: Sequence[str] = (), what: str = "") -> Scan:
     """Deduplicate copies (same key: the lowest rank, then the first path is kept, the others reported), split
     kept from dropped, and add a partial-corpus message when some of `expected_speakers` (`what`) are absent."""
     best: dict[tuple, Item] = {}

@@ -17,10 +17,9 @@ from ...core.errors import SertrtError
 from ...core.labels import LABELS
 from .base import Adapter, Item, Scan, finish, rel_path, walk_files
 
-MEANING = {"neutral": "neutrality", "happy": "happiness", "angry": "anger", "sad": "sadness"}
 SPELLINGS = {"neutral": ("neu", "neutral", "neutrality"), "happy": ("hap", "happy", "happiness"),
              "angry": ("ang", "anger"), "sad": ("sad", "sadness")}  # label -> the codes that spell it
-CODES = {code: (label, MEANING[label]) for label, codes in SPELLINGS.items() for code in codes}
+CODES = {code: label for label, codes in SPELLINGS.items() for code in codes}
 _CODES = "|".join(sorted(CODES, key=len, reverse=True))  # longest first: "anger" before "ang"
 _SEP = r"[/_\-. ]"
 DEFAULT_PATTERN = (
@@ -48,7 +47,7 @@ def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = 
             if label not in LABELS:
                 raise SertrtError(f"EMA label map: code {code!r} maps to unknown label {label!r} "
                                   f"(valid: {', '.join(LABELS)})")
-        codes = {code.lower(): (label, "user-defined") for code, label in labels.items()}
+        codes = {code.lower(): label for code, label in labels.items()}
 
     def find(root: Path) -> Scan:
         items, unmatched = [], []
@@ -61,12 +60,11 @@ def make_adapter(pattern: str | None = None, labels: Mapping[str, str] | None = 
                 unmatched.append(rel)
                 continue
             code = m["emotion"].lower()
-            items.append(Item(path, rel, code, adapter.label_map.get(code), m["speaker"]))
+            items.append(Item(path, rel, code, codes.get(code), m["speaker"]))
         return finish(items, unmatched)
 
     layout = LAYOUT if pattern is None else f"paths matching {pattern!r}"
-    adapter = Adapter("ema", "USC EMA", "en", layout, codes, find)
-    return adapter
+    return Adapter("ema", "USC EMA", "en", layout, codes, find)
 
 
 ADAPTER = make_adapter()

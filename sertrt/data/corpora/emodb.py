@@ -13,13 +13,13 @@ from pathlib import Path
 from .base import Adapter, Item, Scan, finish, matching_wavs
 
 CODES = {
-    "N": ("neutral", "neutral"),
-    "F": ("happy", "happiness (Freude)"),
-    "W": ("angry", "anger (Wut)"),
-    "E": ("angry", "disgust (Ekel)"),  # merged with anger, as in the paper
-    "T": ("sad", "sadness (Trauer)"),
-    "A": (None, "fear (Angst)"),
-    "L": (None, "boredom (Langeweile)"),
+    "N": "neutral",
+    "F": "happy",  # Freude
+    "W": "angry",  # Wut
+    "E": "angry",  # disgust (Ekel), merged with anger as in the paper
+    "T": "sad",  # Trauer
+    "A": None,  # fear (Angst)
+    "L": None,  # boredom (Langeweile)
 }
 SPEAKERS = ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16")
 STEM = re.compile(r"^(\d\d)([a-z]\d\d)([A-Z])([a-z])$")
@@ -33,7 +33,7 @@ def find(root: Path) -> Scan:
     for rank, folder in enumerate(FOLDERS):
         for path, rel, m in matching_wavs(root, STEM, unmatched, folder, recursive=False):
             code = m[3]
-            items.append(Item(path, rel, code, ADAPTER.label_map.get(code), m[1], key=(path.stem,), rank=rank))
+            items.append(Item(path, rel, code, CODES.get(code), m[1], key=(path.stem,), rank=rank))
     return finish(items, unmatched, SPEAKERS, "EmoDB speakers")
 
 

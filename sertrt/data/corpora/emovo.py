@@ -12,13 +12,13 @@ from pathlib import Path
 from .base import Adapter, Item, Scan, finish, matching_wavs
 
 CODES = {
-    "neu": ("neutral", "neutral"),
-    "gio": ("happy", "joy (gioia)"),
-    "rab": ("angry", "anger (rabbia)"),
-    "tri": ("sad", "sadness (tristezza)"),
-    "dis": (None, "disgust (disgusto)"),
-    "pau": (None, "fear (paura)"),
-    "sor": (None, "surprise (sorpresa)"),
+    "neu": "neutral",
+    "gio": "happy",  # joy (gioia)
+    "rab": "angry",  # anger (rabbia)
+    "tri": "sad",  # sadness (tristezza)
+    "dis": None,  # disgust (disgusto)
+    "pau": None,  # fear (paura)
+    "sor": None,  # surprise (sorpresa)
 }
 SPEAKERS = ("f1", "f2", "f3", "m1", "m2", "m3")
 STEM = re.compile(r"^([a-z]{3})-([fm]\d)-([a-z]\d)$", re.IGNORECASE)
@@ -28,7 +28,7 @@ def find(root: Path) -> Scan:
     items, unmatched = [], []
     for path, rel, m in matching_wavs(root, STEM, unmatched):
         code, speaker, sentence = m[1].lower(), m[2].lower(), m[3].lower()
-        items.append(Item(path, rel, code, ADAPTER.label_map.get(code), speaker, key=(code, speaker, sentence)))
+        items.append(Item(path, rel, code, CODES.get(code), speaker, key=(code, speaker, sentence)))
     return finish(items, unmatched, SPEAKERS, "EMOVO speakers")
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 from .base import Adapter, Item, Scan, examples, finish, is_avi, rel_path, walk_files
 
 CODES = {  # the emotion folders
-    "happiness": ("happy", "happiness (files `*_ha_*`)"),
-    "anger": ("angry", "anger (`*_an_*`)"),
-    "sadness": ("sad", "sadness (`*_sa_*`)"),
-    "disgust": (None, "disgust (`*_di_*`)"),
-    "fear": (None, "fear (`*_fe_*`)"),
-    "surprise": (None, "surprise (`*_su_*`)"),
+    "happiness": "happy",
+    "anger": "angry",
+    "sadness": "sad",
+    "disgust": None,
+    "fear": None,
+    "surprise": None,
 }
 FILE_CODES = {"an": "anger", "di": "disgust", "fe": "fear", "ha": "happiness", "sa": "sadness", "su": "surprise"}
 SUBJECT = re.compile(r"^subject\s*(\d+)$", re.IGNORECASE)
@@ -46,7 +46,7 @@ def find(root: Path) -> Scan:
         if named is not None and named != emotion:
             disagree.append(f"{rel} ({named})")
         key = (rel.rpartition("/")[0], stem)
-        items.append(Item(path, rel, emotion, CODES[emotion][0], speaker, key=key, rank=1 if is_avi(path) else 0))
+        items.append(Item(path, rel, emotion, CODES[emotion], speaker, key=key, rank=1 if is_avi(path) else 0))
     scan = finish(items, unmatched)
     if disagree:
         scan.warnings.append(

@@ -18,17 +18,17 @@ from pathlib import Path
 from .base import Adapter, Item, Scan, examples, finish, missing, rel_path, walk_files
 
 CODES = {
-    "neu": ("neutral", "neutral"),
-    "hap": ("happy", "happiness"),
-    "exc": ("happy", "excitement"),  # merged into happiness: the 5,531-turn 4-class set
-    "ang": ("angry", "anger"),
-    "sad": ("sad", "sadness"),
-    "fru": (None, "frustration"),
-    "sur": (None, "surprise"),
-    "fea": (None, "fear"),
-    "dis": (None, "disgust"),
-    "oth": (None, "other"),
-    "xxx": (None, "no agreement"),
+    "neu": "neutral",
+    "hap": "happy",
+    "exc": "happy",  # excitement, merged into happiness: the 5,531-turn 4-class set
+    "ang": "angry",
+    "sad": "sad",
+    "fru": None,  # frustration
+    "sur": None,  # surprise
+    "fea": None,  # fear
+    "dis": None,  # disgust
+    "oth": None,  # other
+    "xxx": None,  # no agreement
 }
 SESSIONS = tuple(f"Session{n}" for n in range(1, 6))
 TURN = re.compile(r"^Ses(\d\d)[FM]_.+_([FM])[^_]*$")
@@ -65,8 +65,7 @@ def find(root: Path) -> Scan:
                 continue
             m = TURN.match(turn)
             speaker = m[1] + m[2]
-            label = ADAPTER.label_map.get(code)
-            items.append(Item(path, rel_path(path, root), code, label, speaker, session, key=(turn,)))
+            items.append(Item(path, rel_path(path, root), code, CODES.get(code), speaker, session, key=(turn,)))
         for path in walk_files(root, f"{session}/sentences/wav"):
             if path.suffix.lower() == ".wav" and path.stem not in labels:
                 unmatched.append(rel_path(path, root))

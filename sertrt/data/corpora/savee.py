@@ -14,13 +14,13 @@ from pathlib import Path
 from .base import Adapter, Item, Scan, finish, rel_path, walk_files
 
 CODES = {
-    "n": ("neutral", "neutral"),
-    "h": ("happy", "happiness"),
-    "a": ("angry", "anger"),
-    "sa": ("sad", "sadness"),
-    "d": (None, "disgust"),
-    "f": (None, "fear"),
-    "su": (None, "surprise"),
+    "n": "neutral",
+    "h": "happy",
+    "a": "angry",
+    "sa": "sad",
+    "d": None,  # disgust
+    "f": None,  # fear
+    "su": None,  # surprise
 }
 SPEAKERS = ("DC", "JE", "JK", "KL")
 NESTED = re.compile(r"^([a-z][a-z]?)(\d\d)$")
@@ -42,7 +42,7 @@ def find(root: Path) -> Scan:
         else:
             unmatched.append(rel)
             continue
-        items.append(Item(path, rel, code, ADAPTER.label_map.get(code), speaker, key=(speaker, code, take), rank=rank))
+        items.append(Item(path, rel, code, CODES.get(code), speaker, key=(speaker, code, take), rank=rank))
     return finish(items, unmatched, SPEAKERS, "SAVEE speakers")
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from .base import Adapter, Item, Scan, finish, matching_wavs
 
 CODES = {
-    "neutral": ("neutral", "neutral"),
-    "happy": ("happy", "happiness"),
-    "angry": ("angry", "anger"),
-    "sad": ("sad", "sadness"),
-    "disgust": (None, "disgust"),
-    "fear": (None, "fear"),
-    "ps": (None, "pleasant surprise"),
+    "neutral": "neutral",
+    "happy": "happy",
+    "angry": "angry",
+    "sad": "sad",
+    "disgust": None,
+    "fear": None,
+    "ps": None,  # pleasant surprise
 }
 SPEAKERS = ("OAF", "YAF")
 STEM = re.compile(r"^(OAF|YAF)_(.+)_([a-z]+)$", re.IGNORECASE)
@@ -31,7 +31,7 @@ def find(root: Path) -> Scan:
     for path, rel, m in matching_wavs(root, STEM, unmatched):
         speaker, word, code = m[1].upper(), m[2].lower(), m[3].lower()
         depth = rel.count("/")
-        items.append(Item(path, rel, code, ADAPTER.label_map.get(code), speaker, key=(speaker, word, code), rank=depth))
+        items.append(Item(path, rel, code, CODES.get(code), speaker, key=(speaker, word, code), rank=depth))
     return finish(items, unmatched, SPEAKERS, "TESS speakers")
 
 

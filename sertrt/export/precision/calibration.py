@@ -25,14 +25,13 @@ class _FeedReader:
         return next(self._it, None)
 
 
-def manifest_calibration(
-    manifest: Path, num: int = 64, seconds: float = 2.0, seed: int = 0, min_utterances: int = 16
-) -> list[dict[str, np.ndarray]]:
+def manifest_calibration(manifest: Path, num: int = 64, seconds: float = 2.0,
+                         seed: int = 0) -> list[dict[str, np.ndarray]]:
     """Up to `num` utterances, each centre-cropped or zero-padded to `seconds` (the streaming window):
     [{"waveform": (1, num_samples) float32, "lengths": (1,) int64}], lengths = valid samples."""
     n = seconds_to_samples(seconds)
     feeds = []
-    for utterance in split_calibration(manifest, num, seed, min_utterances)[0]:
+    for utterance in split_calibration(manifest, num, seed)[0]:
         audio = load_audio(utterance.path, SAMPLE_RATE)
         start = max(len(audio) - n, 0) // 2
         waveform, lengths = pad_batch([audio[start:start + n]], min_samples=n)

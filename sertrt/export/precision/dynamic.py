@@ -22,12 +22,11 @@ DYNAMIC_OP_TYPES = ("MatMul",)  # and the wide Convs, as MatMulIntegers: see _co
 MIN_CONV_CHANNELS = 256
 
 
-def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXCLUDE,
-                    cpu_target: str = DEFAULT_CPU_TARGET) -> dict[str, Any]:
+def to_int8_dynamic(src: Path, dst: Path, *, cpu_target: str = DEFAULT_CPU_TARGET) -> dict[str, Any]:
     """FP32 ONNX -> dynamic INT8 ONNX: MatMuls (and the wide Convs, as MatMuls over unfolded frames) with
     per-channel QInt8 weights, which keep ONNX Runtime on its u8s8 VNNI / dot-product kernels (7-bit for avx2:
     reduce_range against u8s8 saturation), and QUInt8 activations quantised per call. Nodes named with a scope in
-    `exclude` stay float.
+    INT8_EXCLUDE stay float.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -35,11 +34,11 @@ def to_int8_dynamic(src: Path, dst: Path, *, exclude: tuple[str, ...] = INT8_EXC
     if cpu_target not in CPU_TARGETS:
         raise SertrtError(f"--cpu-target {cpu_target}: unknown (valid: {', '.join(CPU_TARGETS)})")
     reduce_range = cpu_target == "avx2"
-    model, convs = _convs_as_matmuls(onnx.load(str(src)), exclude, reduce_range)
+    model, convs = _convs_as_matmuls(onnx.load(str(src)), INT8_EXCLUDE, reduce_range)
     # quantize_dynamic rewrites every Gemm as a float MatMul named "<gemm>_MatMul" before it quantises
     # MatMuls, so a Gemm is excluded under that name (or the head's output layer gets quantised).
     excluded = sorted(n.name if n.op_type == "MatMul" else f"{n.name}_MatMul" for n in model.graph.node
-                      if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in exclude))
+                      if n.op_type in ("MatMul", "Gemm") and any(e in n.name for e in INT8_EXCLUDE))
     with atomic_path(dst) as tmp:
         with _quiet_preprocess_advice():
             quantize_dynamic(model, tmp, per_channel=True, weight_type=QuantType.QInt8, reduce_range=reduce_range,

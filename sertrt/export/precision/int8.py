@@ -17,7 +17,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -28,28 +28,23 @@ from .calibration import _FeedReader
 from .fp16 import to_fp16
 from .surgery import _opset, _qdq_only_into, cleanup, constant_tensors
 
-if TYPE_CHECKING:
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader
-
 INT8_OP_TYPES = ("MatMul", "Gemm")
 # Node-name scopes left in float (TorchScript names carry the module path: /head/gru/fw/GRU). The head holds
 # the GRUs (TensorRT has no INT8 GRU); the feature projection writes the transformer's residual stream, where its
 # quantisation noise is never diluted (on tiny, 100x the logits error of any other MatMul, for 0.2% of the FLOPs).
 INT8_EXCLUDE = ("/head/", "/feature_projection/")
-# On the demo's test speakers all three keep every answer; percentile had the smallest logits error, also once
-# convolutions were quantised too (benchmarks/results/int8-calibration.md).
-DEFAULT_CALIBRATION = "percentile"
+# All three keep every answer on the demo; percentile has the smallest logits error.
+DEFAULT_CALIBRATION = "percentile"  # benchmarks/results/int8-calibration.md
 QDQ_FP16_OPSET = 19  # the first opset whose QuantizeLinear/DequantizeLinear take FP16 scales and data
 
 
-def to_int8(src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]] | CalibrationDataReader, *,
+def to_int8(src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]], *,
             op_types: tuple[str, ...] = INT8_OP_TYPES, exclude_first_conv: bool = True,
-            exclude: tuple[str, ...] = INT8_EXCLUDE, method: str = DEFAULT_CALIBRATION) -> dict[str, Any]:
-    """FP32 ONNX -> QDQ INT8 ONNX, statically calibrated on `calibration` (an iterable of feeds
-    {"waveform": (B, num_samples) float32, "lengths": (B,) int64} or a CalibrationDataReader).
+            method: str = DEFAULT_CALIBRATION) -> dict[str, Any]:
+    """FP32 ONNX -> QDQ INT8 ONNX, statically calibrated on `calibration`, an iterable of feeds
+    {"waveform": (B, num_samples) float32, "lengths": (B,) int64}.
 
-    Nodes whose name contains a scope in `exclude` stay float; the rest of the graph runs in FP16.
+    Nodes whose name contains a scope in INT8_EXCLUDE stay float; the rest of the graph runs in FP16.
     """
     import onnx
     from onnx import version_converter
@@ -59,11 +54,10 @@ def to_int8(src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]] |
                "entropy": CalibrationMethod.Entropy}
     if method not in methods:
         raise SertrtError(f"unknown calibration method {method!r} (valid: {', '.join(CALIBRATION_METHODS)})")
-    reader = calibration if hasattr(calibration, "get_next") else _FeedReader(calibration)
 
     with atomic_path(dst) as tmp, tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=".int8-") as scratch:
         graph = onnx.load(str(src)).graph
-        excluded = [n.name for n in graph.node if n.op_type in op_types and any(e in n.name for e in exclude)]
+        excluded = [n.name for n in graph.node if n.op_type in op_types and any(e in n.name for e in INT8_EXCLUDE)]
         first_conv = next((n for n in graph.node if n.op_type == "Conv"), None)
         if exclude_first_conv and first_conv is not None and "Conv" in op_types:
             excluded.append(first_conv.name)
@@ -74,7 +68,7 @@ def to_int8(src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]] |
             # A path, not a ModelProto: onnxruntime 1.20 saves a ModelProto with its weights as
             # external data in a temp folder and then fails to read them back.
             quantize_static(
-                str(src), str(qdq), reader,
+                str(src), str(qdq), _FeedReader(calibration),
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                 calibrate_method=methods[method],
@@ -131,14 +125,11 @@ def _quiet_preprocess_advice() -> Iterator[None]:
         root.removeFilter(drop)
 
 
-def zero_points(model: str | Path | onnx.ModelProto) -> list[int]:
-    """Every zero-point value of every QuantizeLinear/DequantizeLinear (a path or a ModelProto);
+def zero_points(model: Any) -> list[int]:
+    """Every zero-point value of every QuantizeLinear/DequantizeLinear of the ModelProto `model`;
     an omitted zero-point is 0. TensorRT needs all of them 0."""
-    import onnx
     from onnx import numpy_helper
 
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
     tensors = constant_tensors(model.graph)
     values: list[int] = []
     for node in model.graph.node:
