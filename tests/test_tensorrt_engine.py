@@ -378,7 +378,8 @@ def test_int8_dynamic_refused_before_tensorrt(tmp_path, monkeypatch, calls):
     assert calls == [] and not opts.out.exists()  # refused before TensorRT was touched
 
 
-def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
+def bundle_of(tmp_path, precision: str):
+    """A bundle whose ONNX is a placeholder (the fakes never parse it), over PROFILE."""
     from dataclasses import asdict
 
     from sertrt.core.bundle import BundleCard, write_bundle
@@ -386,9 +387,13 @@ def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
     staged = tmp_path / "staged"
     staged.mkdir()
     (staged / "model.onnx").write_bytes(b"ONNX-BYTES")
-    card = BundleCard(precision="int8-dynamic", model="model.onnx", labels=("neutral", "happy", "angry", "sad"),
+    card = BundleCard(precision=precision, model="model.onnx", labels=("neutral", "happy", "angry", "sad"),
                       sample_rate=16000, spec={"window_seconds": 2.0, "hop_seconds": 0.5, "profile": asdict(PROFILE)})
-    bundle = write_bundle(tmp_path / "bundle", staged, card)
+    return write_bundle(tmp_path / "bundle", staged, card)
+
+
+def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
+    bundle = bundle_of(tmp_path, "int8-dynamic")
     r = subprocess.run([sys.executable, "-m", "sertrt", "build-engine", str(bundle)], capture_output=True, text=True,
                        env=sertrt_env(), cwd=REPO, timeout=120)
     assert r.returncode == 1, (r.stdout, r.stderr)
@@ -398,17 +403,10 @@ def test_build_engine_command_refuses_int8_dynamic_bundle(tmp_path):
 
 
 def test_build_engine_command_names_the_tensorrt_and_gpu_it_built_with(tmp_path, monkeypatch, calls, cli):
-    from dataclasses import asdict
-
-    from sertrt.core.bundle import BundleCard, load_bundle, write_bundle
+    from sertrt.core.bundle import load_bundle
 
     install(monkeypatch, TRT["10.3"], calls)
-    staged = tmp_path / "staged"
-    staged.mkdir()
-    (staged / "model.onnx").write_bytes(b"ONNX-BYTES")
-    card = BundleCard(precision="fp16", model="model.onnx", labels=("neutral", "happy", "angry", "sad"),
-                      sample_rate=16000, spec={"window_seconds": 2.0, "hop_seconds": 0.5, "profile": asdict(PROFILE)})
-    bundle = write_bundle(tmp_path / "bundle", staged, card)
+    bundle = bundle_of(tmp_path, "fp16")
     r = cli("build-engine", bundle, "--quiet")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"wrote {bundle / 'model.plan'} (TensorRT {TRT['10.3']}, NVIDIA Orin)"
